@@ -1,0 +1,73 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Signal;
+
+/// Why installing or registering failed.
+///
+/// Every fallible call in the crate returns this; nothing is only logged.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The signal cannot be used to start a shutdown: the kernel never
+    /// delivers it to a handler (`SIGKILL`, `SIGSTOP`), it reports a fault in
+    /// the code that raised it (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`,
+    /// `SIGTRAP`, `SIGABRT`, `SIGSYS`), or it is not a signal on this platform.
+    UnsupportedSignal {
+        /// The signal that was asked for.
+        signal: Signal,
+        /// Why it cannot be handled.
+        reason: &'static str,
+    },
+    /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
+    InvalidTimeout(Duration),
+    /// The handlers were already installed, by an earlier [`Builder::install`](crate::Builder::install)
+    /// or by the first [`add`](crate::add); configuration must come before that.
+    AlreadyInstalled,
+    /// The process is exiting and its run of the hooks has ended, so a hook
+    /// registered now would never run. (A hook registered while the run is
+    /// still going joins it.)
+    Exiting,
+    /// The operating system refused a step of the installation (registering a
+    /// signal handler, creating the wake-up pipe, spawning the signal thread).
+    Io(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::UnsupportedSignal { signal, reason } => {
+                write!(f, "{signal} cannot start a shutdown: {reason}")
+            }
+            Error::InvalidTimeout(timeout) => write!(
+                f,
+                "invalid shutdown timeout {timeout:?}: it must be more than zero and at most {:?}",
+                crate::Builder::MAX_TIMEOUT
+            ),
+            Error::AlreadyInstalled => f.write_str(
+                "exit_hook is already installed: configure the Builder before the first add()",
+            ),
+            Error::Exiting => f.write_str(
+                "the process is exiting and its hooks have run: this hook would never run",
+            ),
+            Error::Io(err) => write!(f, "could not install the exit handlers: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::Io(err)
+    }
+}

@@ -1,0 +1,232 @@
+//! [`Builder`]: configuration before installation, and installation itself.
+
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use crate::sys::{self, SignalPlan};
+use crate::{Error, Signal, SignalExit};
+
+/// Configures and installs the handlers before the first hook is registered.
+///
+/// Without a builder, the first [`add`](crate::add) installs the defaults:
+/// a 10 s deadline, SIGHUP, SIGINT and SIGTERM, runs on panic, a second
+/// signal forcing the exit, and status 128 + n.
+///
+/// ```
+/// use std::time::Duration;
+/// use exit_hook::{Builder, Signal, SignalExit};
+///
+/// Builder::new()
+///     .timeout(Duration::from_secs(25))
+///     .signals([Signal::terminate(), Signal::interrupt()])
+///     .signal_exit(SignalExit::Reraise)
+///     .install()?;
+/// exit_hook::add(|exit| eprintln!("stopping: {exit}"));
+/// # Ok::<(), exit_hook::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a Builder does nothing until `install` is called"]
+pub struct Builder {
+    timeout: Duration,
+    signals: Vec<Signal>,
+    exit_on_panic: bool,
+    force_on_second_signal: bool,
+    signal_exit: SignalExit,
+}
+
+/// The installed configuration.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) timeout: Duration,
+    pub(crate) exit_on_panic: bool,
+    pub(crate) signal_exit: SignalExit,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+static INSTALLING: Mutex<()> = Mutex::new(());
+
+impl Builder {
+    /// The deadline of a run unless [`timeout`](Self::timeout) says otherwise:
+    /// 10 s, as Node's `async-exit-hook` (and `docker stop`'s grace period).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The longest deadline [`install`](Self::install) accepts: one hour.
+    /// Longer is almost certainly a unit mistake, and no supervisor waits that long.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+    /// The defaults; see the type's docs.
+    pub fn new() -> Self {
+        Builder {
+            timeout: Self::DEFAULT_TIMEOUT,
+            signals: sys::DEFAULT_SIGNALS.to_vec(),
+            exit_on_panic: true,
+            force_on_second_signal: true,
+            signal_exit: SignalExit::Code,
+        }
+    }
+
+    /// The deadline for the whole run, sync hooks included. When it passes,
+    /// the process exits with the status it was going to have, and one line
+    /// on stderr names the hooks still running.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The signals that start a run, replacing the default set.
+    /// An empty set handles no signal (and starts no thread).
+    pub fn signals(mut self, signals: impl IntoIterator<Item = Signal>) -> Self {
+        self.signals = signals.into_iter().collect();
+        self.signals.sort_unstable();
+        self.signals.dedup();
+        self
+    }
+
+    /// Whether a panic on any thread runs the hooks and exits with 101
+    /// (default `true`). The previous panic hook still runs first, so the
+    /// panic message is printed as usual.
+    pub fn exit_on_panic(mut self, on: bool) -> Self {
+        self.exit_on_panic = on;
+        self
+    }
+
+    /// Whether a second signal during a run ends the process at once with
+    /// that signal's status — "press Ctrl+C again to force" (default `true`).
+    /// When off, further signals are ignored and only the deadline ends a run.
+    pub fn force_on_second_signal(mut self, on: bool) -> Self {
+        self.force_on_second_signal = on;
+        self
+    }
+
+    /// How a run started by a signal ends the process (default
+    /// [`SignalExit::Code`], status 128 + n).
+    pub fn signal_exit(mut self, policy: SignalExit) -> Self {
+        self.signal_exit = policy;
+        self
+    }
+
+    /// Installs the signal handlers, the panic hook and the exit handler.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTimeout`] for a zero deadline or one above
+    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT); [`Error::UnsupportedSignal`] for a
+    /// signal that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, …);
+    /// [`Error::AlreadyInstalled`] when a builder or the first
+    /// [`add`](crate::add) already installed; [`Error::Io`] when the
+    /// operating system refuses a step. On an error nothing was installed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let err = exit_hook::Builder::new().timeout(Duration::ZERO).install().unwrap_err();
+    /// assert!(matches!(err, exit_hook::Error::InvalidTimeout(_)));
+    /// ```
+    pub fn install(self) -> Result<(), Error> {
+        self.install_once(true)
+    }
+
+    fn install_once(self, explicit: bool) -> Result<(), Error> {
+        let _installing = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+        if CONFIG.get().is_some() {
+            return if explicit {
+                Err(Error::AlreadyInstalled)
+            } else {
+                Ok(())
+            };
+        }
+        if std::thread::panicking() {
+            // `std::panic::set_hook` cannot be called while unwinding.
+            return Err(Error::Io(std::io::Error::other(
+                "cannot install while this thread is panicking",
+            )));
+        }
+        let plans = self.validate()?;
+        sys::install_signals(&plans)?;
+        sys::install_exit_handler()?;
+        crate::panic::install();
+        let config = Config {
+            timeout: self.timeout,
+            exit_on_panic: self.exit_on_panic,
+            signal_exit: self.signal_exit,
+        };
+        CONFIG
+            .set(config)
+            .expect("installation is serialised by INSTALLING");
+        tracing::debug!(config = ?self, "exit_hook installed");
+        Ok(())
+    }
+
+    /// Checks the configuration and plans what each signal handler does.
+    fn validate(&self) -> Result<Vec<SignalPlan>, Error> {
+        if self.timeout.is_zero() || self.timeout > Self::MAX_TIMEOUT {
+            return Err(Error::InvalidTimeout(self.timeout));
+        }
+        self.signals
+            .iter()
+            .map(|&signal| {
+                sys::check_signal(signal.as_raw())
+                    .map_err(|reason| Error::UnsupportedSignal { signal, reason })?;
+                Ok(SignalPlan {
+                    signal: signal.as_raw(),
+                    status: self.signal_exit.status(signal),
+                    force: self.force_on_second_signal,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+/// Installs the defaults unless something is installed already.
+pub(crate) fn ensure_installed() -> Result<(), Error> {
+    if CONFIG.get().is_some() {
+        return Ok(());
+    }
+    Builder::new().install_once(false)
+}
+
+/// The installed configuration, if any.
+pub(crate) fn config() -> Option<&'static Config> {
+    CONFIG.get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_absurd_timeouts_are_rejected() {
+        for timeout in [
+            Duration::ZERO,
+            Builder::MAX_TIMEOUT + Duration::from_nanos(1),
+            Duration::MAX,
+        ] {
+            let err = Builder::new().timeout(timeout).validate().unwrap_err();
+            assert!(matches!(err, Error::InvalidTimeout(t) if t == timeout));
+        }
+        assert!(
+            Builder::new()
+                .timeout(Builder::MAX_TIMEOUT)
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn plans_carry_the_status_and_force_setting() {
+        let plans = Builder::new()
+            .signals([Signal::terminate(), Signal::terminate()])
+            .force_on_second_signal(false)
+            .validate()
+            .unwrap();
+        assert_eq!(plans.len(), 1, "duplicates are dropped");
+        assert_eq!(plans[0].signal, Signal::terminate().as_raw());
+        assert_eq!(plans[0].status, Some(128 + Signal::terminate().as_raw()));
+        assert!(!plans[0].force);
+    }
+}

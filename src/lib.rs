@@ -1,0 +1,159 @@
+//! Run cleanup hooks exactly once, however the process ends.
+//!
+//! Register cleanup work once — flush a file, close a database pool, drain a
+//! server — and `exit_hook` runs it exactly once when the process ends: on
+//! SIGTERM from Kubernetes or systemd, Ctrl+C, SIGHUP, a panic on any thread,
+//! `main` returning or [`std::process::exit`]. It waits for async work up to
+//! a deadline (10 s by default), then exits with the status a shell and a
+//! supervisor expect: 128 + the signal number.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! exit_hook::add(|exit| eprintln!("bye: {exit}"));
+//! exit_hook::add_async(|_exit| async move {
+//!     tokio::time::sleep(Duration::from_millis(100)).await; // say, pool.close().await
+//!     eprintln!("pool closed");
+//! });
+//! // ... serve until SIGTERM: both hooks run once, then the process exits with 143.
+//! # loop { std::thread::park() }
+//! ```
+//!
+//! # How it works
+//!
+//! **Trigger.** The first [`add`] (or an explicit [`Builder::install`])
+//! installs three things: signal handlers for SIGHUP, SIGINT and SIGTERM
+//! (through `signal-hook`, so they coexist with `tokio::signal`), a panic
+//! hook, and an exit handler that the C library's `exit()` calls. Every
+//! trigger races for the process's single run with one atomic
+//! compare-and-swap; the winner decides the exit status. The signal handler
+//! itself only does that swap and a one-byte write to wake a thread.
+//!
+//! **Worker thread.** The run never happens on the thread that triggered it.
+//! A named thread, `exit-hook`, builds a current-thread tokio runtime of the
+//! crate's own and runs the hooks there, so async hooks run even when the
+//! application's runtime is blocked, busy or already dropped.
+//!
+//! **Hooks.** Hooks start in registration order. Sync hooks run one after
+//! another; async hooks run concurrently (1000 hooks that each wait 100 ms
+//! take about 100 ms). A panicking hook is caught and reported, and the
+//! others still run. A hook registered during the run joins it. Each hook
+//! runs at most once, whatever arrives meanwhile.
+//!
+//! **Timeout.** The triggering thread waits for the run up to the deadline.
+//! The deadline bounds sync hooks too: a hook stuck in a loop cannot keep the
+//! process alive. A run that finishes early exits at once.
+//!
+//! **Exit.** Then the process ends with the status of the trigger that
+//! started the run. A second signal during a run ends the process at once
+//! with that signal's status ("press Ctrl+C again to force").
+//!
+//! # Exit status
+//!
+//! | trigger | status ([`ExitStatus::code`](std::process::ExitStatus::code)) |
+//! |---|---|
+//! | SIGHUP | 129 |
+//! | SIGINT (Ctrl+C) | 130 |
+//! | SIGTERM | 143 |
+//! | panic on any thread ([`Builder::exit_on_panic`], on by default) | 101 |
+//! | `main` returns / `std::process::exit(n)` | `n`, unchanged |
+//! | [`exit_hook::exit(n)`](exit) | `n` |
+//! | a second signal during a run | that signal's 128 + n |
+//! | a run that hits its deadline | the trigger's status, unchanged |
+//!
+//! A process stopped by a signal *exits* with 128 + n instead of dying by the
+//! signal, as Node's `async-exit-hook` does: it ran its cleanup and decided
+//! to stop, and shells report 128 + n for death by a signal anyway. Some
+//! supervisors tell the two apart: systemd counts death by SIGTERM as a clean
+//! stop but exit status 143 as a failure unless `SuccessExitStatus=143` is
+//! set. [`SignalExit::Reraise`] makes the process die by the signal instead,
+//! and [`SignalExit::Custom`] maps signals to statuses of your choice.
+//!
+//! # Caveats
+//!
+//! - **The first trigger wins.** Once a run has started, its status is
+//!   fixed. A thread that calls `exit` meanwhile, or panics with
+//!   `panic = "abort"`, waits for the run and then ends the process with the
+//!   run's status. With unwinding panics, a thread panicking during a run
+//!   unwinds as usual.
+//! - **Panics stop the process.** By default a panic on *any* thread — a
+//!   worker thread, a tokio task — runs the hooks and exits with 101, even
+//!   where the panic would otherwise have been caught. Turn it off with
+//!   [`Builder::exit_on_panic(false)`](Builder::exit_on_panic).
+//! - **Exit handlers of C libraries.** After a signal or a panic the process
+//!   ends with `_exit`, after flushing stdout, as it would have on the
+//!   default action of the signal: handlers registered with C's `atexit` do
+//!   not run. This is what makes the exit safe while a hook is stuck or
+//!   another thread is exiting. [`exit`] ends with `std::process::exit` when
+//!   every hook returned.
+//! - **A hook that ends the process** (calls [`exit`] or
+//!   `std::process::exit`, or panics under `panic = "abort"`) ends the run:
+//!   hooks still running are abandoned and the process exits with the run's
+//!   status. If the run was started by a normal exit, the standard library
+//!   makes a second `std::process::exit` wait forever, so such a hook waits
+//!   for the deadline.
+//! - **The deadline cannot stop a thread.** A hook still running at the
+//!   deadline is not cancelled; the process ends around it.
+//! - **SIGKILL cannot be handled**, nor can a crash of the process (a
+//!   segmentation fault, an abort from outside Rust). Hooks do not run then.
+//!
+//! # Logging
+//!
+//! The crate emits [`tracing`](https://docs.rs/tracing) events: the run
+//! starting (with its trigger) and finishing, each hook starting and
+//! finishing (with its duration and registration site, at `debug`), a hook
+//! panicking, and the deadline passing with the registration sites of the
+//! hooks still running. Without a subscriber nothing is printed on the happy
+//! path; a passed deadline or a panicking hook writes one line to stderr.
+//!
+//! # Platform support
+//!
+//! | platform | signals | panic | normal exit | `exit` |
+//! |---|---|---|---|---|
+//! | Linux (glibc) | run-tested | run-tested | run-tested, status passed to hooks | run-tested |
+//! | other Unix (macOS, musl) | same code, type-checked | same code | hooks run; [`Exit::code`] is `None` | same code |
+//! | Windows | console events not handled yet | type-checked | type-checked | type-checked |
+//!
+//! # Feature flags
+//!
+//! None yet. Behaviour is chosen at run time with [`Builder`], never with a
+//! feature.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85. Raising it is a minor-version change, and the MSRV stays at
+//! least six months behind the newest stable release.
+//!
+//! # Similar crates
+//!
+//! - [`ctrlc`](https://docs.rs/ctrlc): a Ctrl+C (and optionally SIGTERM)
+//!   handler; no hooks, deadline, panic handling or exit status.
+//! - [`signal-hook`](https://docs.rs/signal-hook): the building block this
+//!   crate uses for its handlers.
+//! - [`tokio-graceful-shutdown`](https://docs.rs/tokio-graceful-shutdown):
+//!   shutdown of a tree of tokio subsystems; does not set the exit status.
+//! - Node's [`async-exit-hook`](https://www.npmjs.com/package/async-exit-hook),
+//!   whose model (sync and async hooks, run once, 10 s, 128 + n) this follows.
+#![deny(unreachable_pub, missing_docs, unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations)]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod exit;
+mod install;
+mod panic;
+mod registry;
+mod report;
+mod runner;
+mod signal;
+mod state;
+mod sys;
+mod trigger;
+
+pub use error::Error;
+pub use exit::{Exit, Panic, Trigger};
+pub use install::Builder;
+pub use registry::{HookHandle, add, add_async, try_add, try_add_async};
+pub use signal::{Signal, SignalExit};
+pub use state::{exiting, is_exiting};
+pub use trigger::exit;

@@ -1,0 +1,291 @@
+//! The registered hooks, in registration order, and the handles that remove them.
+//!
+//! One mutex guards a map from a growing id to the hook, so order is the id
+//! order and removing a hook is a map removal. The lock is held only to
+//! insert, remove or take hooks — never while a hook runs — so registering
+//! never waits on a running shutdown. The runner takes the hooks out in
+//! batches (hooks registered during a run join it) and closes the registry
+//! when the run is over; registering after that is [`Error::Exiting`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::{Error, Exit};
+
+/// A boxed async hook body.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a hook does.
+pub(crate) enum Work {
+    Sync(Box<dyn FnOnce(&Exit) + Send>),
+    Async(Box<dyn FnOnce(Exit) -> BoxFuture + Send>),
+}
+
+/// A registered hook.
+pub(crate) struct Hook {
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) work: Work,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    next_id: u64,
+    hooks: BTreeMap<u64, Hook>,
+    closed: bool,
+}
+
+impl Registry {
+    pub(crate) const fn new() -> Self {
+        Registry {
+            next_id: 0,
+            hooks: BTreeMap::new(),
+            closed: false,
+        }
+    }
+
+    fn insert(&mut self, hook: Hook) -> Result<u64, Error> {
+        if self.closed {
+            return Err(Error::Exiting);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.hooks.insert(id, hook);
+        Ok(id)
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        self.hooks.remove(&id).is_some()
+    }
+
+    /// Takes every hook registered so far, oldest first. An empty batch
+    /// closes the registry: the run is over and nothing more will be taken.
+    pub(crate) fn take_batch(&mut self) -> Vec<Hook> {
+        let batch: Vec<Hook> = std::mem::take(&mut self.hooks).into_values().collect();
+        if batch.is_empty() {
+            self.closed = true;
+        }
+        batch
+    }
+
+    /// Refuses registrations from now on (the run was cut short).
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.hooks.len()
+    }
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry::new());
+
+/// The process's registry. Poisoning is ignored: no hook runs under the lock,
+/// so a panic cannot leave it half-updated.
+pub(crate) fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Registers a hook that runs once when the process ends, and returns a
+/// handle that can [`unregister`](HookHandle::unregister) it.
+///
+/// The first registration installs the handlers with the defaults unless a
+/// [`Builder`](crate::Builder) installed them already. Sync hooks run one
+/// after another, in registration order, on the crate's runner thread.
+///
+/// Registering while a run is going is allowed: the hook joins the run. Once
+/// the run is over nothing would ever run it, so the returned handle is
+/// detached (its [`unregister`](HookHandle::unregister) returns `false`);
+/// [`try_add`] reports that case as [`Error::Exiting`].
+///
+/// ```
+/// exit_hook::add(|exit| eprintln!("bye: {exit}"));
+/// ```
+///
+/// # Panics
+///
+/// If installing the handlers fails; [`try_add`] returns the error instead.
+#[track_caller]
+pub fn add<F>(hook: F) -> HookHandle
+where
+    F: FnOnce(&Exit) + Send + 'static,
+{
+    or_detached(try_add(hook), Location::caller())
+}
+
+/// Registers an async hook: `hook` is called with the [`Exit`] and the
+/// future it returns runs on the crate's own runtime, concurrently with the
+/// other async hooks, until it completes or the deadline passes.
+///
+/// Otherwise as [`add`].
+///
+/// ```
+/// exit_hook::add_async(|exit| async move {
+///     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+///     eprintln!("flushed: {exit}");
+/// });
+/// ```
+///
+/// # Panics
+///
+/// If installing the handlers fails; [`try_add_async`] returns the error instead.
+#[track_caller]
+pub fn add_async<F, Fut>(hook: F) -> HookHandle
+where
+    F: FnOnce(Exit) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    or_detached(try_add_async(hook), Location::caller())
+}
+
+/// [`add`], returning installation errors and [`Error::Exiting`].
+///
+/// ```
+/// let hook = exit_hook::try_add(|_| eprintln!("bye"))?;
+/// println!("registered at {}", hook.location());
+/// # Ok::<(), exit_hook::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Those of [`Builder::install`](crate::Builder::install) on the first
+/// registration, and [`Error::Exiting`] once the run is over.
+#[track_caller]
+pub fn try_add<F>(hook: F) -> Result<HookHandle, Error>
+where
+    F: FnOnce(&Exit) + Send + 'static,
+{
+    register(Location::caller(), Work::Sync(Box::new(hook)))
+}
+
+/// [`add_async`], returning installation errors and [`Error::Exiting`].
+///
+/// ```
+/// exit_hook::try_add_async(|_| async { /* close the pool */ })?;
+/// # Ok::<(), exit_hook::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`try_add`].
+#[track_caller]
+pub fn try_add_async<F, Fut>(hook: F) -> Result<HookHandle, Error>
+where
+    F: FnOnce(Exit) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let work = Work::Async(Box::new(move |exit| Box::pin(hook(exit)) as BoxFuture));
+    register(Location::caller(), work)
+}
+
+fn or_detached(
+    result: Result<HookHandle, Error>,
+    location: &'static Location<'static>,
+) -> HookHandle {
+    match result {
+        Ok(handle) => handle,
+        Err(Error::Exiting) => {
+            tracing::debug!(hook = %location, "exit hook registered after the run: it will not run");
+            HookHandle::detached(location)
+        }
+        Err(err) => panic!("exit_hook: {err}"),
+    }
+}
+
+/// Installs the handlers if needed, then registers.
+pub(crate) fn register(
+    location: &'static Location<'static>,
+    work: Work,
+) -> Result<HookHandle, Error> {
+    crate::install::ensure_installed()?;
+    let id = registry().insert(Hook { location, work })?;
+    Ok(HookHandle { id, location })
+}
+
+/// A registered hook, which [`unregister`](HookHandle::unregister) removes.
+///
+/// Dropping the handle keeps the hook registered, so `exit_hook::add(...)`
+/// needs no variable.
+///
+/// ```
+/// let hook = exit_hook::add(|_| println!("removing the temp file"));
+/// // ... the temp file was removed by the program itself:
+/// assert!(hook.unregister());
+/// ```
+#[derive(Debug)]
+pub struct HookHandle {
+    id: u64,
+    location: &'static Location<'static>,
+}
+
+impl HookHandle {
+    /// A handle for a hook that was never registered (see [`add`](crate::add)).
+    pub(crate) fn detached(location: &'static Location<'static>) -> Self {
+        HookHandle {
+            id: u64::MAX,
+            location,
+        }
+    }
+
+    /// Removes the hook, so no run will start it. Returns `true` if it was
+    /// removed, `false` if a run has already taken it (it is running or ran).
+    pub fn unregister(self) -> bool {
+        registry().remove(self.id)
+    }
+
+    /// Where the hook was registered; logs and timeout reports name it.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook() -> Hook {
+        Hook {
+            location: Location::caller(),
+            work: Work::Sync(Box::new(|_| {})),
+        }
+    }
+
+    #[test]
+    fn batches_keep_registration_order_without_removed_hooks() {
+        let mut registry = Registry::new();
+        let ids: Vec<u64> = (0..5).map(|_| registry.insert(hook()).unwrap()).collect();
+        assert!(registry.remove(ids[1]));
+        assert!(!registry.remove(ids[1]), "a hook is removed once");
+        assert_eq!(registry.len(), 4);
+        assert_eq!(registry.take_batch().len(), 4);
+        let later = registry.insert(hook()).unwrap();
+        assert!(later > ids[4], "ids grow across batches");
+        assert_eq!(registry.take_batch().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_batch_closes_the_registry() {
+        let mut registry = Registry::new();
+        registry.insert(hook()).unwrap();
+        assert_eq!(registry.take_batch().len(), 1);
+        assert!(registry.take_batch().is_empty());
+        assert!(matches!(registry.insert(hook()), Err(Error::Exiting)));
+    }
+
+    #[test]
+    fn a_taken_hook_cannot_be_removed() {
+        let mut registry = Registry::new();
+        let id = registry.insert(hook()).unwrap();
+        let _batch = registry.take_batch();
+        assert!(!registry.remove(id));
+    }
+
+    #[test]
+    fn close_refuses_new_hooks() {
+        let mut registry = Registry::new();
+        registry.close();
+        assert!(matches!(registry.insert(hook()), Err(Error::Exiting)));
+    }
+}

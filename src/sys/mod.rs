@@ -1,0 +1,48 @@
+//! The operating system: signal handlers, the exit handler, ending the process.
+//!
+//! Both back-ends offer the same crate-private items, so no other file needs
+//! a `cfg` for the platform:
+//!
+//! - `SIGHUP`, `SIGINT`, `SIGTERM`, `SIGQUIT` and `DEFAULT_SIGNALS`;
+//! - `signal_name` and `check_signal`;
+//! - `install_exit_handler`, which makes `exit()` call
+//!   [`trigger::on_process_exit`](crate::trigger::on_process_exit);
+//! - `install_signals`, whose handlers race for the run through
+//!   [`STATE`](crate::state::STATE) and whose thread calls
+//!   [`trigger::on_signal`](crate::trigger::on_signal);
+//! - `exit_now` and `die_by_signal`, which end the process without running
+//!   anything else.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as imp;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+
+pub(crate) use imp::{
+    DEFAULT_SIGNALS, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal, exit_now,
+    install_exit_handler, install_signals, signal_name,
+};
+
+/// What a signal handler does, decided at install time so that the handler
+/// itself only reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SignalPlan {
+    /// The signal number.
+    pub(crate) signal: i32,
+    /// The exit code after a run it started; `None` to die by the signal.
+    pub(crate) status: Option<i32>,
+    /// Whether it ends the process at once when a run is already going.
+    pub(crate) force: bool,
+}
+
+/// Flushes what the standard library buffers for stdout, so the hooks' last
+/// lines are not lost when the process ends without `exit()`.
+fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,151 @@
+//! What each trigger does: start the run (or join the one going), then end the process.
+//!
+//! Every trigger goes through [`RunState::begin`](crate::state::RunState::begin).
+//! The winner *initiates*: it publishes the [`Exit`], starts the runner
+//! thread, and waits for the run to finish or the deadline to pass. The run
+//! never happens on the triggering thread: that thread may be a signal
+//! thread that must stay free, a panicking thread, or a thread inside
+//! `exit()` whose thread-locals (tokio's among them) are already destroyed.
+//!
+//! How the process then ends depends on the trigger:
+//!
+//! | trigger | after the run |
+//! |---|---|
+//! | signal | `_exit(128 + n)`, or die by the signal |
+//! | panic | `_exit(101)` |
+//! | `exit_hook::exit(n)` | `std::process::exit(n)`; `_exit(n)` if the run was cut short |
+//! | `exit()` (main returned, `std::process::exit`) | return, so `exit()` goes on |
+//!
+//! A thread that loses the race waits for the run and then ends the process
+//! the way the initiator decided ("the first trigger wins"). A hook that ends
+//! the process itself ends the run instead: see [`abandon`].
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::state::STATE;
+use crate::{Exit, Signal, Trigger, install, report, runner, sys};
+
+/// How long a thread that lost the race waits beyond the deadline before it
+/// stops waiting for the initiator.
+const JOIN_MARGIN: Duration = Duration::from_secs(1);
+
+/// The deadline of a run, installed or not.
+fn timeout() -> Duration {
+    install::config().map_or(crate::Builder::DEFAULT_TIMEOUT, |config| config.timeout)
+}
+
+/// Runs the hooks for `exit` on the runner thread and waits up to the
+/// deadline. The caller has won [`RunState::begin`](crate::state::RunState::begin).
+/// Returns `true` if every hook finished in time.
+pub(crate) fn initiate(exit: Exit) -> bool {
+    let started = Instant::now();
+    let timeout = timeout();
+    let exit = STATE.publish(exit).clone();
+    report::run_started(&exit);
+    if let Err(err) = runner::spawn(exit) {
+        report::runner_failed(&err);
+        STATE.finish();
+        return false;
+    }
+    if STATE.wait_finished(started + timeout) {
+        report::run_finished(started.elapsed());
+        runner::completed()
+    } else {
+        STATE.finish();
+        crate::registry::registry().close();
+        report::deadline_passed(timeout, runner::unfinished());
+        false
+    }
+}
+
+/// The signal thread, after a handler won the run with `signal`.
+pub(crate) fn on_signal(signal: Signal) -> ! {
+    let policy = install::config()
+        .map(|config| config.signal_exit)
+        .unwrap_or_default();
+    let exit = Exit::new(Trigger::Signal(signal), policy.status(signal));
+    initiate(exit.clone());
+    end_as(&exit)
+}
+
+/// `exit()` was called on this thread: `main` returned or `std::process::exit`.
+/// Called from the C library's exit handler, so it must not unwind.
+pub(crate) fn on_process_exit(status: Option<i32>) {
+    if runner::is_runner_thread() {
+        abandon("called std::process::exit");
+    }
+    if STATE.begin() {
+        // Returning lets `exit()` go on with the status it was given.
+        initiate(Exit::new(Trigger::Normal, status));
+    } else {
+        join();
+    }
+}
+
+/// Runs the hooks, then exits with `code`.
+///
+/// Like [`std::process::exit`], with the hooks first: they run on the
+/// crate's thread with the usual deadline, then the process exits with
+/// `code` (through `std::process::exit` when every hook returned, or at once
+/// with `_exit` when the deadline cut the run short, since a stuck hook may
+/// hold what `exit()` needs). If a run is already going, this waits for it
+/// and the process ends with *that* run's status: the first trigger wins.
+///
+/// Called from inside a hook, it ends the run: the hooks still running are
+/// abandoned, the ones not started do not start, and the process exits with
+/// the run's status. Nothing runs twice or deadlocks.
+///
+/// ```no_run
+/// exit_hook::add(|exit| eprintln!("closing: {exit}"));
+/// exit_hook::exit(3); // prints "closing: exit_hook::exit, exit status 3", exits with 3
+/// ```
+pub fn exit(code: i32) -> ! {
+    if runner::is_runner_thread() {
+        abandon("called exit_hook::exit");
+    }
+    if !STATE.begin() {
+        join();
+    }
+    if initiate(Exit::new(Trigger::Requested, Some(code))) {
+        // Every hook returned: end like `std::process::exit`, with exit handlers.
+        std::process::exit(code)
+    } else {
+        // A hook is still running and may hold what `exit()` needs.
+        sys::exit_now(code)
+    }
+}
+
+/// Waits for the run another trigger started, then ends the process as it decided.
+pub(crate) fn join() -> ! {
+    STATE.wait_finished(Instant::now() + timeout() + JOIN_MARGIN);
+    match STATE.exit() {
+        Some(exit) => end_as(exit),
+        None => sys::exit_now(1),
+    }
+}
+
+/// Ends the process the way a run for `exit` decided.
+fn end_as(exit: &Exit) -> ! {
+    match (exit.code(), exit.signal()) {
+        (Some(code), _) => sys::exit_now(code),
+        (None, Some(signal)) => sys::die_by_signal(signal.as_raw()),
+        // A normal exit whose status the C library did not tell: the
+        // initiating thread is inside `exit()` and ends the process with it.
+        (None, None) => loop {
+            thread::park();
+        },
+    }
+}
+
+/// A hook ended the process from inside the run (`exit_hook::exit`,
+/// `std::process::exit`, or a panic when panics abort). Its thread cannot go
+/// back to the hook, so the run ends here: the initiator wakes and ends the
+/// process with the status it already had, and this thread sleeps until then.
+pub(crate) fn abandon(what: &str) -> ! {
+    report::abandoned(runner::current_hook(), what);
+    STATE.finish();
+    loop {
+        thread::park();
+    }
+}

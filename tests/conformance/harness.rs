@@ -1,0 +1,224 @@
+//! Child processes for the scenarios: spawn, handshake, signal, watchdog, reap.
+//!
+//! A child is this test binary run again with `EXIT_HOOK_ROLE` naming the
+//! scenario, so the scenario runs as the child's real `main`. Every child is
+//! killed and reaped when its `Child` is dropped, and every wait has a
+//! deadline: a hung child fails its test instead of hanging the suite.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The variable that tells the binary to run a scenario instead of the suite.
+pub const ROLE: &str = "EXIT_HOOK_ROLE";
+
+/// How long any child may take to print a line or to exit before it is killed.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+pub struct Child {
+    role: String,
+    process: std::process::Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+    /// When the last signal was sent (or the child spawned).
+    since: Instant,
+    reaped: bool,
+}
+
+/// What a finished child did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    /// Every stdout line, in order, `READY` included.
+    pub stdout: Vec<String>,
+    pub stderr: String,
+    /// From the last signal sent (or the spawn) to the child's exit.
+    pub elapsed: Duration,
+}
+
+impl Child {
+    pub fn spawn(role: &str) -> Child {
+        Self::spawn_with(
+            Command::new(std::env::current_exe().expect("the test binary's path")),
+            role,
+        )
+    }
+
+    /// Runs `command` (any program) as the child.
+    pub fn spawn_with(mut command: Command, role: &str) -> Child {
+        let mut process = command
+            .env(ROLE, role)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawning the {role} child: {err}"));
+        let stdout = process.stdout.take().expect("piped stdout");
+        let mut stderr = process.stderr.take().expect("piped stderr");
+        let (send, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Child {
+            role: role.to_owned(),
+            process,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+            since: Instant::now(),
+            reaped: false,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.process.id() as i32
+    }
+
+    /// Reads stdout until a line equal to `line` (the handshake); panics on a
+    /// watchdog timeout or if stdout ends first.
+    pub fn wait_for(mut self, line: &str) -> Self {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(got) => {
+                    let done = got == line;
+                    self.seen.push(got);
+                    if done {
+                        return self;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{}: no {line:?} line within {WATCHDOG:?}; saw {:?}",
+                        self.role, self.seen
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let outcome = self.finish_inner();
+                    panic!("{}: stdout ended before {line:?}: {outcome:#?}", self.role)
+                }
+            }
+        }
+    }
+
+    /// Waits for the `READY` line every waiting scenario prints.
+    pub fn ready(self) -> Self {
+        self.wait_for("READY")
+    }
+
+    /// Sends a real signal with kill(2).
+    pub fn signal(mut self, signal: i32) -> Self {
+        self.since = Instant::now();
+        // SAFETY: kill(2) with the pid of a child we have not reaped yet.
+        let sent = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(
+            sent,
+            0,
+            "kill({}, {signal}): {}",
+            self.pid(),
+            std::io::Error::last_os_error()
+        );
+        self
+    }
+
+    /// Waits for the child to exit (the watchdog kills it after a minute and
+    /// fails the test), then collects its output.
+    pub fn finish(mut self) -> Outcome {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&mut self) -> Outcome {
+        let deadline = Instant::now() + WATCHDOG;
+        let status = loop {
+            if let Some(status) = self.process.try_wait().expect("waitpid") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "{}: still running after {WATCHDOG:?}; stdout so far {:?}",
+                    self.role, self.seen
+                );
+            }
+            thread::sleep(Duration::from_millis(2));
+        };
+        let elapsed = self.since.elapsed();
+        self.reaped = true;
+        let mut stdout = std::mem::take(&mut self.seen);
+        stdout.extend(self.lines.iter());
+        let stderr = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        Outcome {
+            status,
+            stdout,
+            stderr,
+            elapsed,
+        }
+    }
+
+    fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Outcome {
+    /// The stdout lines after `READY` (or all of them when there is none).
+    pub fn after_ready(&self) -> Vec<&str> {
+        let start = self
+            .stdout
+            .iter()
+            .position(|l| l == "READY")
+            .map_or(0, |i| i + 1);
+        self.stdout[start..].iter().map(String::as_str).collect()
+    }
+
+    /// The stdout lines starting with `prefix`.
+    pub fn lines_starting(&self, prefix: &str) -> Vec<&str> {
+        self.stdout
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with(prefix))
+            .collect()
+    }
+
+    /// The stderr lines written by the crate itself.
+    pub fn crate_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("exit_hook: "))
+            .collect()
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.status.code(), Some(code), "{self:#?}");
+        self
+    }
+}

@@ -1,0 +1,145 @@
+//! Each hook at most once, whatever arrives while a run is going (SPEC §3).
+
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+
+use crate::harness::Child;
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        hook_calling_exit_hook_exit_ends_the_run,
+        hook_calling_process_exit_ends_the_run,
+        hook_calling_process_exit_during_normal_exit_waits_for_the_deadline,
+        signal_storm_during_a_run_runs_hooks_once,
+        signal_storm_at_once_runs_hooks_once,
+        panics_on_many_threads_run_hooks_once,
+        signal_during_a_panic_run_forces_exit,
+        main_returning_during_a_signal_run_keeps_the_signal_status,
+        process_exit_during_a_signal_run_keeps_the_signal_status,
+    ]
+}
+
+fn hook_calling_exit_ends(role: &str, what: &str) {
+    let outcome = Child::spawn(role).ready().signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["a: SIGTERM (15), exit status 143", "b"]
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "not at the 30 s deadline: {:?}",
+        outcome.elapsed
+    );
+    let lines = outcome.crate_lines();
+    assert_eq!(lines.len(), 1, "{outcome:#?}");
+    assert!(lines[0].contains(what), "{}", lines[0]);
+}
+
+fn hook_calling_exit_hook_exit_ends_the_run() {
+    hook_calling_exit_ends("hook_exit", "called exit_hook::exit");
+}
+
+fn hook_calling_process_exit_ends_the_run() {
+    hook_calling_exit_ends("hook_process_exit", "called std::process::exit");
+}
+
+/// `main` returned, so the standard library's exit guard is taken: a hook's
+/// `std::process::exit` waits forever in it. The deadline (1 s) ends the run
+/// and the process exits with main's status.
+fn hook_calling_process_exit_during_normal_exit_waits_for_the_deadline() {
+    let outcome = Child::spawn("hook_process_exit_on_return").finish();
+    outcome.assert_code(0);
+    assert_eq!(outcome.stdout, ["a: process exit, exit status 0", "b"]);
+    assert!(
+        outcome.elapsed >= Duration::from_millis(950),
+        "ended before the deadline: {:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(6),
+        "{:?}",
+        outcome.elapsed
+    );
+    let lines = outcome.crate_lines();
+    assert!(
+        lines.len() == 1 && lines[0].contains("deadline of 1s passed"),
+        "{outcome:#?}"
+    );
+}
+
+const STORM: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+fn signal_storm_during_a_run_runs_hooks_once() {
+    let mut child = Child::spawn("storm")
+        .ready()
+        .signal(libc::SIGTERM)
+        .wait_for("a: SIGTERM (15), exit status 143");
+    for i in 0..300 {
+        child = child.signal(STORM[i % 3]);
+    }
+    let outcome = child.finish();
+    outcome.assert_code(143);
+    assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 143"]);
+}
+
+fn signal_storm_at_once_runs_hooks_once() {
+    let mut child = Child::spawn("storm").ready();
+    for i in 0..300 {
+        child = child.signal(STORM[i % 3]);
+    }
+    let outcome = child.finish();
+    let hooks = outcome.after_ready();
+    assert_eq!(hooks.len(), 1, "{outcome:#?}");
+    // Whichever signal was delivered first decided the status.
+    let code = outcome.status.code().expect("an exit status");
+    assert!([129, 130, 143].contains(&code), "{outcome:#?}");
+    assert!(
+        hooks[0].ends_with(&format!("exit status {code}")),
+        "{outcome:#?}"
+    );
+}
+
+fn panics_on_many_threads_run_hooks_once() {
+    let outcome = Child::spawn("panic_storm").finish();
+    outcome.assert_code(101);
+    let hooks = outcome.lines_starting("panic:");
+    assert_eq!(hooks.len(), 1, "{outcome:#?}");
+    assert!(
+        hooks[0].starts_with("panic: message=storm ") && hooks[0].contains("thread=Some(\"worker-"),
+        "{}",
+        hooks[0]
+    );
+}
+
+fn signal_during_a_panic_run_forces_exit() {
+    let outcome = Child::spawn("signal_during_panic")
+        .wait_for("started: 101")
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "{:?}",
+        outcome.elapsed
+    );
+}
+
+fn during_signal_run(role: &str) {
+    let outcome = Child::spawn(role).ready().signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["started: SIGTERM (15), exit status 143", "hook done"]
+    );
+}
+
+fn main_returning_during_a_signal_run_keeps_the_signal_status() {
+    during_signal_run("return_during_signal_run");
+}
+
+fn process_exit_during_a_signal_run_keeps_the_signal_status() {
+    during_signal_run("exit_during_signal_run");
+}

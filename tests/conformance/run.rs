@@ -1,0 +1,183 @@
+//! How a run goes: order, concurrency, the deadline, panicking hooks,
+//! registering and unregistering (SPEC §1, §3, §5).
+
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+
+use crate::harness::{Child, Outcome};
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        hooks_start_in_registration_order,
+        async_hooks_run_concurrently,
+        stuck_async_hook_is_cut_at_the_deadline,
+        stuck_sync_hook_is_cut_at_the_deadline,
+        default_deadline_is_ten_seconds,
+        panicking_hooks_are_reported_and_the_rest_run,
+        unregistered_hook_does_not_run,
+        hooks_registered_during_a_run_join_it,
+        registering_after_the_run_is_an_error,
+        exiting_future_resolves_when_a_run_starts,
+    ]
+}
+
+fn hooks_start_in_registration_order() {
+    let outcome = Child::spawn("order").ready().signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_eq!(outcome.after_ready(), ["1", "2", "3", "4", "5"]);
+}
+
+fn async_hooks_run_concurrently() {
+    let outcome = Child::spawn("many_async")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert_eq!(outcome.lines_starting("done").len(), 1000);
+    // One after another they would take 100 s; together, about 100 ms.
+    assert!(
+        outcome.elapsed < Duration::from_secs(3),
+        "{:?}",
+        outcome.elapsed
+    );
+}
+
+/// The deadline passed: the status is the trigger's, and one stderr line
+/// names the stuck hook by its registration site.
+fn assert_cut_at_deadline(outcome: &Outcome, deadline: Duration) {
+    outcome.assert_code(143);
+    let site = outcome
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("site: "))
+        .expect("the child printed the site");
+    assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 143"]);
+    assert!(
+        outcome.elapsed >= deadline - Duration::from_millis(50),
+        "{:?} before the deadline",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.elapsed < deadline + Duration::from_secs(5),
+        "{:?} long after the deadline",
+        outcome.elapsed
+    );
+    let lines = outcome.crate_lines();
+    assert_eq!(lines.len(), 1, "{outcome:#?}");
+    assert!(
+        lines[0].contains("deadline") && lines[0].contains(&format!("still running: {site}")),
+        "{}",
+        lines[0]
+    );
+}
+
+fn stuck_async_hook_is_cut_at_the_deadline() {
+    let outcome = Child::spawn("stuck_async")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    assert_cut_at_deadline(&outcome, Duration::from_millis(500));
+}
+
+fn stuck_sync_hook_is_cut_at_the_deadline() {
+    let outcome = Child::spawn("stuck_sync")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    assert_cut_at_deadline(&outcome, Duration::from_millis(500));
+}
+
+fn default_deadline_is_ten_seconds() {
+    let outcome = Child::spawn("default_deadline")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    assert_cut_at_deadline(&outcome, Duration::from_secs(10));
+}
+
+fn panicking_hooks_are_reported_and_the_rest_run() {
+    let outcome = Child::spawn("panicking_hook")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        [
+            "a: SIGTERM (15), exit status 143",
+            "c: SIGTERM (15), exit status 143"
+        ]
+    );
+    let site = outcome
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("site: "))
+        .unwrap();
+    let lines = outcome.crate_lines();
+    assert_eq!(lines.len(), 2, "one line per panicking hook: {outcome:#?}");
+    assert!(
+        lines[0].contains(&format!("registered at {site} panicked"))
+            && lines[0].ends_with(": hook boom"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].ends_with(": async boom"), "{}", lines[1]);
+    assert_eq!(
+        outcome.stderr.lines().count(),
+        2,
+        "nothing but the two lines: {}",
+        outcome.stderr
+    );
+}
+
+fn unregistered_hook_does_not_run() {
+    let outcome = Child::spawn("unregister")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert!(outcome.stdout.contains(&"unregistered: true".to_owned()));
+    assert_eq!(
+        outcome.after_ready(),
+        [
+            "a: SIGTERM (15), exit status 143",
+            "c: SIGTERM (15), exit status 143"
+        ]
+    );
+}
+
+fn hooks_registered_during_a_run_join_it() {
+    let outcome = Child::spawn("register_during_run")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert_eq!(outcome.after_ready(), ["a", "late sync", "late async"]);
+}
+
+fn registering_after_the_run_is_an_error() {
+    let outcome = Child::spawn("register_after_run").finish();
+    outcome.assert_code(0);
+    assert_eq!(
+        outcome.stdout,
+        [
+            "a: process exit, exit status 0",
+            "late: the process is exiting and its hooks have run: this hook would never run",
+            "late add unregisters: false",
+        ]
+    );
+}
+
+fn exiting_future_resolves_when_a_run_starts() {
+    let outcome = Child::spawn("exiting_future")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.stdout,
+        ["before: false", "READY", "observed: true", "hook done"]
+    );
+}

@@ -1,0 +1,205 @@
+//! What starts a run, and the status the process ends with (SPEC §2).
+
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+
+use crate::harness::Child;
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        each_signal_exits_with_128_plus_n,
+        reraise_policy_dies_by_the_signal,
+        panic_on_main_exits_101,
+        panic_on_a_spawned_thread_exits_101,
+        panic_abort_still_runs_hooks_and_exits_101,
+        main_returning_runs_hooks_and_keeps_0,
+        process_exit_keeps_its_code,
+        exit_hook_exit_runs_hooks_then_exits,
+        async_hooks_run_after_tokio_main_returned,
+        second_signal_forces_exit,
+        second_signal_ignored_when_force_is_off,
+        configuration_errors_are_returned,
+    ]
+}
+
+fn each_signal_exits_with_128_plus_n() {
+    for (signal, name) in [
+        (libc::SIGHUP, "SIGHUP"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+    ] {
+        let status = 128 + signal;
+        let outcome = Child::spawn("signal").ready().signal(signal).finish();
+        outcome.assert_code(status);
+        let exit = format!("{name} ({signal}), exit status {status}");
+        assert_eq!(
+            outcome.after_ready(),
+            [
+                format!("a: {exit}"),
+                format!("b: {exit} signal=Some({signal}) code=Some({status})")
+            ],
+            "{outcome:#?}"
+        );
+        assert_eq!(outcome.stderr, "", "nothing is printed on the happy path");
+    }
+}
+
+fn reraise_policy_dies_by_the_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let outcome = Child::spawn("reraise")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    assert_eq!(outcome.status.signal(), Some(libc::SIGTERM), "{outcome:#?}");
+    assert_eq!(outcome.status.code(), None);
+    assert_eq!(
+        outcome.after_ready(),
+        ["a: SIGTERM (15), dying by the signal"]
+    );
+}
+
+const PANIC_LINE: &str =
+    "panic: message=boom thread=Some(\"main\") located=true error=true code=Some(101)";
+
+fn panic_on_main_exits_101() {
+    let outcome = Child::spawn("panic_main").finish();
+    outcome.assert_code(101);
+    assert_eq!(outcome.stdout, [PANIC_LINE]);
+    assert!(
+        outcome.stderr.contains("panicked at") && outcome.stderr.contains("boom"),
+        "the previous hook ran: {outcome:#?}"
+    );
+}
+
+fn panic_on_a_spawned_thread_exits_101() {
+    let outcome = Child::spawn("panic_thread").finish();
+    outcome.assert_code(101);
+    assert_eq!(
+        outcome.stdout,
+        [
+            "panic: message=worker boom thread=Some(\"worker\") located=true error=true code=Some(101)"
+        ]
+    );
+    assert!(
+        outcome.stderr.contains("thread 'worker'") && outcome.stderr.contains("worker boom"),
+        "{outcome:#?}"
+    );
+}
+
+/// Builds `examples/04_panic_abort.rs` with `panic = "abort"` (the test
+/// harness itself cannot be built that way) and runs it.
+fn panic_abort_still_runs_hooks_and_exits_101() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let build = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "panic-abort",
+            "--example",
+            "04_panic_abort",
+            "--manifest-path",
+            manifest,
+        ])
+        .status()
+        .expect("running cargo");
+    assert!(
+        build.success(),
+        "building the panic = \"abort\" example failed"
+    );
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
+    let binary = format!("{target}/panic-abort/examples/04_panic_abort");
+    let outcome = Child::spawn_with(std::process::Command::new(binary), "").finish();
+    outcome.assert_code(101);
+    let [line] = &outcome.stdout[..] else {
+        panic!("one hook line: {outcome:#?}")
+    };
+    assert!(
+        line.starts_with("flushing the log: thread 'main' panicked at examples/04_panic_abort.rs:"),
+        "{line}"
+    );
+    assert!(line.ends_with(": disk full, exit status 101"), "{line}");
+}
+
+fn main_returning_runs_hooks_and_keeps_0() {
+    let outcome = Child::spawn("return").finish();
+    outcome.assert_code(0);
+    assert_eq!(outcome.stdout, ["a: process exit, exit status 0"]);
+}
+
+fn process_exit_keeps_its_code() {
+    let outcome = Child::spawn("process_exit").finish();
+    outcome.assert_code(7);
+    assert_eq!(outcome.stdout, ["a: process exit, exit status 7"]);
+}
+
+fn exit_hook_exit_runs_hooks_then_exits() {
+    let outcome = Child::spawn("exit_hook_exit").finish();
+    outcome.assert_code(3);
+    assert_eq!(outcome.stdout, ["a: exit_hook::exit, exit status 3"]);
+}
+
+fn async_hooks_run_after_tokio_main_returned() {
+    let outcome = Child::spawn("tokio_main").finish();
+    outcome.assert_code(0);
+    assert_eq!(
+        outcome.stdout,
+        ["app: from the app", "async: process exit, exit status 0"]
+    );
+}
+
+fn second_signal_forces_exit() {
+    let outcome = Child::spawn("force")
+        .ready()
+        .signal(libc::SIGTERM)
+        .wait_for("started")
+        .signal(libc::SIGINT)
+        .finish();
+    outcome.assert_code(130);
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "forced at once, not at the 30 s deadline: {outcome:#?}"
+    );
+    assert_eq!(outcome.after_ready(), ["started"]);
+}
+
+fn second_signal_ignored_when_force_is_off() {
+    let outcome = Child::spawn("no_force")
+        .ready()
+        .signal(libc::SIGTERM)
+        .wait_for("started")
+        .signal(libc::SIGINT)
+        .finish();
+    outcome.assert_code(143);
+    assert_eq!(outcome.after_ready(), ["started"]);
+    assert_eq!(
+        outcome.crate_lines().len(),
+        1,
+        "the 1 s deadline ended it: {outcome:#?}"
+    );
+}
+
+fn configuration_errors_are_returned() {
+    let outcome = Child::spawn("config_errors").finish();
+    outcome.assert_code(0);
+    assert_eq!(
+        outcome.stdout,
+        [
+            "error: invalid shutdown timeout 0ns: it must be more than zero and at most 3600s",
+            &format!(
+                "error: invalid shutdown timeout {:?}: it must be more than zero and at most 3600s",
+                Duration::MAX
+            ),
+            "error: SIGKILL (9) cannot start a shutdown: the kernel never delivers it to a handler",
+            "error: SIGSEGV (11) cannot start a shutdown: it reports a fault in the code that raised it, which cannot go on running",
+            "error: signal 1000 cannot start a shutdown: it is not a signal on this platform",
+            "ok",
+            "error: exit_hook is already installed: configure the Builder before the first add()",
+            "ok",
+        ]
+    );
+}
