@@ -39,6 +39,10 @@ pub struct Builder {
 pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) exit_on_panic: bool,
+    #[cfg_attr(
+        windows,
+        allow(dead_code, reason = "no console handler on Windows yet")
+    )]
     pub(crate) signal_exit: SignalExit,
 }
 

@@ -60,6 +60,10 @@ pub(crate) fn initiate(exit: Exit) -> bool {
 }
 
 /// The signal thread, after a handler won the run with `signal`.
+#[cfg_attr(
+    windows,
+    allow(dead_code, reason = "no console handler on Windows yet")
+)]
 pub(crate) fn on_signal(signal: Signal) -> ! {
     let policy = install::config()
         .map(|config| config.signal_exit)

@@ -31,6 +31,10 @@ pub(crate) use imp::{
 /// What a signal handler does, decided at install time so that the handler
 /// itself only reads it.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(
+    windows,
+    allow(dead_code, reason = "no console handler on Windows yet")
+)]
 pub(crate) struct SignalPlan {
     /// The signal number.
     pub(crate) signal: i32,

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::os::raw::{c_int, c_void};
+use std::os::raw::c_int;
 use std::os::unix::net::UnixStream;
 use std::thread;
 
@@ -73,7 +73,10 @@ pub(crate) fn install_exit_handler() -> io::Result<()> {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe extern "C" {
-    fn on_exit(function: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
+    fn on_exit(
+        function: extern "C" fn(c_int, *mut std::os::raw::c_void),
+        arg: *mut std::os::raw::c_void,
+    ) -> c_int;
 }
 
 /// # Safety
@@ -81,7 +84,7 @@ unsafe extern "C" {
 /// Registers a process-wide exit handler; call it once.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe fn register_exit_handler() -> c_int {
-    extern "C" fn handler(status: c_int, _: *mut c_void) {
+    extern "C" fn handler(status: c_int, _: *mut std::os::raw::c_void) {
         exit_handler(Some(status));
     }
     // SAFETY: `handler` is a valid function for the whole process; the argument is unused.
