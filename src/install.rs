@@ -39,11 +39,6 @@ pub struct Builder {
 pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) exit_on_panic: bool,
-    #[cfg_attr(
-        windows,
-        allow(dead_code, reason = "no console handler on Windows yet")
-    )]
-    pub(crate) signal_exit: SignalExit,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -151,7 +146,6 @@ impl Builder {
         let config = Config {
             timeout: self.timeout,
             exit_on_panic: self.exit_on_panic,
-            signal_exit: self.signal_exit,
         };
         CONFIG
             .set(config)
@@ -192,6 +186,13 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
         return Ok(());
     }
     Builder::new().install_once(false)
+}
+
+/// Waits until an installation in progress has ended. A signal can arrive
+/// between registering its handler and the end of `install`; its run waits
+/// here so that it uses the configuration being installed.
+pub(crate) fn wait_for_install() {
+    drop(INSTALLING.lock().unwrap_or_else(PoisonError::into_inner));
 }
 
 /// The installed configuration, if any.

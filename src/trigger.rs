@@ -64,11 +64,10 @@ pub(crate) fn initiate(exit: Exit) -> bool {
     windows,
     allow(dead_code, reason = "no console handler on Windows yet")
 )]
-pub(crate) fn on_signal(signal: Signal) -> ! {
-    let policy = install::config()
-        .map(|config| config.signal_exit)
-        .unwrap_or_default();
-    let exit = Exit::new(Trigger::Signal(signal), policy.status(signal));
+/// `status` is the one its plan was given at install (`None`: die by the signal).
+pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
+    install::wait_for_install();
+    let exit = Exit::new(Trigger::Signal(signal), status);
     initiate(exit.clone());
     end_as(&exit)
 }

@@ -119,7 +119,10 @@ pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
     writer.set_nonblocking(true)?;
     thread::Builder::new()
         .name("exit-hook-signals".into())
-        .spawn(move || watch(reader))?;
+        .spawn({
+            let plans = plans.to_vec();
+            move || watch(reader, &plans)
+        })?;
     // The write end lives as long as the handlers, that is, the process.
     let wake = writer.into_raw_fd();
     let mut registered = Vec::with_capacity(plans.len());
@@ -162,14 +165,16 @@ fn on_signal(plan: SignalPlan, wake: RawFd) {
 }
 
 /// The signal thread: sleeps until a handler wins the run, then runs it.
-fn watch(mut wake: UnixStream) {
+fn watch(mut wake: UnixStream, plans: &[SignalPlan]) {
     let mut buf = [0u8; 64];
     loop {
         match wake.read(&mut buf) {
             Ok(0) => return, // installation failed and closed the write end
             Ok(_) => {
                 if let Some(signal) = STATE.take_signal() {
-                    crate::trigger::on_signal(Signal::from_raw(signal));
+                    let plan = plans.iter().find(|plan| plan.signal == signal);
+                    let status = plan.map_or(Some(128 + signal), |plan| plan.status);
+                    crate::trigger::on_signal(Signal::from_raw(signal), status);
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}

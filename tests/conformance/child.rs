@@ -50,6 +50,11 @@ pub fn run(role: &str) {
         "signal_during_panic" => signal_during_panic(),
         "return_during_signal_run" => during_signal_run(|| {}),
         "exit_during_signal_run" => during_signal_run(|| std::process::exit(5)),
+        "register_from_thread_during_run" => register_from_thread_during_run(),
+        "blocked_app_runtime" => blocked_app_runtime(),
+        "awaits_the_app" => awaits_the_app(),
+        "custom_status" => custom_status(),
+        "tracing" => tracing(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -351,4 +356,77 @@ fn during_signal_run(then: fn()) {
         thread::sleep(Duration::from_millis(1));
     }
     then();
+}
+
+/// While a sync hook runs, `main` registers another hook: it returns at once
+/// (before the running hook ends) and the new hook joins the run.
+fn register_from_thread_during_run() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    install(Builder::new().timeout(Duration::from_secs(30)));
+    exit_hook::add(|_| {
+        println!("a started");
+        STARTED.store(true, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(500));
+        println!("a done");
+    });
+    ready();
+    while !STARTED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let registered = exit_hook::try_add(|_| println!("late"));
+    println!("registered: {}", registered.is_ok());
+    wait_forever();
+}
+
+/// The application's only runtime thread is blocked; async hooks still run.
+#[tokio::main(flavor = "current_thread")]
+async fn blocked_app_runtime() {
+    exit_hook::add_async(|exit| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        println!("async: {exit}");
+    });
+    ready();
+    thread::sleep(Duration::from_secs(3600));
+}
+
+/// An async hook awaits a channel and a join handle of the application's runtime.
+#[tokio::main]
+async fn awaits_the_app() {
+    let (send, receive) = tokio::sync::oneshot::channel();
+    let app = tokio::spawn(async move {
+        exit_hook::exiting().await;
+        send.send("drained").unwrap();
+        "app task done"
+    });
+    exit_hook::add_async(|_| async move {
+        println!("channel: {}", receive.await.unwrap());
+        println!("join: {}", app.await.unwrap());
+    });
+    ready();
+    pending::<()>().await;
+}
+
+fn custom_status() {
+    install(Builder::new().signal_exit(SignalExit::Custom(|signal| {
+        if signal == Signal::terminate() { 0 } else { 1 }
+    })));
+    hook("a");
+    ready();
+    wait_forever();
+}
+
+/// With a subscriber, the run is told through `tracing` (on stderr here).
+fn tracing() {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .init();
+    install(Builder::new().timeout(Duration::from_millis(300)));
+    let quick = hook("a");
+    let stuck = exit_hook::add_async(|_| pending());
+    println!("sites: {} {}", quick.location(), stuck.location());
+    ready();
+    wait_forever();
 }

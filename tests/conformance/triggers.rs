@@ -11,6 +11,7 @@ pub fn tests() -> Vec<Trial> {
     trials![
         each_signal_exits_with_128_plus_n,
         reraise_policy_dies_by_the_signal,
+        custom_policy_maps_the_status,
         panic_on_main_exits_101,
         panic_on_a_spawned_thread_exits_101,
         panic_abort_still_runs_hooks_and_exits_101,
@@ -43,6 +44,12 @@ fn each_signal_exits_with_128_plus_n() {
             "{outcome:#?}"
         );
         assert_eq!(outcome.stderr, "", "nothing is printed on the happy path");
+        // The hooks take 10 ms: the process must not wait out the 10 s deadline.
+        assert!(
+            outcome.elapsed < Duration::from_secs(5),
+            "{:?}",
+            outcome.elapsed
+        );
     }
 }
 
@@ -58,6 +65,15 @@ fn reraise_policy_dies_by_the_signal() {
         outcome.after_ready(),
         ["a: SIGTERM (15), dying by the signal"]
     );
+}
+
+fn custom_policy_maps_the_status() {
+    let outcome = Child::spawn("custom_status")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(0);
+    assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 0"]);
 }
 
 const PANIC_LINE: &str =
