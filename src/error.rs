@@ -8,6 +8,17 @@ use crate::Signal;
 /// Why installing or registering failed.
 ///
 /// Every fallible call in the crate returns this; nothing is only logged.
+///
+/// ```
+/// use exit_hook::{Builder, Error, Signal};
+///
+/// let err = Builder::new().signals([Signal::from_raw(9)]).install().unwrap_err();
+/// assert!(matches!(err, Error::UnsupportedSignal { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     "SIGKILL (9) cannot start a shutdown: the kernel never delivers it to a handler"
+/// );
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

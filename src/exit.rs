@@ -27,6 +27,20 @@ struct Inner {
 }
 
 /// What started the run.
+///
+/// ```
+/// use exit_hook::Trigger;
+///
+/// exit_hook::add(|exit| {
+///     let why = match exit.trigger() {
+///         Trigger::Signal(signal) => format!("stopped by {signal}"),
+///         Trigger::Panic(panic) => format!("crashed at {:?}", panic.location()),
+///         Trigger::Normal | Trigger::Requested => "finished".to_owned(),
+///         _ => "ending".to_owned(),
+///     };
+///     eprintln!("{why}");
+/// });
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Trigger {
@@ -112,6 +126,14 @@ impl fmt::Debug for Exit {
 /// The panic that started a run: message, location and thread.
 ///
 /// Its `Display` reads like the standard library's panic message.
+///
+/// ```
+/// exit_hook::add(|exit| {
+///     if let Some(panic) = exit.panic() {
+///         eprintln!("report: {} in thread {:?}", panic.message(), panic.thread());
+///     }
+/// });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Panic {
     message: String,
