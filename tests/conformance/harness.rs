@@ -182,6 +182,11 @@ impl Child {
     }
 }
 
+/// The common case: spawn `role`, wait for `READY`, send SIGTERM, wait for the exit.
+pub fn terminate(role: &str) -> Outcome {
+    Child::spawn(role).ready().signal(libc::SIGTERM).finish()
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         self.kill();

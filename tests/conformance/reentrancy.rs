@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::harness::Child;
+use crate::harness::{Child, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -22,7 +22,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 fn hook_calling_exit_ends(role: &str, what: &str) {
-    let outcome = Child::spawn(role).ready().signal(libc::SIGTERM).finish();
+    let outcome = terminate(role);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
@@ -128,7 +128,7 @@ fn signal_during_a_panic_run_forces_exit() {
 }
 
 fn during_signal_run(role: &str) {
-    let outcome = Child::spawn(role).ready().signal(libc::SIGTERM).finish();
+    let outcome = terminate(role);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),

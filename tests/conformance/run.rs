@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::harness::{Child, Outcome};
+use crate::harness::{Child, Outcome, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -28,16 +28,13 @@ pub fn tests() -> Vec<Trial> {
 }
 
 fn hooks_start_in_registration_order() {
-    let outcome = Child::spawn("order").ready().signal(libc::SIGTERM).finish();
+    let outcome = terminate("order");
     outcome.assert_code(143);
     assert_eq!(outcome.after_ready(), ["1", "2", "3", "4", "5"]);
 }
 
 fn async_hooks_run_concurrently() {
-    let outcome = Child::spawn("many_async")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("many_async");
     outcome.assert_code(143);
     assert_eq!(outcome.lines_starting("done").len(), 1000);
     // One after another they would take 100 s; together, about 100 ms
@@ -80,34 +77,22 @@ fn assert_cut_at_deadline(outcome: &Outcome, deadline: Duration) {
 }
 
 fn stuck_async_hook_is_cut_at_the_deadline() {
-    let outcome = Child::spawn("stuck_async")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("stuck_async");
     assert_cut_at_deadline(&outcome, Duration::from_millis(500));
 }
 
 fn stuck_sync_hook_is_cut_at_the_deadline() {
-    let outcome = Child::spawn("stuck_sync")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("stuck_sync");
     assert_cut_at_deadline(&outcome, Duration::from_millis(500));
 }
 
 fn default_deadline_is_ten_seconds() {
-    let outcome = Child::spawn("default_deadline")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("default_deadline");
     assert_cut_at_deadline(&outcome, Duration::from_secs(10));
 }
 
 fn panicking_hooks_are_reported_and_the_rest_run() {
-    let outcome = Child::spawn("panicking_hook")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("panicking_hook");
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
@@ -139,10 +124,7 @@ fn panicking_hooks_are_reported_and_the_rest_run() {
 }
 
 fn unregistered_hook_does_not_run() {
-    let outcome = Child::spawn("unregister")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("unregister");
     outcome.assert_code(143);
     assert!(outcome.stdout.contains(&"unregistered: true".to_owned()));
     assert_eq!(
@@ -155,10 +137,7 @@ fn unregistered_hook_does_not_run() {
 }
 
 fn hooks_registered_during_a_run_join_it() {
-    let outcome = Child::spawn("register_during_run")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("register_during_run");
     outcome.assert_code(143);
     assert_eq!(outcome.after_ready(), ["a", "late sync", "late async"]);
 }
@@ -177,10 +156,7 @@ fn registering_after_the_run_is_an_error() {
 }
 
 fn exiting_future_resolves_when_a_run_starts() {
-    let outcome = Child::spawn("exiting_future")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("exiting_future");
     outcome.assert_code(143);
     assert_eq!(
         outcome.stdout,
@@ -189,10 +165,7 @@ fn exiting_future_resolves_when_a_run_starts() {
 }
 
 fn registering_from_another_thread_during_a_run_joins_it() {
-    let outcome = Child::spawn("register_from_thread_during_run")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("register_from_thread_during_run");
     outcome.assert_code(143);
     // Registering returned while the sync hook was still running: it did not wait for the run.
     assert_eq!(
@@ -202,10 +175,7 @@ fn registering_from_another_thread_during_a_run_joins_it() {
 }
 
 fn async_hooks_run_while_the_app_runtime_is_blocked() {
-    let outcome = Child::spawn("blocked_app_runtime")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("blocked_app_runtime");
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
@@ -214,10 +184,7 @@ fn async_hooks_run_while_the_app_runtime_is_blocked() {
 }
 
 fn async_hooks_await_the_apps_channels_and_join_handles() {
-    let outcome = Child::spawn("awaits_the_app")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("awaits_the_app");
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
@@ -226,10 +193,7 @@ fn async_hooks_await_the_apps_channels_and_join_handles() {
 }
 
 fn tracing_events_tell_the_run() {
-    let outcome = Child::spawn("tracing")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("tracing");
     outcome.assert_code(143);
     let sites = outcome
         .stdout

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::harness::Child;
+use crate::harness::{Child, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -55,10 +55,7 @@ fn each_signal_exits_with_128_plus_n() {
 
 fn reraise_policy_dies_by_the_signal() {
     use std::os::unix::process::ExitStatusExt;
-    let outcome = Child::spawn("reraise")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("reraise");
     assert_eq!(outcome.status.signal(), Some(libc::SIGTERM), "{outcome:#?}");
     assert_eq!(outcome.status.code(), None);
     assert_eq!(
@@ -68,10 +65,7 @@ fn reraise_policy_dies_by_the_signal() {
 }
 
 fn custom_policy_maps_the_status() {
-    let outcome = Child::spawn("custom_status")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("custom_status");
     outcome.assert_code(0);
     assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 0"]);
 }
