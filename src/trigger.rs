@@ -48,12 +48,14 @@ pub(crate) fn initiate(exit: Exit) -> bool {
         STATE.finish();
         return false;
     }
-    if STATE.wait_finished(started + timeout) {
+    let in_time = STATE.wait_finished(started + timeout);
+    // However the run ended, a hook registered from now on would never run.
+    crate::registry::registry().close();
+    if in_time {
         report::run_finished(started.elapsed());
         runner::completed()
     } else {
         STATE.finish();
-        crate::registry::registry().close();
         report::deadline_passed(timeout, runner::unfinished());
         false
     }

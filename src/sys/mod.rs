@@ -13,6 +13,11 @@
 //! - `exit_now` and `die_by_signal`, which end the process without running
 //!   anything else.
 
+use std::io::{self, Write};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -44,9 +49,24 @@ pub(crate) struct SignalPlan {
     pub(crate) force: bool,
 }
 
+/// How long ending the process waits for stdout to flush.
+const FLUSH_WAIT: Duration = Duration::from_millis(100);
+
 /// Flushes what the standard library buffers for stdout, so the hooks' last
 /// lines are not lost when the process ends without `exit()`.
+///
+/// The flush takes stdout's lock, which a hook stuck at the deadline may hold
+/// for ever (as may a thread blocked writing to a full pipe), so it happens
+/// on a helper thread and the process waits for it at most [`FLUSH_WAIT`].
 fn flush_stdout() {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let (done, flushed) = mpsc::channel();
+    let helper = thread::Builder::new()
+        .name("exit-hook-flush".into())
+        .spawn(move || {
+            let _ = io::stdout().flush();
+            let _ = done.send(());
+        });
+    if helper.is_ok() {
+        let _ = flushed.recv_timeout(FLUSH_WAIT);
+    }
 }

@@ -55,6 +55,7 @@ pub fn run(role: &str) {
         "awaits_the_app" => awaits_the_app(),
         "custom_status" => custom_status(),
         "tracing" => tracing(),
+        "stuck_holding_stdout" => stuck_holding_stdout(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -427,6 +428,23 @@ fn tracing() {
     let quick = hook("a");
     let stuck = exit_hook::add_async(|_| pending());
     println!("sites: {} {}", quick.location(), stuck.location());
+    ready();
+    wait_forever();
+}
+
+/// A hook stuck while it holds the stdout lock must not keep the process
+/// alive past the deadline.
+fn stuck_holding_stdout() {
+    install(Builder::new().timeout(Duration::from_millis(500)));
+    exit_hook::add(|_| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "holding stdout").unwrap();
+        out.flush().unwrap();
+        loop {
+            std::hint::spin_loop();
+        }
+    });
     ready();
     wait_forever();
 }

@@ -14,6 +14,7 @@ pub fn tests() -> Vec<Trial> {
         async_hooks_run_concurrently,
         stuck_async_hook_is_cut_at_the_deadline,
         stuck_sync_hook_is_cut_at_the_deadline,
+        hook_stuck_holding_stdout_is_cut_at_the_deadline,
         default_deadline_is_ten_seconds,
         panicking_hooks_are_reported_and_the_rest_run,
         unregistered_hook_does_not_run,
@@ -84,6 +85,17 @@ fn stuck_async_hook_is_cut_at_the_deadline() {
 fn stuck_sync_hook_is_cut_at_the_deadline() {
     let outcome = terminate("stuck_sync");
     assert_cut_at_deadline(&outcome, Duration::from_millis(500));
+}
+
+fn hook_stuck_holding_stdout_is_cut_at_the_deadline() {
+    let outcome = terminate("stuck_holding_stdout");
+    outcome.assert_code(143);
+    assert_eq!(outcome.after_ready(), ["holding stdout"]);
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "{:?}",
+        outcome.elapsed
+    );
 }
 
 fn default_deadline_is_ten_seconds() {
