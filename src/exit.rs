@@ -3,6 +3,7 @@
 use std::fmt;
 use std::panic::PanicHookInfo;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::Signal;
 
@@ -24,6 +25,7 @@ pub struct Exit(Arc<Inner>);
 struct Inner {
     trigger: Trigger,
     code: Option<i32>,
+    deadline: Instant,
 }
 
 /// What started the run.
@@ -56,8 +58,12 @@ pub enum Trigger {
 }
 
 impl Exit {
-    pub(crate) fn new(trigger: Trigger, code: Option<i32>) -> Self {
-        Exit(Arc::new(Inner { trigger, code }))
+    pub(crate) fn new(trigger: Trigger, code: Option<i32>, deadline: Instant) -> Self {
+        Exit(Arc::new(Inner {
+            trigger,
+            code,
+            deadline,
+        }))
     }
 
     /// What started the run.
@@ -96,6 +102,28 @@ impl Exit {
     pub fn code(&self) -> Option<i32> {
         self.0.code
     }
+
+    /// When the run will be cut short: its start plus the configured timeout.
+    ///
+    /// A hook that waits for something slow (in-flight requests, a remote
+    /// flush) can stop waiting a little before it and still finish its own
+    /// cleanup:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// exit_hook::add_async(|exit| async move {
+    ///     let give_up = exit.deadline() - Duration::from_millis(500);
+    ///     let drained = tokio::time::timeout_at(give_up.into(), async { /* server.await */ }).await;
+    ///     if drained.is_err() {
+    ///         eprintln!("gave up on the stragglers");
+    ///     }
+    ///     // flush the log: there are still 500 ms left for it
+    /// });
+    /// ```
+    pub fn deadline(&self) -> Instant {
+        self.0.deadline
+    }
 }
 
 impl fmt::Display for Exit {
@@ -119,6 +147,7 @@ impl fmt::Debug for Exit {
         f.debug_struct("Exit")
             .field("trigger", self.trigger())
             .field("code", &self.code())
+            .field("deadline", &self.deadline())
             .finish()
     }
 }
@@ -202,15 +231,22 @@ mod tests {
 
     #[test]
     fn display_says_why_and_the_status() {
-        let signal = Exit::new(Trigger::Signal(Signal::terminate()), Some(143));
+        let signal = Exit::new(
+            Trigger::Signal(Signal::terminate()),
+            Some(143),
+            Instant::now(),
+        );
         assert_eq!(signal.to_string(), "SIGTERM (15), exit status 143");
-        let reraise = Exit::new(Trigger::Signal(Signal::terminate()), None);
+        let reraise = Exit::new(Trigger::Signal(Signal::terminate()), None, Instant::now());
         assert_eq!(reraise.to_string(), "SIGTERM (15), dying by the signal");
         assert_eq!(
-            Exit::new(Trigger::Normal, Some(0)).to_string(),
+            Exit::new(Trigger::Normal, Some(0), Instant::now()).to_string(),
             "process exit, exit status 0"
         );
-        assert_eq!(Exit::new(Trigger::Normal, None).to_string(), "process exit");
+        assert_eq!(
+            Exit::new(Trigger::Normal, None, Instant::now()).to_string(),
+            "process exit"
+        );
     }
 
     #[test]
@@ -220,13 +256,17 @@ mod tests {
             location: Some("src/main.rs:4:5".into()),
             thread: Some("main".into()),
         };
-        let exit = Exit::new(Trigger::Panic(panic), Some(101));
+        let exit = Exit::new(Trigger::Panic(panic), Some(101), Instant::now());
         let err = exit.error().expect("a panic run has an error");
         assert_eq!(
             err.to_string(),
             "thread 'main' panicked at src/main.rs:4:5: boom"
         );
         assert_eq!(exit.signal(), None);
-        assert!(Exit::new(Trigger::Requested, Some(3)).error().is_none());
+        assert!(
+            Exit::new(Trigger::Requested, Some(3), Instant::now())
+                .error()
+                .is_none()
+        );
     }
 }

@@ -8,7 +8,7 @@
 use std::panic::{self, PanicHookInfo};
 
 use crate::state::STATE;
-use crate::{Exit, Panic, Trigger, install, report, runner, sys, trigger};
+use crate::{Panic, Trigger, install, report, runner, sys, trigger};
 
 /// The status after a run started by a panic: Rust's own for a panicking `main`.
 pub(crate) const PANIC_STATUS: i32 = 101;
@@ -33,10 +33,10 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
         return;
     }
     if STATE.begin() {
-        trigger::initiate(Exit::new(
+        trigger::initiate(
             Trigger::Panic(Panic::from_hook_info(info)),
             Some(PANIC_STATUS),
-        ));
+        );
         sys::exit_now(PANIC_STATUS);
     }
     if cfg!(panic = "abort") {

@@ -170,15 +170,15 @@ pub fn is_exiting() -> bool {
 /// `axum::serve(..).with_graceful_shutdown(exit_hook::exiting())` and
 /// the like. It resolves at once if a run has started already.
 ///
-/// It only waits: the signal handlers are installed by the first
-/// [`add`](crate::add) or by [`Builder::install`](crate::Builder::install).
+/// Like [`add`](crate::add), it installs the handlers with the defaults if
+/// nothing is installed yet, so a server that only uses this future still
+/// drains on SIGTERM.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::time::Duration;
 ///
-/// exit_hook::add(|_| {}); // installs the signal handlers
 /// let serving = tokio::time::sleep(Duration::from_millis(10)); // say, axum::serve(..)
 /// tokio::select! {
 ///     _ = exit_hook::exiting() => println!("shutting down"),
@@ -186,7 +186,15 @@ pub fn is_exiting() -> bool {
 /// }
 /// # }
 /// ```
+///
+/// # Panics
+///
+/// If installing the handlers fails, as [`add`](crate::add) does; install
+/// with [`Builder::install`](crate::Builder::install) first to handle the error.
 pub fn exiting() -> impl Future<Output = ()> + Send + 'static {
+    if let Err(err) = crate::install::ensure_installed() {
+        panic!("exit_hook: {err}");
+    }
     STATE.started()
 }
 
@@ -265,8 +273,8 @@ mod tests {
     #[test]
     fn publish_keeps_the_first_exit() {
         let state = RunState::new();
-        state.publish(Exit::new(Trigger::Requested, Some(3)));
-        let kept = state.publish(Exit::new(Trigger::Normal, Some(0)));
+        state.publish(Exit::new(Trigger::Requested, Some(3), Instant::now()));
+        let kept = state.publish(Exit::new(Trigger::Normal, Some(0), Instant::now()));
         assert_eq!(kept.code(), Some(3));
         assert_eq!(state.exit().and_then(Exit::code), Some(3));
     }

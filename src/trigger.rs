@@ -35,29 +35,32 @@ fn timeout() -> Duration {
     install::config().map_or(crate::Builder::DEFAULT_TIMEOUT, |config| config.timeout)
 }
 
-/// Runs the hooks for `exit` on the runner thread and waits up to the
-/// deadline. The caller has won [`RunState::begin`](crate::state::RunState::begin).
-/// Returns `true` if every hook finished in time.
-pub(crate) fn initiate(exit: Exit) -> bool {
+/// Runs the hooks for a run started by `trigger` (ending with `code`) on the
+/// runner thread and waits up to the deadline. The caller has won
+/// [`RunState::begin`](crate::state::RunState::begin). Returns the run's
+/// [`Exit`] and whether every hook finished in time.
+pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
     let started = Instant::now();
     let timeout = timeout();
-    let exit = STATE.publish(exit).clone();
+    let exit = STATE
+        .publish(Exit::new(trigger, code, started + timeout))
+        .clone();
     report::run_started(&exit);
-    if let Err(err) = runner::spawn(exit) {
+    if let Err(err) = runner::spawn(exit.clone()) {
         report::runner_failed(&err);
         STATE.finish();
-        return false;
+        return (exit, false);
     }
     let in_time = STATE.wait_finished(started + timeout);
     // However the run ended, a hook registered from now on would never run.
     crate::registry::registry().close();
     if in_time {
         report::run_finished(started.elapsed());
-        runner::completed()
+        (exit, runner::completed())
     } else {
         STATE.finish();
         report::deadline_passed(timeout, runner::unfinished());
-        false
+        (exit, false)
     }
 }
 
@@ -69,8 +72,7 @@ pub(crate) fn initiate(exit: Exit) -> bool {
 /// `status` is the one its plan was given at install (`None`: die by the signal).
 pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
     install::wait_for_install();
-    let exit = Exit::new(Trigger::Signal(signal), status);
-    initiate(exit.clone());
+    let (exit, _) = initiate(Trigger::Signal(signal), status);
     end_as(&exit)
 }
 
@@ -82,7 +84,7 @@ pub(crate) fn on_process_exit(status: Option<i32>) {
     }
     if STATE.begin() {
         // Returning lets `exit()` go on with the status it was given.
-        initiate(Exit::new(Trigger::Normal, status));
+        initiate(Trigger::Normal, status);
     } else {
         join();
     }
@@ -112,7 +114,7 @@ pub fn exit(code: i32) -> ! {
     if !STATE.begin() {
         join();
     }
-    if initiate(Exit::new(Trigger::Requested, Some(code))) {
+    if initiate(Trigger::Requested, Some(code)).1 {
         // Every hook returned: end like `std::process::exit`, with exit handlers.
         std::process::exit(code)
     } else {

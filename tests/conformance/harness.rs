@@ -87,29 +87,36 @@ impl Child {
         self.process.id() as i32
     }
 
-    /// Reads stdout until a line equal to `line` (the handshake); panics on a
-    /// watchdog timeout or if stdout ends first.
+    /// Reads stdout until a line equal to `line` (the handshake).
     pub fn wait_for(mut self, line: &str) -> Self {
+        self.wait_line(line, |got| got == line);
+        self
+    }
+
+    /// Reads stdout until a line for which `matches` holds, and returns it;
+    /// panics on a watchdog timeout or if stdout ends first. `what` names
+    /// the line in the panic message.
+    pub fn wait_line(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WATCHDOG;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(got) => {
-                    let done = got == line;
-                    self.seen.push(got);
+                    let done = matches(&got);
+                    self.seen.push(got.clone());
                     if done {
-                        return self;
+                        return got;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "{}: no {line:?} line within {WATCHDOG:?}; saw {:?}",
+                        "{}: no {what:?} line within {WATCHDOG:?}; saw {:?}",
                         self.role, self.seen
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let outcome = self.finish_inner();
-                    panic!("{}: stdout ended before {line:?}: {outcome:#?}", self.role)
+                    panic!("{}: stdout ended before {what:?}: {outcome:#?}", self.role)
                 }
             }
         }
@@ -122,6 +129,12 @@ impl Child {
 
     /// Sends a real signal with kill(2).
     pub fn signal(mut self, signal: i32) -> Self {
+        self.send(signal);
+        self
+    }
+
+    /// [`signal`](Self::signal) for a borrowed child.
+    pub fn send(&mut self, signal: i32) {
         self.since = Instant::now();
         // SAFETY: kill(2) with the pid of a child we have not reaped yet.
         let sent = unsafe { libc::kill(self.pid(), signal) };
@@ -132,7 +145,6 @@ impl Child {
             self.pid(),
             std::io::Error::last_os_error()
         );
-        self
     }
 
     /// Waits for the child to exit (the watchdog kills it after a minute and
@@ -180,6 +192,45 @@ impl Child {
             self.reaped = true;
         }
     }
+}
+
+/// Builds an example with `cargo build --example name` (in `profile`, or the
+/// dev profile) and returns the path of its executable, as cargo reports it.
+pub fn build_example(name: &str, profile: Option<&str>) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "--quiet",
+        "--example",
+        name,
+        "--message-format=json",
+    ]);
+    command.args([
+        "--manifest-path",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+    ]);
+    if let Some(profile) = profile {
+        command.args(["--profile", profile]);
+    }
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running cargo");
+    assert!(
+        output.status.success(),
+        "building the {name} example failed"
+    );
+    let messages = String::from_utf8(output.stdout).expect("cargo's messages are UTF-8");
+    let (target, key) = (format!("\"name\":\"{name}\""), "\"executable\":\"");
+    messages
+        .lines()
+        .filter(|line| line.contains(&target))
+        .find_map(|line| {
+            let path = &line[line.find(key)? + key.len()..];
+            Some(path[..path.find('"')?].to_owned())
+        })
+        .unwrap_or_else(|| panic!("cargo reported no executable for the {name} example"))
 }
 
 /// The common case: spawn `role`, wait for `READY`, send SIGTERM, wait for the exit.

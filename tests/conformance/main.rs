@@ -7,6 +7,7 @@
 
 mod child;
 mod harness;
+mod http;
 mod reentrancy;
 mod run;
 mod triggers;
@@ -18,10 +19,15 @@ fn main() {
         child::run(&role);
         return;
     }
-    let tests = [triggers::tests(), run::tests(), reentrancy::tests()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let tests = [
+        triggers::tests(),
+        run::tests(),
+        reentrancy::tests(),
+        http::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     libtest_mimic::run(&Arguments::from_args(), tests).exit();
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::harness::{Child, terminate};
+use crate::harness::{Child, build_example, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -101,8 +101,11 @@ fn panic_on_a_spawned_thread_exits_101() {
 /// Builds `examples/04_panic_abort.rs` with `panic = "abort"` (the test
 /// harness itself cannot be built that way) and runs it.
 fn panic_abort_still_runs_hooks_and_exits_101() {
-    let outcome =
-        Child::spawn_with(std::process::Command::new(build_panic_abort_example()), "").finish();
+    let outcome = Child::spawn_with(
+        std::process::Command::new(build_example("04_panic_abort", Some("panic-abort"))),
+        "",
+    )
+    .finish();
     outcome.assert_code(101);
     let [line] = &outcome.stdout[..] else {
         panic!("one hook line: {outcome:#?}")
@@ -112,42 +115,6 @@ fn panic_abort_still_runs_hooks_and_exits_101() {
         "{line}"
     );
     assert!(line.ends_with(": disk full, exit status 101"), "{line}");
-}
-
-/// Builds the example with the `panic-abort` profile; returns its path, as cargo reports it.
-fn build_panic_abort_example() -> String {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "panic-abort",
-            "--example",
-            "04_panic_abort",
-        ])
-        .args([
-            "--message-format=json",
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("running cargo");
-    assert!(
-        output.status.success(),
-        "building the panic = \"abort\" example failed"
-    );
-    let messages = String::from_utf8(output.stdout).expect("cargo's messages are UTF-8");
-    let key = "\"executable\":\"";
-    messages
-        .lines()
-        .filter(|line| line.contains("\"name\":\"04_panic_abort\""))
-        .find_map(|line| {
-            let path = &line[line.find(key)? + key.len()..];
-            Some(path[..path.find('"')?].to_owned())
-        })
-        .expect("cargo reported the example's executable")
 }
 
 fn main_returning_runs_hooks_and_keeps_0() {
