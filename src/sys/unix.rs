@@ -128,7 +128,7 @@ pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
     let mut registered = Vec::with_capacity(plans.len());
     for &plan in plans {
         // SAFETY: `on_signal` is async-signal-safe: atomics, write(2), _exit(2)
-        // and signal-hook's emulate_default_handler, which is documented as such.
+        // and `reraise`, which only makes async-signal-safe calls.
         match unsafe {
             signal_hook::low_level::register(plan.signal, move || on_signal(plan, wake))
         } {
@@ -198,11 +198,26 @@ pub(crate) fn die_by_signal(signal: i32) -> ! {
 }
 
 /// Async-signal-safe: restores the default action and raises the signal.
+///
+/// If the process survives — the kernel ignores a signal with the default
+/// action sent to a PID namespace's init, which is what a containerised
+/// application usually is — it exits with 128 + n instead. (signal-hook's
+/// `emulate_default_handler` would fall back to `abort()`, which hangs there.)
 fn reraise(signal: i32) -> ! {
-    let _ = signal_hook::low_level::emulate_default_handler(signal);
-    // Only reached for signals whose default action is to be ignored.
-    // SAFETY: _exit(2) is async-signal-safe and ends the process at once.
-    unsafe { libc::_exit(128 + signal) }
+    // SAFETY: sigaction(2), sigemptyset/sigaddset on a local set,
+    // sigprocmask(2), raise(3) and _exit(2) are all async-signal-safe; the
+    // structures are zero-initialised as the C API expects.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+        let mut unblock: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut unblock);
+        libc::sigaddset(&mut unblock, signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
+        libc::raise(signal);
+        libc::_exit(128 + signal)
+    }
 }
 
 #[cfg(test)]

@@ -8,21 +8,28 @@ use crate::harness::{Child, build_example, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
-    trials![
-        each_signal_exits_with_128_plus_n,
-        reraise_policy_dies_by_the_signal,
-        custom_policy_maps_the_status,
-        panic_on_main_exits_101,
-        panic_on_a_spawned_thread_exits_101,
-        panic_abort_still_runs_hooks_and_exits_101,
-        main_returning_runs_hooks_and_keeps_0,
-        process_exit_keeps_its_code,
-        exit_hook_exit_runs_hooks_then_exits,
-        async_hooks_run_after_tokio_main_returned,
-        second_signal_forces_exit,
-        second_signal_ignored_when_force_is_off,
-        configuration_errors_are_returned,
-    ]
+    let pid_1 = Trial::test("reraise_as_pid_1_exits_128_plus_n", || {
+        reraise_as_pid_1_exits_128_plus_n();
+        Ok(())
+    })
+    .with_ignored_flag(!can_unshare_pid());
+    std::iter::once(pid_1)
+        .chain(trials![
+            each_signal_exits_with_128_plus_n,
+            reraise_policy_dies_by_the_signal,
+            custom_policy_maps_the_status,
+            panic_on_main_exits_101,
+            panic_on_a_spawned_thread_exits_101,
+            panic_abort_still_runs_hooks_and_exits_101,
+            main_returning_runs_hooks_and_keeps_0,
+            process_exit_keeps_its_code,
+            exit_hook_exit_runs_hooks_then_exits,
+            async_hooks_run_after_tokio_main_returned,
+            second_signal_forces_exit,
+            second_signal_ignored_when_force_is_off,
+            configuration_errors_are_returned,
+        ])
+        .collect()
 }
 
 fn each_signal_exits_with_128_plus_n() {
@@ -58,6 +65,46 @@ fn reraise_policy_dies_by_the_signal() {
     let outcome = terminate("reraise");
     assert_eq!(outcome.status.signal(), Some(libc::SIGTERM), "{outcome:#?}");
     assert_eq!(outcome.status.code(), None);
+    assert_eq!(
+        outcome.after_ready(),
+        ["a: SIGTERM (15), dying by the signal"]
+    );
+}
+
+/// Whether this machine lets us start a process as PID 1 of a new PID
+/// namespace (root, or an unprivileged user namespace). The test that needs
+/// it is reported as ignored where it cannot.
+fn can_unshare_pid() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// In a container the application is usually PID 1, for which the kernel
+/// ignores a signal with the default action: re-raising SIGTERM does nothing
+/// there. The process must still end, with 128 + n. (It used to hang.)
+fn reraise_as_pid_1_exits_128_plus_n() {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(std::env::current_exe().unwrap());
+    let mut unshare = Child::spawn_with(command, "reraise").ready();
+    // The application is unshare's only child; unshare passes on its exit status.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.pid())).unwrap();
+    let app: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("unshare's child")
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) with the pid of a process whose parent we have not reaped.
+    assert_eq!(unsafe { libc::kill(app, libc::SIGTERM) }, 0);
+    unshare.send(0); // resets the clock; signal 0 only checks the pid
+    let outcome = unshare.finish();
+    outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
         ["a: SIGTERM (15), dying by the signal"]
