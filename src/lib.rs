@@ -69,6 +69,21 @@
 //! set. [`SignalExit::Reraise`] makes the process die by the signal instead,
 //! and [`SignalExit::Custom`] maps signals to statuses of your choice.
 //!
+//! # Servers
+//!
+//! [`is_exiting`] and the [`exiting`] future tell a server that the shutdown
+//! has started: `axum::serve(..).with_graceful_shutdown(exit_hook::exiting())`
+//! stops accepting and lets the requests in flight finish, and a readiness
+//! probe answers 503 once `is_exiting()` is true. An async hook then waits for
+//! the server and closes its resources; [`Exit::deadline`] tells it how long
+//! it may wait. `examples/http_server.rs` is a complete server that does
+//! this, with a drain delay for load balancers, and the conformance suite
+//! proves it under concurrent requests with a real HTTP client.
+//!
+//! # Deploying
+//!
+#![doc = include_str!("../docs/deploying.md")]
+//!
 //! # Caveats
 //!
 //! - **The first trigger wins.** Once a run has started, its status is
@@ -157,3 +172,8 @@ pub use registry::{HookHandle, add, add_async, try_add, try_add_async};
 pub use signal::{Signal, SignalExit};
 pub use state::{exiting, is_exiting};
 pub use trigger::exit;
+
+/// The README's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
