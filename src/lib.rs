@@ -29,9 +29,10 @@
 //! compare-and-swap; the winner decides the exit status. The signal handler
 //! itself only does that swap and a one-byte write to wake a thread.
 //!
-//! **Worker thread.** The run never happens on the thread that triggered it.
-//! A named thread, `exit-hook`, builds a current-thread tokio runtime of the
-//! crate's own and runs the hooks there, so async hooks run even when the
+//! **Worker thread.** Hooks never run on the application's threads. They run
+//! on the crate's thread, `exit-hook`: for a signal, the thread that waited
+//! for it; otherwise one started for the run. For async hooks it builds a
+//! current-thread tokio runtime of the crate's own, so they run even when the
 //! application's runtime is blocked, busy or already dropped.
 //!
 //! **Hooks.** Hooks start in registration order. Sync hooks run one after
@@ -40,7 +41,7 @@
 //! others still run. A hook registered during the run joins it. Each hook
 //! runs at most once, whatever arrives meanwhile.
 //!
-//! **Timeout.** The triggering thread waits for the run up to the deadline.
+//! **Timeout.** Another thread waits for the run up to the deadline.
 //! The deadline bounds sync hooks too: a hook stuck in a loop cannot keep the
 //! process alive. A run that finishes early exits at once.
 //!

@@ -1,13 +1,12 @@
 //! The registered hooks, in registration order, and the handles that remove them.
 //!
-//! One mutex guards a map from a growing id to the hook, so order is the id
-//! order and removing a hook is a map removal. The lock is held only to
+//! One mutex guards a slab of hooks, each tagged with a growing id: adding
+//! and removing are O(1), and sorting by id gives registration order. The lock is held only to
 //! insert, remove or take hooks — never while a hook runs — so registering
 //! never waits on a running shutdown. The runner takes the hooks out in
 //! batches (hooks registered during a run join it) and closes the registry
 //! when the run is over; registering after that is [`Error::Exiting`].
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
@@ -30,10 +29,30 @@ pub(crate) struct Hook {
     pub(crate) work: Work,
 }
 
-#[derive(Default)]
+/// Where a hook is stored: its slot, and its id, which tells it apart from
+/// a later hook in the same slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    index: usize,
+    id: u64,
+}
+
+impl Key {
+    /// A key no hook has.
+    const NONE: Key = Key {
+        index: usize::MAX,
+        id: u64::MAX,
+    };
+}
+
+/// A slab: inserting and removing are O(1) whatever the number of hooks,
+/// and removed slots are reused. Ids grow with each registration, so
+/// sorting by id restores registration order when a run takes the hooks.
 pub(crate) struct Registry {
     next_id: u64,
-    hooks: BTreeMap<u64, Hook>,
+    slots: Vec<Option<(u64, Hook)>>,
+    free: Vec<usize>,
+    live: usize,
     closed: bool,
 }
 
@@ -41,33 +60,56 @@ impl Registry {
     pub(crate) const fn new() -> Self {
         Registry {
             next_id: 0,
-            hooks: BTreeMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
             closed: false,
         }
     }
 
-    fn insert(&mut self, hook: Hook) -> Result<u64, Error> {
+    fn insert(&mut self, hook: Hook) -> Result<Key, Error> {
         if self.closed {
             return Err(Error::Exiting);
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.hooks.insert(id, hook);
-        Ok(id)
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = Some((id, hook));
+                index
+            }
+            None => {
+                self.slots.push(Some((id, hook)));
+                self.slots.len() - 1
+            }
+        };
+        self.live += 1;
+        Ok(Key { index, id })
     }
 
-    fn remove(&mut self, id: u64) -> bool {
-        self.hooks.remove(&id).is_some()
+    fn remove(&mut self, key: Key) -> bool {
+        match self.slots.get_mut(key.index) {
+            Some(slot) if slot.as_ref().is_some_and(|(id, _)| *id == key.id) => {
+                *slot = None;
+                self.free.push(key.index);
+                self.live -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Takes every hook registered so far, oldest first. An empty batch
     /// closes the registry: the run is over and nothing more will be taken.
     pub(crate) fn take_batch(&mut self) -> Vec<Hook> {
-        let batch: Vec<Hook> = std::mem::take(&mut self.hooks).into_values().collect();
+        let mut batch: Vec<(u64, Hook)> = self.slots.drain(..).flatten().collect();
+        self.free.clear();
+        self.live = 0;
         if batch.is_empty() {
             self.closed = true;
         }
-        batch
+        batch.sort_unstable_by_key(|(id, _)| *id);
+        batch.into_iter().map(|(_, hook)| hook).collect()
     }
 
     /// Refuses registrations from now on (the run was cut short).
@@ -76,7 +118,7 @@ impl Registry {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.hooks.len()
+        self.live
     }
 }
 
@@ -200,8 +242,8 @@ pub(crate) fn register(
     work: Work,
 ) -> Result<HookHandle, Error> {
     crate::install::ensure_installed()?;
-    let id = registry().insert(Hook { location, work })?;
-    Ok(HookHandle { id, location })
+    let key = registry().insert(Hook { location, work })?;
+    Ok(HookHandle { key, location })
 }
 
 /// A registered hook, which [`unregister`](HookHandle::unregister) removes.
@@ -216,7 +258,7 @@ pub(crate) fn register(
 /// ```
 #[derive(Debug)]
 pub struct HookHandle {
-    id: u64,
+    key: Key,
     location: &'static Location<'static>,
 }
 
@@ -224,7 +266,7 @@ impl HookHandle {
     /// A handle for a hook that was never registered (see [`add`](crate::add)).
     pub(crate) fn detached(location: &'static Location<'static>) -> Self {
         HookHandle {
-            id: u64::MAX,
+            key: Key::NONE,
             location,
         }
     }
@@ -232,7 +274,7 @@ impl HookHandle {
     /// Removes the hook, so no run will start it. Returns `true` if it was
     /// removed, `false` if a run has already taken it (it is running or ran).
     pub fn unregister(self) -> bool {
-        registry().remove(self.id)
+        registry().remove(self.key)
     }
 
     /// Where the hook was registered; logs and timeout reports name it.
@@ -245,6 +287,7 @@ impl HookHandle {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn hook() -> Hook {
         Hook {
             location: Location::caller(),
@@ -255,13 +298,13 @@ mod tests {
     #[test]
     fn batches_keep_registration_order_without_removed_hooks() {
         let mut registry = Registry::new();
-        let ids: Vec<u64> = (0..5).map(|_| registry.insert(hook()).unwrap()).collect();
-        assert!(registry.remove(ids[1]));
-        assert!(!registry.remove(ids[1]), "a hook is removed once");
+        let keys: Vec<Key> = (0..5).map(|_| registry.insert(hook()).unwrap()).collect();
+        assert!(registry.remove(keys[1]));
+        assert!(!registry.remove(keys[1]), "a hook is removed once");
         assert_eq!(registry.len(), 4);
         assert_eq!(registry.take_batch().len(), 4);
         let later = registry.insert(hook()).unwrap();
-        assert!(later > ids[4], "ids grow across batches");
+        assert!(later.id > keys[4].id, "ids grow across batches");
         assert_eq!(registry.take_batch().len(), 1);
     }
 
@@ -277,9 +320,29 @@ mod tests {
     #[test]
     fn a_taken_hook_cannot_be_removed() {
         let mut registry = Registry::new();
-        let id = registry.insert(hook()).unwrap();
+        let key = registry.insert(hook()).unwrap();
         let _batch = registry.take_batch();
-        assert!(!registry.remove(id));
+        assert!(!registry.remove(key));
+    }
+
+    #[test]
+    fn reused_slots_keep_registration_order_and_stale_keys_fail() {
+        let mut registry = Registry::new();
+        let (a, b, c) = (hook(), hook(), hook()); // three call sites
+        let sites = [b.location, c.location];
+        let a = registry.insert(a).unwrap();
+        registry.insert(b).unwrap();
+        assert!(registry.remove(a));
+        let c = registry.insert(c).unwrap();
+        assert_eq!(c.index, a.index, "the freed slot is reused");
+        assert!(
+            !registry.remove(a),
+            "a stale key does not remove the slot's new hook"
+        );
+        assert_eq!(registry.len(), 2);
+        // c sits in an earlier slot than b, but was registered after it.
+        let batch: Vec<_> = registry.take_batch().iter().map(|h| h.location).collect();
+        assert_eq!(batch, sites);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,54 +90,78 @@ pub(crate) fn current_hook() -> Option<&'static Location<'static>> {
 pub(crate) fn spawn(exit: Exit) -> io::Result<()> {
     thread::Builder::new()
         .name("exit-hook".into())
-        .spawn(move || {
-            IS_RUNNER.set(true);
-            if catch_unwind(AssertUnwindSafe(|| run(&exit))).is_ok() {
-                COMPLETED.store(true, Ordering::Release);
-            }
-            STATE.finish();
-        })?;
+        .spawn(move || run_here(&exit))?;
     Ok(())
 }
 
+/// Runs the hooks on this thread, which becomes the runner, then marks the
+/// run finished.
+pub(crate) fn run_here(exit: &Exit) {
+    IS_RUNNER.set(true);
+    if catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok() {
+        COMPLETED.store(true, Ordering::Release);
+    }
+    STATE.finish();
+}
+
 fn run(exit: &Exit) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            report::runner_failed(&err);
-            return;
+    // Built for the first batch with an async hook: a run of sync hooks needs none.
+    let mut runtime = None;
+    loop {
+        let batch = registry().take_batch();
+        if batch.is_empty() {
+            break;
         }
-    };
-    runtime.block_on(async {
-        let mut tasks = JoinSet::new();
-        loop {
-            let batch = registry().take_batch();
-            if batch.is_empty() {
-                break;
-            }
-            progress().not_started += batch.len();
-            let mut unpolled = false;
+        progress().not_started += batch.len();
+        if batch.iter().all(|hook| matches!(hook.work, Work::Sync(_))) {
             for hook in batch {
-                if unpolled && matches!(hook.work, Work::Sync(_)) {
-                    // Let the async hooks registered before this sync hook
-                    // start their bodies first: start order is registration order.
-                    tokio::task::yield_now().await;
-                    unpolled = false;
-                }
-                if let Some(task) = start(hook, exit) {
-                    tasks.spawn(task);
-                    unpolled = true;
+                start(hook, exit);
+            }
+            continue;
+        }
+        if runtime.is_none() {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(built) => runtime = Some(built),
+                Err(err) => {
+                    report::runner_failed(&err);
+                    return;
                 }
             }
-            // Panics were reported by the panic hook as they happened.
-            while tasks.join_next().await.is_some() {}
         }
-    });
-    // Drop without waiting for blocking tasks a hook may have left behind.
-    runtime.shutdown_background();
+        if let Some(runtime) = &runtime {
+            runtime.block_on(run_batch(batch, exit));
+        }
+    }
+    // The hooks' last lines, flushed here where no hook can hold the lock any
+    // more (and within the deadline), so ending the process need not.
+    let _ = io::stdout().flush();
+    if let Some(runtime) = runtime {
+        // Drop without waiting for blocking tasks a hook may have left behind.
+        runtime.shutdown_background();
+    }
+}
+
+/// Starts a batch's hooks in order and waits for its async hooks.
+async fn run_batch(batch: Vec<Hook>, exit: &Exit) {
+    let mut tasks = JoinSet::new();
+    let mut unpolled = false;
+    for hook in batch {
+        if unpolled && matches!(hook.work, Work::Sync(_)) {
+            // Let the async hooks registered before this sync hook
+            // start their bodies first: start order is registration order.
+            tokio::task::yield_now().await;
+            unpolled = false;
+        }
+        if let Some(task) = start(hook, exit) {
+            tasks.spawn(task);
+            unpolled = true;
+        }
+    }
+    // Panics were reported by the panic hook as they happened.
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Runs a sync hook to its end, or makes an async hook's task.

@@ -1,11 +1,15 @@
 //! What each trigger does: start the run (or join the one going), then end the process.
 //!
 //! Every trigger goes through [`RunState::begin`](crate::state::RunState::begin).
-//! The winner *initiates*: it publishes the [`Exit`], starts the runner
-//! thread, and waits for the run to finish or the deadline to pass. The run
-//! never happens on the triggering thread: that thread may be a signal
-//! thread that must stay free, a panicking thread, or a thread inside
-//! `exit()` whose thread-locals (tokio's among them) are already destroyed.
+//! The winner *initiates*: it publishes the [`Exit`], has the hooks run on a
+//! crate thread, and keeps the deadline. Hooks never run on an application
+//! thread that triggered the run: it may be panicking (a hook's panic would
+//! abort) or inside `exit()`, whose thread-locals (tokio's among them) are
+//! already destroyed. So a panic, `exit()` and [`crate::exit`] start a runner
+//! thread and wait for it up to the deadline. A signal run needs no new
+//! runner: the crate's signal thread is free and runs the hooks itself, and
+//! a guard thread keeps the deadline; that keeps a thread start off the way
+//! from the signal to the exit.
 //!
 //! How the process then ends depends on the trigger:
 //!
@@ -20,6 +24,7 @@
 //! the way the initiator decided ("the first trigger wins"). A hook that ends
 //! the process itself ends the run instead: see [`abandon`].
 
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,45 +40,101 @@ fn timeout() -> Duration {
     install::config().map_or(crate::Builder::DEFAULT_TIMEOUT, |config| config.timeout)
 }
 
-/// Runs the hooks for a run started by `trigger` (ending with `code`) on the
-/// runner thread and waits up to the deadline. The caller has won
-/// [`RunState::begin`](crate::state::RunState::begin). Returns the run's
-/// [`Exit`] and whether every hook finished in time.
-pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
+/// A run that has started: what it is for, and when it began.
+struct Run {
+    exit: Exit,
+    started: Instant,
+}
+
+/// Publishes the run's [`Exit`], with its deadline. The caller has won
+/// [`RunState::begin`](crate::state::RunState::begin).
+fn start(trigger: Trigger, code: Option<i32>) -> Run {
     let started = Instant::now();
-    let timeout = timeout();
-    let exit = STATE
-        .publish(Exit::new(trigger, code, started + timeout))
-        .clone();
+    let exit = Exit::new(trigger, code, started + timeout());
+    let exit = STATE.publish(exit).clone();
     report::run_started(&exit);
-    if let Err(err) = runner::spawn(exit.clone()) {
-        report::runner_failed(&err);
-        STATE.finish();
-        return (exit, false);
-    }
-    let in_time = STATE.wait_finished(started + timeout);
-    // However the run ended, a hook registered from now on would never run.
-    crate::registry::registry().close();
-    if in_time {
-        report::run_finished(started.elapsed());
-        (exit, runner::completed())
-    } else {
-        STATE.finish();
-        report::deadline_passed(timeout, runner::unfinished());
-        (exit, false)
+    Run { exit, started }
+}
+
+impl Run {
+    /// Waits for the run to finish or its deadline to pass, then closes the
+    /// registry and reports. Returns `true` if every hook finished in time.
+    fn wait(&self) -> bool {
+        let in_time = STATE.wait_finished(self.exit.deadline());
+        // However the run ended, a hook registered from now on would never run.
+        crate::registry::registry().close();
+        if in_time {
+            report::run_finished(self.started.elapsed());
+            runner::completed()
+        } else {
+            STATE.finish();
+            report::deadline_passed(self.exit.deadline() - self.started, runner::unfinished());
+            false
+        }
     }
 }
 
-/// The signal thread, after a handler won the run with `signal`.
+/// Runs the hooks for a run started by `trigger` (ending with `code`) on a
+/// new runner thread and waits up to the deadline. The caller has won
+/// [`RunState::begin`](crate::state::RunState::begin). Returns the run's
+/// [`Exit`] and whether every hook finished in time.
+pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
+    let run = start(trigger, code);
+    if let Err(err) = runner::spawn(run.exit.clone()) {
+        report::runner_failed(&err);
+        STATE.finish();
+        return (run.exit, false);
+    }
+    let in_time = run.wait();
+    (run.exit, in_time)
+}
+
+/// The signal thread, after a handler won the run with `signal`;
+/// `status` is the one its plan was given at install (`None`: die by the signal).
+///
+/// This thread has nothing else to do, so it runs the hooks itself — no
+/// runner thread to start on the way to the exit — and a guard thread keeps
+/// the deadline. The guard ends the process if the deadline passes or a hook
+/// ends the run early; otherwise this thread does, as soon as the hooks are done.
 #[cfg_attr(
     windows,
     allow(dead_code, reason = "no console handler on Windows yet")
 )]
-/// `status` is the one its plan was given at install (`None`: die by the signal).
 pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
     install::wait_for_install();
-    let (exit, _) = initiate(Trigger::Signal(signal), status);
-    end_as(&exit)
+    let run = Arc::new(start(Trigger::Signal(signal), status));
+    let guard = thread::Builder::new()
+        .name("exit-hook-deadline".into())
+        .spawn({
+            let run = Arc::clone(&run);
+            move || {
+                if STATE.wait_finished(run.exit.deadline()) && runner::completed() {
+                    return; // the signal thread reports and ends the process
+                }
+                run.wait();
+                end_as(&run.exit);
+            }
+        });
+    if let Err(err) = guard {
+        // No guard: run on a runner thread and keep the deadline here.
+        report::runner_failed(&err);
+        if let Err(err) = runner::spawn(run.exit.clone()) {
+            report::runner_failed(&err);
+            STATE.finish();
+        }
+        run.wait();
+        end_as(&run.exit);
+    }
+    runner::run_here(&run.exit);
+    if runner::completed() {
+        run.wait(); // finished already: closes the registry and reports
+        end_as(&run.exit);
+    }
+    // A hook ended the run from this thread's own stack and came back here
+    // (it cannot, but be safe): the guard ends the process.
+    loop {
+        thread::park();
+    }
 }
 
 /// `exit()` was called on this thread: `main` returned or `std::process::exit`.

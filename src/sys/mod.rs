@@ -55,10 +55,15 @@ const FLUSH_WAIT: Duration = Duration::from_millis(100);
 /// Flushes what the standard library buffers for stdout, so the hooks' last
 /// lines are not lost when the process ends without `exit()`.
 ///
-/// The flush takes stdout's lock, which a hook stuck at the deadline may hold
-/// for ever (as may a thread blocked writing to a full pipe), so it happens
-/// on a helper thread and the process waits for it at most [`FLUSH_WAIT`].
+/// A run that completed has flushed already: the runner does it as its last
+/// step, within the deadline. Otherwise the flush takes stdout's lock, which
+/// a hook stuck at the deadline may hold for ever (as may a thread blocked
+/// writing to a full pipe), so it happens on a helper thread and the process
+/// waits for it at most [`FLUSH_WAIT`].
 fn flush_stdout() {
+    if crate::runner::completed() {
+        return;
+    }
     let (done, flushed) = mpsc::channel();
     let helper = thread::Builder::new()
         .name("exit-hook-flush".into())

@@ -3,8 +3,9 @@
 //! A handler only does async-signal-safe work: one compare-and-swap on the run
 //! state, then either a one-byte `write(2)` to wake the signal thread (the
 //! signal started the run) or `_exit(2)` (a second signal forces the exit).
-//! The signal thread is the only thread the crate keeps before a run; it
-//! sleeps in `read(2)` and costs nothing while idle.
+//! The signal thread (named `exit-hook`) is the only thread the crate keeps
+//! before a run; it sleeps in `read(2)` and costs nothing while idle. When a
+//! signal starts a run, it runs the hooks itself.
 
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -117,12 +118,10 @@ pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
     // Both ends are close-on-exec, so processes the application spawns do not inherit them.
     let (reader, writer) = UnixStream::pair()?;
     writer.set_nonblocking(true)?;
-    thread::Builder::new()
-        .name("exit-hook-signals".into())
-        .spawn({
-            let plans = plans.to_vec();
-            move || watch(reader, &plans)
-        })?;
+    thread::Builder::new().name("exit-hook".into()).spawn({
+        let plans = plans.to_vec();
+        move || watch(reader, &plans)
+    })?;
     // The write end lives as long as the handlers, that is, the process.
     let wake = writer.into_raw_fd();
     let mut registered = Vec::with_capacity(plans.len());
@@ -166,6 +165,10 @@ fn on_signal(plan: SignalPlan, wake: RawFd) {
 
 /// The signal thread: sleeps until a handler wins the run, then runs it.
 fn watch(mut wake: UnixStream, plans: &[SignalPlan]) {
+    // This thread runs the hooks of a signal run. Its first allocation makes
+    // the C library set up a malloc arena for it (mmap, munmap, mprotect):
+    // do that now, at install, rather than between the signal and the exit.
+    drop(std::hint::black_box(Box::new(0u64)));
     let mut buf = [0u8; 64];
     loop {
         match wake.read(&mut buf) {

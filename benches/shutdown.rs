@@ -1,0 +1,578 @@
+//! Process-level benchmark: how long from the signal (or the exit call) to the
+//! process being reaped, against the floor, a hand-rolled handler and Node's
+//! `async-exit-hook`; and what the crate costs an idle process.
+//!
+//! ```text
+//! cargo bench --bench shutdown                 # all tables, 25 interleaved rounds
+//! EXIT_HOOK_BENCH_ROUNDS=50 cargo bench --bench shutdown
+//! ```
+//!
+//! Each measurement spawns a child (this binary again, with
+//! `EXIT_HOOK_BENCH_ROLE` naming the variant), waits for its `READY` line,
+//! sends SIGTERM with kill(2) and times until waitpid(2) returns. Variants
+//! are interleaved round by round, so a noisy moment of the machine hits all
+//! of them alike. The Node variants run when `node` and `npm` are on the PATH
+//! (`async-exit-hook` is installed into `target/bench-node` with npm);
+//! otherwise they are skipped with a message.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "EXIT_HOOK_BENCH_ROLE";
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        child::run(&role);
+        return;
+    }
+    if std::env::args().any(|arg| arg == "--list") {
+        return; // `cargo bench -- --list`: no libtest-style benchmarks here
+    }
+    let rounds = std::env::var("EXIT_HOOK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(25);
+    machine();
+    signal_to_reaped(rounds);
+    exit_to_reaped(rounds);
+    idle();
+}
+
+fn machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("machine: {cpu}, {cores} cores; release build");
+}
+
+/// A variant: how to start the child, and what its signal-to-reaped time
+/// is compared with.
+struct Variant {
+    name: &'static str,
+    command: Command,
+}
+
+fn this(role: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env(ROLE, role);
+    command
+}
+
+/// Table 1: SIGTERM → reaped.
+fn signal_to_reaped(rounds: usize) {
+    let mut variants = vec![
+        Variant {
+            name: "floor: no handler, killed by SIGTERM",
+            command: this("floor"),
+        },
+        Variant {
+            name: "signal-hook thread + process::exit(143)",
+            command: this("signal_hook"),
+        },
+        Variant {
+            name: "signal-hook thread + guard thread + _exit(143)",
+            command: this("signal_hook_guard"),
+        },
+        Variant {
+            name: "exit_hook: 1 no-op hook",
+            command: this("noop"),
+        },
+        Variant {
+            name: "exit_hook: 1000 sync no-op hooks",
+            command: this("sync_1000"),
+        },
+        Variant {
+            name: "exit_hook: 1 async hook × 100 ms",
+            command: this("async_1"),
+        },
+        Variant {
+            name: "exit_hook: 1000 async hooks × 100 ms",
+            command: this("async_1000"),
+        },
+        Variant {
+            name: "exit_hook: 100 000 async hooks × 100 ms",
+            command: this("async_100000"),
+        },
+    ];
+    match node::script() {
+        Ok(script) => {
+            let node = |kind: &str, n: &str| {
+                let mut command = Command::new("node");
+                command.arg(&script).args([kind, n]);
+                command
+            };
+            variants.extend([
+                Variant {
+                    name: "node async-exit-hook: 1 no-op hook",
+                    command: node("sync", "1"),
+                },
+                Variant {
+                    name: "node async-exit-hook: 1000 sync no-op hooks",
+                    command: node("sync", "1000"),
+                },
+                Variant {
+                    name: "node async-exit-hook: 1 async hook × 100 ms",
+                    command: node("async", "1"),
+                },
+                Variant {
+                    name: "node async-exit-hook: 1000 async hooks × 100 ms",
+                    command: node("async", "1000"),
+                },
+                Variant {
+                    name: "node async-exit-hook: 100 000 async hooks × 100 ms",
+                    command: node("async", "100000"),
+                },
+            ]);
+        }
+        Err(why) => println!("node variants skipped: {why}"),
+    }
+    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
+    let mut statuses = vec![None; variants.len()];
+    for _ in 0..rounds {
+        for (i, variant) in variants.iter_mut().enumerate() {
+            let (elapsed, status) = measure_signal(&mut variant.command);
+            samples[i].push(elapsed);
+            statuses[i] = Some(status);
+        }
+    }
+    println!("\nSIGTERM → reaped, {rounds} interleaved rounds");
+    let floor = median(&mut samples[0].clone());
+    table(
+        variants.iter().map(|v| v.name),
+        &mut samples,
+        &statuses,
+        floor,
+    );
+}
+
+/// Table 2: the exit call → reaped, with N hooks registered (the cost of a
+/// run that has nothing to wait for).
+fn exit_to_reaped(rounds: usize) {
+    let variants = [
+        ("std::process::exit(0), no exit_hook", "std_exit"),
+        ("exit_hook::exit(0), 0 hooks", "exit_0"),
+        ("exit_hook::exit(0), 1 hook", "exit_1"),
+        ("exit_hook::exit(0), 1000 hooks", "exit_1000"),
+        ("exit_hook::exit(0), 100 000 hooks", "exit_100000"),
+    ];
+    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
+    let mut statuses = vec![None; variants.len()];
+    for _ in 0..rounds {
+        for (i, (_, role)) in variants.iter().enumerate() {
+            let (elapsed, status) = measure_exit(role);
+            samples[i].push(elapsed);
+            statuses[i] = Some(status);
+        }
+    }
+    println!("\nexit call → reaped (no-op sync hooks), {rounds} interleaved rounds");
+    let floor = median(&mut samples[0].clone());
+    table(
+        variants.iter().map(|(name, _)| *name),
+        &mut samples,
+        &statuses,
+        floor,
+    );
+}
+
+/// Idle cost: threads and resident memory before and after installing, and
+/// the CPU time used over 5 s of idling afterwards.
+fn idle() {
+    let output = this("idle")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("the idle child");
+    println!("\nidle cost (one child process)");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// Spawns, waits for READY, sends SIGTERM, times until reaped.
+fn measure_signal(command: &mut Command) -> (Duration, String) {
+    let mut child = spawn(command);
+    let watchdog = Watchdog::new(&child);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim_end() != "READY" {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            drop(watchdog);
+            panic!("the child ended before READY");
+        }
+    }
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let sent = Instant::now();
+    // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let elapsed = sent.elapsed();
+    drop(watchdog);
+    let _ = drain.join();
+    (elapsed, describe(status))
+}
+
+/// The child stamps CLOCK_MONOTONIC just before its exit call; the same
+/// clock is read here when waitpid(2) returns.
+fn measure_exit(role: &str) -> (Duration, String) {
+    let mut child = spawn(&mut this(role));
+    let watchdog = Watchdog::new(&child);
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let reaped = monotonic_ns();
+    drop(watchdog);
+    let stamp: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("T "))
+        .and_then(|t| t.parse().ok())
+        .expect("the child's stamp");
+    (Duration::from_nanos(reaped - stamp), describe(status))
+}
+
+fn spawn(command: &mut Command) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Kills the child if it is still running after a minute (the longest
+/// variant takes about a second). Dropping the watchdog stands it down; drop
+/// it as soon as waitpid(2) returned, so it never signals a reused pid.
+struct Watchdog(
+    Option<std::sync::mpsc::Sender<()>>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
+impl Watchdog {
+    fn new(child: &Child) -> Watchdog {
+        let pid = child.id() as i32;
+        let (stand_down, wait) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if wait.recv_timeout(Duration::from_secs(60))
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                // SAFETY: kill(2) on our child, which the measuring thread has
+                // not reaped: it is still blocked in waitpid(2).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        Watchdog(Some(stand_down), Some(thread))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        if let Some(thread) = self.1.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(signal)) => format!("killed by {signal}"),
+        _ => "?".into(),
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime(2) writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() - 1) * p / 100]
+}
+
+fn table<'a>(
+    names: impl Iterator<Item = &'a str>,
+    samples: &mut [Vec<Duration>],
+    statuses: &[Option<String>],
+    floor: Duration,
+) {
+    println!("| variant | median | p10 – p90 | × floor | status |");
+    println!("|---|---|---|---|---|");
+    for ((name, samples), status) in names.zip(samples.iter_mut()).zip(statuses) {
+        let median = median(samples);
+        println!(
+            "| {name} | {} | {} – {} | {:.2} | {} |",
+            ms(median),
+            ms(percentile(samples, 10)),
+            ms(percentile(samples, 90)),
+            median.as_secs_f64() / floor.as_secs_f64(),
+            status.as_deref().unwrap_or("?"),
+        );
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1e3)
+}
+
+mod child {
+    //! The measured processes.
+
+    use std::time::Duration;
+
+    pub fn run(role: &str) {
+        match role {
+            "floor" => ready(),
+            "signal_hook" => {
+                let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+                std::thread::spawn(move || {
+                    if signals.forever().next().is_some() {
+                        std::process::exit(143);
+                    }
+                });
+                ready();
+            }
+            // The least any design with a deadline can do: a thread that
+            // could end the process while a hook is stuck, one no-op hook, _exit.
+            "signal_hook_guard" => {
+                let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+                std::thread::spawn(move || {
+                    if signals.forever().next().is_some() {
+                        let _guard = std::thread::spawn(|| {
+                            std::thread::sleep(Duration::from_secs(10));
+                            // SAFETY: _exit(2) ends the process.
+                            unsafe { libc::_exit(143) }
+                        });
+                        std::hint::black_box(|| {})();
+                        // SAFETY: _exit(2) ends the process.
+                        unsafe { libc::_exit(143) }
+                    }
+                });
+                ready();
+            }
+            "noop" => {
+                exit_hook::add(|_| {});
+                ready();
+            }
+            "sync_1000" => {
+                for _ in 0..1000 {
+                    exit_hook::add(|_| {});
+                }
+                ready();
+            }
+            "async_1" => async_hooks(1),
+            "async_1000" => async_hooks(1000),
+            "async_100000" => async_hooks(100_000),
+            "std_exit" => {
+                stamp();
+                std::process::exit(0);
+            }
+            "idle" => idle(),
+            role => {
+                let n: usize = role
+                    .strip_prefix("exit_")
+                    .and_then(|n| n.parse().ok())
+                    .expect("a known role");
+                for _ in 0..n {
+                    exit_hook::add(|_| {});
+                }
+                stamp();
+                exit_hook::exit(0);
+            }
+        }
+    }
+
+    fn async_hooks(n: usize) {
+        for _ in 0..n {
+            exit_hook::add_async(|_| tokio::time::sleep(Duration::from_millis(100)));
+        }
+        ready();
+    }
+
+    fn ready() {
+        println!("READY");
+        loop {
+            std::thread::park();
+        }
+    }
+
+    fn stamp() {
+        println!("T {}", super::monotonic_ns());
+    }
+
+    fn idle() {
+        let before = (threads(), rss_kib());
+        // The baseline: the same 5 s of sleeping, before anything is installed.
+        let cpu_idle_start = cpu_time();
+        std::thread::sleep(Duration::from_secs(5));
+        let baseline = cpu_time() - cpu_idle_start;
+        let cpu_start = cpu_time();
+        exit_hook::add(|_| {});
+        // Let the signal thread finish starting, then measure idling only.
+        std::thread::sleep(Duration::from_millis(100));
+        let installing = cpu_time() - cpu_start;
+        let after = (threads(), rss_kib());
+        let cpu_before = cpu_time();
+        let crate_before = crate_thread_ns();
+        std::thread::sleep(Duration::from_secs(5));
+        let idle_cpu = cpu_time() - cpu_before;
+        let crate_idle = crate_thread_ns()
+            .zip(crate_before)
+            .map(|(after, before)| after - before);
+        println!("| | threads | resident memory |");
+        println!("|---|---|---|");
+        println!("| before the first add | {} | {} KiB |", before.0, before.1);
+        println!(
+            "| after (installed, 1 hook) | {} | {} KiB |",
+            after.0, after.1
+        );
+        println!("\nthreads after install: {}", thread_names().join(", "));
+        println!(
+            "CPU time to install (first add): {} µs",
+            installing.as_micros()
+        );
+        println!(
+            "CPU time over 5 s idle: {} µs before installing, {} µs after",
+            baseline.as_micros(),
+            idle_cpu.as_micros()
+        );
+        match crate_idle {
+            Some(ns) => println!(
+                "of which the crate's `exit-hook` thread: {ns} ns (its on-CPU time, /proc/self/task/*/schedstat)"
+            ),
+            None => println!("the crate's thread was not found"),
+        }
+    }
+
+    /// The on-CPU time of the crate's `exit-hook` thread, in nanoseconds.
+    fn crate_thread_ns() -> Option<u64> {
+        std::fs::read_dir("/proc/self/task")
+            .ok()?
+            .flatten()
+            .find_map(|task| {
+                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                if name.trim() != "exit-hook" {
+                    return None;
+                }
+                let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+                schedstat.split_whitespace().next()?.parse().ok()
+            })
+    }
+
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count())
+    }
+
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// User + system CPU time of the whole process.
+    fn cpu_time() -> Duration {
+        // SAFETY: getrusage(2) writes into the struct we own.
+        let usage = unsafe {
+            let mut usage = std::mem::zeroed::<libc::rusage>();
+            libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+            usage
+        };
+        let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    }
+}
+
+mod node {
+    //! Node's `async-exit-hook`, installed with npm into `target/bench-node`.
+
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+
+    const SCRIPT: &str = r#"
+const exitHook = require('async-exit-hook');
+const [kind, n] = [process.argv[2], Number(process.argv[3])];
+for (let i = 0; i < n; i++) {
+  if (kind === 'sync') exitHook(() => {});
+  else exitHook(done => setTimeout(done, 100));
+}
+process.stdout.write('READY\n');
+setInterval(() => {}, 1 << 30);
+"#;
+
+    /// The fixture script, with `async-exit-hook` installed beside it.
+    pub fn script() -> Result<PathBuf, String> {
+        let found = |tool: &str| {
+            Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !found("node") || !found("npm") {
+            return Err("node or npm is not on the PATH".into());
+        }
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-node");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        if !dir.join("node_modules/async-exit-hook").exists() {
+            let installed = Command::new("npm")
+                .args([
+                    "install",
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "async-exit-hook@2.0.1",
+                ])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !installed.success() {
+                return Err("npm install async-exit-hook failed".into());
+            }
+        }
+        let script = dir.join("fixture.js");
+        std::fs::write(&script, SCRIPT).map_err(|e| e.to_string())?;
+        Ok(script)
+    }
+}
