@@ -23,8 +23,9 @@
 //!
 //! **Trigger.** The first [`add`] (or an explicit [`Builder::install`])
 //! installs three things: signal handlers for SIGHUP, SIGINT and SIGTERM
-//! (through `signal-hook`, so they coexist with `tokio::signal`), a panic
-//! hook, and an exit handler that the C library's `exit()` calls. Every
+//! (through `signal-hook`, so they coexist with `tokio::signal`; on Windows,
+//! a console control handler for Ctrl+C, Ctrl+Break and console close), a
+//! panic hook, and an exit handler that the C library's `exit()` calls. Every
 //! trigger races for the process's single run with one atomic
 //! compare-and-swap; the winner decides the exit status. The signal handler
 //! itself only does that swap and a one-byte write to wake a thread.
@@ -124,11 +125,29 @@
 //!
 //! # Platform support
 //!
-//! | platform | signals | panic | normal exit | `exit` |
-//! |---|---|---|---|---|
-//! | Linux (glibc) | run-tested | run-tested | run-tested, status passed to hooks | run-tested |
-//! | other Unix (macOS, musl) | same code, type-checked | same code | hooks run; [`Exit::code`] is `None` | same code |
-//! | Windows | console events not handled yet | type-checked | type-checked | type-checked |
+//! Where each trigger is tested: *run* means a test starts a real process
+//! and reads its exit status; *wine* means the Windows build runs under wine
+//! on Linux in CI; *handler* means a test calls the console handler routine
+//! directly (under wine), because wine cannot send that event.
+//!
+//! | trigger | Linux (glibc) | macOS, other Unix | Windows |
+//! |---|---|---|---|
+//! | SIGTERM, SIGINT, SIGHUP → 143, 130, 129 | run | same code, type-checked | SIGTERM is never sent |
+//! | Ctrl+C → 130 | run (SIGINT) | same code | wine (SIGINT arrives as `CTRL_C_EVENT`) |
+//! | Ctrl+Break → SIGBREAK, 149 | — | — | handler |
+//! | console close, logoff, shutdown → SIGHUP, 129 | — | — | handler |
+//! | a second event forces the exit | run | same code | wine (second Ctrl+C) |
+//! | panic → 101 | run, also `panic = "abort"` | same code | wine |
+//! | `main` returns | run; hooks see the status | same code; [`Exit::code`] is `None` | wine; [`Exit::code`] is `None` |
+//! | `std::process::exit(n)` | run; hooks see `n` | same code; [`Exit::code`] is `None` | **runs no hooks** (wine): it calls `ExitProcess`, which skips the C runtime's exit handlers; use [`exit`] |
+//! | [`exit(n)`](exit) | run | same code | wine |
+//! | [`SignalExit::Reraise`] | run, also as PID 1 | same code | exits with 128 + n: Windows has no death by signal |
+//!
+//! On Windows, close, logoff and shutdown end the process as soon as the
+//! handler returns, so the handler blocks until the run is over; but Windows
+//! ends the process about 5 s after a close event anyway (logoff and
+//! shutdown: the system's own time-out), whatever the deadline. Hooks that
+//! must finish when the console closes should finish well within 5 s.
 //!
 //! # Feature flags
 //!

@@ -41,6 +41,15 @@ impl Signal {
         Signal(sys::SIGQUIT)
     }
 
+    /// `SIGBREAK`: Ctrl+Break in a Windows console (number 21, status 149).
+    ///
+    /// Windows only: elsewhere there is no such signal, and
+    /// [`Builder::install`](crate::Builder::install) rejects it with
+    /// [`Error::UnsupportedSignal`](crate::Error::UnsupportedSignal).
+    pub const fn ctrl_break() -> Self {
+        Signal(sys::SIGBREAK)
+    }
+
     /// A signal by its platform number, such as `libc::SIGUSR1`.
     ///
     /// Any number is accepted here; [`Builder::install`](crate::Builder::install)

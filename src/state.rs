@@ -30,10 +30,6 @@ const FINISHED: u8 = 2;
 pub(crate) struct RunState {
     phase: AtomicU8,
     /// The signal that won the race from a handler; 0 while there is none.
-    #[cfg_attr(
-        windows,
-        allow(dead_code, reason = "no console handler on Windows yet")
-    )]
     signal: AtomicI32,
     /// What started the run, once the initiator has published it.
     exit: OnceLock<Exit>,
@@ -65,10 +61,6 @@ impl RunState {
             .is_ok()
     }
 
-    #[cfg_attr(
-        windows,
-        allow(dead_code, reason = "no console handler on Windows yet")
-    )]
     /// [`begin`](Self::begin) for a signal handler: async-signal-safe.
     /// The winner's signal number is kept for [`take_signal`](Self::take_signal).
     pub(crate) fn begin_from_signal(&self, signal: i32) -> bool {
@@ -80,10 +72,6 @@ impl RunState {
         }
     }
 
-    #[cfg_attr(
-        windows,
-        allow(dead_code, reason = "no console handler on Windows yet")
-    )]
     /// The signal that initiated the run from a handler, once; later calls,
     /// and calls when no signal won, give `None`.
     pub(crate) fn take_signal(&self) -> Option<i32> {

@@ -96,10 +96,6 @@ pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
 /// runner thread to start on the way to the exit — and a guard thread keeps
 /// the deadline. The guard ends the process if the deadline passes or a hook
 /// ends the run early; otherwise this thread does, as soon as the hooks are done.
-#[cfg_attr(
-    windows,
-    allow(dead_code, reason = "no console handler on Windows yet")
-)]
 pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
     install::wait_for_install();
     let run = Arc::new(start(Trigger::Signal(signal), status));

@@ -3,7 +3,7 @@
 //! Both back-ends offer the same crate-private items, so no other file needs
 //! a `cfg` for the platform:
 //!
-//! - `SIGHUP`, `SIGINT`, `SIGTERM`, `SIGQUIT` and `DEFAULT_SIGNALS`;
+//! - `SIGHUP`, `SIGINT`, `SIGTERM`, `SIGQUIT`, `SIGBREAK` and `DEFAULT_SIGNALS`;
 //! - `signal_name` and `check_signal`;
 //! - `install_exit_handler`, which makes `exit()` call
 //!   [`trigger::on_process_exit`](crate::trigger::on_process_exit);
@@ -29,17 +29,13 @@ mod windows;
 use windows as imp;
 
 pub(crate) use imp::{
-    DEFAULT_SIGNALS, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal, exit_now,
-    install_exit_handler, install_signals, signal_name,
+    DEFAULT_SIGNALS, SIGBREAK, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal,
+    exit_now, install_exit_handler, install_signals, signal_name,
 };
 
 /// What a signal handler does, decided at install time so that the handler
 /// itself only reads it.
 #[derive(Clone, Copy, Debug)]
-#[cfg_attr(
-    windows,
-    allow(dead_code, reason = "no console handler on Windows yet")
-)]
 pub(crate) struct SignalPlan {
     /// The signal number.
     pub(crate) signal: i32,

@@ -21,6 +21,8 @@ pub(crate) const SIGHUP: i32 = libc::SIGHUP;
 pub(crate) const SIGINT: i32 = libc::SIGINT;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 pub(crate) const SIGQUIT: i32 = libc::SIGQUIT;
+/// Windows' Ctrl+Break has no Unix signal: 0 is no signal, which install rejects.
+pub(crate) const SIGBREAK: i32 = 0;
 
 /// The signals a service is asked to stop with.
 pub(crate) const DEFAULT_SIGNALS: &[Signal] =

@@ -1,25 +1,46 @@
-//! Windows: the CRT's `atexit`; console control events are not handled yet.
+//! Windows: a console control handler, and the C runtime's `atexit`.
 //!
-//! Panics, `exit_hook::exit` and returning from `main` run the hooks. Console
-//! events (Ctrl+C, Ctrl+Break, close, logoff, shutdown) need a console control
-//! handler that blocks until the run ends; until it lands, no signal can be
-//! configured and [`check_signal`] says so.
+//! A console program gets no signals on Windows: the system calls a handler
+//! routine, on a new thread of its own, for Ctrl+C, Ctrl+Break, and when the
+//! console closes, the user logs off or the system shuts down. The events
+//! stand for the signals Node maps them to: Ctrl+C → SIGINT (2, status 130),
+//! Ctrl+Break → SIGBREAK (21, status 149), close, logoff and shutdown →
+//! SIGHUP (1, status 129).
+//!
+//! For Ctrl+C and Ctrl+Break the handler starts the run on the crate's own
+//! thread (which runs the hooks as the Unix signal thread does, with a guard
+//! thread keeping the deadline) and returns at once, so that the next event
+//! reaches it: a second Ctrl+C forces the exit. (Wine, at least, calls no
+//! handler again while one is still running.) For close, logoff and shutdown
+//! the handler must not return before the run is over — Windows ends the
+//! process as soon as it does — so it runs the hooks itself and never
+//! returns. Windows also ends the process about 5 s after a close event
+//! (logoff and shutdown: the system's own time-out), whatever the deadline.
 
 use std::io;
 use std::os::raw::c_int;
+use std::sync::OnceLock;
+
+use windows_sys::Win32::System::Console::{
+    CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
+    SetConsoleCtrlHandler,
+};
+use windows_sys::core::BOOL;
 
 use super::SignalPlan;
 use crate::Signal;
+use crate::state::STATE;
 
-// The numbers Node uses for the console events.
+// The numbers of the C runtime and Node; SIGHUP is Node's for console close.
 pub(crate) const SIGHUP: i32 = 1;
 pub(crate) const SIGINT: i32 = 2;
 pub(crate) const SIGQUIT: i32 = 3;
 pub(crate) const SIGTERM: i32 = 15;
-const SIGBREAK: i32 = 21;
+pub(crate) const SIGBREAK: i32 = 21;
 
-/// No console events are handled yet, so no signal is configured by default.
-pub(crate) const DEFAULT_SIGNALS: &[Signal] = &[];
+/// Ctrl+C, Ctrl+Break, and console close, logoff and shutdown.
+pub(crate) const DEFAULT_SIGNALS: &[Signal] =
+    &[Signal::hangup(), Signal::interrupt(), Signal::ctrl_break()];
 
 pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
     match signal {
@@ -32,14 +53,99 @@ pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
     }
 }
 
-pub(crate) fn check_signal(_signal: i32) -> Result<(), &'static str> {
-    Err("console control events are not handled on Windows yet")
+/// SIGINT, SIGBREAK and SIGHUP stand for console events. SIGTERM is accepted
+/// so that a portable signal set installs, but Windows never sends it.
+pub(crate) fn check_signal(signal: i32) -> Result<(), &'static str> {
+    match signal {
+        SIGHUP | SIGINT | SIGBREAK | SIGTERM => Ok(()),
+        _ => Err("it is not a console event on Windows (SIGINT, SIGBREAK and SIGHUP are)"),
+    }
+}
+
+/// The signal a console control event stands for.
+fn event_signal(event: u32) -> Option<i32> {
+    match event {
+        CTRL_C_EVENT => Some(SIGINT),
+        CTRL_BREAK_EVENT => Some(SIGBREAK),
+        CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => Some(SIGHUP),
+        _ => None,
+    }
+}
+
+/// What each configured signal does; read by the handler.
+static PLANS: OnceLock<Vec<SignalPlan>> = OnceLock::new();
+
+pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
+    if plans.is_empty() {
+        return Ok(());
+    }
+    if PLANS.set(plans.to_vec()).is_err() {
+        return Err(io::Error::other("the console handler is installed already"));
+    }
+    // SAFETY: `console_handler` is a valid handler routine for the whole
+    // life of the process and never unwinds.
+    if unsafe { SetConsoleCtrlHandler(Some(console_handler), 1) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The handler routine Windows calls on a thread of its own.
+unsafe extern "system" fn console_handler(event: u32) -> BOOL {
+    let plan = event_signal(event).and_then(|signal| {
+        PLANS
+            .get()?
+            .iter()
+            .find(|plan| plan.signal == signal)
+            .copied()
+    });
+    let Some(plan) = plan else {
+        return 0; // not configured: the next handler decides (by default, the end)
+    };
+    // Unwinding into Windows is undefined.
+    std::panic::catch_unwind(|| on_event(event, plan)).unwrap_or(1)
+}
+
+/// Whether Windows ends the process as soon as the handler returns.
+fn ends_on_return(event: u32) -> bool {
+    matches!(
+        event,
+        CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT
+    )
+}
+
+/// Starts the run, forces the exit for a second event, or waits for the run
+/// another trigger started. Returns TRUE: the event is handled.
+fn on_event(event: u32, plan: SignalPlan) -> BOOL {
+    let signal = Signal::from_raw(plan.signal);
+    if STATE.begin_from_signal(plan.signal) {
+        STATE.take_signal();
+        if !ends_on_return(event) {
+            let started = std::thread::Builder::new()
+                .name("exit-hook".into())
+                .spawn(move || crate::trigger::on_signal(signal, plan.status));
+            if started.is_ok() {
+                return 1;
+            }
+        }
+        // Block here until the run is over: the process ends with it.
+        crate::trigger::on_signal(signal, plan.status)
+    } else if plan.force {
+        exit_now(plan.status.unwrap_or(128 + plan.signal))
+    } else if ends_on_return(event) {
+        // Returning would end the process before the run is over.
+        crate::trigger::join()
+    } else {
+        1 // a run is going and forcing is off: ignore the event
+    }
 }
 
 unsafe extern "C" {
     fn atexit(function: extern "C" fn()) -> c_int;
 }
 
+/// The C runtime calls `atexit` handlers when `main` returns. Rust's
+/// `std::process::exit` calls `ExitProcess` directly, which does not.
 pub(crate) fn install_exit_handler() -> io::Result<()> {
     extern "C" fn handler() {
         let _ = std::panic::catch_unwind(|| crate::trigger::on_process_exit(None));
@@ -53,12 +159,6 @@ pub(crate) fn install_exit_handler() -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
-    // `check_signal` rejects every signal, so there is never a plan here.
-    debug_assert!(plans.is_empty());
-    Ok(())
-}
-
 pub(crate) fn exit_now(code: i32) -> ! {
     super::flush_stdout();
     std::process::exit(code)
@@ -67,4 +167,77 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// Windows has no death by signal; the status is 128 + n as with the default policy.
 pub(crate) fn die_by_signal(signal: i32) -> ! {
     exit_now(128 + signal)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    #[test]
+    fn every_console_event_stands_for_a_signal() {
+        assert_eq!(event_signal(CTRL_C_EVENT), Some(SIGINT));
+        assert_eq!(event_signal(CTRL_BREAK_EVENT), Some(SIGBREAK));
+        for event in [CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT] {
+            assert_eq!(event_signal(event), Some(SIGHUP));
+        }
+        assert_eq!(event_signal(99), None);
+    }
+
+    const EVENT: &str = "EXIT_HOOK_TEST_CONSOLE_EVENT";
+
+    /// Run in a child process by the test below: install, register a hook,
+    /// and call the handler routine directly with the event given.
+    #[test]
+    fn handler_child() {
+        let Ok(event) = std::env::var(EVENT) else {
+            return;
+        };
+        crate::add(|exit| println!("hook: {exit}"));
+        let event: u32 = event.parse().unwrap();
+        // SAFETY: calling the handler routine as Windows would.
+        let handled = unsafe { console_handler(event) };
+        assert_eq!(handled, 1);
+        // Ctrl+C and Ctrl+Break return at once; the run ends the process.
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// The handler routine, called directly for every event type, runs the
+    /// hooks once and ends the process with the event's status.
+    #[test]
+    fn handler_runs_the_hooks_and_exits_with_the_events_status() {
+        let cases = [
+            (CTRL_C_EVENT, 130, "SIGINT (2)"),
+            (CTRL_BREAK_EVENT, 149, "SIGBREAK (21)"),
+            (CTRL_CLOSE_EVENT, 129, "SIGHUP (1)"),
+            (CTRL_LOGOFF_EVENT, 129, "SIGHUP (1)"),
+            (CTRL_SHUTDOWN_EVENT, 129, "SIGHUP (1)"),
+        ];
+        for (event, status, signal) in cases {
+            let output = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "sys::windows::tests::handler_child",
+                    "--nocapture",
+                ])
+                .env(EVENT, event.to_string())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert_eq!(
+                output.status.code(),
+                Some(status),
+                "event {event}: {stdout}"
+            );
+            let hooks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("hook: ")).collect();
+            assert_eq!(
+                hooks,
+                [format!("hook: {signal}, exit status {status}")],
+                "event {event}"
+            );
+        }
+    }
 }

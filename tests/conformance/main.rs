@@ -5,15 +5,32 @@
 //! work: `cargo test --test conformance -- sigterm`). With `EXIT_HOOK_ROLE`
 //! set, the binary instead runs that scenario as its `main` (see `child.rs`).
 
+#![cfg_attr(not(unix), allow(unused))]
+
+#[cfg(unix)]
 mod child;
+#[cfg(unix)]
 mod harness;
+#[cfg(unix)]
 mod http;
+#[cfg(unix)]
 mod reentrancy;
+#[cfg(unix)]
 mod run;
+#[cfg(unix)]
 mod triggers;
 
+#[cfg(unix)]
 use libtest_mimic::Arguments;
 
+/// kill(2), death by signal and `unshare` are Unix; Windows has its own
+/// suite (`tests/windows_smoke.rs`, run under wine).
+#[cfg(not(unix))]
+fn main() {
+    println!("the conformance suite runs on Unix; see tests/windows_smoke.rs");
+}
+
+#[cfg(unix)]
 fn main() {
     if let Ok(role) = std::env::var(harness::ROLE) {
         child::run(&role);

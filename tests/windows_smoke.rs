@@ -1,0 +1,289 @@
+//! The Windows smoke suite: the crate built for `x86_64-pc-windows-gnu` and
+//! run under wine, with real console events and real exit statuses.
+//!
+//! Built for Windows, this binary is the fixture: `EXIT_HOOK_ROLE` names what
+//! it does. Built for Linux (`cargo test --test windows_smoke`), it is the
+//! driver: it cross-builds itself with cargo, builds the `bcryptprimitives.dll`
+//! shim that wine 8 lacks (`tests/windows/bcryptprimitives.c`), and runs each
+//! case with `wine64`. Where wine, mingw or the rustup target is missing, the
+//! cases are reported as ignored, with the reason; with
+//! `EXIT_HOOK_REQUIRE_WINE=1` (as `.ci/run` sets) that is a failure instead.
+//!
+//! Under wine only SIGINT reaches a Windows process as a console event
+//! (`CTRL_C_EVENT`); Ctrl+Break, close, logoff and shutdown cannot be sent
+//! from outside (see the crate docs), so the unit tests in
+//! `src/sys/windows.rs` call the handler routine directly for those.
+
+#[cfg(windows)]
+fn main() {
+    fixture::run(&std::env::var("EXIT_HOOK_ROLE").unwrap_or_default());
+}
+
+#[cfg(windows)]
+mod fixture {
+    use std::time::Duration;
+
+    pub fn run(role: &str) {
+        let hook = || exit_hook::add(|exit| println!("hook: {exit}"));
+        match role {
+            "return" => {
+                hook();
+            }
+            "exit" => {
+                hook();
+                exit_hook::exit(3);
+            }
+            "process_exit" => {
+                hook();
+                std::process::exit(7);
+            }
+            "panic" => {
+                hook();
+                panic!("boom");
+            }
+            "wait" => {
+                hook();
+                ready();
+            }
+            "slow" => {
+                exit_hook::Builder::new()
+                    .timeout(Duration::from_secs(30))
+                    .install()
+                    .unwrap();
+                exit_hook::add(|_| {
+                    println!("started");
+                    std::thread::sleep(Duration::from_secs(60));
+                });
+                ready();
+            }
+            _ => {} // the driver's warm-up run
+        }
+    }
+
+    fn ready() {
+        println!("READY");
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(unix)]
+#[allow(
+    dead_code,
+    reason = "the conformance suite's harness; this driver uses part of it"
+)]
+#[path = "conformance/harness.rs"]
+mod harness;
+
+#[cfg(unix)]
+fn main() {
+    driver::main();
+}
+
+#[cfg(unix)]
+mod driver {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use libtest_mimic::{Arguments, Failed, Trial};
+
+    use crate::harness::{Child, Outcome};
+
+    const WINE: &str = "/usr/lib/wine/wine64";
+    const TARGET: &str = "x86_64-pc-windows-gnu";
+
+    /// A smoke case: what it checks, given the fixture.
+    type Case = (&'static str, fn(&Fixture));
+
+    /// The cross-built fixture, ready to run under wine.
+    #[derive(Clone)]
+    struct Fixture {
+        exe: PathBuf,
+        prefix: PathBuf,
+    }
+
+    impl Fixture {
+        fn spawn(&self, role: &str) -> Child {
+            let mut command = Command::new(WINE);
+            command
+                .arg(&self.exe)
+                .env("WINEDEBUG", "-all")
+                .env("WINEPREFIX", &self.prefix);
+            Child::spawn_with(command, role)
+        }
+
+        fn run(&self, role: &str) -> Outcome {
+            self.spawn(role).finish()
+        }
+    }
+
+    pub fn main() {
+        let args = Arguments::from_args();
+        let fixture = prepare();
+        if let Err(why) = &fixture {
+            if std::env::var_os("EXIT_HOOK_REQUIRE_WINE").is_some() {
+                eprintln!("windows smoke suite: {why}");
+                std::process::exit(1);
+            }
+            println!("windows smoke suite ignored: {why}");
+        }
+        let cases: [Case; 6] = [
+            ("main_return_runs_hooks", main_return_runs_hooks),
+            (
+                "exit_hook_exit_runs_hooks_then_exits",
+                exit_hook_exit_runs_hooks_then_exits,
+            ),
+            (
+                "panic_runs_hooks_and_exits_101",
+                panic_runs_hooks_and_exits_101,
+            ),
+            (
+                "ctrl_c_runs_hooks_and_exits_130",
+                ctrl_c_runs_hooks_and_exits_130,
+            ),
+            ("second_ctrl_c_forces_exit", second_ctrl_c_forces_exit),
+            ("std_process_exit_skips_hooks", std_process_exit_skips_hooks),
+        ];
+        let trials = cases
+            .into_iter()
+            .map(|(name, case)| {
+                let fixture = fixture.clone().ok();
+                let ignored = fixture.is_none();
+                Trial::test(name, move || {
+                    case(fixture.as_ref().ok_or_else(|| Failed::from("no fixture"))?);
+                    Ok(())
+                })
+                .with_ignored_flag(ignored)
+            })
+            .collect();
+        libtest_mimic::run(&args, trials).exit();
+    }
+
+    /// Cross-builds the fixture, builds the DLL shim beside it, and warms up
+    /// the wine prefix.
+    fn prepare() -> Result<Fixture, String> {
+        if !Path::new(WINE).exists() {
+            return Err(format!("{WINE} not found (Debian: apt-get install wine64)"));
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--target",
+                TARGET,
+                "--test",
+                "windows_smoke",
+                "--message-format=json",
+            ])
+            .args([
+                "--manifest-path",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|err| format!("running cargo: {err}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "cross-building for {TARGET} failed (rustup target add {TARGET}; Debian: apt-get install gcc-mingw-w64-x86-64)"
+            ));
+        }
+        let messages = String::from_utf8_lossy(&output.stdout);
+        let key = "\"executable\":\"";
+        let exe = messages
+            .lines()
+            .filter(|line| line.contains("\"name\":\"windows_smoke\""))
+            .find_map(|line| {
+                let path = &line[line.find(key)? + key.len()..];
+                Some(PathBuf::from(&path[..path.find('"')?]))
+            })
+            .ok_or("cargo reported no Windows executable")?;
+        let dir = exe.parent().ok_or("the executable has no directory")?;
+        let shim = dir.join("bcryptprimitives.dll");
+        if !shim.exists() {
+            let built = Command::new("x86_64-w64-mingw32-gcc")
+                .args(["-shared", "-O2", "-o"])
+                .arg(&shim)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/windows/bcryptprimitives.c"
+                ))
+                .arg("-ladvapi32")
+                .status()
+                .map_err(|err| format!("x86_64-w64-mingw32-gcc: {err}"))?;
+            if !built.success() {
+                return Err("building bcryptprimitives.dll failed".into());
+            }
+        }
+        let prefix = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/wineprefix"));
+        let fixture = Fixture { exe, prefix };
+        // The first run creates the wine prefix, which takes a few seconds.
+        let warm_up = fixture.run("");
+        if warm_up.status.code() != Some(0) {
+            return Err(format!("the fixture does not run under wine: {warm_up:?}"));
+        }
+        Ok(fixture)
+    }
+
+    fn main_return_runs_hooks(fixture: &Fixture) {
+        let outcome = fixture.run("return");
+        outcome.assert_code(0);
+        // The C runtime does not tell atexit handlers the status.
+        assert_eq!(outcome.stdout, ["hook: process exit"]);
+    }
+
+    fn exit_hook_exit_runs_hooks_then_exits(fixture: &Fixture) {
+        let outcome = fixture.run("exit");
+        outcome.assert_code(3);
+        assert_eq!(outcome.stdout, ["hook: exit_hook::exit, exit status 3"]);
+    }
+
+    fn panic_runs_hooks_and_exits_101(fixture: &Fixture) {
+        let outcome = fixture.run("panic");
+        outcome.assert_code(101);
+        let [line] = &outcome.stdout[..] else {
+            panic!("one hook line: {outcome:#?}")
+        };
+        assert!(
+            line.starts_with("hook: thread 'main' panicked at tests/windows_smoke.rs:"),
+            "{line}"
+        );
+        assert!(line.ends_with(": boom, exit status 101"), "{line}");
+    }
+
+    /// Wine delivers SIGINT to a console program as CTRL_C_EVENT.
+    fn ctrl_c_runs_hooks_and_exits_130(fixture: &Fixture) {
+        let outcome = fixture.spawn("wait").ready().signal(libc::SIGINT).finish();
+        outcome.assert_code(130);
+        assert_eq!(outcome.after_ready(), ["hook: SIGINT (2), exit status 130"]);
+    }
+
+    fn second_ctrl_c_forces_exit(fixture: &Fixture) {
+        let outcome = fixture
+            .spawn("slow")
+            .ready()
+            .signal(libc::SIGINT)
+            .wait_for("started")
+            .signal(libc::SIGINT)
+            .finish();
+        outcome.assert_code(130);
+        assert!(
+            outcome.elapsed < Duration::from_secs(10),
+            "forced, not the 30 s deadline: {outcome:#?}"
+        );
+        assert_eq!(outcome.after_ready(), ["started"]);
+    }
+
+    /// Rust's `std::process::exit` calls `ExitProcess`, which skips the C
+    /// runtime's exit handlers: on Windows it runs no hooks (documented).
+    fn std_process_exit_skips_hooks(fixture: &Fixture) {
+        let outcome = fixture.run("process_exit");
+        outcome.assert_code(7);
+        assert_eq!(outcome.stdout, Vec::<String>::new());
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+fn main() {}
