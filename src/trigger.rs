@@ -100,7 +100,7 @@ pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
     install::wait_for_install();
     let run = Arc::new(start(Trigger::Signal(signal), status));
     let guard = thread::Builder::new()
-        .name("exit-hook-deadline".into())
+        .name("exit-hook-guard".into())
         .spawn({
             let run = Arc::clone(&run);
             move || {

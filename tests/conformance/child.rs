@@ -56,6 +56,7 @@ pub fn run(role: &str) {
         "custom_status" => custom_status(),
         "tracing" => tracing(),
         "stuck_holding_stdout" => stuck_holding_stdout(),
+        "hygiene" => hygiene(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -444,6 +445,66 @@ fn stuck_holding_stdout() {
         loop {
             std::hint::spin_loop();
         }
+    });
+    ready();
+    wait_forever();
+}
+
+/// The descriptors a process spawned now inherits (as its shell lists them).
+fn inherited_fds() -> String {
+    let output = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "for fd in /proc/$$/fd/*; do printf '%s ' \"${fd##*/}\"; done",
+        ])
+        .output()
+        .expect("/bin/sh");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The names of this process's threads, the main thread's first.
+fn thread_names() -> Vec<String> {
+    let mut tasks: Vec<(u64, String)> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .map(|task| {
+            let id = task.file_name().to_string_lossy().parse().unwrap();
+            (
+                id,
+                std::fs::read_to_string(task.path().join("comm"))
+                    .unwrap()
+                    .trim()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    tasks.sort();
+    tasks.into_iter().skip(1).map(|(_, name)| name).collect()
+}
+
+/// Threads and descriptors: none before the first registration, only named
+/// threads after it, and no descriptor of the crate's leaks into children.
+fn hygiene() {
+    let fds_before = inherited_fds();
+    println!("threads at start: {:?}", thread_names());
+    let _ = exit_hook::is_exiting();
+    let _ = Builder::new();
+    println!(
+        "threads after is_exiting and Builder::new: {:?}",
+        thread_names()
+    );
+    hook("a");
+    println!("threads after add: {:?}", thread_names());
+    println!(
+        "fds inherited: same after install: {}",
+        inherited_fds() == fds_before
+    );
+    exit_hook::add_async(move |_| async move {
+        println!("threads during the run: {:?}", thread_names());
+        println!(
+            "fds inherited: same during the run: {}",
+            inherited_fds() == fds_before
+        );
     });
     ready();
     wait_forever();

@@ -25,6 +25,7 @@ pub fn tests() -> Vec<Trial> {
         async_hooks_run_while_the_app_runtime_is_blocked,
         async_hooks_await_the_apps_channels_and_join_handles,
         tracing_events_tell_the_run,
+        no_threads_before_the_first_add_named_threads_and_no_leaked_fds,
     ]
 }
 
@@ -236,5 +237,23 @@ fn tracing_events_tell_the_run() {
     assert!(
         outcome.crate_lines().is_empty(),
         "the subscriber shows it; no plain line: {events:#?}"
+    );
+}
+
+fn no_threads_before_the_first_add_named_threads_and_no_leaked_fds() {
+    let outcome = terminate("hygiene");
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.stdout,
+        [
+            "threads at start: []",
+            "threads after is_exiting and Builder::new: []",
+            "threads after add: [\"exit-hook\"]",
+            "fds inherited: same after install: true",
+            "READY",
+            "a: SIGTERM (15), exit status 143",
+            "threads during the run: [\"exit-hook\", \"exit-hook-guard\"]",
+            "fds inherited: same during the run: true",
+        ]
     );
 }
