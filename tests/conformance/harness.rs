@@ -122,6 +122,29 @@ impl Child {
         }
     }
 
+    /// Reads stdout until a line for which `matches` holds and returns it, or
+    /// `None` if stdout ends first or nothing matches within `within`.
+    #[allow(
+        dead_code,
+        reason = "used by tests/fault_injection.rs, which shares this harness"
+    )]
+    pub fn try_wait_line(
+        &mut self,
+        within: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let got = self.lines.recv_timeout(left).ok()?;
+            let done = matches(&got);
+            self.seen.push(got.clone());
+            if done {
+                return Some(got);
+            }
+        }
+    }
+
     /// Waits for the `READY` line every waiting scenario prints.
     pub fn ready(self) -> Self {
         self.wait_for("READY")
