@@ -482,6 +482,20 @@ fn thread_names() -> Vec<String> {
     tasks.into_iter().skip(1).map(|(_, name)| name).collect()
 }
 
+/// The thread names once they have settled: a new thread names itself
+/// after it starts, so right after a spawn it still shows its parent's name.
+/// Waits (at most 2 s) for `expected`, and returns what it saw last.
+fn settled_thread_names(expected: &[&str]) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let names = thread_names();
+        if names == expected || std::time::Instant::now() > deadline {
+            return names;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Threads and descriptors: none before the first registration, only named
 /// threads after it, and no descriptor of the crate's leaks into children.
 fn hygiene() {
@@ -494,13 +508,19 @@ fn hygiene() {
         thread_names()
     );
     hook("a");
-    println!("threads after add: {:?}", thread_names());
+    println!(
+        "threads after add: {:?}",
+        settled_thread_names(&["exit-hook"])
+    );
     println!(
         "fds inherited: same after install: {}",
         inherited_fds() == fds_before
     );
     exit_hook::add_async(move |_| async move {
-        println!("threads during the run: {:?}", thread_names());
+        println!(
+            "threads during the run: {:?}",
+            settled_thread_names(&["exit-hook", "exit-hook-guard"])
+        );
         println!(
             "fds inherited: same during the run: {}",
             inherited_fds() == fds_before
