@@ -151,7 +151,12 @@
 //!
 //! # Feature flags
 //!
-//! None yet. Behaviour is chosen at run time with [`Builder`], never with a
+//! - `supervisor` (off by default): the `supervisor` module, a forever-style
+//!   keep-alive that restarts a program and stops it gracefully, forwarding
+//!   the stop signal so the program's own exit hooks run. It adds no
+//!   dependency.
+//!
+//! Behaviour is otherwise chosen at run time with [`Builder`], never with a
 //! feature.
 //!
 //! # Minimum supported Rust version
@@ -172,6 +177,7 @@
 #![deny(unreachable_pub, missing_docs, unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod exit;
@@ -182,6 +188,9 @@ mod report;
 mod runner;
 mod signal;
 mod state;
+#[cfg(feature = "supervisor")]
+#[cfg_attr(docsrs, doc(cfg(feature = "supervisor")))]
+pub mod supervisor;
 mod sys;
 mod trigger;
 

@@ -11,7 +11,8 @@
 //!   [`STATE`](crate::state::STATE) and whose thread calls
 //!   [`trigger::on_signal`](crate::trigger::on_signal);
 //! - `exit_now` and `die_by_signal`, which end the process without running
-//!   anything else.
+//!   anything else;
+//! - for the supervisor: `send_signal` and `separate_process_group`.
 
 use std::io::{self, Write};
 use std::sync::mpsc;
@@ -32,6 +33,8 @@ pub(crate) use imp::{
     DEFAULT_SIGNALS, SIGBREAK, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal,
     exit_now, install_exit_handler, install_signals, signal_name,
 };
+#[cfg(feature = "supervisor")]
+pub(crate) use imp::{send_signal, separate_process_group};
 
 /// What a signal handler does, decided at install time so that the handler
 /// itself only reads it.

@@ -220,6 +220,11 @@ impl Child {
 /// Builds an example with `cargo build --example name` (in `profile`, or the
 /// dev profile) and returns the path of its executable, as cargo reports it.
 pub fn build_example(name: &str, profile: Option<&str>) -> String {
+    build_example_with(name, profile, &[])
+}
+
+/// [`build_example`] with cargo features enabled.
+pub fn build_example_with(name: &str, profile: Option<&str>, features: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command.args([
@@ -235,6 +240,9 @@ pub fn build_example(name: &str, profile: Option<&str>) -> String {
     ]);
     if let Some(profile) = profile {
         command.args(["--profile", profile]);
+    }
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
     }
     let output = command
         .stderr(Stdio::inherit())

@@ -17,6 +17,8 @@ mod http;
 mod reentrancy;
 #[cfg(unix)]
 mod run;
+#[cfg(all(unix, feature = "supervisor"))]
+mod supervisor;
 #[cfg(unix)]
 mod triggers;
 
@@ -36,7 +38,8 @@ fn main() {
         child::run(&role);
         return;
     }
-    let tests = [
+    #[allow(unused_mut, reason = "extended only with the supervisor feature")]
+    let mut tests: Vec<libtest_mimic::Trial> = [
         triggers::tests(),
         run::tests(),
         reentrancy::tests(),
@@ -45,6 +48,8 @@ fn main() {
     .into_iter()
     .flatten()
     .collect();
+    #[cfg(feature = "supervisor")]
+    tests.extend(supervisor::tests());
     libtest_mimic::run(&Arguments::from_args(), tests).exit();
 }
 

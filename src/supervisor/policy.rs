@@ -1,0 +1,218 @@
+//! When to restart a child that exited, and after how long: pure logic.
+
+use std::time::Duration;
+
+/// Exponential backoff between restarts, as pm2's `exp_backoff_restart_delay`:
+/// the first restart waits `initial`, each next one 1.5 times longer, up to
+/// `max`; a child that stayed up `reset_after` starts the sequence again.
+///
+/// ```
+/// use std::time::Duration;
+/// use exit_hook::supervisor::Backoff;
+///
+/// let backoff = Backoff::new(Duration::from_millis(100));
+/// assert_eq!(backoff.max, Duration::from_secs(15));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// The longest delay (default 15 s, as pm2).
+    pub max: Duration,
+    /// An uptime after which the delay starts again from `initial`
+    /// (default 30 s, as pm2).
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    /// Backoff from `initial`, capped at 15 s, reset after 30 s of uptime.
+    pub fn new(initial: Duration) -> Self {
+        Backoff {
+            initial,
+            max: Duration::from_secs(15),
+            reset_after: Duration::from_secs(30),
+        }
+    }
+
+    /// The longest delay.
+    pub fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// The uptime after which the delay starts again from `initial`.
+    pub fn reset_after(mut self, uptime: Duration) -> Self {
+        self.reset_after = uptime;
+        self
+    }
+}
+
+/// Why the supervisor stopped restarting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The child exited within `min_uptime` and no `spin_sleep` is set.
+    Spinning {
+        /// How long it had run.
+        uptime: Duration,
+    },
+    /// The restart limit was reached.
+    MaxRestarts(u32),
+    /// The child exited with one of the `stop_exit_codes`.
+    ExitCode(i32),
+    /// The supervisor itself was told to stop (by this signal, or 0 for a
+    /// panic or a normal exit); the child was stopped and not restarted.
+    Stopped(i32),
+}
+
+/// The restart settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub(crate) min_uptime: Duration,
+    pub(crate) spin_sleep: Option<Duration>,
+    pub(crate) max_restarts: Option<u32>,
+    pub(crate) backoff: Option<Backoff>,
+    pub(crate) stop_exit_codes: Vec<i32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        // forever's defaults: a child that dies within a second is spinning,
+        // and a spinning child is given up.
+        Policy {
+            min_uptime: Duration::from_secs(1),
+            spin_sleep: None,
+            max_restarts: None,
+            backoff: None,
+            stop_exit_codes: Vec::new(),
+        }
+    }
+}
+
+/// What to do after an exit.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Restart(Duration),
+    Stop(StopReason),
+}
+
+/// The state the decisions depend on: restarts so far and the backoff step.
+#[derive(Debug, Default)]
+pub(crate) struct Restarts {
+    pub(crate) count: u32,
+    backoff_step: u32,
+}
+
+impl Policy {
+    /// Decides after a child exited with `code` (`None`: killed by a signal)
+    /// after running for `uptime`.
+    pub(crate) fn decide(
+        &self,
+        restarts: &mut Restarts,
+        code: Option<i32>,
+        uptime: Duration,
+    ) -> Decision {
+        if let Some(code) = code.filter(|code| self.stop_exit_codes.contains(code)) {
+            return Decision::Stop(StopReason::ExitCode(code));
+        }
+        if self.max_restarts.is_some_and(|max| restarts.count >= max) {
+            return Decision::Stop(StopReason::MaxRestarts(restarts.count));
+        }
+        let delay = if uptime < self.min_uptime {
+            match self.spin_sleep {
+                Some(sleep) => sleep,
+                None => return Decision::Stop(StopReason::Spinning { uptime }),
+            }
+        } else {
+            match self.backoff {
+                Some(backoff) => {
+                    if uptime >= backoff.reset_after {
+                        restarts.backoff_step = 0;
+                    }
+                    let factor = 1.5f64.powi(restarts.backoff_step.min(64) as i32);
+                    restarts.backoff_step += 1;
+                    backoff.initial.mul_f64(factor).min(backoff.max)
+                }
+                None => Duration::ZERO,
+            }
+        };
+        restarts.count += 1;
+        Decision::Restart(delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_spinning_child_is_given_up_or_restarted_after_spin_sleep() {
+        let policy = Policy {
+            min_uptime: 1000 * MS,
+            ..Policy::default()
+        };
+        let mut restarts = Restarts::default();
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 10 * MS),
+            Decision::Stop(StopReason::Spinning { uptime: 10 * MS })
+        );
+        let policy = Policy {
+            spin_sleep: Some(200 * MS),
+            ..policy
+        };
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 10 * MS),
+            Decision::Restart(200 * MS)
+        );
+    }
+
+    #[test]
+    fn the_restart_limit_and_stop_codes_end_it() {
+        let policy = Policy {
+            min_uptime: MS,
+            max_restarts: Some(2),
+            stop_exit_codes: vec![0],
+            ..Policy::default()
+        };
+        let mut restarts = Restarts::default();
+        assert_eq!(
+            policy.decide(&mut restarts, Some(0), 5 * MS),
+            Decision::Stop(StopReason::ExitCode(0))
+        );
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 5 * MS),
+            Decision::Restart(Duration::ZERO)
+        );
+        assert_eq!(
+            policy.decide(&mut restarts, None, 5 * MS),
+            Decision::Restart(Duration::ZERO)
+        );
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 5 * MS),
+            Decision::Stop(StopReason::MaxRestarts(2))
+        );
+    }
+
+    #[test]
+    fn backoff_grows_by_half_is_capped_and_resets_after_a_stable_run() {
+        let backoff = Backoff::new(100 * MS).max(300 * MS).reset_after(1000 * MS);
+        let policy = Policy {
+            min_uptime: MS,
+            backoff: Some(backoff),
+            ..Policy::default()
+        };
+        let mut restarts = Restarts::default();
+        let delays: Vec<Decision> = (0..4)
+            .map(|_| policy.decide(&mut restarts, Some(1), 10 * MS))
+            .collect();
+        let expected = [100, 150, 225, 300].map(|ms| Decision::Restart(ms * MS));
+        assert_eq!(delays, expected);
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 2000 * MS),
+            Decision::Restart(100 * MS)
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! The keep-alive supervisor (feature `supervisor`): `examples/keepalive.rs`
+//! supervising this binary's own roles, with real signals.
+
+use std::process::Command;
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+
+use crate::harness::{Child, Outcome, build_example_with};
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        supervisor_restarts_a_crashing_child_exactly_twice,
+        supervisor_gives_up_on_a_spinning_child,
+        supervisor_restarts_a_spinning_child_after_spin_sleep,
+        supervisor_backoff_delays_grow,
+        supervisor_forwards_sigterm_and_leaves_no_orphan,
+        supervisor_kills_a_child_that_ignores_sigterm,
+        supervisor_stops_on_a_do_not_restart_exit_code,
+    ]
+}
+
+/// Spawns the keepalive example with `options`, supervising this binary in `role`.
+fn keepalive(role: &str, options: &[&str]) -> Child {
+    let mut command = Command::new(build_example_with("keepalive", None, &["supervisor"]));
+    command.args(options).arg(std::env::current_exe().unwrap());
+    Child::spawn_with(command, role)
+}
+
+/// The supervisor's event lines (`keepalive: …`), without the prefix.
+fn events(outcome: &Outcome) -> Vec<&str> {
+    outcome
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("keepalive: "))
+        .collect()
+}
+
+fn started_pids(outcome: &Outcome) -> Vec<i32> {
+    events(outcome)
+        .iter()
+        .filter_map(|e| e.strip_prefix("started pid ")?.parse().ok())
+        .collect()
+}
+
+/// The CLOCK_MONOTONIC milliseconds each run of the child printed at its start.
+fn starts(outcome: &Outcome) -> Vec<u64> {
+    outcome
+        .stdout
+        .iter()
+        .filter_map(|l| l.strip_prefix("start ")?.parse().ok())
+        .collect()
+}
+
+fn assert_gone(pid: i32) {
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "child {pid} is still there"
+    );
+}
+
+fn supervisor_restarts_a_crashing_child_exactly_twice() {
+    let state = std::env::temp_dir().join(format!("exit_hook_crash_twice_{}", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let mut command = Command::new(build_example_with("keepalive", None, &["supervisor"]));
+    command
+        .args(["--min-uptime", "50ms"])
+        .arg(std::env::current_exe().unwrap())
+        .env("EXIT_HOOK_STATE", &state);
+    let outcome = Child::spawn_with(command, "crash_twice")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    let _ = std::fs::remove_file(&state);
+    outcome.assert_code(143);
+    assert_eq!(started_pids(&outcome).len(), 3, "{outcome:#?}");
+    let restarts: Vec<&str> = events(&outcome)
+        .into_iter()
+        .filter(|e| e.starts_with("restarting"))
+        .collect();
+    assert_eq!(
+        restarts,
+        [
+            "restarting in 0 ms (restart 1)",
+            "restarting in 0 ms (restart 2)"
+        ]
+    );
+    assert_eq!(
+        outcome.lines_starting("child: "),
+        ["child: SIGTERM (15), exit status 143"]
+    );
+}
+
+fn supervisor_gives_up_on_a_spinning_child() {
+    let outcome = keepalive("spin", &["--min-uptime", "1s"]).finish();
+    outcome.assert_code(1);
+    assert_eq!(starts(&outcome).len(), 1);
+    assert!(
+        events(&outcome)
+            .last()
+            .unwrap()
+            .starts_with("gave up: the child is spinning"),
+        "{outcome:#?}"
+    );
+}
+
+fn supervisor_restarts_a_spinning_child_after_spin_sleep() {
+    let outcome = keepalive(
+        "spin",
+        &[
+            "--min-uptime",
+            "1s",
+            "--spin-sleep",
+            "300ms",
+            "--max-restarts",
+            "2",
+        ],
+    )
+    .finish();
+    outcome.assert_code(1);
+    let starts = starts(&outcome);
+    assert_eq!(starts.len(), 3, "{outcome:#?}");
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (300..2000).contains(&gap),
+            "{gap} ms between starts, spin sleep 300 ms: {outcome:#?}"
+        );
+    }
+    assert_eq!(events(&outcome).last(), Some(&"gave up: 2 restarts"));
+}
+
+fn supervisor_backoff_delays_grow() {
+    let options = [
+        "--min-uptime",
+        "10ms",
+        "--backoff",
+        "100ms",
+        "--max-restarts",
+        "3",
+    ];
+    let outcome = keepalive("crash_after_60ms", &options).finish();
+    outcome.assert_code(1);
+    let restarts: Vec<&str> = events(&outcome)
+        .into_iter()
+        .filter(|e| e.starts_with("restarting"))
+        .collect();
+    assert_eq!(
+        restarts,
+        [
+            "restarting in 100 ms (restart 1)",
+            "restarting in 150 ms (restart 2)",
+            "restarting in 225 ms (restart 3)"
+        ]
+    );
+    let starts = starts(&outcome);
+    assert_eq!(starts.len(), 4, "{outcome:#?}");
+    // Each gap is the child's 60 ms plus the delay, so they grow: measured, not assumed.
+    let gaps: Vec<u64> = starts.windows(2).map(|p| p[1] - p[0]).collect();
+    for (gap, delay) in gaps.iter().zip([100, 150, 225]) {
+        assert!(
+            *gap >= 60 + delay && *gap < 60 + delay + 1000,
+            "gaps {gaps:?}"
+        );
+    }
+    assert!(gaps[0] < gaps[1] && gaps[1] < gaps[2], "gaps {gaps:?}");
+}
+
+fn supervisor_forwards_sigterm_and_leaves_no_orphan() {
+    let outcome = keepalive("signal", &["--kill-timeout", "5s"])
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    // The child's own hooks ran, once: it got the SIGTERM.
+    assert_eq!(
+        outcome.after_ready(),
+        [
+            "a: SIGTERM (15), exit status 143",
+            "b: SIGTERM (15), exit status 143 signal=Some(15) code=Some(143)"
+        ]
+    );
+    let pids = started_pids(&outcome);
+    assert_eq!(
+        pids.len(),
+        1,
+        "never restarted while stopping: {outcome:#?}"
+    );
+    assert!(
+        events(&outcome)
+            .contains(&format!("stopping: sent SIGTERM (15) to pid {}", pids[0]).as_str())
+    );
+    assert_gone(pids[0]);
+}
+
+fn supervisor_kills_a_child_that_ignores_sigterm() {
+    let outcome = keepalive("ignore_term", &["--kill-timeout", "500ms"])
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    let pid = started_pids(&outcome)[0];
+    assert!(
+        events(&outcome).contains(&format!("killed pid {pid} after the kill timeout").as_str()),
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome.elapsed >= Duration::from_millis(500),
+        "killed before the kill timeout: {:?}",
+        outcome.elapsed
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "{:?}",
+        outcome.elapsed
+    );
+    assert_gone(pid);
+}
+
+fn supervisor_stops_on_a_do_not_restart_exit_code() {
+    let outcome = keepalive("exit_3", &["--min-uptime", "0ms", "--stop-exit-code", "3"]).finish();
+    outcome.assert_code(3);
+    assert_eq!(started_pids(&outcome).len(), 1);
+    assert_eq!(
+        events(&outcome).last(),
+        Some(&"done: exit code 3 means do not restart")
+    );
+}
