@@ -13,7 +13,9 @@
 //! command line around it.
 //!
 //! How it works: the loop spawns the child (in a process group of its own, so
-//! a terminal's Ctrl+C reaches only the supervisor, which forwards it once),
+//! a terminal's Ctrl+C reaches only the supervisor, which forwards it once;
+//! in exchange the child cannot read from the terminal, which suits the
+//! servers and workers a keep-alive is for),
 //! polls it, and restarts it as the restart settings decide. A hook
 //! registered for the duration of [`Supervisor::run`] does the stopping. The
 //! loop is the only place that reaps the child; the hook waits for it on a
