@@ -37,6 +37,14 @@ fn events(outcome: &Outcome) -> Vec<&str> {
         .collect()
 }
 
+/// The supervisor's "restarting in …" events.
+fn restarts(outcome: &Outcome) -> Vec<&str> {
+    events(outcome)
+        .into_iter()
+        .filter(|e| e.starts_with("restarting"))
+        .collect()
+}
+
 fn started_pids(outcome: &Outcome) -> Vec<i32> {
     events(outcome)
         .iter()
@@ -75,12 +83,8 @@ fn supervisor_restarts_a_crashing_child_exactly_twice() {
     let _ = std::fs::remove_file(&state);
     outcome.assert_code(143);
     assert_eq!(started_pids(&outcome).len(), 3, "{outcome:#?}");
-    let restarts: Vec<&str> = events(&outcome)
-        .into_iter()
-        .filter(|e| e.starts_with("restarting"))
-        .collect();
     assert_eq!(
-        restarts,
+        restarts(&outcome),
         [
             "restarting in 0 ms (restart 1)",
             "restarting in 0 ms (restart 2)"
@@ -142,12 +146,8 @@ fn supervisor_backoff_delays_grow() {
     ];
     let outcome = keepalive("crash_after_60ms", &options).finish();
     outcome.assert_code(1);
-    let restarts: Vec<&str> = events(&outcome)
-        .into_iter()
-        .filter(|e| e.starts_with("restarting"))
-        .collect();
     assert_eq!(
-        restarts,
+        restarts(&outcome),
         [
             "restarting in 100 ms (restart 1)",
             "restarting in 150 ms (restart 2)",
