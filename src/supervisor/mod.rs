@@ -21,101 +21,26 @@
 //! loop is the only place that reaps the child; the hook waits for it on a
 //! condition variable, and kills it in time for the supervisor's own deadline.
 
+mod event;
 mod policy;
+mod stop;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use event::Event;
+use event::{Listener, emit};
 pub use policy::{Backoff, StopReason};
 use policy::{Decision, Policy, Restarts};
+use stop::{Shared, stop, wait};
 
-use crate::{Error, Exit, Signal, sys};
-
-/// How often the loop looks at the child.
-const POLL: Duration = Duration::from_millis(5);
-
-/// What the supervisor does, as it happens; also sent to `tracing`.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// The child started.
-    Started {
-        /// Its process id.
-        pid: u32,
-    },
-    /// The child exited.
-    Exited {
-        /// Its process id.
-        pid: u32,
-        /// How it ended.
-        status: ExitStatus,
-        /// How long it ran.
-        uptime: Duration,
-    },
-    /// The child will be started again after `delay`.
-    Restarting {
-        /// The wait before the restart.
-        delay: Duration,
-        /// Restarts so far, this one included.
-        restarts: u32,
-    },
-    /// The supervisor is stopping: `signal` was forwarded to the child.
-    Stopping {
-        /// The child's process id.
-        pid: u32,
-        /// The signal forwarded.
-        signal: Signal,
-    },
-    /// The child did not exit within the kill timeout and was killed.
-    Killed {
-        /// Its process id.
-        pid: u32,
-    },
-    /// No more restarts.
-    Done(StopReason),
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Event::Started { pid } => write!(f, "started pid {pid}"),
-            Event::Exited {
-                pid,
-                status,
-                uptime,
-            } => write!(
-                f,
-                "pid {pid} exited ({status}) after {} ms",
-                uptime.as_millis()
-            ),
-            Event::Restarting { delay, restarts } => write!(
-                f,
-                "restarting in {} ms (restart {restarts})",
-                delay.as_millis()
-            ),
-            Event::Stopping { pid, signal } => write!(f, "stopping: sent {signal} to pid {pid}"),
-            Event::Killed { pid } => write!(f, "killed pid {pid} after the kill timeout"),
-            Event::Done(reason) => match reason {
-                StopReason::Spinning { uptime } => write!(
-                    f,
-                    "gave up: the child is spinning (exited after {} ms)",
-                    uptime.as_millis()
-                ),
-                StopReason::MaxRestarts(n) => write!(f, "gave up: {n} restarts"),
-                StopReason::ExitCode(code) => {
-                    write!(f, "done: exit code {code} means do not restart")
-                }
-                StopReason::Stopped(signal) => write!(f, "done: stopped by signal {signal}"),
-            },
-        }
-    }
-}
+use crate::{Error, sys};
 
 /// Where the child's output goes.
 #[derive(Clone, Debug)]
@@ -127,8 +52,6 @@ pub enum Output {
     /// supervisor's stdout and stderr.
     Prefixed(String),
 }
-
-type Listener = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Runs a program, restarts it when it exits, and stops it gracefully.
 ///
@@ -167,24 +90,6 @@ impl fmt::Debug for Supervisor {
             .field("policy", &self.policy)
             .field("kill_timeout", &self.kill_timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// The loop's and the stop hook's shared view of the child.
-struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    child: Option<Child>,
-    stopping: Option<i32>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -291,10 +196,7 @@ impl Supervisor {
     /// [`Error::Io`] if the program cannot be started; the errors of
     /// [`try_add`](crate::try_add) if the stop hook cannot be registered.
     pub fn run(self) -> Result<StopReason, Error> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-        });
+        let shared = Arc::new(Shared::default());
         let stop_hook = crate::try_add({
             let (shared, listener, kill_timeout) =
                 (shared.clone(), self.listener.clone(), self.kill_timeout);
@@ -376,72 +278,6 @@ impl Supervisor {
             }
         }
         Ok(child)
-    }
-}
-
-fn emit(listener: Option<&Listener>, event: Event) {
-    tracing::info!(%event, "supervisor");
-    if let Some(listener) = listener {
-        listener(&event);
-    }
-}
-
-/// Polls the child until it exits; reaps it and tells the stop hook.
-fn wait(shared: &Shared) -> ExitStatus {
-    loop {
-        let mut state = shared.lock();
-        let exited = match state.child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(status))) => Some(status),
-            Some(Ok(None)) => None,
-            // The child cannot be waited for: treat it as gone.
-            Some(Err(_)) | None => Some(ExitStatus::default()),
-        };
-        if let Some(status) = exited {
-            state.child = None;
-            shared.changed.notify_all();
-            return status;
-        }
-        drop(state);
-        thread::sleep(POLL);
-    }
-}
-
-/// The stop hook: forward the signal, wait up to the kill timeout (and
-/// before the run's deadline), then kill.
-fn stop(shared: &Shared, listener: Option<&Listener>, kill_timeout: Duration, exit: &Exit) {
-    let signal = exit.signal().unwrap_or_else(Signal::terminate);
-    let mut state = shared.lock();
-    state.stopping = Some(exit.signal().map_or(0, Signal::as_raw));
-    shared.changed.notify_all();
-    let Some(pid) = state.child.as_ref().map(Child::id) else {
-        return;
-    };
-    emit(listener, Event::Stopping { pid, signal });
-    if let Err(err) = sys::send_signal(pid, signal.as_raw()) {
-        tracing::warn!(%err, pid, "could not forward the signal");
-    }
-    // Kill in time for the supervisor's own deadline.
-    let margin = Duration::from_millis(250);
-    let kill_at = (Instant::now() + kill_timeout).min(
-        exit.deadline()
-            .checked_sub(margin)
-            .unwrap_or(exit.deadline()),
-    );
-    let left = kill_at.saturating_duration_since(Instant::now());
-    state = shared
-        .changed
-        .wait_timeout_while(state, left, |s| s.child.is_some())
-        .unwrap_or_else(PoisonError::into_inner)
-        .0;
-    if let Some(child) = state.child.as_mut() {
-        let _ = child.kill();
-        emit(listener, Event::Killed { pid });
-        let left = exit.deadline().saturating_duration_since(Instant::now());
-        drop(
-            shared
-                .changed
-                .wait_timeout_while(state, left, |s| s.child.is_some()),
-        );
     }
 }
 
