@@ -181,6 +181,7 @@
 
 mod error;
 mod exit;
+mod hook;
 mod install;
 mod panic;
 mod registry;
@@ -196,8 +197,8 @@ mod trigger;
 
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
+pub use hook::{HookHandle, add, add_async, try_add, try_add_async};
 pub use install::Builder;
-pub use registry::{HookHandle, add, add_async, try_add, try_add_async};
 pub use signal::{Signal, SignalExit};
 pub use state::{exiting, is_exiting};
 pub use trigger::exit;
