@@ -126,7 +126,7 @@ impl Child {
     /// `None` if stdout ends first or nothing matches within `within`.
     #[allow(
         dead_code,
-        reason = "used by tests/fault_injection.rs, which shares this harness"
+        reason = "used by tests/fault_injection/, which shares this harness"
     )]
     pub fn try_wait_line(
         &mut self,

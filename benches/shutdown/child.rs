@@ -1,0 +1,183 @@
+//! The measured processes.
+
+use std::time::Duration;
+
+pub fn run(role: &str) {
+    match role {
+        "floor" => ready(),
+        "signal_hook" => {
+            let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    std::process::exit(143);
+                }
+            });
+            ready();
+        }
+        // The least any design with a deadline can do: a thread that
+        // could end the process while a hook is stuck, one no-op hook, _exit.
+        "signal_hook_guard" => {
+            let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    let _guard = std::thread::spawn(|| {
+                        std::thread::sleep(Duration::from_secs(10));
+                        // SAFETY: _exit(2) ends the process.
+                        unsafe { libc::_exit(143) }
+                    });
+                    std::hint::black_box(|| {})();
+                    // SAFETY: _exit(2) ends the process.
+                    unsafe { libc::_exit(143) }
+                }
+            });
+            ready();
+        }
+        "noop" => {
+            exit_hook::add(|_| {});
+            ready();
+        }
+        "sync_1000" => {
+            for _ in 0..1000 {
+                exit_hook::add(|_| {});
+            }
+            ready();
+        }
+        "async_1" => async_hooks(1),
+        "async_1000" => async_hooks(1000),
+        "async_100000" => async_hooks(100_000),
+        "std_exit" => {
+            stamp();
+            std::process::exit(0);
+        }
+        "idle" => idle(),
+        role => {
+            let n: usize = role
+                .strip_prefix("exit_")
+                .and_then(|n| n.parse().ok())
+                .expect("a known role");
+            for _ in 0..n {
+                exit_hook::add(|_| {});
+            }
+            stamp();
+            exit_hook::exit(0);
+        }
+    }
+}
+
+fn async_hooks(n: usize) {
+    for _ in 0..n {
+        exit_hook::add_async(|_| tokio::time::sleep(Duration::from_millis(100)));
+    }
+    ready();
+}
+
+fn ready() {
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+fn stamp() {
+    println!("T {}", super::monotonic_ns());
+}
+
+fn idle() {
+    let before = (threads(), rss_kib());
+    // The baseline: the same 5 s of sleeping, before anything is installed.
+    let cpu_idle_start = cpu_time();
+    std::thread::sleep(Duration::from_secs(5));
+    let baseline = cpu_time() - cpu_idle_start;
+    let cpu_start = cpu_time();
+    exit_hook::add(|_| {});
+    // Let the signal thread finish starting, then measure idling only.
+    std::thread::sleep(Duration::from_millis(100));
+    let installing = cpu_time() - cpu_start;
+    let after = (threads(), rss_kib());
+    let cpu_before = cpu_time();
+    let crate_before = crate_thread_ns();
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_cpu = cpu_time() - cpu_before;
+    let crate_idle = crate_thread_ns()
+        .zip(crate_before)
+        .map(|(after, before)| after - before);
+    println!("| | threads | resident memory |");
+    println!("|---|---|---|");
+    println!("| before the first add | {} | {} KiB |", before.0, before.1);
+    println!(
+        "| after (installed, 1 hook) | {} | {} KiB |",
+        after.0, after.1
+    );
+    println!("\nthreads after install: {}", thread_names().join(", "));
+    println!(
+        "CPU time to install (first add): {} µs",
+        installing.as_micros()
+    );
+    println!(
+        "CPU time over 5 s idle: {} µs before installing, {} µs after",
+        baseline.as_micros(),
+        idle_cpu.as_micros()
+    );
+    match crate_idle {
+        Some(ns) => println!(
+            "of which the crate's `exit-hook` thread: {ns} ns (its on-CPU time, /proc/self/task/*/schedstat)"
+        ),
+        None => println!("the crate's thread was not found"),
+    }
+}
+
+/// The on-CPU time of the crate's `exit-hook` thread, in nanoseconds.
+fn crate_thread_ns() -> Option<u64> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            if name.trim() != "exit-hook" {
+                return None;
+            }
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            schedstat.split_whitespace().next()?.parse().ok()
+        })
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count())
+}
+
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of the whole process.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage(2) writes into the struct we own.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
