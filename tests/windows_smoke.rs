@@ -84,12 +84,12 @@ fn main() {
 #[cfg(unix)]
 mod driver {
     use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::Duration;
 
     use libtest_mimic::{Arguments, Failed, Trial};
 
-    use crate::harness::{Child, Outcome};
+    use crate::harness::{Child, Outcome, cargo_build};
 
     const WINE: &str = "/usr/lib/wine/wine64";
     const TARGET: &str = "x86_64-pc-windows-gnu";
@@ -167,39 +167,13 @@ mod driver {
         if !Path::new(WINE).exists() {
             return Err(format!("{WINE} not found (Debian: apt-get install wine64)"));
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let output = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--target",
-                TARGET,
-                "--test",
-                "windows_smoke",
-                "--message-format=json",
-            ])
-            .args([
-                "--manifest-path",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|err| format!("running cargo: {err}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "cross-building for {TARGET} failed (rustup target add {TARGET}; Debian: apt-get install gcc-mingw-w64-x86-64)"
-            ));
-        }
-        let messages = String::from_utf8_lossy(&output.stdout);
-        let key = "\"executable\":\"";
-        let exe = messages
-            .lines()
-            .filter(|line| line.contains("\"name\":\"windows_smoke\""))
-            .find_map(|line| {
-                let path = &line[line.find(key)? + key.len()..];
-                Some(PathBuf::from(&path[..path.find('"')?]))
-            })
-            .ok_or("cargo reported no Windows executable")?;
+        let exe = PathBuf::from(cargo_build("windows_smoke", &["--target", TARGET, "--test", "windows_smoke"]).map_err(
+            |err| {
+                format!(
+                    "cross-building for {TARGET} failed: {err} (rustup target add {TARGET}; Debian: apt-get install gcc-mingw-w64-x86-64)"
+                )
+            },
+        )?);
         let dir = exe.parent().ok_or("the executable has no directory")?;
         let shim = dir.join("bcryptprimitives.dll");
         if !shim.exists() {

@@ -225,34 +225,35 @@ pub fn build_example(name: &str, profile: Option<&str>) -> String {
 
 /// [`build_example`] with cargo features enabled.
 pub fn build_example_with(name: &str, profile: Option<&str>, features: &[&str]) -> String {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args([
-        "build",
-        "--quiet",
-        "--example",
-        name,
-        "--message-format=json",
-    ]);
-    command.args([
-        "--manifest-path",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-    ]);
+    let mut args = vec!["--example", name];
     if let Some(profile) = profile {
-        command.args(["--profile", profile]);
+        args.extend(["--profile", profile]);
     }
+    let features = features.join(",");
     if !features.is_empty() {
-        command.args(["--features", &features.join(",")]);
+        args.extend(["--features", &features]);
     }
-    let output = command
+    cargo_build(name, &args).unwrap_or_else(|err| panic!("building the {name} example: {err}"))
+}
+
+/// Runs `cargo build` on this package with `args` and returns the path of
+/// the executable cargo built for the target `name`, as its JSON messages say.
+pub fn cargo_build(name: &str, args: &[&str]) -> Result<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--quiet", "--message-format=json"])
+        .args([
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ])
+        .args(args)
         .stderr(Stdio::inherit())
         .output()
-        .expect("running cargo");
-    assert!(
-        output.status.success(),
-        "building the {name} example failed"
-    );
-    let messages = String::from_utf8(output.stdout).expect("cargo's messages are UTF-8");
+        .map_err(|err| format!("running cargo: {err}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo build {} failed", args.join(" ")));
+    }
+    let messages = String::from_utf8_lossy(&output.stdout);
     let (target, key) = (format!("\"name\":\"{name}\""), "\"executable\":\"");
     messages
         .lines()
@@ -261,7 +262,7 @@ pub fn build_example_with(name: &str, profile: Option<&str>, features: &[&str]) 
             let path = &line[line.find(key)? + key.len()..];
             Some(path[..path.find('"')?].to_owned())
         })
-        .unwrap_or_else(|| panic!("cargo reported no executable for the {name} example"))
+        .ok_or_else(|| format!("cargo reported no executable for {name}"))
 }
 
 /// The common case: spawn `role`, wait for `READY`, send SIGTERM, wait for the exit.
