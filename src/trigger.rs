@@ -57,6 +57,15 @@ fn start(trigger: Trigger, code: Option<i32>) -> Run {
 }
 
 impl Run {
+    /// Runs the hooks on a new runner thread and [`wait`](Self::wait)s.
+    fn on_runner_thread(&self) -> bool {
+        if let Err(err) = runner::spawn(self.exit.clone()) {
+            report::runner_failed(&err);
+            STATE.finish();
+        }
+        self.wait()
+    }
+
     /// Waits for the run to finish or its deadline to pass, then closes the
     /// registry and reports. Returns `true` if every hook finished in time.
     fn wait(&self) -> bool {
@@ -80,12 +89,7 @@ impl Run {
 /// [`Exit`] and whether every hook finished in time.
 pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
     let run = start(trigger, code);
-    if let Err(err) = runner::spawn(run.exit.clone()) {
-        report::runner_failed(&err);
-        STATE.finish();
-        return (run.exit, false);
-    }
-    let in_time = run.wait();
+    let in_time = run.on_runner_thread();
     (run.exit, in_time)
 }
 
@@ -114,11 +118,7 @@ pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
     if let Err(err) = guard {
         // No guard: run on a runner thread and keep the deadline here.
         report::runner_failed(&err);
-        if let Err(err) = runner::spawn(run.exit.clone()) {
-            report::runner_failed(&err);
-            STATE.finish();
-        }
-        run.wait();
+        run.on_runner_thread();
         end_as(&run.exit);
     }
     runner::run_here(&run.exit);
