@@ -53,7 +53,7 @@ pub enum Trigger {
     /// The process is exiting on its own: `main` returned or
     /// [`std::process::exit`] was called.
     Normal,
-    /// [`exit_hook::exit`](crate::exit) was called.
+    /// [`exit_hook::exit`](crate::exit) or [`exit_hook::start_exit`](crate::start_exit) was called.
     Requested,
 }
 

@@ -1,11 +1,13 @@
-//! Registering hooks: [`add`], [`add_async`], their `try_` forms, and the
-//! [`HookHandle`] that unregisters.
+//! Registering hooks: [`add`], [`add_async`], their `try_` forms, the
+//! [`HookBuilder`] that places a hook in a [`Phase`] or gives it a time
+//! limit, and the [`HookHandle`] that unregisters.
 
 use std::future::Future;
 use std::panic::Location;
+use std::time::Duration;
 
 use crate::registry::{BoxFuture, Hook, Key, Work, registry};
-use crate::{Error, Exit};
+use crate::{Builder, Error, Exit, Phase};
 
 /// Registers a hook that runs once when the process ends, and returns a
 /// handle that can [`unregister`](HookHandle::unregister) it.
@@ -31,7 +33,7 @@ pub fn add<F>(hook: F) -> HookHandle
 where
     F: FnOnce(&Exit) + Send + 'static,
 {
-    or_detached(try_add(hook), Location::caller())
+    HookBuilder::new().add(hook)
 }
 
 /// Registers an async hook: `hook` is called with the [`Exit`] and the
@@ -56,7 +58,7 @@ where
     F: FnOnce(Exit) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    or_detached(try_add_async(hook), Location::caller())
+    HookBuilder::new().add_async(hook)
 }
 
 /// [`add`], returning installation errors and [`Error::Exiting`].
@@ -76,7 +78,7 @@ pub fn try_add<F>(hook: F) -> Result<HookHandle, Error>
 where
     F: FnOnce(&Exit) + Send + 'static,
 {
-    register(Location::caller(), Work::Sync(Box::new(hook)))
+    HookBuilder::new().try_add(hook)
 }
 
 /// [`add_async`], returning installation errors and [`Error::Exiting`].
@@ -95,8 +97,158 @@ where
     F: FnOnce(Exit) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let work = Work::Async(Box::new(move |exit| Box::pin(hook(exit)) as BoxFuture));
-    register(Location::caller(), work)
+    HookBuilder::new().try_add_async(hook)
+}
+
+/// Registers a hook in a [`Phase`] of the run: `exit_hook::in_phase(Phase::Drain).add_async(..)`.
+///
+/// Shorthand for [`HookBuilder::new().phase(phase)`](HookBuilder::phase).
+///
+/// ```
+/// use exit_hook::Phase;
+///
+/// exit_hook::in_phase(Phase::Close).add_async(|_| async { /* pool.close().await */ });
+/// ```
+pub fn in_phase(phase: Phase) -> HookBuilder {
+    HookBuilder::new().phase(phase)
+}
+
+/// Options for one hook: the [`Phase`] it runs in and a time limit, then
+/// [`add`](HookBuilder::add) or [`add_async`](HookBuilder::add_async) as
+/// with the free functions. Usually made with [`in_phase`].
+///
+/// ```
+/// use std::time::Duration;
+/// use exit_hook::{HookBuilder, Phase};
+///
+/// // Wait at most 5 s for the server to drain, then go on to close the pool.
+/// exit_hook::in_phase(Phase::Drain)
+///     .time_limit(Duration::from_secs(5))
+///     .add_async(|_| async { /* server.await */ });
+/// // A sync hook that may hang on a network file system: give up after 1 s.
+/// HookBuilder::new()
+///     .time_limit(Duration::from_secs(1))
+///     .add(|_| { /* std::fs::remove_file(..) */ });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[must_use = "a HookBuilder registers nothing until `add` or `add_async` is called"]
+pub struct HookBuilder {
+    phase: Phase,
+    time_limit: Option<Duration>,
+}
+
+impl HookBuilder {
+    /// A hook in [`Phase::Cleanup`] with no time limit of its own, as [`add`] registers.
+    pub fn new() -> Self {
+        HookBuilder::default()
+    }
+
+    /// The phase the hook runs in (default [`Phase::Cleanup`]).
+    pub fn phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// How long the run waits for this hook, from its start. When the limit
+    /// passes, the run moves on as if the hook had returned, and one line
+    /// (a `tracing` warning, or stderr without a subscriber) names the
+    /// hook's registration site. An async hook's future is dropped then; a
+    /// sync hook with a time limit runs on a thread of its own, which is
+    /// left running. The run's deadline still bounds everything.
+    ///
+    /// A zero limit, or one above [`Builder::MAX_TIMEOUT`], is
+    /// [`Error::InvalidTimeout`] when the hook is registered.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// Registers a sync hook with these options; otherwise as [`add`](crate::add).
+    ///
+    /// # Panics
+    ///
+    /// If installing the handlers fails, or the time limit is invalid;
+    /// [`try_add`](Self::try_add) returns the error instead.
+    #[track_caller]
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "named after `exit_hook::add`, which it mirrors; nothing is summed"
+    )]
+    pub fn add<F>(self, hook: F) -> HookHandle
+    where
+        F: FnOnce(&Exit) + Send + 'static,
+    {
+        or_detached(self.try_add(hook), Location::caller())
+    }
+
+    /// Registers an async hook with these options; otherwise as [`add_async`](crate::add_async).
+    ///
+    /// # Panics
+    ///
+    /// As [`add`](Self::add).
+    #[track_caller]
+    pub fn add_async<F, Fut>(self, hook: F) -> HookHandle
+    where
+        F: FnOnce(Exit) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        or_detached(self.try_add_async(hook), Location::caller())
+    }
+
+    /// [`add`](Self::add), returning the errors.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`try_add`](crate::try_add), and [`Error::InvalidTimeout`]
+    /// for a zero or absurd [time limit](Self::time_limit).
+    #[track_caller]
+    pub fn try_add<F>(self, hook: F) -> Result<HookHandle, Error>
+    where
+        F: FnOnce(&Exit) + Send + 'static,
+    {
+        self.register(Location::caller(), Work::Sync(Box::new(hook)))
+    }
+
+    /// [`add_async`](Self::add_async), returning the errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_add`](Self::try_add).
+    #[track_caller]
+    pub fn try_add_async<F, Fut>(self, hook: F) -> Result<HookHandle, Error>
+    where
+        F: FnOnce(Exit) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let work = Work::Async(Box::new(move |exit| Box::pin(hook(exit)) as BoxFuture));
+        self.register(Location::caller(), work)
+    }
+
+    /// Installs the handlers if needed, then registers.
+    fn register(
+        self,
+        location: &'static Location<'static>,
+        work: Work,
+    ) -> Result<HookHandle, Error> {
+        if let Some(limit) = self.time_limit {
+            if limit.is_zero() || limit > Builder::MAX_TIMEOUT {
+                return Err(Error::InvalidTimeout(limit));
+            }
+        }
+        crate::install::ensure_installed()?;
+        let hook = Hook {
+            location,
+            phase: self.phase,
+            time_limit: self.time_limit,
+            work,
+        };
+        let key = registry().insert(hook)?;
+        if crate::is_exiting() {
+            // A run may be waiting for guards; it takes this hook now.
+            crate::registry::changed();
+        }
+        Ok(HookHandle { key, location })
+    }
 }
 
 fn or_detached(
@@ -111,16 +263,6 @@ fn or_detached(
         }
         Err(err) => panic!("exit_hook: {err}"),
     }
-}
-
-/// Installs the handlers if needed, then registers.
-pub(crate) fn register(
-    location: &'static Location<'static>,
-    work: Work,
-) -> Result<HookHandle, Error> {
-    crate::install::ensure_installed()?;
-    let key = registry().insert(Hook { location, work })?;
-    Ok(HookHandle { key, location })
 }
 
 /// A registered hook, which [`unregister`](HookHandle::unregister) removes.
@@ -151,7 +293,9 @@ impl HookHandle {
     /// Removes the hook, so no run will start it. Returns `true` if it was
     /// removed, `false` if a run has already taken it (it is running or ran).
     pub fn unregister(self) -> bool {
-        registry().remove(self.key)
+        let removed = registry().remove(self.key);
+        // Dropped here, unlocked: its captures' `Drop` may unregister too.
+        removed.is_some()
     }
 
     /// Where the hook was registered; logs and timeout reports name it.

@@ -166,6 +166,7 @@ impl Builder {
                     .map_err(|reason| Error::UnsupportedSignal { signal, reason })?;
                 Ok(SignalPlan {
                     signal: signal.as_raw(),
+                    name: signal.name().unwrap_or("signal"),
                     status: self.signal_exit.status(signal),
                     force: self.force_on_second_signal,
                 })

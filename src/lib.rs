@@ -181,9 +181,11 @@
 
 mod error;
 mod exit;
+mod guard;
 mod hook;
 mod install;
 mod panic;
+mod phase;
 mod registry;
 mod report;
 mod runner;
@@ -197,11 +199,13 @@ mod trigger;
 
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
-pub use hook::{HookHandle, add, add_async, try_add, try_add_async};
+pub use guard::{ExitGuard, hold_exit};
+pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase, try_add, try_add_async};
 pub use install::Builder;
+pub use phase::Phase;
 pub use signal::{Signal, SignalExit};
 pub use state::{exiting, is_exiting};
-pub use trigger::exit;
+pub use trigger::{exit, start_exit};
 
 /// The README's code blocks, compiled as doctests.
 #[cfg(doctest)]

@@ -2,8 +2,14 @@
 //!
 //! It wraps the hook that was installed before, which still runs first for
 //! panics outside hooks, so the usual message (and backtrace) is printed.
-//! The run happens before the hook returns, so it works with
-//! `panic = "abort"` too: the abort never comes, the process exits with 101.
+//!
+//! When panics unwind, the panic hook starts a detached run and returns:
+//! the panicking thread unwinds as it would have (tokio turns the panic into
+//! a `JoinError` and its worker goes on; locks the thread held are released,
+//! so a hook that needs them gets them), and the crate's thread ends the
+//! process with 101 when the run is over. Under `panic = "abort"` the abort
+//! would come as soon as the hook returns, so the run happens before it
+//! returns: the abort never comes, the process exits with 101.
 
 use std::panic::{self, PanicHookInfo};
 
@@ -33,11 +39,13 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
         return;
     }
     if STATE.begin() {
-        trigger::initiate(
-            Trigger::Panic(Panic::from_hook_info(info)),
-            Some(PANIC_STATUS),
-        );
-        sys::exit_now(PANIC_STATUS);
+        let trigger = Trigger::Panic(Panic::from_hook_info(info));
+        if cfg!(panic = "abort") {
+            trigger::initiate(trigger, Some(PANIC_STATUS));
+            sys::exit_now(PANIC_STATUS);
+        }
+        trigger::initiate_detached(trigger, Some(PANIC_STATUS));
+        return;
     }
     if cfg!(panic = "abort") {
         // Aborting would cut the run short: wait for it and end as it decided.

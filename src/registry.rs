@@ -1,22 +1,33 @@
-//! The registered hooks, in registration order, and the handles that remove them.
+//! The registered hooks and exit guards, and how a run takes them out.
 //!
-//! One mutex guards a slab of hooks, each tagged with a growing id: adding
-//! and removing are O(1), and sorting by id gives registration order.
-//! (The public functions that register and unregister are in `hook.rs`.) The lock is held only to
-//! insert, remove or take hooks — never while a hook runs — so registering
-//! never waits on a running shutdown. The runner takes the hooks out in
-//! batches (hooks registered during a run join it) and closes the registry
-//! when the run is over; registering after that is [`Error::Exiting`].
+//! One mutex guards two slabs: the hooks, each tagged with a growing id, and
+//! the [`ExitGuard`](crate::ExitGuard)s alive. Adding and removing are O(1),
+//! and sorting by id gives registration order. (The public functions are in
+//! `hook.rs` and `guard.rs`.) The lock is held only to insert, remove or
+//! take entries — never while a hook runs, and never while a hook's closure
+//! is dropped — so registering never waits on a running shutdown.
+//!
+//! A run asks [`next_batch`] for work until there is none: the hooks of the
+//! earliest phase registered, oldest first (so hooks registered during a
+//! run join it, and a hook registered for a phase already passed runs next).
+//! Before any phase after [`Phase::Drain`] it waits until every guard is
+//! released. When nothing is left, the registry closes atomically with that
+//! answer: registering after it is [`Error::Exiting`], and a guard taken
+//! after it holds nothing.
 
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
-use crate::{Error, Exit};
+use crate::{Error, Exit, Phase};
 
 /// A boxed async hook body.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A registration site, as `#[track_caller]` gives it.
+pub(crate) type Site = &'static Location<'static>;
 
 /// What a hook does.
 pub(crate) enum Work {
@@ -26,7 +37,10 @@ pub(crate) enum Work {
 
 /// A registered hook.
 pub(crate) struct Hook {
-    pub(crate) location: &'static Location<'static>,
+    pub(crate) location: Site,
+    pub(crate) phase: Phase,
+    /// How long the run waits for this hook before it moves on.
+    pub(crate) time_limit: Option<Duration>,
     pub(crate) work: Work,
 }
 
@@ -46,14 +60,101 @@ impl Key {
     };
 }
 
-/// A slab: inserting and removing are O(1) whatever the number of hooks,
-/// and removed slots are reused. Ids grow with each registration, so
-/// sorting by id restores registration order when a run takes the hooks.
-pub(crate) struct Registry {
-    next_id: u64,
-    slots: Vec<Option<(u64, Hook)>>,
+/// Slots that are reused once freed; O(1) insert and remove.
+struct Slab<T> {
+    slots: Vec<Option<T>>,
     free: Vec<usize>,
     live: usize,
+}
+
+/// Above this many slots, an emptied slab gives its memory back.
+const KEEP_SLOTS: usize = 64;
+
+impl<T> Slab<T> {
+    const fn new() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    fn insert(&mut self, value: T) -> usize {
+        self.live += 1;
+        match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = Some(value);
+                index
+            }
+            None => {
+                self.slots.push(Some(value));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&T> {
+        self.slots.get(index)?.as_ref()
+    }
+
+    fn remove(&mut self, index: usize) -> Option<T> {
+        let value = self.slots.get_mut(index)?.take()?;
+        self.live -= 1;
+        self.free.push(index);
+        self.shrink_if_empty();
+        Some(value)
+    }
+
+    /// Removes and returns the values for which `take` holds, in slot order.
+    fn take_where(&mut self, take: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut taken = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(&take) {
+                taken.extend(slot.take());
+                self.free.push(index);
+            }
+        }
+        self.live -= taken.len();
+        self.shrink_if_empty();
+        taken
+    }
+
+    /// A slab that emptied out forgets its slots, and gives their memory
+    /// back if there were many.
+    fn shrink_if_empty(&mut self) {
+        if self.live == 0 {
+            if self.slots.capacity() > KEEP_SLOTS {
+                *self = Slab::new();
+            } else {
+                self.slots.clear();
+                self.free.clear();
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten()
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+}
+
+/// What a run does next, as [`Registry::next`] decides.
+pub(crate) enum Next {
+    /// Run these hooks (one phase, registration order).
+    Batch(Vec<Hook>),
+    /// Guards are alive and the next hooks (if any) come after the drain phase.
+    WaitForGuards,
+    /// Nothing left: the registry is closed.
+    Done,
+}
+
+pub(crate) struct Registry {
+    next_id: u64,
+    hooks: Slab<(u64, Hook)>,
+    guards: Slab<Site>,
     closed: bool,
 }
 
@@ -61,9 +162,8 @@ impl Registry {
     pub(crate) const fn new() -> Self {
         Registry {
             next_id: 0,
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+            hooks: Slab::new(),
+            guards: Slab::new(),
             closed: false,
         }
     }
@@ -74,61 +174,105 @@ impl Registry {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.slots[index] = Some((id, hook));
-                index
-            }
-            None => {
-                self.slots.push(Some((id, hook)));
-                self.slots.len() - 1
-            }
-        };
-        self.live += 1;
+        let index = self.hooks.insert((id, hook));
         Ok(Key { index, id })
     }
 
-    pub(crate) fn remove(&mut self, key: Key) -> bool {
-        match self.slots.get_mut(key.index) {
-            Some(slot) if slot.as_ref().is_some_and(|(id, _)| *id == key.id) => {
-                *slot = None;
-                self.free.push(key.index);
-                self.live -= 1;
-                true
-            }
-            _ => false,
+    /// Removes the hook under `key` and gives it back, so that the caller
+    /// drops its closure after unlocking: the closure's captures may run any
+    /// code when dropped, registering or unregistering included.
+    #[must_use = "drop the hook after the registry's lock is released"]
+    pub(crate) fn remove(&mut self, key: Key) -> Option<Hook> {
+        let (id, _) = self.hooks.get(key.index)?;
+        if *id != key.id {
+            return None;
         }
+        self.hooks.remove(key.index).map(|(_, hook)| hook)
     }
 
-    /// Takes every hook registered so far, oldest first. An empty batch
-    /// closes the registry: the run is over and nothing more will be taken.
-    pub(crate) fn take_batch(&mut self) -> Vec<Hook> {
-        let mut batch: Vec<(u64, Hook)> = self.slots.drain(..).flatten().collect();
-        self.free.clear();
-        self.live = 0;
-        if batch.is_empty() {
+    /// What the run does next; see [`Next`]. Taking the last batch leaves the
+    /// registry open (its hooks may register more); the `Done` that follows
+    /// closes it.
+    pub(crate) fn next(&mut self) -> Next {
+        let phase = self.hooks.iter().map(|(_, hook)| hook.phase).min();
+        if self.guards.len() > 0 && phase.is_none_or(|phase| phase > Phase::Drain) {
+            return Next::WaitForGuards;
+        }
+        let Some(phase) = phase else {
             self.closed = true;
-        }
+            return Next::Done;
+        };
+        let mut batch = self.hooks.take_where(|(_, hook)| hook.phase == phase);
         batch.sort_unstable_by_key(|(id, _)| *id);
-        batch.into_iter().map(|(_, hook)| hook).collect()
+        Next::Batch(batch.into_iter().map(|(_, hook)| hook).collect())
     }
 
-    /// Refuses registrations from now on (the run was cut short).
+    /// Refuses registrations and guards from now on (the run was cut short).
     pub(crate) fn close(&mut self) {
         self.closed = true;
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.live
+    /// Records a guard taken at `site`; `None` once the registry is closed.
+    pub(crate) fn hold(&mut self, site: Site) -> Option<usize> {
+        (!self.closed).then(|| self.guards.insert(site))
+    }
+
+    /// Releases the guard [`hold`](Self::hold) returned.
+    pub(crate) fn release(&mut self, guard: usize) {
+        self.guards.remove(guard);
+    }
+
+    /// Where the hooks not taken yet were registered, in registration order.
+    pub(crate) fn waiting_hooks(&self) -> Vec<Site> {
+        let mut hooks: Vec<_> = self.hooks.iter().collect();
+        hooks.sort_unstable_by_key(|(id, hook)| (hook.phase, *id));
+        hooks.into_iter().map(|(_, hook)| hook.location).collect()
+    }
+
+    /// Where the guards alive were taken.
+    pub(crate) fn guard_sites(&self) -> Vec<Site> {
+        self.guards.iter().copied().collect()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.hooks.len()
     }
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry::new());
 
-/// The process's registry. Poisoning is ignored: no hook runs under the lock,
-/// so a panic cannot leave it half-updated.
+/// Signalled when a guard is released or a hook registered, for a run
+/// waiting in [`next_batch`].
+static CHANGED: Condvar = Condvar::new();
+
+/// The process's registry. Poisoning is ignored: no user code runs under the
+/// lock, so a panic cannot leave it half-updated.
 pub(crate) fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Wakes a run waiting for guards to be released or hooks to arrive.
+pub(crate) fn changed() {
+    CHANGED.notify_all();
+}
+
+/// The run's next batch of hooks, waiting while guards hold it; `None`
+/// when nothing is left (the registry is closed then). The wait has no
+/// bound of its own: the run's deadline ends the process around it.
+pub(crate) fn next_batch() -> Option<Vec<Hook>> {
+    let mut registry = registry();
+    loop {
+        match registry.next() {
+            Next::Batch(batch) => return Some(batch),
+            Next::Done => return None,
+            Next::WaitForGuards => {
+                registry = CHANGED
+                    .wait(registry)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,10 +280,25 @@ mod tests {
     use super::*;
 
     #[track_caller]
-    fn hook() -> Hook {
+    fn hook_in(phase: Phase) -> Hook {
         Hook {
             location: Location::caller(),
+            phase,
+            time_limit: None,
             work: Work::Sync(Box::new(|_| {})),
+        }
+    }
+
+    #[track_caller]
+    fn hook() -> Hook {
+        hook_in(Phase::Cleanup)
+    }
+
+    fn batch(registry: &mut Registry) -> Vec<Hook> {
+        match registry.next() {
+            Next::Batch(batch) => batch,
+            Next::WaitForGuards => panic!("waiting for guards"),
+            Next::Done => Vec::new(),
         }
     }
 
@@ -147,30 +306,35 @@ mod tests {
     fn batches_keep_registration_order_without_removed_hooks() {
         let mut registry = Registry::new();
         let keys: Vec<Key> = (0..5).map(|_| registry.insert(hook()).unwrap()).collect();
-        assert!(registry.remove(keys[1]));
-        assert!(!registry.remove(keys[1]), "a hook is removed once");
+        assert!(registry.remove(keys[1]).is_some());
+        assert!(registry.remove(keys[1]).is_none(), "a hook is removed once");
         assert_eq!(registry.len(), 4);
-        assert_eq!(registry.take_batch().len(), 4);
+        assert_eq!(batch(&mut registry).len(), 4);
         let later = registry.insert(hook()).unwrap();
         assert!(later.id > keys[4].id, "ids grow across batches");
-        assert_eq!(registry.take_batch().len(), 1);
+        assert_eq!(batch(&mut registry).len(), 1);
     }
 
     #[test]
-    fn an_empty_batch_closes_the_registry() {
+    fn nothing_left_closes_the_registry() {
         let mut registry = Registry::new();
         registry.insert(hook()).unwrap();
-        assert_eq!(registry.take_batch().len(), 1);
-        assert!(registry.take_batch().is_empty());
+        assert_eq!(batch(&mut registry).len(), 1);
+        assert!(matches!(registry.next(), Next::Done));
         assert!(matches!(registry.insert(hook()), Err(Error::Exiting)));
+        assert_eq!(
+            registry.hold(Location::caller()),
+            None,
+            "no guard after the run"
+        );
     }
 
     #[test]
     fn a_taken_hook_cannot_be_removed() {
         let mut registry = Registry::new();
         let key = registry.insert(hook()).unwrap();
-        let _batch = registry.take_batch();
-        assert!(!registry.remove(key));
+        let _batch = batch(&mut registry);
+        assert!(registry.remove(key).is_none());
     }
 
     #[test]
@@ -180,16 +344,16 @@ mod tests {
         let sites = [b.location, c.location];
         let a = registry.insert(a).unwrap();
         registry.insert(b).unwrap();
-        assert!(registry.remove(a));
+        assert!(registry.remove(a).is_some());
         let c = registry.insert(c).unwrap();
         assert_eq!(c.index, a.index, "the freed slot is reused");
         assert!(
-            !registry.remove(a),
+            registry.remove(a).is_none(),
             "a stale key does not remove the slot's new hook"
         );
         assert_eq!(registry.len(), 2);
         // c sits in an earlier slot than b, but was registered after it.
-        let batch: Vec<_> = registry.take_batch().iter().map(|h| h.location).collect();
+        let batch: Vec<_> = batch(&mut registry).iter().map(|h| h.location).collect();
         assert_eq!(batch, sites);
     }
 
@@ -198,5 +362,72 @@ mod tests {
         let mut registry = Registry::new();
         registry.close();
         assert!(matches!(registry.insert(hook()), Err(Error::Exiting)));
+    }
+
+    #[test]
+    fn phases_are_taken_in_order_whatever_the_registration_order() {
+        let mut registry = Registry::new();
+        for phase in [
+            Phase::Flush,
+            Phase::Close,
+            Phase::Drain,
+            Phase::Cleanup,
+            Phase::Drain,
+        ] {
+            registry.insert(hook_in(phase)).unwrap();
+        }
+        let phases = |batch: Vec<Hook>| batch.iter().map(|h| h.phase).collect::<Vec<_>>();
+        assert_eq!(phases(batch(&mut registry)), [Phase::Drain, Phase::Drain]);
+        assert_eq!(phases(batch(&mut registry)), [Phase::Cleanup]);
+        // Registered during the run for a phase already passed: runs next.
+        registry.insert(hook_in(Phase::Drain)).unwrap();
+        assert_eq!(phases(batch(&mut registry)), [Phase::Drain]);
+        assert_eq!(phases(batch(&mut registry)), [Phase::Close]);
+        assert_eq!(phases(batch(&mut registry)), [Phase::Flush]);
+        assert!(matches!(registry.next(), Next::Done));
+    }
+
+    #[test]
+    fn guards_hold_every_phase_after_the_drain() {
+        let mut registry = Registry::new();
+        registry.insert(hook_in(Phase::Drain)).unwrap();
+        registry.insert(hook_in(Phase::Flush)).unwrap();
+        let guard = registry.hold(Location::caller()).unwrap();
+        assert_eq!(batch(&mut registry).len(), 1, "the drain runs while held");
+        assert!(matches!(registry.next(), Next::WaitForGuards));
+        registry.release(guard);
+        assert_eq!(batch(&mut registry)[0].phase, Phase::Flush);
+        let guard = registry.hold(Location::caller()).unwrap();
+        assert!(
+            matches!(registry.next(), Next::WaitForGuards),
+            "a guard holds the end of the run too"
+        );
+        assert_eq!(registry.guard_sites().len(), 1);
+        registry.release(guard);
+        assert!(matches!(registry.next(), Next::Done));
+    }
+
+    #[test]
+    fn an_emptied_registry_gives_its_memory_back() {
+        let mut registry = Registry::new();
+        let keys: Vec<Key> = (0..10_000)
+            .map(|_| registry.insert(hook()).unwrap())
+            .collect();
+        for key in keys {
+            drop(registry.remove(key));
+        }
+        assert_eq!(registry.hooks.slots.capacity(), 0);
+        assert_eq!(registry.hooks.free.capacity(), 0);
+    }
+
+    #[test]
+    fn waiting_hooks_are_listed_in_run_order() {
+        let mut registry = Registry::new();
+        let flush = hook_in(Phase::Flush);
+        let drain = hook_in(Phase::Drain);
+        let sites = [drain.location, flush.location];
+        registry.insert(flush).unwrap();
+        registry.insert(drain).unwrap();
+        assert_eq!(registry.waiting_hooks(), sites);
     }
 }

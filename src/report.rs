@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::Exit;
 use crate::exit::panic_message;
+use crate::registry::Site;
 use crate::runner::Unfinished;
 
 /// How many registration sites the stderr line names before "and N more".
@@ -49,27 +50,51 @@ pub(crate) fn deadline_passed(timeout: Duration, unfinished: Unfinished) {
     let Unfinished {
         running,
         not_started,
+        guards,
     } = unfinished;
-    let sites: Vec<String> = running.iter().map(ToString::to_string).collect();
-    tracing::error!(?timeout, still_running = ?sites, not_started, "exit hooks: deadline passed");
+    tracing::error!(
+        ?timeout,
+        still_running = ?sites(&running),
+        never_started = ?sites(&not_started),
+        guards_held = ?sites(&guards),
+        "exit hooks: deadline passed"
+    );
+    let mut line = format!("deadline of {timeout:?} passed");
+    for (sites, what) in [
+        (&running, "hook(s) still running:"),
+        (&not_started, "hook(s) never started:"),
+        (&guards, "exit guard(s) still held, taken at:"),
+    ] {
+        if !sites.is_empty() {
+            line += &format!("; {} {what} {}", sites.len(), named(sites));
+        }
+    }
+    stderr_line(format_args!("{line}"));
+}
+
+pub(crate) fn time_limit_passed(hook: Site, limit: Duration) {
+    tracing::warn!(%hook, ?limit, "exit hook passed its time limit: the run moves on");
+    stderr_line(format_args!(
+        "the hook registered at {hook} passed its time limit of {limit:?}; the run moves on"
+    ));
+}
+
+fn sites(sites: &[Site]) -> Vec<String> {
+    sites.iter().map(ToString::to_string).collect()
+}
+
+/// The first [`SITES_NAMED`] sites, then "and N more".
+fn named(sites: &[Site]) -> String {
     let mut named = sites
         .iter()
         .take(SITES_NAMED)
-        .cloned()
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ");
     if sites.len() > SITES_NAMED {
-        named.push_str(&format!(" and {} more", sites.len() - SITES_NAMED));
+        named += &format!(" and {} more", sites.len() - SITES_NAMED);
     }
-    let never = if not_started > 0 {
-        format!("; {not_started} never started")
-    } else {
-        String::new()
-    };
-    stderr_line(format_args!(
-        "deadline of {timeout:?} passed; {} hook(s) still running: {named}{never}",
-        sites.len()
-    ));
+    named
 }
 
 pub(crate) fn abandoned(hook: Option<&'static Location<'static>>, what: &str) {

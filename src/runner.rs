@@ -1,12 +1,21 @@
 //! The run: every hook, once, on the crate's own thread and runtime.
 //!
-//! The runner thread builds a current-thread tokio runtime and, inside it,
-//! takes the registered hooks in batches, oldest first. A sync hook is called
-//! right there, so sync hooks run one after another; an async hook is called
-//! to make its future, which is spawned as a task, so async hooks run
-//! concurrently. When the batch's tasks are done the runner takes the hooks
-//! registered meanwhile, until a batch is empty. Then it marks the run
-//! finished, which wakes the initiator (see [`trigger`](crate::trigger)).
+//! The runner first wakes the [`exiting`](crate::exiting) futures — from
+//! this crate thread, never from the thread that triggered the run, which
+//! may be an application runtime's only worker about to block. Then it takes
+//! the registered hooks in batches, one [`Phase`](crate::Phase) at a time,
+//! oldest first (see [`registry::next_batch`], which also waits for the
+//! exit guards). A sync hook is called right there, so sync hooks run one
+//! after another; an async hook is called to make its future, which is
+//! spawned as a task on a current-thread runtime of the crate's own, so
+//! async hooks run concurrently. When a batch is done the runner takes the
+//! next, until none is left. Then it marks the run finished, which wakes the
+//! initiator (see [`trigger`](crate::trigger)).
+//!
+//! A hook with a time limit is waited for only that long: an async hook's
+//! future is dropped then; a sync hook runs on a thread of its own, which is
+//! left behind. A run that left a hook behind does not count as completed,
+//! so the process ends without waiting on what that hook may hold.
 //!
 //! The runtime is the crate's own, so async hooks run when the application's
 //! runtime is blocked, busy or already dropped; they can still await its join
@@ -14,19 +23,20 @@
 //! them, naming the hook through [`current_hook`].
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
 use std::task::{Context, Poll};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::registry::{BoxFuture, Hook, Work, registry};
+use crate::registry::{self, BoxFuture, Hook, Site, Work, registry};
 use crate::state::STATE;
 use crate::{Exit, report};
 
@@ -36,19 +46,23 @@ thread_local! {
     static CURRENT_HOOK: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
 }
 
-/// Set when the runner ran every hook (not cut short by a hook ending the process).
+/// Set when every hook returned: the run was not cut short by a hook ending
+/// the process, and no hook was left behind at its time limit.
 static COMPLETED: AtomicBool = AtomicBool::new(false);
 
-/// Hooks started and not yet finished, and hooks taken but not yet started.
-#[derive(Default)]
-pub(crate) struct Progress {
-    running: Vec<Option<&'static Location<'static>>>,
-    not_started: usize,
+/// Set when a sync hook was left running at its time limit.
+static LEFT_BEHIND: AtomicBool = AtomicBool::new(false);
+
+/// Hooks started and not yet finished, and hooks taken but not yet started
+/// (in the order they will start).
+struct Progress {
+    running: Vec<Option<Site>>,
+    queued: VecDeque<Site>,
 }
 
 static PROGRESS: Mutex<Progress> = Mutex::new(Progress {
     running: Vec::new(),
-    not_started: 0,
+    queued: VecDeque::new(),
 });
 
 fn progress() -> MutexGuard<'static, Progress> {
@@ -58,20 +72,30 @@ fn progress() -> MutexGuard<'static, Progress> {
 /// What the run left undone when the deadline passed.
 #[derive(Debug)]
 pub(crate) struct Unfinished {
-    pub(crate) running: Vec<&'static Location<'static>>,
-    pub(crate) not_started: usize,
+    pub(crate) running: Vec<Site>,
+    pub(crate) not_started: Vec<Site>,
+    pub(crate) guards: Vec<Site>,
 }
 
-/// The hooks still running and the hooks never started, for the deadline report.
+/// The hooks still running, the hooks never started and the guards still
+/// alive, for the deadline report. Takes only crate locks that no user code
+/// runs under.
 pub(crate) fn unfinished() -> Unfinished {
-    let progress = progress();
+    let (running, mut not_started) = {
+        let progress = progress();
+        let running = progress.running.iter().flatten().copied().collect();
+        (running, progress.queued.iter().copied().collect::<Vec<_>>())
+    };
+    let registry = registry();
+    not_started.extend(registry.waiting_hooks());
     Unfinished {
-        running: progress.running.iter().flatten().copied().collect(),
-        not_started: progress.not_started + registry().len(),
+        running,
+        not_started,
+        guards: registry.guard_sites(),
     }
 }
 
-/// Whether the runner ran every hook.
+/// Whether every hook returned.
 pub(crate) fn completed() -> bool {
     COMPLETED.load(Ordering::Acquire)
 }
@@ -98,7 +122,9 @@ pub(crate) fn spawn(exit: Exit) -> io::Result<()> {
 /// run finished.
 pub(crate) fn run_here(exit: &Exit) {
     IS_RUNNER.set(true);
-    if catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok() {
+    STATE.announce();
+    if catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok() && !LEFT_BEHIND.load(Ordering::Acquire)
+    {
         COMPLETED.store(true, Ordering::Release);
     }
     STATE.finish();
@@ -107,12 +133,10 @@ pub(crate) fn run_here(exit: &Exit) {
 fn run(exit: &Exit) {
     // Built for the first batch with an async hook: a run of sync hooks needs none.
     let mut runtime = None;
-    loop {
-        let batch = registry().take_batch();
-        if batch.is_empty() {
-            break;
-        }
-        progress().not_started += batch.len();
+    while let Some(batch) = registry::next_batch() {
+        progress()
+            .queued
+            .extend(batch.iter().map(|hook| hook.location));
         if batch.iter().all(|hook| matches!(hook.work, Work::Sync(_))) {
             for hook in batch {
                 start(hook, exit);
@@ -136,8 +160,12 @@ fn run(exit: &Exit) {
         }
     }
     // The hooks' last lines, flushed here where no hook can hold the lock any
-    // more (and within the deadline), so ending the process need not.
-    let _ = io::stdout().flush();
+    // more (and within the deadline), so ending the process need not. A hook
+    // left behind at its time limit might hold it: ending the process
+    // flushes then, without waiting on the lock for ever.
+    if !LEFT_BEHIND.load(Ordering::Acquire) {
+        let _ = io::stdout().flush();
+    }
     if let Some(runtime) = runtime {
         // Drop without waiting for blocking tasks a hook may have left behind.
         runtime.shutdown_background();
@@ -164,42 +192,89 @@ async fn run_batch(batch: Vec<Hook>, exit: &Exit) {
     while tasks.join_next().await.is_some() {}
 }
 
-/// Runs a sync hook to its end, or makes an async hook's task.
+/// Runs a sync hook to its end (or its time limit), or makes an async hook's task.
 fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
-    let Hook { location, work } = hook;
+    let Hook {
+        location,
+        time_limit,
+        work,
+        ..
+    } = hook;
     let slot = Slot::start(location);
     match work {
         Work::Sync(hook) => {
-            let _ = slot.run(|| hook(exit));
+            match time_limit {
+                None => {
+                    let _ = slot.run(|| hook(exit));
+                }
+                Some(limit) => run_limited(slot, hook, exit.clone(), limit),
+            }
             None
         }
         Work::Async(hook) => {
             let future = slot.run(|| hook(exit.clone())).ok()?;
             Some(Tracked {
                 slot: Some(slot),
-                future,
+                future: Some(future),
+                time_limit,
+                timer: None,
             })
         }
+    }
+}
+
+/// Runs a sync hook on a thread of its own and waits for it up to `limit`;
+/// past it, reports the hook and leaves it running. Where no thread can
+/// start, the hook runs here without its limit (the deadline still holds).
+fn run_limited(slot: Slot, hook: Box<dyn FnOnce(&Exit) + Send>, exit: Exit, limit: Duration) {
+    let location = slot.location;
+    let job = move || {
+        // Like the runner: ending the process from this hook ends the run.
+        IS_RUNNER.set(true);
+        let _ = slot.run(|| hook(&exit));
+    };
+    let (done, finished) = mpsc::channel::<()>();
+    let (send_job, receive_job) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+    let helper = thread::Builder::new()
+        .name("exit-hook-limited".into())
+        .spawn(move || {
+            if let Ok(job) = receive_job.recv() {
+                job();
+                drop(done);
+            }
+        });
+    if let Err(err) = helper {
+        report::runner_failed(&err);
+        job();
+        return;
+    }
+    let _ = send_job.send(Box::new(job));
+    if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+        LEFT_BEHIND.store(true, Ordering::Release);
+        report::time_limit_passed(location, limit);
     }
 }
 
 /// One started hook: its place in [`Progress`] and its start time.
 struct Slot {
     index: usize,
-    location: &'static Location<'static>,
+    location: Site,
     started: Instant,
+    /// Set when the run stopped waiting for it; its end is not reported.
+    timed_out: bool,
 }
 
 impl Slot {
-    fn start(location: &'static Location<'static>) -> Self {
+    fn start(location: Site) -> Self {
         let mut progress = progress();
-        progress.not_started -= 1;
+        progress.queued.pop_front();
         progress.running.push(Some(location));
         report::hook_started(location);
         Slot {
             index: progress.running.len() - 1,
             location,
             started: Instant::now(),
+            timed_out: false,
         }
     }
 
@@ -216,14 +291,33 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         progress().running[self.index] = None;
-        report::hook_finished(self.location, self.started.elapsed());
+        if !self.timed_out {
+            report::hook_finished(self.location, self.started.elapsed());
+        }
     }
 }
 
-/// An async hook's future, naming its hook while it is polled.
+/// An async hook's future, naming its hook while it is polled, and
+/// dropping it at the hook's time limit.
 struct Tracked {
     slot: Option<Slot>,
-    future: BoxFuture,
+    future: Option<BoxFuture>,
+    time_limit: Option<Duration>,
+    /// Started at the first poll that found the hook pending.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Tracked {
+    /// Whether the hook's time limit has passed (registering a wake-up if not).
+    fn past_limit(&mut self, started: Instant, cx: &mut Context<'_>) -> bool {
+        let Some(limit) = self.time_limit else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until((started + limit).into())));
+        timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl Future for Tracked {
@@ -231,16 +325,25 @@ impl Future for Tracked {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let Some(slot) = &this.slot else {
+        let (Some(slot), Some(future)) = (&this.slot, &mut this.future) else {
             return Poll::Ready(());
         };
-        match slot.run(|| this.future.as_mut().poll(cx)) {
-            Ok(Poll::Pending) => Poll::Pending,
-            // Finished or panicked: either way the hook is over.
-            Ok(Poll::Ready(())) | Err(()) => {
-                this.slot = None;
-                Poll::Ready(())
+        let (location, started) = (slot.location, slot.started);
+        match slot.run(|| future.as_mut().poll(cx)) {
+            Ok(Poll::Pending) if !this.past_limit(started, cx) => return Poll::Pending,
+            Ok(Poll::Pending) => {
+                report::time_limit_passed(location, this.time_limit.unwrap_or_default());
+                let mut slot = this.slot.take().expect("checked above");
+                slot.timed_out = true;
+                // The future's own `Drop` may panic: it is still this hook's.
+                let future = this.future.take();
+                let _ = slot.run(|| drop(future));
             }
+            // Finished or panicked: either way the hook is over.
+            Ok(Poll::Ready(())) | Err(()) => {}
         }
+        this.future = None;
+        this.slot = None;
+        Poll::Ready(())
     }
 }

@@ -2,14 +2,23 @@
 //!
 //! Every trigger goes through [`RunState::begin`](crate::state::RunState::begin).
 //! The winner *initiates*: it publishes the [`Exit`], has the hooks run on a
-//! crate thread, and keeps the deadline. Hooks never run on an application
-//! thread that triggered the run: it may be panicking (a hook's panic would
-//! abort) or inside `exit()`, whose thread-locals (tokio's among them) are
-//! already destroyed. So a panic, `exit()` and [`crate::exit`] start a runner
-//! thread and wait for it up to the deadline. A signal run needs no new
-//! runner: the crate's signal thread is free and runs the hooks itself, and
-//! a guard thread keeps the deadline; that keeps a thread start off the way
-//! from the signal to the exit.
+//! crate thread, and sees that the deadline is kept. Hooks never run on an
+//! application thread that triggered the run: it may be panicking (a hook's
+//! panic would abort), inside `exit()`, whose thread-locals (tokio's among
+//! them) are already destroyed, or an application runtime's worker.
+//!
+//! There are two shapes of run:
+//!
+//! - **Detached** ([`on_signal`], a panic that unwinds, [`start_exit`]): the
+//!   triggering thread goes on (the signal thread is the crate's own and
+//!   runs the hooks itself; a panicking thread unwinds as usual, so tokio
+//!   turns the panic into a `JoinError` and a lock it held is released; an
+//!   async caller keeps its runtime). The hooks run on a crate thread while
+//!   a guard thread keeps the deadline, and whichever of the two sees the
+//!   run end ends the process.
+//! - **Blocking** (`exit()`, [`exit`], a panic under `panic = "abort"`): the
+//!   triggering thread cannot go on, so it starts a runner thread and waits
+//!   for it up to the deadline, then ends the process.
 //!
 //! How the process then ends depends on the trigger:
 //!
@@ -18,6 +27,7 @@
 //! | signal | `_exit(128 + n)`, or die by the signal |
 //! | panic | `_exit(101)` |
 //! | `exit_hook::exit(n)` | `std::process::exit(n)`; `_exit(n)` if the run was cut short |
+//! | `exit_hook::start_exit(n)` | `_exit(n)`, after flushing stdout |
 //! | `exit()` (main returned, `std::process::exit`) | return, so `exit()` goes on |
 //!
 //! A thread that loses the race waits for the run and then ends the process
@@ -96,20 +106,43 @@ pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
 /// The signal thread, after a handler won the run with `signal`;
 /// `status` is the one its plan was given at install (`None`: die by the signal).
 ///
-/// This thread has nothing else to do, so it runs the hooks itself — no
-/// runner thread to start on the way to the exit — and a guard thread keeps
-/// the deadline. The guard ends the process if the deadline passes or a hook
-/// ends the run early; otherwise this thread does, as soon as the hooks are done.
+/// This thread has nothing else to do, so it runs the hooks itself: no
+/// runner thread to start on the way to the exit.
 pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
     install::wait_for_install();
-    let run = Arc::new(start(Trigger::Signal(signal), status));
+    run_here_and_end(Arc::new(start(Trigger::Signal(signal), status)))
+}
+
+/// Starts a detached run: the hooks run on a new crate thread, which ends
+/// the process when the run is over, and the calling thread goes on. The
+/// caller has won [`RunState::begin`](crate::state::RunState::begin).
+pub(crate) fn initiate_detached(trigger: Trigger, code: Option<i32>) {
+    let run = Arc::new(start(trigger, code));
+    let spawned = thread::Builder::new().name("exit-hook".into()).spawn({
+        let run = Arc::clone(&run);
+        move || run_here_and_end(run)
+    });
+    if let Err(err) = spawned {
+        // No thread for the hooks: end the process here, as the run would have.
+        report::runner_failed(&err);
+        STATE.finish();
+        run.wait();
+        end_as(&run.exit);
+    }
+}
+
+/// Runs the hooks on this crate thread while a guard thread keeps the
+/// deadline, then ends the process. The guard ends it if the deadline
+/// passes or a hook ends the run early; otherwise this thread does, as soon
+/// as the hooks are done.
+fn run_here_and_end(run: Arc<Run>) -> ! {
     let guard = thread::Builder::new()
         .name("exit-hook-guard".into())
         .spawn({
             let run = Arc::clone(&run);
             move || {
                 if STATE.wait_finished(run.exit.deadline()) && runner::completed() {
-                    return; // the signal thread reports and ends the process
+                    return; // the hooks' thread reports and ends the process
                 }
                 run.wait();
                 end_as(&run.exit);
@@ -126,8 +159,8 @@ pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
         run.wait(); // finished already: closes the registry and reports
         end_as(&run.exit);
     }
-    // A hook ended the run from this thread's own stack and came back here
-    // (it cannot, but be safe): the guard ends the process.
+    // A hook ended the run, or one was left running at its time limit: the
+    // guard reports and ends the process.
     loop {
         thread::park();
     }
@@ -147,7 +180,7 @@ pub(crate) fn on_process_exit(status: Option<i32>) {
     }
 }
 
-/// Runs the hooks, then exits with `code`.
+/// Runs the hooks, then exits with `code`; the calling thread waits for it.
 ///
 /// Like [`std::process::exit`], with the hooks first: they run on the
 /// crate's thread with the usual deadline, then the process exits with
@@ -155,6 +188,12 @@ pub(crate) fn on_process_exit(status: Option<i32>) {
 /// with `_exit` when the deadline cut the run short, since a stuck hook may
 /// hold what `exit()` needs). If a run is already going, this waits for it
 /// and the process ends with *that* run's status: the first trigger wins.
+///
+/// **From async code, use [`start_exit`] instead.** This function blocks
+/// the calling thread until the process ends: called from a task, it blocks
+/// a worker of the application's runtime — all of it, on a current-thread
+/// runtime — so a hook that awaits an application task waits for the
+/// deadline. [`start_exit`] starts the same run and returns at once.
 ///
 /// Called from inside a hook, it ends the run: the hooks still running are
 /// abandoned, the ones not started do not start, and the process exits with
@@ -178,6 +217,42 @@ pub fn exit(code: i32) -> ! {
         // A hook is still running and may hold what `exit()` needs.
         sys::exit_now(code)
     }
+}
+
+/// Starts the run and returns at once; the process exits with `code` when
+/// the run ends. The non-blocking [`exit`], for async code.
+///
+/// The hooks run on the crate's thread as for any trigger, with the usual
+/// deadline; [`exiting`](crate::exiting) futures resolve, and the calling
+/// thread goes on, so the application's runtime keeps running the tasks
+/// the hooks wait for. When the run is over, the process ends from the
+/// crate's thread with `_exit(code)`, after flushing stdout, as a signal
+/// run does (the C library's `atexit` handlers do not run: another thread
+/// of the application may still be using what they tear down).
+///
+/// Returns `true` if this call started the run, `false` if a run was
+/// already going (its status stands: the first trigger wins), in which case
+/// nothing changes. From inside a hook it does nothing and returns `false`.
+///
+/// ```no_run
+/// # async fn load_config() -> Result<(), std::io::Error> { Ok(()) }
+/// # #[tokio::main]
+/// # async fn main() {
+/// tokio::spawn(async {
+///     if let Err(err) = load_config().await {
+///         eprintln!("fatal: {err}");
+///         exit_hook::start_exit(2); // the hooks run, then the process exits with 2
+///     }
+/// });
+/// exit_hook::exiting().await; // resolves at once after start_exit
+/// # }
+/// ```
+pub fn start_exit(code: i32) -> bool {
+    if !STATE.begin() {
+        return false;
+    }
+    initiate_detached(Trigger::Requested, Some(code));
+    true
 }
 
 /// Waits for the run another trigger started, then ends the process as it decided.

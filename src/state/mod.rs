@@ -87,12 +87,23 @@ impl RunState {
         }
     }
 
-    /// Records what started the run (by the initiator, once) and wakes the
-    /// [`exiting`](crate::exiting) futures.
+    /// Records what started the run (by the initiator, once). The
+    /// [`exiting`](crate::exiting) futures polled from now on resolve; the
+    /// ones already waiting are woken by [`announce`](Self::announce).
     pub(crate) fn publish(&self, exit: Exit) -> &Exit {
-        let exit = self.exit.get_or_init(|| exit);
+        self.exit.get_or_init(|| exit)
+    }
+
+    /// Wakes the [`exiting`](crate::exiting) futures waiting for the run.
+    ///
+    /// Called on a crate thread, never on the thread that triggered the run:
+    /// a waker called there would queue the task on that thread's runtime
+    /// worker (tokio puts a task woken on a worker into that worker's own
+    /// slot), and that thread may be about to block until the process ends.
+    /// Woken from elsewhere, the task goes to its runtime's shared queue,
+    /// where any worker picks it up.
+    pub(crate) fn announce(&self) {
         self.started.notify_waiters();
-        exit
     }
 
     /// What started the run, once the initiator has published it.

@@ -42,10 +42,68 @@ pub(crate) use imp::{send_signal, separate_process_group};
 pub(crate) struct SignalPlan {
     /// The signal number.
     pub(crate) signal: i32,
+    /// Its name ("SIGTERM"), for the line a forced exit writes.
+    pub(crate) name: &'static str,
     /// The exit code after a run it started; `None` to die by the signal.
     pub(crate) status: Option<i32>,
     /// Whether it ends the process at once when a run is already going.
     pub(crate) force: bool,
+}
+
+impl SignalPlan {
+    /// Writes the line a forced exit leaves on stderr, such as
+    /// `exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130`,
+    /// into `line`, and returns its length. Allocation-free and lock-free, so
+    /// that a signal handler can use it.
+    pub(crate) fn forced_line(&self, line: &mut [u8; 128]) -> usize {
+        let mut out = LineWriter { line, len: 0 };
+        out.push(b"exit_hook: ");
+        out.push(self.name.as_bytes());
+        out.push(b" (");
+        out.push_number(self.signal);
+        out.push(b") during the shutdown run: ");
+        match self.status {
+            Some(code) => {
+                out.push(b"exiting now with status ");
+                out.push_number(code);
+            }
+            None => out.push(b"dying by the signal now"),
+        }
+        out.push(b"\n");
+        out.len
+    }
+}
+
+/// Appends to a fixed buffer, dropping what does not fit.
+struct LineWriter<'a> {
+    line: &'a mut [u8; 128],
+    len: usize,
+}
+
+impl LineWriter<'_> {
+    fn push(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.line.len() - self.len);
+        self.line[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    fn push_number(&mut self, number: i32) {
+        if number < 0 {
+            self.push(b"-");
+        }
+        let mut digits = [0u8; 10];
+        let mut rest = number.unsigned_abs();
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        self.push(&digits[start..]);
+    }
 }
 
 /// How long ending the process waits for stdout to flush.
@@ -72,5 +130,38 @@ fn flush_stdout() {
         });
     if helper.is_ok() {
         let _ = flushed.recv_timeout(FLUSH_WAIT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forced_line_names_the_signal_and_the_status() {
+        let plan = |status| SignalPlan {
+            signal: 2,
+            name: "SIGINT",
+            status,
+            force: true,
+        };
+        let mut line = [0u8; 128];
+        let len = plan(Some(130)).forced_line(&mut line);
+        assert_eq!(
+            std::str::from_utf8(&line[..len]).unwrap(),
+            "exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130\n"
+        );
+        let len = plan(None).forced_line(&mut line);
+        assert!(
+            std::str::from_utf8(&line[..len])
+                .unwrap()
+                .ends_with("dying by the signal now\n")
+        );
+        let len = plan(Some(-7)).forced_line(&mut line);
+        assert!(
+            std::str::from_utf8(&line[..len])
+                .unwrap()
+                .ends_with("status -7\n")
+        );
     }
 }

@@ -157,6 +157,10 @@ fn on_signal(plan: SignalPlan, wake: RawFd) {
         // signal thread has a wake-up pending already.
         unsafe { libc::write(wake, (&raw const byte).cast(), 1) };
     } else if plan.force {
+        let mut line = [0u8; 128];
+        let len = plan.forced_line(&mut line);
+        // SAFETY: write(2) is async-signal-safe; `line` is ours and holds `len` bytes.
+        unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len) };
         match plan.status {
             // SAFETY: _exit(2) is async-signal-safe and ends the process at once.
             Some(code) => unsafe { libc::_exit(code) },

@@ -131,6 +131,10 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
         // Block here until the run is over: the process ends with it.
         crate::trigger::on_signal(signal, plan.status)
     } else if plan.force {
+        // The handler runs on an ordinary thread: plain std I/O is fine here.
+        let mut line = [0u8; 128];
+        let len = plan.forced_line(&mut line);
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), &line[..len]);
         exit_now(plan.status.unwrap_or(128 + plan.signal))
     } else if ends_on_return(event) {
         // Returning would end the process before the run is over.

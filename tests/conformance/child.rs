@@ -74,7 +74,11 @@ pub fn run(role: &str) {
             wait_forever();
         }
         "exit_3" => std::process::exit(3),
-        other => panic!("unknown role {other}"),
+        other => {
+            if !crate::apps::run_role(other) {
+                panic!("unknown role {other}")
+            }
+        }
     }
 }
 
@@ -84,17 +88,17 @@ fn hook(name: &'static str) -> HookHandle {
     exit_hook::add(move |exit| println!("{name}: {exit}"))
 }
 
-fn ready() {
+pub fn ready() {
     println!("READY");
 }
 
-fn wait_forever() -> ! {
+pub fn wait_forever() -> ! {
     loop {
         thread::park();
     }
 }
 
-fn install(builder: Builder) {
+pub fn install(builder: Builder) {
     builder.install().expect("install");
 }
 

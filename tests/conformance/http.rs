@@ -74,13 +74,13 @@ impl Server {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a tokio runtime")
 }
 
 /// A client that opens a new connection for every request, so "refused"
 /// means the listener is closed, not that a pooled connection was dropped.
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(60))
@@ -89,7 +89,7 @@ fn client() -> reqwest::Client {
 }
 
 /// GET `url`: the status and the whole body.
-fn get(
+pub fn get(
     client: &reqwest::Client,
     url: String,
 ) -> impl Future<Output = reqwest::Result<(u16, String)>> + Send + 'static {

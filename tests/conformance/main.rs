@@ -8,6 +8,8 @@
 #![cfg_attr(not(unix), allow(unused))]
 
 #[cfg(unix)]
+mod apps;
+#[cfg(unix)]
 mod child;
 #[cfg(unix)]
 mod harness;
@@ -44,6 +46,7 @@ fn main() {
         run::tests(),
         reentrancy::tests(),
         http::tests(),
+        apps::tests(),
     ]
     .into_iter()
     .flatten()

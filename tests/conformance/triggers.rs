@@ -204,6 +204,11 @@ fn second_signal_forces_exit() {
         "forced at once, not at the 30 s deadline: {outcome:#?}"
     );
     assert_eq!(outcome.after_ready(), ["started"]);
+    assert_eq!(
+        outcome.crate_lines(),
+        ["exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130"],
+        "one line says why the hooks were cut: {outcome:#?}"
+    );
 }
 
 fn second_signal_ignored_when_force_is_off() {
