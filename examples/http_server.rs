@@ -7,13 +7,18 @@
 //! kill -TERM <pid>                        # or press Ctrl+C in the server's terminal
 //! ```
 //!
-//! The log shows each step with its time: `/readyz` turns 503, the drain
-//! delay passes, the listener closes (new connections are refused), the
-//! request in flight completes (curl prints `slept 5000 ms`), the access log
+//! The shutdown is three hooks, each registered where its resource is made,
+//! and run one [`Phase`] after another: the server drains
+//! ([`Phase::Drain`]), then the database pool closes ([`Phase::Close`]),
+//! then the access log is flushed ([`Phase::Flush`]). The log shows each
+//! step with its time: `/readyz` turns 503, the drain delay passes, the
+//! listener closes (new connections are refused), the request in flight
+//! completes (curl prints `slept 5000 ms`), the pool closes, the access log
 //! is flushed, and the process exits with 143 (`echo $?`).
 //!
-//! Routes: `/` (hello), `/slow?ms=N` (N ms of work), `/healthz` (200 while
-//! serving), `/readyz` (200 while serving, 503 once shutdown has started).
+//! Routes: `/` (hello), `/slow?ms=N` (N ms of work, then one write through
+//! the pool), `/healthz` (200 while serving), `/readyz` (200 while
+//! serving, 503 once shutdown has started).
 //!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `DRAIN_DELAY_MS`
 //! (default 0: how long to keep accepting after `/readyz` turns 503, so load
@@ -24,7 +29,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +39,8 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use exit_hook::Phase;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 #[tokio::main]
@@ -54,8 +61,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     exit_hook::Builder::new().timeout(timeout).install()?;
 
+    // The access log: made first, flushed last, so it records every answer.
+    let log = Arc::new(AccessLog::create(log_path)?);
+    exit_hook::in_phase(Phase::Flush).add({
+        let log = Arc::clone(&log);
+        move |_| match log.close() {
+            Ok(lines) => info!(lines, path = %log.path.display(), "access log flushed"),
+            Err(err) => warn!(%err, "could not flush the access log"),
+        }
+    });
+
+    // The database pool: closed once no request can use it any more.
+    let pool = Pool::connect(POOL_SIZE);
+    exit_hook::in_phase(Phase::Close).add_async({
+        let pool = pool.clone();
+        move |_| async move {
+            pool.close().await;
+            info!("database pool closed");
+        }
+    });
+
+    // The server: stops accepting once the shutdown starts (and the drain
+    // delay has passed), then answers every request in flight. If one never
+    // finishes, the run moves on 500 ms before the deadline, so the pool and
+    // the log are still closed in time.
     let app = App {
-        log: Arc::new(AccessLog::create(log_path)?),
+        log,
+        pool,
         in_flight: Arc::default(),
     };
     let router = Router::new()
@@ -63,41 +95,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/slow", get(slow))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .layer(middleware::from_fn_with_state(app.clone(), log_request));
+        .layer(middleware::from_fn_with_state(app.clone(), log_request))
+        .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     info!(access_log = %app.log.path.display(), "listening on http://{}", listener.local_addr()?);
-
     let server = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(stop_accepting(drain, app.clone()))
             .into_future(),
     );
-
-    // Runs once, on SIGTERM or Ctrl+C: wait for the requests in flight, then
-    // close the access log. It gives up on stragglers 500 ms before the
-    // deadline so that the log is still flushed.
-    exit_hook::add_async(move |exit| async move {
-        let started = Instant::now();
-        let give_up = exit
-            .deadline()
-            .checked_sub(Duration::from_millis(500))
-            .unwrap_or(exit.deadline());
-        match tokio::time::timeout_at(give_up.into(), server).await {
-            Ok(Ok(Ok(()))) => {
-                info!(took = ?started.elapsed(), "every request in flight was answered")
+    let drain_limit = timeout
+        .saturating_sub(Duration::from_millis(500))
+        .max(timeout / 2);
+    exit_hook::in_phase(Phase::Drain)
+        .time_limit(drain_limit)
+        .add_async(move |_| async move {
+            let started = Instant::now();
+            match server.await {
+                Ok(Ok(())) => {
+                    info!(took = ?started.elapsed(), "every request in flight was answered")
+                }
+                Ok(Err(err)) => warn!(%err, "the server failed"),
+                Err(err) => warn!(%err, "the server task failed"),
             }
-            Ok(Ok(Err(err))) => warn!(%err, "the server failed"),
-            Ok(Err(err)) => warn!(%err, "the server task failed"),
-            Err(_) => warn!(
-                in_flight = app.in_flight.load(Ordering::SeqCst),
-                "gave up waiting for requests in flight"
-            ),
-        }
-        match app.log.close() {
-            Ok(lines) => info!(lines, path = %app.log.path.display(), "access log flushed"),
-            Err(err) => warn!(%err, "could not flush the access log"),
-        }
-    });
+        });
 
     // Serve until the shutdown run ends the process.
     std::future::pending::<()>().await;
@@ -119,6 +140,7 @@ async fn stop_accepting(drain: Duration, app: App) {
 #[derive(Clone)]
 struct App {
     log: Arc<AccessLog>,
+    pool: Pool,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -127,9 +149,69 @@ struct Slow {
     ms: u64,
 }
 
-async fn slow(Query(Slow { ms }): Query<Slow>) -> String {
+/// N ms of work, then the result is written through the pool: a request in
+/// flight when the pool closes would fail here with 503.
+async fn slow(
+    State(app): State<App>,
+    Query(Slow { ms }): Query<Slow>,
+) -> Result<String, (StatusCode, String)> {
     tokio::time::sleep(Duration::from_millis(ms)).await;
-    format!("slept {ms} ms\n")
+    app.pool
+        .execute()
+        .await
+        .map_err(|err| (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")))?;
+    Ok(format!("slept {ms} ms\n"))
+}
+
+/// Connections in the pool.
+const POOL_SIZE: u32 = 128;
+
+/// A stand-in for a database pool (sqlx's `PgPool`, deadpool), with their
+/// semantics: once the pool is closed, taking a connection fails with "pool
+/// closed"; `close` waits for the connections lent out to come back.
+#[derive(Clone)]
+struct Pool {
+    connections: Arc<Semaphore>,
+    closed: Arc<AtomicBool>,
+    size: u32,
+}
+
+#[derive(Debug)]
+struct PoolClosed;
+
+impl std::fmt::Display for PoolClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("pool closed")
+    }
+}
+
+impl Pool {
+    fn connect(size: u32) -> Self {
+        Pool {
+            connections: Arc::new(Semaphore::new(size as usize)),
+            closed: Arc::default(),
+            size,
+        }
+    }
+
+    /// Takes a connection, runs one statement (a millisecond), gives it back.
+    async fn execute(&self) -> Result<(), PoolClosed> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(PoolClosed);
+        }
+        let _connection = self.connections.acquire().await.map_err(|_| PoolClosed)?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        Ok(())
+    }
+
+    /// Refuses new work, then waits until every connection is back.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Ok(all) = self.connections.acquire_many(self.size).await {
+            all.forget();
+        }
+        self.connections.close();
+    }
 }
 
 async fn readyz() -> (StatusCode, &'static str) {

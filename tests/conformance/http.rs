@@ -180,6 +180,24 @@ fn sigterm_answers_every_request_in_flight_and_exits_143() {
         .collect::<Vec<_>>();
     assert_eq!(flushed.len(), 1, "flushed once: {outcome:#?}");
     assert!(flushed[0].contains("lines=51"), "{}", flushed[0]);
+    // Three hooks, one per phase: every request answered (none saw the
+    // pool closed: all 50 answers above are 200), then the pool closed,
+    // then the log flushed.
+    let at = |what: &str| {
+        let lines = outcome.stdout.iter().enumerate();
+        let found: Vec<usize> = lines
+            .filter(|(_, l)| l.contains(what))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "one {what:?} line: {outcome:#?}");
+        found[0]
+    };
+    let (drained, closed, flushed) = (
+        at("every request in flight was answered"),
+        at("database pool closed"),
+        at("access log flushed"),
+    );
+    assert!(drained < closed && closed < flushed, "{outcome:#?}");
 }
 
 fn request_that_never_finishes_is_cut_at_the_deadline() {
@@ -200,11 +218,20 @@ fn request_that_never_finishes_is_cut_at_the_deadline() {
         "{:?}",
         outcome.elapsed
     );
+    // The drain hook's time limit (the deadline less 500 ms) moved the run
+    // on; the warning names the hook by its registration site.
+    assert!(
+        outcome.stdout.iter().any(|l| l.contains("WARN")
+            && l.contains("exit hook passed its time limit")
+            && l.contains("examples/http_server.rs:")
+            && l.contains("limit=1.5s")),
+        "{outcome:#?}"
+    );
     assert!(
         outcome
             .stdout
             .iter()
-            .any(|l| l.contains("gave up waiting for requests in flight")),
+            .any(|l| l.contains("database pool closed")),
         "{outcome:#?}"
     );
     assert!(
