@@ -32,15 +32,27 @@
 //!
 //! **Worker thread.** Hooks never run on the application's threads. They run
 //! on the crate's thread, `exit-hook`: for a signal, the thread that waited
-//! for it; otherwise one started for the run. For async hooks it builds a
-//! current-thread tokio runtime of the crate's own, so they run even when the
-//! application's runtime is blocked, busy or already dropped.
+//! for it; otherwise one started for the run. That thread first wakes the
+//! [`exiting`] futures (never the triggering thread, which may be a runtime
+//! worker about to block). For async hooks it builds a current-thread tokio
+//! runtime of the crate's own, so they run even when the application's
+//! runtime is blocked, busy or already dropped. The triggering thread is
+//! held only where it cannot go on: inside `exit()`, in [`exit`], and in a
+//! panic under `panic = "abort"`. A signal's thread is the crate's own, a
+//! panic that unwinds goes on unwinding (tokio turns it into a `JoinError`,
+//! the locks it held are released), and [`start_exit`] returns at once.
 //!
-//! **Hooks.** Hooks start in registration order. Sync hooks run one after
-//! another; async hooks run concurrently (1000 hooks that each wait 100 ms
-//! take about 100 ms). A panicking hook is caught and reported, and the
+//! **Hooks.** The run goes through the [`Phase`]s in order — drain, cleanup,
+//! close, flush — each hook in the phase it was registered in
+//! ([`in_phase`]; [`add`] registers in [`Phase::Cleanup`]). Within a phase,
+//! hooks start in registration order; sync hooks run one after another;
+//! async hooks run concurrently (1000 hooks that each wait 100 ms take about
+//! 100 ms). A hook may have a [time limit](HookBuilder::time_limit) after
+//! which the run moves on. A panicking hook is caught and reported, and the
 //! others still run. A hook registered during the run joins it. Each hook
-//! runs at most once, whatever arrives meanwhile.
+//! runs at most once, whatever arrives meanwhile. [`ExitGuard`]s held by
+//! the application's own code hold the run after the drain phase, until
+//! they are released.
 //!
 //! **Timeout.** Another thread waits for the run up to the deadline.
 //! The deadline bounds sync hooks too: a hook stuck in a loop cannot keep the
@@ -59,7 +71,7 @@
 //! | SIGTERM | 143 |
 //! | panic on any thread ([`Builder::exit_on_panic`], on by default) | 101 |
 //! | `main` returns / `std::process::exit(n)` | `n`, unchanged |
-//! | [`exit_hook::exit(n)`](exit) | `n` |
+//! | [`exit_hook::exit(n)`](exit), [`exit_hook::start_exit(n)`](start_exit) | `n` |
 //! | a second signal during a run | that signal's 128 + n |
 //! | a run that hits its deadline | the trigger's status, unchanged |
 //!
@@ -76,11 +88,48 @@
 //! [`is_exiting`] and the [`exiting`] future tell a server that the shutdown
 //! has started: `axum::serve(..).with_graceful_shutdown(exit_hook::exiting())`
 //! stops accepting and lets the requests in flight finish, and a readiness
-//! probe answers 503 once `is_exiting()` is true. An async hook then waits for
-//! the server and closes its resources; [`Exit::deadline`] tells it how long
-//! it may wait. `examples/http_server.rs` is a complete server that does
-//! this, with a drain delay for load balancers, and the conformance suite
-//! proves it under concurrent requests with a real HTTP client.
+//! probe answers 503 once `is_exiting()` is true. The future does not keep
+//! the process alive by itself; the drain must be awaited, in one of two ways:
+//!
+//! - **Hooks in phases**, each registered where its resource is made: the
+//!   server's drain in [`Phase::Drain`], the pool's close in [`Phase::Close`],
+//!   the log's flush in [`Phase::Flush`]. Each phase starts when the one
+//!   before has finished, so no request in flight finds the pool closed.
+//!   A [time limit](HookBuilder::time_limit) on the drain moves the run on
+//!   if a request never finishes, and [`Exit::deadline`] tells a hook how
+//!   long it may take.
+//! - **A guard in `main`**: [`hold_exit`] in a `#[tokio::main]` that serves
+//!   until [`exiting`] fires and then cleans up itself (the
+//!   `CancellationToken` habit). The process exits when the guard is
+//!   dropped, or at the deadline.
+//!
+//! ```no_run
+//! use exit_hook::Phase;
+//! # #[allow(dead_code)]
+//! # async fn app(router: axum::Router) -> std::io::Result<()> {
+//! # struct Pool; impl Pool { async fn close(&self) {} }
+//! # let pool = std::sync::Arc::new(Pool);
+//! exit_hook::in_phase(Phase::Close).add_async(move |_| async move { pool.close().await });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let server = tokio::spawn(
+//!     axum::serve(listener, router)
+//!         .with_graceful_shutdown(exit_hook::exiting())
+//!         .into_future(),
+//! );
+//! exit_hook::in_phase(Phase::Drain).add_async(|_| async move { let _ = server.await; });
+//! # Ok(()) }
+//! ```
+//!
+//! `examples/http_server.rs` is a complete server that does this, with a
+//! drain delay for load balancers, and the conformance suite proves it under
+//! concurrent requests with a real HTTP client.
+//!
+//! To end the process from async code (a fatal error in a task), call
+//! [`start_exit`]: it starts the run and returns, so the application's
+//! runtime keeps running what the hooks wait for. [`exit`] blocks the
+//! calling thread until the process ends — right for sync code, wrong in a
+//! task, where it blocks a worker (the whole runtime, on a current-thread
+//! runtime).
 //!
 //! # Deploying
 //!
@@ -94,9 +143,16 @@
 //!   run's status. With unwinding panics, a thread panicking during a run
 //!   unwinds as usual.
 //! - **Panics stop the process.** By default a panic on *any* thread — a
-//!   worker thread, a tokio task — runs the hooks and exits with 101, even
-//!   where the panic would otherwise have been caught. Turn it off with
+//!   worker thread, a tokio task, an axum handler — runs the hooks and exits
+//!   with 101, even where the panic would otherwise have been caught (tokio
+//!   catches a task's panic into its `JoinError`; that still ends the
+//!   process). The panicking thread is not held: it unwinds as it would
+//!   have, and the process ends when the run does, so the application keeps
+//!   running while its hooks drain it. Turn it off with
 //!   [`Builder::exit_on_panic(false)`](Builder::exit_on_panic).
+//! - **Guards and `panic = "abort"`.** A thread that panics under
+//!   `panic = "abort"` never gets back to the [`ExitGuard`]s it holds; the
+//!   run waits for them until the deadline.
 //! - **Exit handlers of C libraries.** After a signal or a panic the process
 //!   ends with `_exit`, after flushing stdout, as it would have on the
 //!   default action of the signal: handlers registered with C's `atexit` do

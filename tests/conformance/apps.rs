@@ -12,7 +12,7 @@ use exit_hook::{Builder, HookBuilder, Phase};
 use libtest_mimic::Trial;
 
 use crate::child::{install, ready, wait_forever};
-use crate::harness::{Child, terminate};
+use crate::harness::{Child, build_example, terminate};
 use crate::http::{client, get, runtime};
 use crate::trials;
 
@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Trial> {
         phases_run_in_order_whatever_the_registration_order,
         time_limits_move_the_run_on_and_name_the_hook,
         guard_in_tokio_main_holds_the_exit_for_its_own_cleanup,
+        guard_example_cleans_up_in_main_and_exits_130,
         guard_lets_axum_in_main_answer_every_request_in_flight,
         second_signal_ends_the_process_while_a_guard_is_held,
         panic_run_waits_for_a_guard_and_keeps_101,
@@ -431,6 +432,27 @@ async fn guard_in_main() {
     exit_hook::exiting().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!("main: cleanup done");
+}
+
+/// `examples/05_guard.rs`, as a user runs it: Ctrl+C (SIGINT), then main's
+/// own cleanup, then the flush hook, then 130.
+fn guard_example_cleans_up_in_main_and_exits_130() {
+    let example = std::process::Command::new(build_example("05_guard", None));
+    let mut child = Child::spawn_with(example, "");
+    child.wait_line("serving", |l| l.starts_with("serving as pid"));
+    child.send(libc::SIGINT);
+    let outcome = child.finish();
+    outcome.assert_code(130);
+    let lines = &outcome.stdout[1..];
+    assert_eq!(lines.len(), 3, "{outcome:#?}");
+    assert!(lines[0].starts_with("main: stopped taking jobs after "), "{outcome:#?}");
+    assert_eq!(lines[1], "main: cleanup done");
+    assert_eq!(
+        lines[2],
+        "flush hook: logs flushed (SIGINT (2), exit status 130)"
+    );
+    assert!(outcome.elapsed >= Duration::from_millis(250), "{:?}", outcome.elapsed);
+    assert_prompt(outcome.elapsed);
 }
 
 fn guard_lets_axum_in_main_answer_every_request_in_flight() {
