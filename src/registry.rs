@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn an_emptied_registry_gives_its_memory_back() {
         let mut registry = Registry::new();
-        let keys: Vec<Key> = (0..10_000)
+        let keys: Vec<Key> = (0..(4 * KEEP_SLOTS))
             .map(|_| registry.insert(hook()).unwrap())
             .collect();
         for key in keys {

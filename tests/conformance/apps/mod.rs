@@ -1,0 +1,76 @@
+//! Living inside real applications (SPEC §6): tokio runtimes of both
+//! flavours that panic in a task or exit from one, axum servers, ordered
+//! shutdown phases, per-hook time limits, and exit guards held by the
+//! application's own code. Each test's child scenario is beside it.
+
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+
+use crate::harness::Child;
+
+mod guards;
+mod phases;
+mod runtimes;
+
+pub fn tests() -> Vec<Trial> {
+    [runtimes::tests(), phases::tests(), guards::tests()]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Runs the scenario `role` if it is one of these files'; `false` if not.
+pub fn run_role(role: &str) -> bool {
+    runtimes::run_role(role) || phases::run_role(role) || guards::run_role(role)
+}
+
+/// Far below the 10 s default deadline: the run did not wait it out.
+const PROMPT: Duration = Duration::from_secs(5);
+
+#[track_caller]
+fn assert_prompt(elapsed: Duration) {
+    assert!(
+        elapsed < PROMPT,
+        "took {elapsed:?}: waited for the deadline?"
+    );
+}
+
+// An axum server for the scenarios: `/slow?ms=N` prints "slow started" and
+// answers after N ms; `/panic` panics in the handler.
+
+async fn bind() -> tokio::net::TcpListener {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening on http://{}", listener.local_addr().unwrap());
+    listener
+}
+
+/// Reads the child's "listening on" line; returns its base URL.
+fn listening_address(child: &mut Child) -> String {
+    let line = child.wait_line("listening on", |l| l.starts_with("listening on "));
+    line["listening on ".len()..].to_owned()
+}
+
+fn router() -> axum::Router {
+    use axum::extract::Query;
+    use axum::routing::get;
+
+    #[derive(serde::Deserialize)]
+    struct Slow {
+        ms: u64,
+    }
+    axum::Router::new()
+        .route(
+            "/slow",
+            get(|Query(Slow { ms }): Query<Slow>| async move {
+                println!("slow started");
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                format!("slept {ms} ms")
+            }),
+        )
+        .route("/panic", get(panicking))
+}
+
+async fn panicking() -> &'static str {
+    panic!("handler boom")
+}
