@@ -23,6 +23,10 @@ use std::time::Duration;
 
 use crate::{Error, Exit, Phase};
 
+mod slab;
+
+use slab::Slab;
+
 /// A boxed async hook body.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -58,87 +62,6 @@ impl Key {
         index: usize::MAX,
         id: u64::MAX,
     };
-}
-
-/// Slots that are reused once freed; O(1) insert and remove.
-struct Slab<T> {
-    slots: Vec<Option<T>>,
-    free: Vec<usize>,
-    live: usize,
-}
-
-/// Above this many slots, an emptied slab gives its memory back.
-const KEEP_SLOTS: usize = 64;
-
-impl<T> Slab<T> {
-    const fn new() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-            live: 0,
-        }
-    }
-
-    fn insert(&mut self, value: T) -> usize {
-        self.live += 1;
-        match self.free.pop() {
-            Some(index) => {
-                self.slots[index] = Some(value);
-                index
-            }
-            None => {
-                self.slots.push(Some(value));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn get(&self, index: usize) -> Option<&T> {
-        self.slots.get(index)?.as_ref()
-    }
-
-    fn remove(&mut self, index: usize) -> Option<T> {
-        let value = self.slots.get_mut(index)?.take()?;
-        self.live -= 1;
-        self.free.push(index);
-        self.shrink_if_empty();
-        Some(value)
-    }
-
-    /// Removes and returns the values for which `take` holds, in slot order.
-    fn take_where(&mut self, take: impl Fn(&T) -> bool) -> Vec<T> {
-        let mut taken = Vec::new();
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if slot.as_ref().is_some_and(&take) {
-                taken.extend(slot.take());
-                self.free.push(index);
-            }
-        }
-        self.live -= taken.len();
-        self.shrink_if_empty();
-        taken
-    }
-
-    /// A slab that emptied out forgets its slots, and gives their memory
-    /// back if there were many.
-    fn shrink_if_empty(&mut self) {
-        if self.live == 0 {
-            if self.slots.capacity() > KEEP_SLOTS {
-                *self = Slab::new();
-            } else {
-                self.slots.clear();
-                self.free.clear();
-            }
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &T> {
-        self.slots.iter().flatten()
-    }
-
-    fn len(&self) -> usize {
-        self.live
-    }
 }
 
 /// What a run does next, as [`Registry::next`] decides.
@@ -405,19 +328,6 @@ mod tests {
         assert_eq!(registry.guard_sites().len(), 1);
         registry.release(guard);
         assert!(matches!(registry.next(), Next::Done));
-    }
-
-    #[test]
-    fn an_emptied_registry_gives_its_memory_back() {
-        let mut registry = Registry::new();
-        let keys: Vec<Key> = (0..(4 * KEEP_SLOTS))
-            .map(|_| registry.insert(hook()).unwrap())
-            .collect();
-        for key in keys {
-            drop(registry.remove(key));
-        }
-        assert_eq!(registry.hooks.slots.capacity(), 0);
-        assert_eq!(registry.hooks.free.capacity(), 0);
     }
 
     #[test]

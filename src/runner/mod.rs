@@ -24,21 +24,21 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, mpsc};
-use std::task::{Context, Poll};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::registry::{self, BoxFuture, Hook, Site, Work, registry};
+use crate::registry::{self, Hook, Site, Work, registry};
 use crate::state::STATE;
 use crate::{Exit, report};
+
+mod hook;
+
+use hook::start;
 
 thread_local! {
     // `const` and without destructors, so they stay usable while a thread exits.
@@ -190,160 +190,4 @@ async fn run_batch(batch: Vec<Hook>, exit: &Exit) {
     }
     // Panics were reported by the panic hook as they happened.
     while tasks.join_next().await.is_some() {}
-}
-
-/// Runs a sync hook to its end (or its time limit), or makes an async hook's task.
-fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
-    let Hook {
-        location,
-        time_limit,
-        work,
-        ..
-    } = hook;
-    let slot = Slot::start(location);
-    match work {
-        Work::Sync(hook) => {
-            match time_limit {
-                None => {
-                    let _ = slot.run(|| hook(exit));
-                }
-                Some(limit) => run_limited(slot, hook, exit.clone(), limit),
-            }
-            None
-        }
-        Work::Async(hook) => {
-            let future = slot.run(|| hook(exit.clone())).ok()?;
-            Some(Tracked {
-                slot: Some(slot),
-                future: Some(future),
-                time_limit,
-                timer: None,
-            })
-        }
-    }
-}
-
-/// Runs a sync hook on a thread of its own and waits for it up to `limit`;
-/// past it, reports the hook and leaves it running. Where no thread can
-/// start, the hook runs here without its limit (the deadline still holds).
-fn run_limited(slot: Slot, hook: Box<dyn FnOnce(&Exit) + Send>, exit: Exit, limit: Duration) {
-    let location = slot.location;
-    let job = move || {
-        // Like the runner: ending the process from this hook ends the run.
-        IS_RUNNER.set(true);
-        let _ = slot.run(|| hook(&exit));
-    };
-    let (done, finished) = mpsc::channel::<()>();
-    let (send_job, receive_job) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
-    let helper = thread::Builder::new()
-        .name("exit-hook-limited".into())
-        .spawn(move || {
-            if let Ok(job) = receive_job.recv() {
-                job();
-                drop(done);
-            }
-        });
-    if let Err(err) = helper {
-        report::runner_failed(&err);
-        job();
-        return;
-    }
-    let _ = send_job.send(Box::new(job));
-    if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
-        LEFT_BEHIND.store(true, Ordering::Release);
-        report::time_limit_passed(location, limit);
-    }
-}
-
-/// One started hook: its place in [`Progress`] and its start time.
-struct Slot {
-    index: usize,
-    location: Site,
-    started: Instant,
-    /// Set when the run stopped waiting for it; its end is not reported.
-    timed_out: bool,
-}
-
-impl Slot {
-    fn start(location: Site) -> Self {
-        let mut progress = progress();
-        progress.queued.pop_front();
-        progress.running.push(Some(location));
-        report::hook_started(location);
-        Slot {
-            index: progress.running.len() - 1,
-            location,
-            started: Instant::now(),
-            timed_out: false,
-        }
-    }
-
-    /// Runs part of the hook with the hook named for the panic hook. A panic
-    /// ends the hook (and was reported); the `Err` says so.
-    fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, ()> {
-        let previous = CURRENT_HOOK.replace(Some(self.location));
-        let result = catch_unwind(AssertUnwindSafe(f));
-        CURRENT_HOOK.set(previous);
-        result.map_err(|_| ())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        progress().running[self.index] = None;
-        if !self.timed_out {
-            report::hook_finished(self.location, self.started.elapsed());
-        }
-    }
-}
-
-/// An async hook's future, naming its hook while it is polled, and
-/// dropping it at the hook's time limit.
-struct Tracked {
-    slot: Option<Slot>,
-    future: Option<BoxFuture>,
-    time_limit: Option<Duration>,
-    /// Started at the first poll that found the hook pending.
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Tracked {
-    /// Whether the hook's time limit has passed (registering a wake-up if not).
-    fn past_limit(&mut self, started: Instant, cx: &mut Context<'_>) -> bool {
-        let Some(limit) = self.time_limit else {
-            return false;
-        };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until((started + limit).into())));
-        timer.as_mut().poll(cx).is_ready()
-    }
-}
-
-impl Future for Tracked {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let (Some(slot), Some(future)) = (&this.slot, &mut this.future) else {
-            return Poll::Ready(());
-        };
-        let (location, started) = (slot.location, slot.started);
-        match slot.run(|| future.as_mut().poll(cx)) {
-            Ok(Poll::Pending) if !this.past_limit(started, cx) => return Poll::Pending,
-            Ok(Poll::Pending) => {
-                report::time_limit_passed(location, this.time_limit.unwrap_or_default());
-                let mut slot = this.slot.take().expect("checked above");
-                slot.timed_out = true;
-                // The future's own `Drop` may panic: it is still this hook's.
-                let future = this.future.take();
-                let _ = slot.run(|| drop(future));
-            }
-            // Finished or panicked: either way the hook is over.
-            Ok(Poll::Ready(())) | Err(()) => {}
-        }
-        this.future = None;
-        this.slot = None;
-        Poll::Ready(())
-    }
 }

@@ -1,0 +1,126 @@
+//! A slab: values in slots that are reused once freed, so inserting and
+//! removing are O(1) whatever the number of values, and an index stays
+//! valid until its value is removed.
+
+/// Slots that are reused once freed; O(1) insert and remove.
+pub(super) struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+/// Above this many slots, an emptied slab gives its memory back.
+pub(super) const KEEP_SLOTS: usize = 64;
+
+impl<T> Slab<T> {
+    pub(super) const fn new() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+        }
+    }
+
+    pub(super) fn insert(&mut self, value: T) -> usize {
+        self.live += 1;
+        match self.free.pop() {
+            Some(index) => {
+                self.slots[index] = Some(value);
+                index
+            }
+            None => {
+                self.slots.push(Some(value));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub(super) fn get(&self, index: usize) -> Option<&T> {
+        self.slots.get(index)?.as_ref()
+    }
+
+    pub(super) fn remove(&mut self, index: usize) -> Option<T> {
+        let value = self.slots.get_mut(index)?.take()?;
+        self.live -= 1;
+        self.free.push(index);
+        self.shrink_if_empty();
+        Some(value)
+    }
+
+    /// Removes and returns the values for which `take` holds, in slot order.
+    pub(super) fn take_where(&mut self, take: impl Fn(&T) -> bool) -> Vec<T> {
+        let mut taken = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(&take) {
+                taken.extend(slot.take());
+                self.free.push(index);
+            }
+        }
+        self.live -= taken.len();
+        self.shrink_if_empty();
+        taken
+    }
+
+    /// A slab that emptied out forgets its slots, and gives their memory
+    /// back if there were many.
+    fn shrink_if_empty(&mut self) {
+        if self.live == 0 {
+            if self.slots.capacity() > KEEP_SLOTS {
+                *self = Slab::new();
+            } else {
+                self.slots.clear();
+                self.free.clear();
+            }
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_slots_are_reused() {
+        let mut slab = Slab::new();
+        let (a, b) = (slab.insert('a'), slab.insert('b'));
+        assert_eq!(slab.remove(a), Some('a'));
+        assert_eq!(slab.remove(a), None, "removed once");
+        assert_eq!(slab.insert('c'), a);
+        assert_eq!(slab.get(b), Some(&'b'));
+        assert_eq!(slab.len(), 2);
+    }
+
+    #[test]
+    fn take_where_takes_in_slot_order_and_frees_the_slots() {
+        let mut slab = Slab::new();
+        for n in 0..6 {
+            slab.insert(n);
+        }
+        assert_eq!(slab.take_where(|n| n % 2 == 0), [0, 2, 4]);
+        assert_eq!(slab.iter().copied().collect::<Vec<_>>(), [1, 3, 5]);
+        assert_eq!(slab.len(), 3);
+        assert!(slab.insert(6) < 6, "a freed slot is reused");
+    }
+
+    #[test]
+    fn an_emptied_slab_gives_its_memory_back() {
+        let mut slab = Slab::new();
+        let indices: Vec<usize> = (0..4 * KEEP_SLOTS).map(|n| slab.insert(n)).collect();
+        for index in indices {
+            slab.remove(index);
+        }
+        assert_eq!(slab.slots.capacity(), 0);
+        assert_eq!(slab.free.capacity(), 0);
+        slab.insert(1);
+        assert_eq!(slab.take_where(|_| true), [1]);
+        assert_eq!(slab.slots.len(), 0, "a small slab is cleared, not freed");
+    }
+}
