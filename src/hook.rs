@@ -243,10 +243,8 @@ impl HookBuilder {
             work,
         };
         let key = registry().insert(hook)?;
-        if crate::is_exiting() {
-            // A run may be waiting for guards; it takes this hook now.
-            crate::registry::changed();
-        }
+        // A run may be waiting for guards; it takes this hook now.
+        crate::registry::changed();
         Ok(HookHandle { key, location })
     }
 }

@@ -91,6 +91,7 @@ impl Registry {
         }
     }
 
+    #[inline]
     pub(crate) fn insert(&mut self, hook: Hook) -> Result<Key, Error> {
         if self.closed {
             return Err(Error::Exiting);
@@ -105,6 +106,7 @@ impl Registry {
     /// drops its closure after unlocking: the closure's captures may run any
     /// code when dropped, registering or unregistering included.
     #[must_use = "drop the hook after the registry's lock is released"]
+    #[inline]
     pub(crate) fn remove(&mut self, key: Key) -> Option<Hook> {
         let (id, _) = self.hooks.get(key.index)?;
         if *id != key.id {
@@ -175,9 +177,18 @@ pub(crate) fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Wakes a run waiting for guards to be released or hooks to arrive.
+/// Wakes a run waiting for guards to be released or hooks to arrive; call
+/// it after the change, with the lock released.
+///
+/// Only a run waits, so before one there is no one to wake, and the
+/// notification (a system call) is skipped. That cannot miss a waiter: a
+/// run waits only after its phase left `Idle` and after seeing the change
+/// not made yet, under the lock; the change, made under the same lock
+/// afterwards, is followed by this load, which then sees the run.
 pub(crate) fn changed() {
-    CHANGED.notify_all();
+    if crate::state::STATE.is_exiting() {
+        CHANGED.notify_all();
+    }
 }
 
 /// The run's next batch of hooks, waiting while guards hold it; `None`
