@@ -119,15 +119,31 @@ impl Registry {
     /// registry open (its hooks may register more); the `Done` that follows
     /// closes it.
     pub(crate) fn next(&mut self) -> Next {
-        let phase = self.hooks.iter().map(|(_, hook)| hook.phase).min();
-        if self.guards.len() > 0 && phase.is_none_or(|phase| phase > Phase::Drain) {
+        // The earliest and the latest phase registered, in one pass.
+        let (first, last) = {
+            let mut phases = self.hooks.iter().map(|(_, hook)| hook.phase);
+            match phases.next() {
+                None => (None, None),
+                Some(phase) => {
+                    let (first, last) = phases.fold((phase, phase), |(first, last), phase| {
+                        (first.min(phase), last.max(phase))
+                    });
+                    (Some(first), Some(last))
+                }
+            }
+        };
+        if self.guards.len() > 0 && first.is_none_or(|phase| phase > Phase::Drain) {
             return Next::WaitForGuards;
         }
-        let Some(phase) = phase else {
+        let Some(phase) = first else {
             self.closed = true;
             return Next::Done;
         };
-        let mut batch = self.hooks.take_where(|(_, hook)| hook.phase == phase);
+        let mut batch = if last == Some(phase) {
+            self.hooks.take_all() // the usual case: one phase
+        } else {
+            self.hooks.take_where(|(_, hook)| hook.phase == phase)
+        };
         batch.sort_unstable_by_key(|(id, _)| *id);
         Next::Batch(batch.into_iter().map(|(_, hook)| hook).collect())
     }

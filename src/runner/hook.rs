@@ -41,8 +41,7 @@ pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
             Some(Tracked {
                 slot: Some(slot),
                 future: Some(future),
-                time_limit,
-                timer: None,
+                limit: time_limit.map(|limit| Box::new(Limit { limit, timer: None })),
             })
         }
     }
@@ -127,20 +126,24 @@ impl Drop for Slot {
 pub(super) struct Tracked {
     slot: Option<Slot>,
     future: Option<BoxFuture>,
-    time_limit: Option<Duration>,
-    /// Started at the first poll that found the hook pending.
+    /// Boxed: most hooks have none, and the task stays small without it.
+    limit: Option<Box<Limit>>,
+}
+
+/// An async hook's time limit, and its timer once the hook was pending.
+struct Limit {
+    limit: Duration,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Tracked {
     /// Whether the hook's time limit has passed (registering a wake-up if not).
     fn past_limit(&mut self, started: Instant, cx: &mut Context<'_>) -> bool {
-        let Some(limit) = self.time_limit else {
+        let Some(Limit { limit, timer }) = self.limit.as_deref_mut() else {
             return false;
         };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until((started + limit).into())));
+        let timer = timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until((started + *limit).into())));
         timer.as_mut().poll(cx).is_ready()
     }
 }
@@ -157,7 +160,8 @@ impl Future for Tracked {
         match slot.run(|| future.as_mut().poll(cx)) {
             Ok(Poll::Pending) if !this.past_limit(started, cx) => return Poll::Pending,
             Ok(Poll::Pending) => {
-                report::time_limit_passed(location, this.time_limit.unwrap_or_default());
+                let limit = this.limit.as_ref().map_or(Duration::ZERO, |l| l.limit);
+                report::time_limit_passed(location, limit);
                 let mut slot = this.slot.take().expect("checked above");
                 slot.timed_out = true;
                 // The future's own `Drop` may panic: it is still this hook's.
