@@ -6,8 +6,8 @@ use std::future::Future;
 use std::panic::Location;
 use std::time::Duration;
 
-use crate::registry::{BoxFuture, Hook, Key, Work, registry};
-use crate::{Builder, Error, Exit, Phase};
+use crate::registry::{BoxFuture, Hook, Key, TimeLimit, Work, registry};
+use crate::{Error, Exit, Phase};
 
 /// Registers a hook that runs once when the process ends, and returns a
 /// handle that can [`unregister`](HookHandle::unregister) it.
@@ -156,7 +156,7 @@ impl HookBuilder {
     /// sync hook with a time limit runs on a thread of its own, which is
     /// left running. The run's deadline still bounds everything.
     ///
-    /// A zero limit, or one above [`Builder::MAX_TIMEOUT`], is
+    /// A zero limit, or one above [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT), is
     /// [`Error::InvalidTimeout`] when the hook is registered.
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
@@ -230,16 +230,15 @@ impl HookBuilder {
         location: &'static Location<'static>,
         work: Work,
     ) -> Result<HookHandle, Error> {
-        if let Some(limit) = self.time_limit {
-            if limit.is_zero() || limit > Builder::MAX_TIMEOUT {
-                return Err(Error::InvalidTimeout(limit));
-            }
-        }
+        let time_limit = match self.time_limit {
+            None => None,
+            Some(limit) => Some(TimeLimit::new(limit).ok_or(Error::InvalidTimeout(limit))?),
+        };
         crate::install::ensure_installed()?;
         let hook = Hook {
             location,
             phase: self.phase,
-            time_limit: self.time_limit,
+            time_limit,
             work,
         };
         let key = registry().insert(hook)?;

@@ -32,7 +32,7 @@ pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
                 None => {
                     let _ = slot.run(|| hook(exit));
                 }
-                Some(limit) => run_limited(slot, hook, exit.clone(), limit),
+                Some(limit) => run_limited(slot, hook, exit.clone(), limit.get()),
             }
             None
         }
@@ -41,7 +41,12 @@ pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
             Some(Tracked {
                 slot: Some(slot),
                 future: Some(future),
-                limit: time_limit.map(|limit| Box::new(Limit { limit, timer: None })),
+                limit: time_limit.map(|limit| {
+                    Box::new(Limit {
+                        limit: limit.get(),
+                        timer: None,
+                    })
+                }),
             })
         }
     }
