@@ -241,7 +241,9 @@ impl HookBuilder {
             time_limit,
             work,
         };
-        let key = registry().insert(hook)?;
+        let inserted = registry().insert(hook);
+        // A refused hook is dropped here, unlocked: its captures may run any code.
+        let key = inserted.map_err(|_| Error::Exiting)?;
         // A run may be waiting for guards; it takes this hook now.
         crate::registry::changed();
         Ok(HookHandle { key, location })

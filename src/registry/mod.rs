@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::{Builder, Error, Exit, Phase};
+use crate::{Builder, Exit, Phase};
 
 mod slab;
 
@@ -47,6 +47,16 @@ pub(crate) struct Hook {
     /// How long the run waits for this hook before it moves on.
     pub(crate) time_limit: Option<TimeLimit>,
     pub(crate) work: Work,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("location", &format_args!("{}", self.location))
+            .field("phase", &self.phase)
+            .field("time_limit", &self.time_limit.map(TimeLimit::get))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A hook's time limit in whole microseconds: 4 bytes instead of an
@@ -115,10 +125,12 @@ impl Registry {
         }
     }
 
+    /// Registers `hook`; once the registry is closed, gives it back, so that
+    /// the caller drops it after unlocking (see [`remove`](Self::remove)).
     #[inline]
-    pub(crate) fn insert(&mut self, hook: Hook) -> Result<Key, Error> {
+    pub(crate) fn insert(&mut self, hook: Hook) -> Result<Key, Hook> {
         if self.closed {
-            return Err(Error::Exiting);
+            return Err(hook);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -295,7 +307,7 @@ mod tests {
         registry.insert(hook()).unwrap();
         assert_eq!(batch(&mut registry).len(), 1);
         assert!(matches!(registry.next(), Next::Done));
-        assert!(matches!(registry.insert(hook()), Err(Error::Exiting)));
+        assert!(registry.insert(hook()).is_err());
         assert_eq!(
             registry.hold(Location::caller()),
             None,
@@ -335,7 +347,7 @@ mod tests {
     fn close_refuses_new_hooks() {
         let mut registry = Registry::new();
         registry.close();
-        assert!(matches!(registry.insert(hook()), Err(Error::Exiting)));
+        assert!(registry.insert(hook()).is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn run(role: &str) {
         "force" => force(true),
         "no_force" => force(false),
         "unregister" => unregister(),
+        "unregister_from_drop" => unregister_from_drop(),
         "order" => order(),
         "tokio_main" => tokio_main(),
         "reraise" => reraise(),
@@ -201,6 +202,30 @@ fn unregister() {
     let b = hook("b");
     hook("c");
     println!("unregistered: {}", b.unregister());
+    ready();
+    wait_forever();
+}
+
+/// Unregistering a hook drops its closure; the closure's capture unregisters
+/// another hook when dropped (the last `Arc<Pool>` in a hook). Nothing may
+/// deadlock, and a later SIGTERM still runs the rest.
+fn unregister_from_drop() {
+    struct UnregisterOnDrop(Option<HookHandle>);
+    impl Drop for UnregisterOnDrop {
+        fn drop(&mut self) {
+            if let Some(other) = self.0.take() {
+                println!("drop unregisters the other: {}", other.unregister());
+            }
+        }
+    }
+    install(Builder::new().timeout(Duration::from_millis(1500)));
+    let captured = UnregisterOnDrop(Some(hook("other")));
+    let first = exit_hook::add(move |_| {
+        let _keep = &captured;
+        println!("first ran");
+    });
+    println!("unregistered: {}", first.unregister());
+    hook("last");
     ready();
     wait_forever();
 }

@@ -18,6 +18,7 @@ pub fn tests() -> Vec<Trial> {
         default_deadline_is_ten_seconds,
         panicking_hooks_are_reported_and_the_rest_run,
         unregistered_hook_does_not_run,
+        unregistering_from_a_hooks_drop_does_not_deadlock,
         hooks_registered_during_a_run_join_it,
         registering_after_the_run_is_an_error,
         exiting_future_resolves_when_a_run_starts,
@@ -146,6 +147,25 @@ fn unregistered_hook_does_not_run() {
             "a: SIGTERM (15), exit status 143",
             "c: SIGTERM (15), exit status 143"
         ]
+    );
+}
+
+fn unregistering_from_a_hooks_drop_does_not_deadlock() {
+    let outcome = terminate("unregister_from_drop");
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.stdout,
+        [
+            "drop unregisters the other: true",
+            "unregistered: true",
+            "READY",
+            "last: SIGTERM (15), exit status 143"
+        ]
+    );
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "{:?}",
+        outcome.elapsed
     );
 }
 
