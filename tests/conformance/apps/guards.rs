@@ -8,7 +8,7 @@ use std::time::Duration;
 use exit_hook::{Builder, Phase};
 use libtest_mimic::Trial;
 
-use super::{assert_prompt, bind, listening_address, router};
+use super::{assert_prompt, bind, listening_address, router, wait_until_exiting};
 use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, build_example, terminate};
 use crate::http::{client, get, runtime};
@@ -156,9 +156,7 @@ fn guard_second_signal() {
     let _running = exit_hook::hold_exit();
     exit_hook::add(|_| println!("cleanup hook ran"));
     ready();
-    while !exit_hook::is_exiting() {
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_until_exiting();
     println!("run started");
     wait_forever();
 }
@@ -177,9 +175,7 @@ fn guard_panic() {
         thread::sleep(Duration::from_millis(50));
         panic!("worker boom");
     });
-    while !exit_hook::is_exiting() {
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_until_exiting();
     thread::sleep(Duration::from_millis(200));
     println!("main: releasing");
     drop(guard);
@@ -210,9 +206,7 @@ fn guard_late() {
     });
     exit_hook::add(|_| println!("cleanup hook"));
     ready();
-    while !exit_hook::is_exiting() {
-        thread::sleep(Duration::from_millis(1));
-    }
+    wait_until_exiting();
     let late = exit_hook::hold_exit();
     println!("late guard holds: {}", late.is_holding());
     thread::sleep(Duration::from_millis(600));
@@ -260,9 +254,7 @@ fn guard_thread_main_returns() {
     let guard = exit_hook::hold_exit();
     exit_hook::in_phase(Phase::Flush).add(|exit| println!("flush: {exit}"));
     thread::spawn(move || {
-        while !exit_hook::is_exiting() {
-            thread::sleep(Duration::from_millis(1));
-        }
+        wait_until_exiting();
         thread::sleep(Duration::from_millis(200));
         println!("worker: done");
         drop(guard);

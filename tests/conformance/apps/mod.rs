@@ -36,6 +36,14 @@ fn assert_prompt(elapsed: Duration) {
     );
 }
 
+/// Blocks this (non-runtime) thread until a run has started: what a worker
+/// thread that watches for the shutdown does.
+fn wait_until_exiting() {
+    while !exit_hook::is_exiting() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 // An axum server for the scenarios: `/slow?ms=N` prints "slow started" and
 // answers after N ms; `/panic` panics in the handler.
 
