@@ -12,7 +12,7 @@
 //! ([`Phase::Drain`]), then the database pool closes ([`Phase::Close`]),
 //! then the access log is flushed ([`Phase::Flush`]). The log shows each
 //! step with its time: `/readyz` turns 503, the drain delay passes, the
-//! listener closes (new connections are refused), the request in flight
+//! listener closes ("listener closed": new connections are refused), the request in flight
 //! completes (curl prints `slept 5000 ms`), the pool closes, the access log
 //! is flushed, and the process exits with 143 (`echo $?`).
 //!
@@ -100,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     info!(access_log = %app.log.path.display(), "listening on http://{}", listener.local_addr()?);
     let server = tokio::spawn(
-        axum::serve(listener, router)
+        axum::serve(LoggedListener(listener), router)
             .with_graceful_shutdown(stop_accepting(drain, app.clone()))
             .into_future(),
     );
@@ -135,6 +135,30 @@ async fn stop_accepting(drain: Duration, app: App) {
         in_flight = app.in_flight.load(Ordering::SeqCst),
         "closing the listener"
     );
+}
+
+/// The listener, saying when it is closed. axum stops accepting once the
+/// shutdown future resolved, a few task hops later, and then drops the
+/// listener: only from then on are new connections refused.
+struct LoggedListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for LoggedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
+        axum::serve::Listener::accept(&mut self.0)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Drop for LoggedListener {
+    fn drop(&mut self) {
+        info!("listener closed: new connections are refused");
+    }
 }
 
 #[derive(Clone)]

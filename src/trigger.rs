@@ -76,6 +76,15 @@ impl Run {
         self.wait()
     }
 
+    /// A detached run whose thread could not start: run the hooks on a
+    /// runner thread and keep the deadline on this one, blocking it, then
+    /// end the process. (If no runner can start either, the run ends at once.)
+    fn without_thread(&self, err: &std::io::Error) -> ! {
+        report::runner_failed(err);
+        self.on_runner_thread();
+        end_as(&self.exit)
+    }
+
     /// Waits for the run to finish or its deadline to pass, then closes the
     /// registry and reports. Returns `true` if every hook finished in time.
     fn wait(&self) -> bool {
@@ -123,11 +132,7 @@ pub(crate) fn initiate_detached(trigger: Trigger, code: Option<i32>) {
         move || run_here_and_end(run)
     });
     if let Err(err) = spawned {
-        // No thread for the hooks: end the process here, as the run would have.
-        report::runner_failed(&err);
-        STATE.finish();
-        run.wait();
-        end_as(&run.exit);
+        run.without_thread(&err);
     }
 }
 
@@ -149,10 +154,7 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
             }
         });
     if let Err(err) = guard {
-        // No guard: run on a runner thread and keep the deadline here.
-        report::runner_failed(&err);
-        run.on_runner_thread();
-        end_as(&run.exit);
+        run.without_thread(&err);
     }
     runner::run_here(&run.exit);
     if runner::completed() {
