@@ -32,6 +32,7 @@ pub struct Builder {
     exit_on_panic: bool,
     force_on_second_signal: bool,
     signal_exit: SignalExit,
+    take_ignored_signals: bool,
 }
 
 /// The installed configuration.
@@ -61,6 +62,7 @@ impl Builder {
             exit_on_panic: true,
             force_on_second_signal: true,
             signal_exit: SignalExit::Code,
+            take_ignored_signals: false,
         }
     }
 
@@ -94,6 +96,28 @@ impl Builder {
     /// When off, further signals are ignored and only the deadline ends a run.
     pub fn force_on_second_signal(mut self, on: bool) -> Self {
         self.force_on_second_signal = on;
+        self
+    }
+
+    /// Whether to handle a signal the process inherited as *ignored*
+    /// (default `false`: it stays ignored).
+    ///
+    /// A parent that starts a program with a signal ignored asks it not to
+    /// stop on that signal: `nohup` ignores SIGHUP so the program outlives
+    /// the terminal, and a non-interactive shell ignores SIGINT for a
+    /// background job so that Ctrl+C stops only the foreground. By default
+    /// the crate respects that, as CPython and the fish shell do: such a
+    /// signal is not handled (a debug `tracing` event names it), and the
+    /// other signals are. Set this to `true` to take every configured
+    /// signal anyway. Unix only; Windows has no inherited dispositions.
+    ///
+    /// ```no_run
+    /// // A service that must stop on SIGHUP even under nohup:
+    /// exit_hook::Builder::new().take_ignored_signals(true).install()?;
+    /// # Ok::<(), exit_hook::Error>(())
+    /// ```
+    pub fn take_ignored_signals(mut self, take: bool) -> Self {
+        self.take_ignored_signals = take;
         self
     }
 
@@ -140,7 +164,13 @@ impl Builder {
             )));
         }
         let plans = self.validate()?;
-        sys::install_signals(&plans)?;
+        let left_ignored = sys::install_signals(&plans, self.take_ignored_signals)?;
+        if !left_ignored.is_empty() {
+            tracing::debug!(
+                signals = ?left_ignored,
+                "exit_hook: signals inherited as ignored are left ignored"
+            );
+        }
         sys::install_exit_handler()?;
         crate::panic::install();
         let config = Config {
@@ -182,8 +212,12 @@ impl Default for Builder {
 }
 
 /// Installs the defaults unless something is installed already.
+///
+/// In a child forked (without exec) after installation, the first call
+/// starts the child's own signal thread.
 pub(crate) fn ensure_installed() -> Result<(), Error> {
     if CONFIG.get().is_some() {
+        sys::restart_after_fork();
         return Ok(());
     }
     Builder::new().install_once(false)

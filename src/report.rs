@@ -1,23 +1,24 @@
 //! Telling the user what happened: `tracing` events, and one stderr line for
 //! a deadline or a panicking hook when no subscriber would show them.
 
-use std::io::{self, Write};
+use std::io;
 use std::panic::{Location, PanicHookInfo};
 use std::time::Duration;
 
-use crate::Exit;
 use crate::exit::panic_message;
 use crate::registry::Site;
 use crate::runner::Unfinished;
+use crate::{Exit, sys};
 
 /// How many registration sites the stderr line names before "and N more".
 const SITES_NAMED: usize = 5;
 
 /// Writes one line to stderr unless a global `tracing` subscriber will show
-/// the event instead. Errors are ignored: the process is ending.
+/// the event instead; without std's stderr lock (see
+/// [`sys::write_stderr`]). Errors are ignored: the process is ending.
 fn stderr_line(line: std::fmt::Arguments<'_>) {
     if !tracing::dispatcher::has_been_set() {
-        let _ = writeln!(io::stderr().lock(), "exit_hook: {line}");
+        sys::write_stderr(format!("exit_hook: {line}\n").as_bytes());
     }
 }
 

@@ -96,7 +96,12 @@ impl Run {
             runner::completed()
         } else {
             STATE.finish();
-            report::deadline_passed(self.exit.deadline() - self.started, runner::unfinished());
+            // A `tracing` subscriber may write through a lock a stuck hook
+            // holds: the process ends whether or not the report got out.
+            let timeout = self.exit.deadline() - self.started;
+            sys::within_a_moment("exit-hook-report", move || {
+                report::deadline_passed(timeout, runner::unfinished());
+            });
             false
         }
     }
@@ -127,7 +132,7 @@ pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
 /// caller has won [`RunState::begin`](crate::state::RunState::begin).
 pub(crate) fn initiate_detached(trigger: Trigger, code: Option<i32>) {
     let run = Arc::new(start(trigger, code));
-    let spawned = thread::Builder::new().name("exit-hook".into()).spawn({
+    let spawned = sys::spawn("exit-hook", {
         let run = Arc::clone(&run);
         move || run_here_and_end(run)
     });
@@ -141,18 +146,16 @@ pub(crate) fn initiate_detached(trigger: Trigger, code: Option<i32>) {
 /// passes or a hook ends the run early; otherwise this thread does, as soon
 /// as the hooks are done.
 fn run_here_and_end(run: Arc<Run>) -> ! {
-    let guard = thread::Builder::new()
-        .name("exit-hook-guard".into())
-        .spawn({
-            let run = Arc::clone(&run);
-            move || {
-                if STATE.wait_finished(run.exit.deadline()) && runner::completed() {
-                    return; // the hooks' thread reports and ends the process
-                }
-                run.wait();
-                end_as(&run.exit);
+    let guard = sys::spawn("exit-hook-guard", {
+        let run = Arc::clone(&run);
+        move || {
+            if STATE.wait_finished(run.exit.deadline()) && runner::completed() {
+                return; // the hooks' thread reports and ends the process
             }
-        });
+            run.wait();
+            end_as(&run.exit);
+        }
+    });
     if let Err(err) = guard {
         run.without_thread(&err);
     }
@@ -163,14 +166,17 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
     }
     // A hook ended the run, or one was left running at its time limit: the
     // guard reports and ends the process.
-    loop {
-        thread::park();
-    }
+    sleep_forever()
 }
 
 /// `exit()` was called on this thread: `main` returned or `std::process::exit`.
 /// Called from the C library's exit handler, so it must not unwind.
 pub(crate) fn on_process_exit(status: Option<i32>) {
+    if runner::is_forked_copy() {
+        // A child a hook forked calls exit(): it is a process of its own
+        // now, ending with its own status; the run is its parent's.
+        return;
+    }
     if runner::is_runner_thread() {
         abandon("called std::process::exit");
     }
@@ -206,6 +212,9 @@ pub(crate) fn on_process_exit(status: Option<i32>) {
 /// exit_hook::exit(3); // prints "closing: exit_hook::exit, exit status 3", exits with 3
 /// ```
 pub fn exit(code: i32) -> ! {
+    if runner::is_forked_copy() {
+        std::process::exit(code); // see `on_process_exit`
+    }
     if runner::is_runner_thread() {
         abandon("called exit_hook::exit");
     }
@@ -273,9 +282,16 @@ fn end_as(exit: &Exit) -> ! {
         (None, Some(signal)) => sys::die_by_signal(signal.as_raw()),
         // A normal exit whose status the C library did not tell: the
         // initiating thread is inside `exit()` and ends the process with it.
-        (None, None) => loop {
-            thread::park();
-        },
+        (None, None) => sleep_forever(),
+    }
+}
+
+/// Blocks this thread until the process ends. Not `thread::park`, which
+/// needs the thread's handle: this may be a thread inside `exit()`, whose
+/// thread-locals are gone.
+fn sleep_forever() -> ! {
+    loop {
+        thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -284,9 +300,8 @@ fn end_as(exit: &Exit) -> ! {
 /// back to the hook, so the run ends here: the initiator wakes and ends the
 /// process with the status it already had, and this thread sleeps until then.
 pub(crate) fn abandon(what: &str) -> ! {
+    runner::leave_if_forked_copy();
     report::abandoned(runner::current_hook(), what);
     STATE.finish();
-    loop {
-        thread::park();
-    }
+    sleep_forever()
 }

@@ -4,18 +4,18 @@
 //! a sync hook with one runs on a thread of its own and is left behind when
 //! the limit passes; an async hook's [`Tracked`] future is dropped then.
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::task::{Context, Poll};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{CURRENT_HOOK, IS_RUNNER, LEFT_BEHIND, progress};
+use super::{CURRENT_HOOK, IS_RUNNER, LEFT_BEHIND, leave_if_forked_copy, progress};
 use crate::registry::{BoxFuture, Hook, Site, Work};
-use crate::{Exit, report};
+use crate::{Exit, report, sys};
 
 /// Runs a sync hook to its end (or its time limit), or makes an async hook's task.
 pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
@@ -64,14 +64,12 @@ fn run_limited(slot: Slot, hook: Box<dyn FnOnce(&Exit) + Send>, exit: Exit, limi
     };
     let (done, finished) = mpsc::channel::<()>();
     let (send_job, receive_job) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
-    let helper = thread::Builder::new()
-        .name("exit-hook-limited".into())
-        .spawn(move || {
-            if let Ok(job) = receive_job.recv() {
-                job();
-                drop(done);
-            }
-        });
+    let helper = sys::spawn("exit-hook-limited", move || {
+        if let Ok(job) = receive_job.recv() {
+            job();
+            drop(done);
+        }
+    });
     if let Err(err) = helper {
         report::runner_failed(&err);
         job();
@@ -111,9 +109,20 @@ impl Slot {
     /// ends the hook (and was reported); the `Err` says so.
     fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, ()> {
         let previous = CURRENT_HOOK.replace(Some(self.location));
-        let result = catch_unwind(AssertUnwindSafe(f));
+        let result = catch_unwind(AssertUnwindSafe(f)).map_err(drop_payload);
         CURRENT_HOOK.set(previous);
-        result.map_err(|_| ())
+        leave_if_forked_copy();
+        result
+    }
+}
+
+/// Drops a caught panic's payload where its own `Drop` cannot escape:
+/// `panic_any(x)` with an `x` whose drop panics would otherwise unwind out
+/// of the runner and skip every later hook. A payload that panics again is
+/// leaked, not dropped.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
     }
 }
 

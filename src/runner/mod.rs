@@ -26,15 +26,14 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread;
 
 use tokio::task::JoinSet;
 
 use crate::registry::{self, Hook, Site, Work, registry};
 use crate::state::STATE;
-use crate::{Exit, report};
+use crate::{Exit, report, sys};
 
 mod hook;
 
@@ -52,6 +51,10 @@ static COMPLETED: AtomicBool = AtomicBool::new(false);
 
 /// Set when a sync hook was left running at its time limit.
 static LEFT_BEHIND: AtomicBool = AtomicBool::new(false);
+
+/// The process the run belongs to (0 before a run): a child forked by a
+/// hook is a copy of the runner, and must not go on with the run.
+static RUN_PID: AtomicU32 = AtomicU32::new(0);
 
 /// Hooks started and not yet finished, and hooks taken but not yet started
 /// (in the order they will start).
@@ -110,18 +113,38 @@ pub(crate) fn current_hook() -> Option<&'static Location<'static>> {
     CURRENT_HOOK.try_with(Cell::get).ok().flatten()
 }
 
+/// Whether this process is a child that a hook forked (without exec)
+/// during the run: a copy of the run, not the run.
+pub(crate) fn is_forked_copy() -> bool {
+    sys::forked() && {
+        let run = RUN_PID.load(Ordering::Acquire);
+        run != 0 && run != std::process::id()
+    }
+}
+
+/// A hook forked, and its child came back into the run: the child ends
+/// here, with the run's status, and runs no other hook (its parent does).
+pub(crate) fn leave_if_forked_copy() {
+    if is_forked_copy() {
+        let exit = STATE.exit();
+        let code = exit.and_then(|exit| {
+            exit.code()
+                .or_else(|| exit.signal().map(|signal| 128 + signal.as_raw()))
+        });
+        sys::exit_now(code.unwrap_or(0));
+    }
+}
+
 /// Starts the runner thread for `exit`.
 pub(crate) fn spawn(exit: Exit) -> io::Result<()> {
-    thread::Builder::new()
-        .name("exit-hook".into())
-        .spawn(move || run_here(&exit))?;
-    Ok(())
+    sys::spawn("exit-hook", move || run_here(&exit))
 }
 
 /// Runs the hooks on this thread, which becomes the runner, then marks the
 /// run finished.
 pub(crate) fn run_here(exit: &Exit) {
     IS_RUNNER.set(true);
+    RUN_PID.store(std::process::id(), Ordering::Release);
     STATE.announce();
     if catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok() && !LEFT_BEHIND.load(Ordering::Acquire)
     {

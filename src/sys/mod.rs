@@ -31,7 +31,8 @@ use windows as imp;
 
 pub(crate) use imp::{
     DEFAULT_SIGNALS, SIGBREAK, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal,
-    exit_now, install_exit_handler, install_signals, signal_name,
+    exit_now, forked, install_exit_handler, install_signals, mask_crate_thread, restart_after_fork,
+    signal_name,
 };
 #[cfg(feature = "supervisor")]
 pub(crate) use imp::{send_signal, separate_process_group};
@@ -52,16 +53,18 @@ pub(crate) struct SignalPlan {
 
 impl SignalPlan {
     /// Writes the line a forced exit leaves on stderr, such as
-    /// `exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130`,
-    /// into `line`, and returns its length. Allocation-free and lock-free, so
+    /// `exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130`
+    /// (`context` is the part between the signal and "exiting"), into
+    /// `line`, and returns its length. Allocation-free and lock-free, so
     /// that a signal handler can use it.
-    pub(crate) fn forced_line(&self, line: &mut [u8; 128]) -> usize {
+    pub(crate) fn forced_line(&self, context: &[u8], line: &mut [u8; 160]) -> usize {
         let mut out = LineWriter { line, len: 0 };
         out.push(b"exit_hook: ");
         out.push(self.name.as_bytes());
         out.push(b" (");
         out.push_number(self.signal);
-        out.push(b") during the shutdown run: ");
+        out.push(b")");
+        out.push(context);
         match self.status {
             Some(code) => {
                 out.push(b"exiting now with status ");
@@ -76,7 +79,7 @@ impl SignalPlan {
 
 /// Appends to a fixed buffer, dropping what does not fit.
 struct LineWriter<'a> {
-    line: &'a mut [u8; 128],
+    line: &'a mut [u8; 160],
     len: usize,
 }
 
@@ -106,7 +109,18 @@ impl LineWriter<'_> {
     }
 }
 
-/// How long ending the process waits for stdout to flush.
+/// Starts a crate thread named `name`, with the crate threads' signal mask
+/// (see `mask_crate_thread`).
+pub(crate) fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new().name(name.into()).spawn(move || {
+        mask_crate_thread();
+        work();
+    })?;
+    Ok(())
+}
+
+/// How long ending the process waits for stdout to flush, and for the
+/// deadline's report.
 const FLUSH_WAIT: Duration = Duration::from_millis(100);
 
 /// Flushes what the standard library buffers for stdout, so the hooks' last
@@ -121,16 +135,48 @@ fn flush_stdout() {
     if crate::runner::completed() {
         return;
     }
-    let (done, flushed) = mpsc::channel();
-    let helper = thread::Builder::new()
-        .name("exit-hook-flush".into())
-        .spawn(move || {
-            let _ = io::stdout().flush();
-            let _ = done.send(());
-        });
+    within_a_moment("exit-hook-flush", || {
+        let _ = io::stdout().flush();
+    });
+}
+
+/// Does `work` on a helper thread and waits for it at most [`FLUSH_WAIT`]:
+/// for work that may need a lock an application thread holds for ever
+/// (stdout's, or whatever a `tracing` subscriber writes through), on the
+/// way to ending the process, which must not wait on it.
+pub(crate) fn within_a_moment(name: &str, work: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let helper = spawn(name, move || {
+        work();
+        let _ = done.send(());
+    });
     if helper.is_ok() {
-        let _ = flushed.recv_timeout(FLUSH_WAIT);
+        let _ = finished.recv_timeout(FLUSH_WAIT);
     }
+}
+
+/// Writes `bytes` to stderr without std's stderr lock, which an application
+/// thread may hold for ever (one that called `std::process::exit` while
+/// holding it): the crate's own lines get out whatever the hooks are stuck on.
+#[cfg(unix)]
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: write(2) from a live buffer of that length.
+        let written =
+            unsafe { libc::write(libc::STDERR_FILENO, bytes.as_ptr().cast(), bytes.len()) };
+        match usize::try_from(written) {
+            Ok(n) if n > 0 => bytes = &bytes[n..],
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
+}
+
+/// Writes `bytes` to stderr. (On Windows through std, whose lock a thread
+/// may hold: see the crate docs' Caveats.)
+#[cfg(windows)]
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    let _ = io::stderr().write_all(bytes);
 }
 
 #[cfg(test)]
@@ -145,19 +191,20 @@ mod tests {
             status,
             force: true,
         };
-        let mut line = [0u8; 128];
-        let len = plan(Some(130)).forced_line(&mut line);
+        let mut line = [0u8; 160];
+        let during = b" during the shutdown run: ";
+        let len = plan(Some(130)).forced_line(during, &mut line);
         assert_eq!(
             std::str::from_utf8(&line[..len]).unwrap(),
             "exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130\n"
         );
-        let len = plan(None).forced_line(&mut line);
+        let len = plan(None).forced_line(during, &mut line);
         assert!(
             std::str::from_utf8(&line[..len])
                 .unwrap()
                 .ends_with("dying by the signal now\n")
         );
-        let len = plan(Some(-7)).forced_line(&mut line);
+        let len = plan(Some(-7)).forced_line(during, &mut line);
         assert!(
             std::str::from_utf8(&line[..len])
                 .unwrap()

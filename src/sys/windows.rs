@@ -75,9 +75,14 @@ fn event_signal(event: u32) -> Option<i32> {
 /// What each configured signal does; read by the handler.
 static PLANS: OnceLock<Vec<SignalPlan>> = OnceLock::new();
 
-pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
+/// Installs the console handler for the planned events. Windows has no
+/// inherited "ignored" disposition to respect, so nothing is left alone.
+pub(crate) fn install_signals(
+    plans: &[SignalPlan],
+    _take_ignored: bool,
+) -> io::Result<Vec<Signal>> {
     if plans.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     if PLANS.set(plans.to_vec()).is_err() {
         return Err(io::Error::other("the console handler is installed already"));
@@ -87,8 +92,19 @@ pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
     if unsafe { SetConsoleCtrlHandler(Some(console_handler), 1) } == 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(Vec::new())
 }
+
+/// Windows has no fork.
+pub(crate) fn forked() -> bool {
+    false
+}
+
+/// Windows has no fork.
+pub(crate) fn restart_after_fork() {}
+
+/// Windows threads have no signal mask.
+pub(crate) fn mask_crate_thread() {}
 
 /// The handler routine Windows calls on a thread of its own.
 unsafe extern "system" fn console_handler(event: u32) -> BOOL {
@@ -132,8 +148,8 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
         crate::trigger::on_signal(signal, plan.status)
     } else if plan.force {
         // The handler runs on an ordinary thread: plain std I/O is fine here.
-        let mut line = [0u8; 128];
-        let len = plan.forced_line(&mut line);
+        let mut line = [0u8; 160];
+        let len = plan.forced_line(b" during the shutdown run: ", &mut line);
         let _ = std::io::Write::write_all(&mut std::io::stderr(), &line[..len]);
         exit_now(plan.status.unwrap_or(128 + plan.signal))
     } else if ends_on_return(event) {

@@ -76,7 +76,7 @@ pub fn run(role: &str) {
         }
         "exit_3" => std::process::exit(3),
         other => {
-            if !crate::apps::run_role(other) {
+            if !crate::apps::run_role(other) && !crate::real_life::run_role(other) {
                 panic!("unknown role {other}")
             }
         }

@@ -16,6 +16,8 @@ mod harness;
 #[cfg(unix)]
 mod http;
 #[cfg(unix)]
+mod real_life;
+#[cfg(unix)]
 mod reentrancy;
 #[cfg(unix)]
 mod run;
@@ -47,6 +49,7 @@ fn main() {
         reentrancy::tests(),
         http::tests(),
         apps::tests(),
+        real_life::tests(),
     ]
     .into_iter()
     .flatten()

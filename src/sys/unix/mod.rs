@@ -1,21 +1,16 @@
-//! Unix: signal-hook handlers with a self-pipe, and `on_exit`/`atexit`.
-//!
-//! A handler only does async-signal-safe work: one compare-and-swap on the run
-//! state, then either a one-byte `write(2)` to wake the signal thread (the
-//! signal started the run) or `_exit(2)` (a second signal forces the exit).
-//! The signal thread (named `exit-hook`) is the only thread the crate keeps
-//! before a run; it sleeps in `read(2)` and costs nothing while idle. When a
-//! signal starts a run, it runs the hooks itself.
+//! Unix: signal handlers and their thread ([`signals`]), woken through a
+//! socket pair ([`wake`]); `on_exit`/`atexit`; ending the process.
 
-use std::io::{self, Read};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io;
+use std::mem::MaybeUninit;
 use std::os::raw::c_int;
-use std::os::unix::net::UnixStream;
-use std::thread;
 
-use super::SignalPlan;
 use crate::Signal;
-use crate::state::STATE;
+
+mod signals;
+mod wake;
+
+pub(crate) use signals::{forked, install_signals, restart_after_fork};
 
 pub(crate) const SIGHUP: i32 = libc::SIGHUP;
 pub(crate) const SIGINT: i32 = libc::SIGINT;
@@ -46,6 +41,7 @@ pub(crate) fn check_signal(signal: i32) -> Result<(), &'static str> {
             Err("it reports a fault in the code that raised it, which cannot go on running")
         }
         _ if !is_signal_number(signal) => Err("it is not a signal on this platform"),
+        _ if is_reserved(signal) => Err("the C library reserves it for its threads"),
         _ => Ok(()),
     }
 }
@@ -58,6 +54,36 @@ fn is_signal_number(signal: i32) -> bool {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn is_signal_number(signal: i32) -> bool {
     signal_name(signal).is_some()
+}
+
+/// The numbers between the classic signals and `SIGRTMIN` (32 and 33 with
+/// glibc): the C library uses them to manage its threads.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn is_reserved(signal: i32) -> bool {
+    (32..libc::SIGRTMIN()).contains(&signal)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn is_reserved(_signal: i32) -> bool {
+    false
+}
+
+/// Sets a crate thread's signal mask: the planned signals unblocked
+/// (whatever mask the thread that started it had), SIGPIPE blocked, so a
+/// write to a closed pipe fails with `EPIPE` instead of killing the process.
+pub(crate) fn mask_crate_thread() {
+    // SAFETY: sigset operations on a local set, then pthread_sigmask(3) for this thread.
+    unsafe {
+        let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::sigemptyset(set.as_mut_ptr());
+        for signal in signals::planned() {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
 }
 
 /// Registers the handler that `exit()` calls: `main` returning or
@@ -111,87 +137,6 @@ fn exit_handler(status: Option<i32>) {
     let _ = std::panic::catch_unwind(|| crate::trigger::on_process_exit(status));
 }
 
-/// Registers a handler for every planned signal and starts the signal thread.
-/// All or nothing: on an error no handler stays registered.
-pub(crate) fn install_signals(plans: &[SignalPlan]) -> io::Result<()> {
-    if plans.is_empty() {
-        return Ok(());
-    }
-    // Both ends are close-on-exec, so processes the application spawns do not inherit them.
-    let (reader, writer) = UnixStream::pair()?;
-    writer.set_nonblocking(true)?;
-    thread::Builder::new().name("exit-hook".into()).spawn({
-        let plans = plans.to_vec();
-        move || watch(reader, &plans)
-    })?;
-    // The write end lives as long as the handlers, that is, the process.
-    let wake = writer.into_raw_fd();
-    let mut registered = Vec::with_capacity(plans.len());
-    for &plan in plans {
-        // SAFETY: `on_signal` is async-signal-safe: atomics, write(2), _exit(2)
-        // and `reraise`, which only makes async-signal-safe calls.
-        match unsafe {
-            signal_hook::low_level::register(plan.signal, move || on_signal(plan, wake))
-        } {
-            Ok(id) => registered.push(id),
-            Err(err) => {
-                for id in registered {
-                    signal_hook::low_level::unregister(id);
-                }
-                // SAFETY: `wake` came from `into_raw_fd` above and no handler uses it any more.
-                // Closing it ends the signal thread's read with end-of-file.
-                drop(unsafe { OwnedFd::from_raw_fd(wake) });
-                return Err(err);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The signal handler's work. Async-signal-safe.
-fn on_signal(plan: SignalPlan, wake: RawFd) {
-    if STATE.begin_from_signal(plan.signal) {
-        let byte = 1u8;
-        // SAFETY: `wake` is an open, non-blocking socket for the process's
-        // life; write(2) is async-signal-safe. If the socket is full, the
-        // signal thread has a wake-up pending already.
-        unsafe { libc::write(wake, (&raw const byte).cast(), 1) };
-    } else if plan.force {
-        let mut line = [0u8; 128];
-        let len = plan.forced_line(&mut line);
-        // SAFETY: write(2) is async-signal-safe; `line` is ours and holds `len` bytes.
-        unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len) };
-        match plan.status {
-            // SAFETY: _exit(2) is async-signal-safe and ends the process at once.
-            Some(code) => unsafe { libc::_exit(code) },
-            None => reraise(plan.signal),
-        }
-    }
-}
-
-/// The signal thread: sleeps until a handler wins the run, then runs it.
-fn watch(mut wake: UnixStream, plans: &[SignalPlan]) {
-    // This thread runs the hooks of a signal run. Its first allocation makes
-    // the C library set up a malloc arena for it (mmap, munmap, mprotect):
-    // do that now, at install, rather than between the signal and the exit.
-    drop(std::hint::black_box(Box::new(0u64)));
-    let mut buf = [0u8; 64];
-    loop {
-        match wake.read(&mut buf) {
-            Ok(0) => return, // installation failed and closed the write end
-            Ok(_) => {
-                if let Some(signal) = STATE.take_signal() {
-                    let plan = plans.iter().find(|plan| plan.signal == signal);
-                    let status = plan.map_or(Some(128 + signal), |plan| plan.status);
-                    crate::trigger::on_signal(Signal::from_raw(signal), status);
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
 /// Sends `signal` to the process `pid` (the supervisor's child, not reaped yet).
 #[cfg(feature = "supervisor")]
 pub(crate) fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
@@ -234,7 +179,7 @@ pub(crate) fn die_by_signal(signal: i32) -> ! {
 /// action sent to a PID namespace's init, which is what a containerised
 /// application usually is — it exits with 128 + n instead. (signal-hook's
 /// `emulate_default_handler` would fall back to `abort()`, which hangs there.)
-fn reraise(signal: i32) -> ! {
+pub(super) fn reraise(signal: i32) -> ! {
     // SAFETY: sigaction(2), sigemptyset/sigaddset on a local set,
     // sigprocmask(2), raise(3) and _exit(2) are all async-signal-safe; the
     // structures are zero-initialised as the C API expects.

@@ -1,0 +1,246 @@
+//! The signal handlers and the signal thread.
+//!
+//! A handler only does async-signal-safe work: one compare-and-swap on the
+//! run state, then either a one-byte wake-up of the signal thread (the
+//! signal started the run) or `_exit(2)` (a second signal forces the exit).
+//! The signal thread (named `exit-hook`) is the only thread the crate keeps
+//! before a run; it sleeps in `recv(2)` and costs nothing while idle. When a
+//! signal starts a run, it runs the hooks itself.
+//!
+//! What a real process does around them:
+//!
+//! - **Inherited ignored signals.** Under `nohup` (SIGHUP ignored) or as a
+//!   background job of a non-interactive shell (SIGINT ignored), the parent
+//!   asked for the signal to be ignored; installing leaves such a signal
+//!   ignored unless the builder says to take it anyway.
+//! - **Signals the process sends itself** (a hook's `kill(0, SIGTERM)` to
+//!   stop its children reaches the process too) do not force the exit
+//!   during a run: the handler reads the sender from `siginfo`.
+//! - **fork() without exec.** The child has the handlers but not the signal
+//!   thread, and shares the wake-up socket with the parent. A fork handler
+//!   closes the child's copies; until the child calls into the crate again
+//!   (which starts its own signal thread), a signal ends it as the signal's
+//!   plan says, without hooks, and never reaches the parent.
+//! - **Signal masks.** The signal thread unblocks the planned signals (the
+//!   installing thread may have blocked them) and blocks SIGPIPE.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::Duration;
+
+use super::reraise;
+use super::wake::{self, Woken};
+use crate::Signal;
+use crate::state::STATE;
+use crate::sys::SignalPlan;
+
+/// The plans installed, for the signal thread (the child's, after a fork).
+static PLANS: OnceLock<Arc<[SignalPlan]>> = OnceLock::new();
+/// Whether this process has a signal thread: not before install, nor in a
+/// child forked without exec until it starts its own.
+static THREAD_HERE: AtomicBool = AtomicBool::new(false);
+/// Set by the fork handler in a child; cleared when the child starts its thread.
+static NEEDS_THREAD: AtomicBool = AtomicBool::new(false);
+/// Set by the fork handler in a child, for good.
+static FORKED: AtomicBool = AtomicBool::new(false);
+/// The planned signals as a bit set (bit n for signal n), for the crate
+/// threads' masks.
+static PLANNED: AtomicU64 = AtomicU64::new(0);
+
+/// The signals the handlers are (being) installed for.
+pub(super) fn planned() -> impl Iterator<Item = i32> {
+    let set = PLANNED.load(Ordering::Acquire);
+    (1..64).filter(move |signal| set & (1 << signal) != 0)
+}
+
+/// Registers a handler for every planned signal and starts the signal
+/// thread; returns the signals left alone because they were inherited as
+/// ignored (unless `take_ignored`). All or nothing: on an error every
+/// signal's previous disposition is back.
+pub(crate) fn install_signals(plans: &[SignalPlan], take_ignored: bool) -> io::Result<Vec<Signal>> {
+    let mut left_ignored = Vec::new();
+    let mut taken = Vec::with_capacity(plans.len());
+    for &plan in plans {
+        let previous = disposition(plan.signal)?;
+        if previous.sa_sigaction == libc::SIG_IGN && !take_ignored {
+            left_ignored.push(Signal::from_raw(plan.signal));
+        } else {
+            taken.push((plan, previous));
+        }
+    }
+    if taken.is_empty() {
+        return Ok(left_ignored);
+    }
+    let plans: Arc<[SignalPlan]> = taken.iter().map(|(plan, _)| *plan).collect();
+    let set = plans
+        .iter()
+        .filter(|plan| (1..64).contains(&plan.signal))
+        .fold(0, |set, plan| set | 1 << plan.signal);
+    PLANNED.store(set, Ordering::Release);
+    register_fork_handler()?;
+    if let Err(err) = start_thread(Arc::clone(&plans)) {
+        PLANNED.store(0, Ordering::Release);
+        return Err(err);
+    }
+    let mut registered = Vec::with_capacity(taken.len());
+    for (plan, previous) in &taken {
+        let plan = *plan;
+        // SAFETY: `on_signal` is async-signal-safe: atomics, fstat(2),
+        // send(2), write(2), getpid(2), _exit(2) and `reraise`.
+        match unsafe {
+            signal_hook_registry::register_sigaction(plan.signal, move |info| {
+                on_signal(&plan, info);
+            })
+        } {
+            Ok(id) => registered.push((id, plan.signal, previous)),
+            Err(err) => {
+                for (id, signal, previous) in registered {
+                    signal_hook_registry::unregister(id);
+                    // signal-hook leaves its own handler in place, which
+                    // with no action ignores the signal: put back what was there.
+                    // SAFETY: `previous` is what sigaction(2) reported for `signal`.
+                    unsafe { libc::sigaction(signal, previous, std::ptr::null_mut()) };
+                }
+                // The signal thread sees its socket vanish and ends.
+                THREAD_HERE.store(false, Ordering::Release);
+                PLANNED.store(0, Ordering::Release);
+                wake::close();
+                return Err(err);
+            }
+        }
+    }
+    let _ = PLANS.set(plans);
+    Ok(left_ignored)
+}
+
+/// In a child forked without exec, starts its own signal thread: the
+/// crate's calls (`add`, `hold_exit`, `exiting`, …) call this.
+pub(crate) fn restart_after_fork() {
+    if NEEDS_THREAD.load(Ordering::Relaxed) && NEEDS_THREAD.swap(false, Ordering::AcqRel) {
+        if let Some(plans) = PLANS.get() {
+            if let Err(err) = start_thread(Arc::clone(plans)) {
+                crate::report::runner_failed(&err);
+            }
+        }
+    }
+}
+
+/// Whether this process is a child forked (without exec) from the one that installed.
+pub(crate) fn forked() -> bool {
+    FORKED.load(Ordering::Relaxed)
+}
+
+fn start_thread(plans: Arc<[SignalPlan]>) -> io::Result<()> {
+    let receiver = wake::pair()?;
+    THREAD_HERE.store(true, Ordering::Release);
+    let started = thread::Builder::new()
+        .name("exit-hook".into())
+        .spawn(move || watch(receiver, &plans));
+    if let Err(err) = started {
+        THREAD_HERE.store(false, Ordering::Release);
+        wake::close();
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// The signal's current disposition.
+fn disposition(signal: i32) -> io::Result<libc::sigaction> {
+    let mut current = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction(2) only writes the current one.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sigaction(2) succeeded and filled it.
+    Ok(unsafe { current.assume_init() })
+}
+
+fn register_fork_handler() -> io::Result<()> {
+    static REGISTERED: OnceLock<i32> = OnceLock::new();
+    extern "C" fn in_child() {
+        // Async-signal-safe only: the child of a multithreaded process.
+        THREAD_HERE.store(false, Ordering::Release);
+        FORKED.store(true, Ordering::Relaxed);
+        NEEDS_THREAD.store(true, Ordering::Release);
+        // The inherited ends lead to the parent's thread: a signal to the
+        // child must not wake it.
+        wake::close();
+    }
+    // SAFETY: `in_child` is a plain function for the whole process.
+    let failed =
+        *REGISTERED.get_or_init(|| unsafe { libc::pthread_atfork(None, None, Some(in_child)) });
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(failed))
+    }
+}
+
+/// The signal handler's work. Async-signal-safe.
+fn on_signal(plan: &SignalPlan, info: &libc::siginfo_t) {
+    if !THREAD_HERE.load(Ordering::Acquire) {
+        // A child forked without exec that has not called into the crate
+        // since: no thread here can run the hooks.
+        end(plan, b" in a forked child without its exit_hook thread: ");
+    }
+    if STATE.begin_from_signal(plan.signal) {
+        // If the socket is gone, the signal thread is making a new one and
+        // finds the run when it has.
+        wake::wake();
+    } else if plan.force && !sent_by_this_process(info) {
+        end(plan, b" during the shutdown run: ");
+    }
+}
+
+/// Ends the process as `plan` says, after one line on stderr. Async-signal-safe.
+fn end(plan: &SignalPlan, context: &[u8]) -> ! {
+    let mut line = [0u8; 160];
+    let len = plan.forced_line(context, &mut line);
+    // SAFETY: write(2) is async-signal-safe; `line` is ours and holds `len` bytes.
+    unsafe { libc::write(libc::STDERR_FILENO, line.as_ptr().cast(), len) };
+    match plan.status {
+        // SAFETY: _exit(2) is async-signal-safe and ends the process at once.
+        Some(code) => unsafe { libc::_exit(code) },
+        None => reraise(plan.signal),
+    }
+}
+
+/// Whether the process sent this signal to itself (`kill(0, …)`, `raise`).
+fn sent_by_this_process(info: &libc::siginfo_t) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const FROM_A_PROCESS: [i32; 3] = [libc::SI_USER, libc::SI_QUEUE, libc::SI_TKILL];
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const FROM_A_PROCESS: [i32; 2] = [libc::SI_USER, libc::SI_QUEUE];
+    // SAFETY: `si_pid` is valid for these codes; getpid(2) is async-signal-safe.
+    FROM_A_PROCESS.contains(&info.si_code) && unsafe { info.si_pid() == libc::getpid() }
+}
+
+/// The signal thread: sleeps until a handler wins the run, then runs it.
+fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
+    super::mask_crate_thread();
+    // This thread runs the hooks of a signal run. Its first allocation makes
+    // the C library set up a malloc arena for it (mmap, munmap, mprotect):
+    // do that now, at install, rather than between the signal and the exit.
+    drop(std::hint::black_box(Box::new(0u64)));
+    loop {
+        if let Woken::Gone = receiver.wait() {
+            if !THREAD_HERE.load(Ordering::Acquire) {
+                return; // installation failed
+            }
+            match wake::pair() {
+                Ok(new) => receiver = new,
+                // Out of descriptors, say: try again soon; a signal that
+                // wins meanwhile is found below.
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        if let Some(signal) = STATE.take_signal() {
+            let plan = plans.iter().find(|plan| plan.signal == signal);
+            let status = plan.map_or(Some(128 + signal), |plan| plan.status);
+            crate::trigger::on_signal(Signal::from_raw(signal), status);
+        }
+    }
+}

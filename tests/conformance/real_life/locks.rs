@@ -1,0 +1,93 @@
+//! Locks held when the process ends, and panics that misbehave.
+//!
+//! A thread that calls `std::process::exit` while holding stdout's and
+//! stderr's locks keeps them for ever: hooks that print wait, the deadline
+//! ends the run, and the crate's own line still gets out (it is written
+//! without std's stderr lock). A panic payload whose `Drop` panics is
+//! dropped inside the catch, so the later hooks still run.
+
+use std::time::Duration;
+
+use exit_hook::Builder;
+use libtest_mimic::Trial;
+
+use crate::child::{install, ready, wait_forever};
+use crate::harness::{Child, terminate};
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        exit_while_holding_stdout_and_stderr_still_reports_the_deadline,
+        a_panic_payload_whose_drop_panics_does_not_skip_later_hooks,
+    ]
+}
+
+pub fn run_role(role: &str) -> bool {
+    match role {
+        "exit_holding_std_locks" => exit_holding_std_locks(),
+        "payload_drop_panics" => payload_drop_panics(),
+        _ => return false,
+    }
+    true
+}
+
+/// Another thread takes stdout's and stderr's locks and keeps them; main
+/// calls `std::process::exit`.
+fn exit_holding_std_locks() {
+    install(Builder::new().timeout(Duration::from_secs(1)));
+    exit_hook::add(|_| {
+        println!("to stdout");
+        eprintln!("to stderr");
+    });
+    ready();
+    let (taken, locked) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _out = std::io::stdout().lock();
+        let _err = std::io::stderr().lock();
+        taken.send(()).unwrap();
+        wait_forever();
+    });
+    locked.recv().unwrap();
+    std::process::exit(4);
+}
+
+fn exit_while_holding_stdout_and_stderr_still_reports_the_deadline() {
+    let outcome = Child::spawn("exit_holding_std_locks").finish();
+    outcome.assert_code(4);
+    assert_eq!(outcome.stdout, ["READY"], "{outcome:#?}");
+    assert!(
+        outcome.elapsed >= Duration::from_millis(950) && outcome.elapsed < Duration::from_secs(10),
+        "{outcome:#?}"
+    );
+    let lines = outcome.crate_lines();
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("exit_hook: deadline of 1s passed; 1 hook(s) still running:")
+            && lines[0].contains("locks.rs"),
+        "{outcome:#?}"
+    );
+}
+
+/// Panics when dropped.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("the payload's drop panicked");
+    }
+}
+
+fn payload_drop_panics() {
+    exit_hook::add(|_| println!("a"));
+    exit_hook::add(|_| std::panic::panic_any(Bomb));
+    exit_hook::add_async(|_| async { std::panic::panic_any(Bomb) });
+    exit_hook::add(|_| println!("c"));
+    ready();
+    wait_forever();
+}
+
+fn a_panic_payload_whose_drop_panics_does_not_skip_later_hooks() {
+    let outcome = terminate("payload_drop_panics");
+    outcome.assert_code(143);
+    assert_eq!(outcome.after_ready(), ["a", "c"], "{outcome:#?}");
+}
