@@ -61,7 +61,7 @@ impl Exit {
     pub(crate) fn new(trigger: Trigger, code: Option<i32>, deadline: Instant) -> Self {
         Exit(Arc::new(Inner {
             trigger,
-            code,
+            code: code.map(crate::sys::status_seen_by_parent),
             deadline,
         }))
     }
@@ -94,6 +94,11 @@ impl Exit {
     }
 
     /// The exit code the parent will read with [`ExitStatus::code`](std::process::ExitStatus::code).
+    ///
+    /// On Unix a parent sees only the low eight bits of the code a process
+    /// exits with, so this is that: `exit_hook::exit(259)` tells hooks 3, as
+    /// the parent will see it (the process still exits with 259, as
+    /// `std::process::exit(259)` would). Windows keeps all 32 bits.
     ///
     /// `None` when the process will instead die by the signal
     /// ([`SignalExit::Reraise`](crate::SignalExit::Reraise)), or when it exits

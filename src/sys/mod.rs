@@ -109,6 +109,12 @@ impl LineWriter<'_> {
     }
 }
 
+/// The exit code a parent reads when this process exits with `code`: the
+/// low eight bits on Unix (`exit(259)` reads as 3), all of it on Windows.
+pub(crate) fn status_seen_by_parent(code: i32) -> i32 {
+    if cfg!(unix) { code & 0xFF } else { code }
+}
+
 /// Starts a crate thread named `name`, with the crate threads' signal mask
 /// (see `mask_crate_thread`).
 pub(crate) fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> io::Result<()> {

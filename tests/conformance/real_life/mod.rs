@@ -5,19 +5,29 @@
 
 use libtest_mimic::Trial;
 
+mod descriptors;
 mod fork;
 mod locks;
+mod signals;
 
 pub fn tests() -> Vec<Trial> {
-    [fork::tests(), locks::tests()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        fork::tests(),
+        locks::tests(),
+        signals::tests(),
+        descriptors::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Runs the scenario `role` if it is one of these files'; `false` if not.
 pub fn run_role(role: &str) -> bool {
-    fork::run_role(role) || locks::run_role(role)
+    fork::run_role(role)
+        || locks::run_role(role)
+        || signals::run_role(role)
+        || descriptors::run_role(role)
 }
 
 /// How a `waitpid` status reads in the scenarios' lines.

@@ -1,0 +1,186 @@
+//! Signals in a process's real life: sent by the process to itself,
+//! inherited as ignored (`nohup`), blocked by the installing thread,
+//! numbers the C library reserves, and exit codes past 255.
+
+use std::process::Command;
+use std::time::Duration;
+
+use exit_hook::{Builder, Signal};
+use libtest_mimic::Trial;
+
+use crate::child::{install, ready, wait_forever};
+use crate::harness::{Child, terminate};
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        a_hook_signalling_its_own_process_group_does_not_force_the_exit,
+        under_nohup_sighup_is_left_ignored,
+        take_ignored_signals_handles_sighup_under_nohup,
+        a_sigterm_blocked_by_the_installing_thread_still_runs_the_hooks,
+        reserved_signals_are_rejected_and_nothing_is_left_installed,
+        exit_codes_past_255_are_told_as_the_parent_sees_them,
+    ]
+}
+
+pub fn run_role(role: &str) -> bool {
+    match role {
+        "signals_own_group" => signals_own_group(),
+        "nohup" => {
+            exit_hook::add(|exit| println!("hook: {exit}"));
+            ready();
+            wait_forever();
+        }
+        "nohup_take" => {
+            install(Builder::new().take_ignored_signals(true));
+            exit_hook::add(|exit| println!("hook: {exit}"));
+            ready();
+            wait_forever();
+        }
+        "blocked_sigterm" => blocked_sigterm(),
+        "reserved_signals" => reserved_signals(),
+        "exit_259" => {
+            exit_hook::add(|exit| println!("hook: {exit} code={:?}", exit.code()));
+            exit_hook::exit(259);
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// In a process group of its own (so the test's own group is not hit), a
+/// hook stops "its children" with `kill(0, SIGTERM)`, raises SIGINT and
+/// kills its own pid with SIGHUP; the run was started by `exit(3)`.
+fn signals_own_group() {
+    // SAFETY: setpgid(2) and the kill(2)/raise(3) calls below target only
+    // this process (now alone in its group).
+    unsafe { libc::setpgid(0, 0) };
+    exit_hook::add(|_| {
+        unsafe {
+            libc::kill(0, libc::SIGTERM);
+            libc::raise(libc::SIGINT);
+            libc::kill(libc::getpid(), libc::SIGHUP);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        println!("a: still running");
+    });
+    exit_hook::add(|exit| println!("b: {exit}"));
+    exit_hook::exit(3);
+}
+
+fn a_hook_signalling_its_own_process_group_does_not_force_the_exit() {
+    let outcome = Child::spawn("signals_own_group").finish();
+    outcome.assert_code(3);
+    assert_eq!(
+        outcome.stdout,
+        ["a: still running", "b: exit_hook::exit, exit status 3"],
+        "{outcome:#?}"
+    );
+    assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
+}
+
+fn nohup(role: &str) -> Child {
+    let mut command = Command::new("nohup");
+    command.arg(std::env::current_exe().unwrap());
+    Child::spawn_with(command, role).ready()
+}
+
+/// Under a real `nohup`, SIGHUP stays ignored: the process goes on, and a
+/// later SIGTERM runs the hooks once, with SIGTERM's status.
+fn under_nohup_sighup_is_left_ignored() {
+    let mut child = nohup("nohup");
+    child.send(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(200));
+    let outcome = child.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["hook: SIGTERM (15), exit status 143"],
+        "{outcome:#?}"
+    );
+}
+
+fn take_ignored_signals_handles_sighup_under_nohup() {
+    let outcome = nohup("nohup_take").signal(libc::SIGHUP).finish();
+    outcome.assert_code(129);
+    assert_eq!(
+        outcome.after_ready(),
+        ["hook: SIGHUP (1), exit status 129"],
+        "{outcome:#?}"
+    );
+}
+
+/// The main thread blocks SIGTERM before the first `add`, so every thread
+/// it starts (the crate's included) inherits the mask.
+fn blocked_sigterm() {
+    // SAFETY: a local signal set, then pthread_sigmask(3) for this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    exit_hook::add(|exit| println!("hook: {exit}"));
+    ready();
+    wait_forever();
+}
+
+fn a_sigterm_blocked_by_the_installing_thread_still_runs_the_hooks() {
+    let outcome = terminate("blocked_sigterm");
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["hook: SIGTERM (15), exit status 143"]
+    );
+}
+
+/// 32 and 33 are glibc's; the error leaves SIGHUP as it was (default).
+fn reserved_signals() {
+    for reserved in [32, 33] {
+        let err = Builder::new()
+            .signals([Signal::hangup(), Signal::from_raw(reserved)])
+            .install()
+            .unwrap_err();
+        println!("{reserved}: {err}");
+    }
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one.
+    unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current) };
+    println!(
+        "SIGHUP is default: {}",
+        current.sa_sigaction == libc::SIG_DFL
+    );
+    install(Builder::new().signals([Signal::hangup()]));
+    exit_hook::add(|exit| println!("hook: {exit}"));
+    ready();
+    wait_forever();
+}
+
+fn reserved_signals_are_rejected_and_nothing_is_left_installed() {
+    let outcome = Child::spawn("reserved_signals")
+        .ready()
+        .signal(libc::SIGHUP)
+        .finish();
+    outcome.assert_code(129);
+    let reserved = "cannot start a shutdown: the C library reserves it for its threads";
+    assert_eq!(
+        outcome.stdout,
+        [
+            format!("32: signal 32 {reserved}"),
+            format!("33: signal 33 {reserved}"),
+            "SIGHUP is default: true".into(),
+            "READY".into(),
+            "hook: SIGHUP (1), exit status 129".into(),
+        ],
+        "{outcome:#?}"
+    );
+}
+
+fn exit_codes_past_255_are_told_as_the_parent_sees_them() {
+    let outcome = Child::spawn("exit_259").finish();
+    outcome.assert_code(3);
+    assert_eq!(
+        outcome.stdout,
+        ["hook: exit_hook::exit, exit status 3 code=Some(3)"]
+    );
+}
