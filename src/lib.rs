@@ -150,6 +150,11 @@
 //!   have, and the process ends when the run does, so the application keeps
 //!   running while its hooks drain it. Turn it off with
 //!   [`Builder::exit_on_panic(false)`](Builder::exit_on_panic).
+//! - **Replacing the panic hook turns the panic trigger off.** Installing
+//!   wraps the panic hook that was there; a later `std::panic::set_hook`
+//!   (color-eyre, human-panic and Sentry install their own) replaces the
+//!   wrapper, and a panic on a thread then runs no hook. Call
+//!   [`handle_panic`] from the new hook.
 //! - **Guards and `panic = "abort"`.** A thread that panics under
 //!   `panic = "abort"` never gets back to the [`ExitGuard`]s it holds; the
 //!   run waits for them until the deadline.
@@ -258,6 +263,7 @@ pub use exit::{Exit, Panic, Trigger};
 pub use guard::{ExitGuard, hold_exit};
 pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase, try_add, try_add_async};
 pub use install::Builder;
+pub use panic::handle_panic;
 pub use phase::Phase;
 pub use signal::{Signal, SignalExit};
 pub use state::{exiting, is_exiting};

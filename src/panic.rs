@@ -19,6 +19,34 @@ use crate::{Panic, Trigger, install, report, runner, sys, trigger};
 /// The status after a run started by a panic: Rust's own for a panicking `main`.
 pub(crate) const PANIC_STATUS: i32 = 101;
 
+/// Does what the crate's own panic hook does, from an application's panic
+/// hook that replaced it.
+///
+/// Installing wraps the panic hook that was there. **A later
+/// [`std::panic::set_hook`] replaces that wrapper**, and then a panic no
+/// longer starts a run: a panic on another thread runs no hook at all, a
+/// panic on `main` runs them only as the normal exit Rust's runtime makes
+/// of it (status 101), and a panicking hook is no longer named. Crash
+/// reporters install their own hook (color-eyre, human-panic, Sentry's
+/// panic integration): call this function from yours, after its own work.
+///
+/// ```no_run
+/// exit_hook::add(|exit| eprintln!("bye: {exit}"));
+/// std::panic::set_hook(Box::new(|info| {
+///     eprintln!("crash report: {info}"); // your reporter's work
+///     exit_hook::handle_panic(info); // then the run, and exit status 101
+/// }));
+/// ```
+///
+/// It follows the installed configuration
+/// ([`Builder::exit_on_panic`](crate::Builder::exit_on_panic)) and does
+/// nothing before installation. A hook that *chains* to the one it
+/// replaced (taken with `std::panic::take_hook` after installation) already
+/// calls the crate's: it must not call this as well.
+pub fn handle_panic(info: &PanicHookInfo<'_>) {
+    on_panic(info, &|_| {});
+}
+
 /// Wraps the current panic hook. Call once, not while panicking.
 pub(crate) fn install() {
     let previous = panic::take_hook();

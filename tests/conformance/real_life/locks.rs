@@ -3,8 +3,7 @@
 //! A thread that calls `std::process::exit` while holding stdout's and
 //! stderr's locks keeps them for ever: hooks that print wait, the deadline
 //! ends the run, and the crate's own line still gets out (it is written
-//! without std's stderr lock). A panic payload whose `Drop` panics is
-//! dropped inside the catch, so the later hooks still run.
+//! without std's stderr lock).
 
 use std::time::Duration;
 
@@ -12,20 +11,16 @@ use exit_hook::Builder;
 use libtest_mimic::Trial;
 
 use crate::child::{install, ready, wait_forever};
-use crate::harness::{Child, terminate};
+use crate::harness::Child;
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
-    trials![
-        exit_while_holding_stdout_and_stderr_still_reports_the_deadline,
-        a_panic_payload_whose_drop_panics_does_not_skip_later_hooks,
-    ]
+    trials![exit_while_holding_stdout_and_stderr_still_reports_the_deadline,]
 }
 
 pub fn run_role(role: &str) -> bool {
     match role {
         "exit_holding_std_locks" => exit_holding_std_locks(),
-        "payload_drop_panics" => payload_drop_panics(),
         _ => return false,
     }
     true
@@ -66,28 +61,4 @@ fn exit_while_holding_stdout_and_stderr_still_reports_the_deadline() {
             && lines[0].contains("locks.rs"),
         "{outcome:#?}"
     );
-}
-
-/// Panics when dropped.
-struct Bomb;
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        panic!("the payload's drop panicked");
-    }
-}
-
-fn payload_drop_panics() {
-    exit_hook::add(|_| println!("a"));
-    exit_hook::add(|_| std::panic::panic_any(Bomb));
-    exit_hook::add_async(|_| async { std::panic::panic_any(Bomb) });
-    exit_hook::add(|_| println!("c"));
-    ready();
-    wait_forever();
-}
-
-fn a_panic_payload_whose_drop_panics_does_not_skip_later_hooks() {
-    let outcome = terminate("payload_drop_panics");
-    outcome.assert_code(143);
-    assert_eq!(outcome.after_ready(), ["a", "c"], "{outcome:#?}");
 }

@@ -8,12 +8,14 @@ use libtest_mimic::Trial;
 mod descriptors;
 mod fork;
 mod locks;
+mod panics;
 mod signals;
 
 pub fn tests() -> Vec<Trial> {
     [
         fork::tests(),
         locks::tests(),
+        panics::tests(),
         signals::tests(),
         descriptors::tests(),
     ]
@@ -26,6 +28,7 @@ pub fn tests() -> Vec<Trial> {
 pub fn run_role(role: &str) -> bool {
     fork::run_role(role)
         || locks::run_role(role)
+        || panics::run_role(role)
         || signals::run_role(role)
         || descriptors::run_role(role)
 }
