@@ -174,6 +174,41 @@
 //!   deadline is not cancelled; the process ends around it.
 //! - **SIGKILL cannot be handled**, nor can a crash of the process (a
 //!   segmentation fault, an abort from outside Rust). Hooks do not run then.
+//! - **fork() without exec.** A forked child inherits the hooks, as it
+//!   inherits C's `atexit` handlers: its `exit()` and its panics run them,
+//!   in the child. The crate's signal thread does not survive the fork, so
+//!   until the child calls into the crate again ([`add`], [`hold_exit`],
+//!   [`exiting`], …, which start its own), a signal ends the child as the
+//!   signal's status says, without hooks, and one line on stderr says why.
+//!   Nothing the child does wakes or changes the parent. A child that a
+//!   *hook* forked and that returns into the run ends there with the run's
+//!   status and runs no other hook (its parent does); if it calls `exit`, it
+//!   ends with its own status. As with any fork in a threaded process, the
+//!   child must not need a lock another thread held at the fork.
+//! - **Signals inherited as ignored stay ignored.** Under `nohup` SIGHUP is
+//!   ignored, and a non-interactive shell's background job ignores SIGINT;
+//!   the crate leaves such a signal alone, as CPython does, unless
+//!   [`Builder::take_ignored_signals`] says otherwise.
+//! - **Signals the process sends itself** during a run (a hook's
+//!   `kill(0, SIGTERM)` to stop its children, which reaches the process
+//!   too) do not force the exit: only another process's signal does. On
+//!   Unix the handler reads the sender from `siginfo`.
+//! - **Signal masks and descriptors.** The crate's threads unblock the
+//!   signals they handle (a thread that blocked SIGTERM before installing
+//!   does not stop the shutdown) and block SIGPIPE. The crate's wake-up
+//!   socket lives at descriptor 512 or above and is checked before each
+//!   use: an application that closed stdout, or closes every descriptor
+//!   from 3 up, keeps its own descriptors, and the crate makes a new socket.
+//! - **Exit codes are eight bits on Unix.** [`exit(259)`](exit) exits with
+//!   259, which a parent reads as 3; [`Exit::code`] tells hooks 3.
+//! - **std's stdout and stderr locks.** A thread that calls
+//!   `std::process::exit` while holding `stdout().lock()` keeps it for ever:
+//!   hooks that print wait for the deadline. The crate's own lines are
+//!   written to stderr without std's lock (on Unix), so the deadline's line
+//!   still gets out.
+//! - **One copy per process.** The crate sets `links = "exit_hook"`, so
+//!   cargo refuses a build with two semver-incompatible versions of it:
+//!   both would install handlers and race for the exit.
 //!
 //! # Logging
 //!
