@@ -50,6 +50,7 @@ pub fn run(role: &str) {
             std::process::exit(0);
         }
         "idle" => idle(),
+        "registry_memory" => registry_memory(),
         role => {
             let n: usize = role
                 .strip_prefix("exit_")
@@ -123,6 +124,44 @@ fn idle() {
             "of which the crate's `exit-hook` thread: {ns} ns (its on-CPU time, /proc/self/task/*/schedstat)"
         ),
         None => println!("the crate's thread was not found"),
+    }
+}
+
+/// Resident memory before, with 1 000 000 hooks registered, and after all
+/// of them are unregistered: once with closures that capture nothing (no
+/// allocation of their own), once with closures capturing 32 bytes.
+fn registry_memory() {
+    exit_hook::add(|_| {});
+    println!("| hooks | resident memory |");
+    println!("|---|---|");
+    println!("| 1 (installed) | {} KiB |", rss_kib());
+    let capture = std::env::var("EXIT_HOOK_BENCH_CAPTURE").is_ok();
+    let what = if capture {
+        "capturing 32 bytes"
+    } else {
+        "capturing nothing"
+    };
+    {
+        let handles: Vec<_> = (0..1_000_000u64)
+            .map(|i| {
+                if capture {
+                    let data = [i; 4];
+                    exit_hook::add(move |_| {
+                        std::hint::black_box(data);
+                    })
+                } else {
+                    exit_hook::add(|_| {})
+                }
+            })
+            .collect();
+        println!("| + 1 000 000 {what} | {} KiB |", rss_kib());
+        for handle in handles {
+            handle.unregister();
+        }
+        println!("| all unregistered | {} KiB |", rss_kib());
+        // SAFETY: malloc_trim(3) only releases free memory of glibc's heap.
+        unsafe { libc::malloc_trim(0) };
+        println!("| then glibc's `malloc_trim(0)` | {} KiB |", rss_kib());
     }
 }
 

@@ -37,6 +37,7 @@ fn main() {
     signal_to_reaped(rounds);
     exit_to_reaped(rounds);
     idle();
+    registry_memory();
 }
 
 fn machine() {
@@ -190,6 +191,25 @@ fn idle() {
         .expect("the idle child");
     println!("\nidle cost (one child process)");
     print!("{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// Resident memory of a registry that grew to 1 000 000 hooks and emptied
+/// out, with closures that capture nothing and closures capturing 32 bytes
+/// (one child process each).
+fn registry_memory() {
+    println!("\nregistry memory");
+    for capture in [false, true] {
+        let mut command = this("registry_memory");
+        if capture {
+            command.env("EXIT_HOOK_BENCH_CAPTURE", "1");
+        }
+        let output = command
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("the registry_memory child");
+        println!();
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
 }
 
 /// Spawns, waits for READY, sends SIGTERM, times until reaped.
