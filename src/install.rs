@@ -94,6 +94,11 @@ impl Builder {
     /// Whether a second signal during a run ends the process at once with
     /// that signal's status — "press Ctrl+C again to force" (default `true`).
     /// When off, further signals are ignored and only the deadline ends a run.
+    ///
+    /// Only a signal from another process forces: one the process sends
+    /// itself during the run (a hook's `kill(0, SIGTERM)` to stop its
+    /// children reaches the process too) is ignored. Unix reads the sender
+    /// from `siginfo`; Windows console events have none.
     pub fn force_on_second_signal(mut self, on: bool) -> Self {
         self.force_on_second_signal = on;
         self

@@ -23,12 +23,13 @@
 //!
 //! **Trigger.** The first [`add`] (or an explicit [`Builder::install`])
 //! installs three things: signal handlers for SIGHUP, SIGINT and SIGTERM
-//! (through `signal-hook`, so they coexist with `tokio::signal`; on Windows,
+//! (through `signal-hook`, so they coexist with `tokio::signal`; a signal
+//! the process inherited as ignored, as under `nohup`, stays ignored; on Windows,
 //! a console control handler for Ctrl+C, Ctrl+Break and console close), a
 //! panic hook, and an exit handler that the C library's `exit()` calls. Every
 //! trigger races for the process's single run with one atomic
 //! compare-and-swap; the winner decides the exit status. The signal handler
-//! itself only does that swap and a one-byte write to wake a thread.
+//! itself only does that swap and a one-byte `send` to wake a thread.
 //!
 //! **Worker thread.** Hooks never run on the application's threads. They run
 //! on the crate's thread, `exit-hook`: for a signal, the thread that waited
@@ -59,8 +60,9 @@
 //! process alive. A run that finishes early exits at once.
 //!
 //! **Exit.** Then the process ends with the status of the trigger that
-//! started the run. A second signal during a run ends the process at once
-//! with that signal's status ("press Ctrl+C again to force").
+//! started the run. A second signal during a run, from another process,
+//! ends the process at once with that signal's status ("press Ctrl+C again
+//! to force").
 //!
 //! # Exit status
 //!

@@ -122,6 +122,7 @@ mod driver {
     }
 
     pub fn main() {
+        crate::harness::default_signal_dispositions();
         let args = Arguments::from_args();
         let fixture = prepare();
         if let Err(why) = &fixture {

@@ -14,6 +14,19 @@ use std::time::{Duration, Instant};
 /// The variable that tells the binary to run a scenario instead of the suite.
 pub const ROLE: &str = "EXIT_HOOK_ROLE";
 
+/// Gives the signals the suites send their default disposition in this
+/// (driver) process, so the children inherit it. Started as a background
+/// job of a non-interactive shell (`cargo test &` in a script), a process
+/// inherits SIGINT and SIGQUIT ignored, under `nohup` SIGHUP; the crate
+/// leaves such signals ignored, and the tests that send them would wait
+/// out their watchdog. (The nohup test sets SIGHUP ignored itself.)
+pub fn default_signal_dispositions() {
+    for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+        // SAFETY: signal(2) with SIG_DFL, in the driver, before any child starts.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
 /// How long any child may take to print a line or to exit before it is killed.
 const WATCHDOG: Duration = Duration::from_secs(60);
 

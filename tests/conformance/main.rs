@@ -42,6 +42,7 @@ fn main() {
         child::run(&role);
         return;
     }
+    harness::default_signal_dispositions();
     #[allow(unused_mut, reason = "extended only with the supervisor feature")]
     let mut tests: Vec<libtest_mimic::Trial> = [
         triggers::tests(),

@@ -1,12 +1,16 @@
 //! The child's side: set up the scenario, then do what its trigger needs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use exit_hook::HookHandle;
 use std::thread;
 use std::time::Duration;
 
 use crate::scenario::{Hook, Scenario, Trigger};
 
 static MID_RUN: AtomicBool = AtomicBool::new(false);
+static LOCK: Mutex<()> = Mutex::new(());
 
 fn register(index: usize, hook: Hook) {
     match hook {
@@ -47,6 +51,48 @@ fn register(index: usize, hook: Hook) {
             println!("start {index}");
             std::process::exit(78);
         })),
+        Hook::Forks => drop(exit_hook::add(move |_| {
+            println!("start {index}");
+            // SAFETY: fork(2); the child only returns into the run, which
+            // ends it. alarm(2) is its watchdog.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                unsafe { libc::alarm(10) };
+                return;
+            }
+            let mut status = 0;
+            // SAFETY: waitpid(2) on the child just forked.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            println!("end {index}");
+        })),
+        Hook::SignalsSelf => drop(exit_hook::add(move |_| {
+            println!("start {index}");
+            // SAFETY: signals to this very process.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+                libc::raise(libc::SIGINT);
+            }
+            thread::sleep(Duration::from_millis(5));
+            println!("end {index}");
+        })),
+        Hook::DropUnregisters => {
+            /// Unregisters the hook it holds when dropped (with its closure).
+            struct Unregisters(Arc<Mutex<Option<HookHandle>>>);
+            impl Drop for Unregisters {
+                fn drop(&mut self) {
+                    if let Some(handle) = self.0.lock().unwrap().take() {
+                        handle.unregister();
+                    }
+                }
+            }
+            let victim = Arc::new(Mutex::new(None));
+            let holder = Unregisters(victim.clone());
+            let _ = exit_hook::add(move |_| {
+                let _holder = &holder;
+                say(index, true);
+            });
+            *victim.lock().unwrap() = Some(exit_hook::add(move |_| println!("victim {index}")));
+        }
     }
 }
 
@@ -76,6 +122,10 @@ pub fn run(scenario: &Scenario) {
             thread::sleep(Duration::from_millis(50));
         });
     }
+    if let Trigger::PanicHoldingLock = scenario.trigger {
+        // The first hook needs the lock the panicking thread holds.
+        exit_hook::add(|_| drop(LOCK.lock().unwrap_or_else(PoisonError::into_inner)));
+    }
     if let Trigger::SignalWhileRegistering(_) = scenario.trigger {
         println!("REGISTERING");
         for (index, hook) in scenario.hooks.iter().enumerate() {
@@ -101,6 +151,18 @@ pub fn run(scenario: &Scenario) {
             wait_forever();
         }
         Trigger::Return => {}
+        Trigger::PanicHoldingLock => {
+            thread::spawn(|| {
+                let _held = LOCK.lock().unwrap();
+                panic!("holding the lock");
+            });
+            wait_forever();
+        }
+        Trigger::ForeignPanicHook => {
+            std::panic::set_hook(Box::new(exit_hook::handle_panic));
+            thread::spawn(|| panic!("under the app's panic hook"));
+            wait_forever();
+        }
         Trigger::ProcessExit(n) => std::process::exit(n),
         Trigger::ExitHookExit(n) => exit_hook::exit(n),
         Trigger::SignalDuringPanicRun(_) => panic!("main"),

@@ -16,6 +16,7 @@ use crate::scenario::{Hook, Rng, Scenario, Trigger};
 const MARGIN: Duration = Duration::from_secs(3);
 
 pub fn main() {
+    crate::harness::default_signal_dispositions();
     let runs: usize = std::env::var("EXIT_HOOK_FAULT_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -102,7 +103,16 @@ fn run_all(runs: usize, seed: u64) -> Report {
             let (report, next, scenarios) = (report.clone(), next.clone(), scenarios.clone());
             std::thread::spawn(move || {
                 while let Some(scenario) = scenarios.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let (verdict, overshoot) = run_one(scenario);
+                    // The harness panics on a child that outlives its
+                    // watchdog (and kills and reaps it): a failed run.
+                    let (verdict, overshoot) = std::panic::catch_unwind(|| run_one(scenario))
+                        .unwrap_or_else(|panic| {
+                            let why = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .unwrap_or_else(|| "the driver panicked".into());
+                            (Err(why), None)
+                        });
                     let mut report = report.lock().unwrap();
                     *report.kinds.entry(scenario.kind()).or_default() += 1;
                     if let Some((kind, overshoot)) = overshoot {
@@ -169,7 +179,9 @@ fn run_one(scenario: &Scenario) -> (Result<(), String>, Option<(&'static str, Du
         | Trigger::PanicThreads(_)
         | Trigger::Return
         | Trigger::ProcessExit(_)
-        | Trigger::ExitHookExit(_) => {}
+        | Trigger::ExitHookExit(_)
+        | Trigger::PanicHoldingLock
+        | Trigger::ForeignPanicHook => {}
     }
     let outcome = child.finish();
     let elapsed_since_trigger = outcome.elapsed.min(triggered.elapsed());
@@ -211,7 +223,15 @@ fn check(scenario: &Scenario, outcome: &Outcome, elapsed: Duration) -> Result<()
     }
     if scenario.must_complete() {
         for (index, hook) in scenario.hooks.iter().enumerate() {
-            let ends = matches!(hook, Hook::Sync | Hook::Async(_) | Hook::Registers);
+            let ends = matches!(
+                hook,
+                Hook::Sync
+                    | Hook::Async(_)
+                    | Hook::Registers
+                    | Hook::Forks
+                    | Hook::SignalsSelf
+                    | Hook::DropUnregisters
+            );
             if ends && !seen.contains(format!("end {index}").as_str()) {
                 return Err(format!("hook {index} did not finish: {outcome:?}"));
             }

@@ -8,9 +8,12 @@
 //!
 //! Each run draws a scenario from a seeded generator: a mix of hooks (ok,
 //! slow, panicking, hanging, registering more hooks, calling
-//! `exit_hook::exit` or `std::process::exit`), a trigger (a signal, a storm
-//! of mixed signals, a signal while hooks register, panics on one or many
-//! threads, `main` returning, `std::process::exit`, `exit_hook::exit`, a
+//! `exit_hook::exit` or `std::process::exit`, forking a child that returns
+//! into the run, signalling their own process, unregistering another hook
+//! from their closure's `Drop`), a trigger (a signal, a storm of mixed
+//! signals, a signal while hooks register, panics on one or many threads, a
+//! panic holding a lock the hooks need, a panic under the application's own
+//! panic hook, `main` returning, `std::process::exit`, `exit_hook::exit`, a
 //! panic during a signal run, a signal during a panic run, `main` returning
 //! or another thread calling `std::process::exit` during a signal run), a
 //! deadline and force on or off. The child (this binary again, with the

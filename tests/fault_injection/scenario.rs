@@ -14,6 +14,13 @@ pub enum Hook {
     Registers,
     CallsExit,
     CallsProcessExit,
+    /// Forks; the child returns into the run (it must end there), the
+    /// hook waits for it.
+    Forks,
+    /// Sends SIGTERM to its own pid and raises SIGINT (must not force).
+    SignalsSelf,
+    /// Its closure's `Drop` unregisters another hook, mid-run.
+    DropUnregisters,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +37,11 @@ pub enum Trigger {
     SignalDuringPanicRun(i32),
     ReturnDuringSignalRun(i32),
     ProcessExitFromThreadDuringSignalRun(i32),
+    /// A thread panics while holding a lock the first hook needs.
+    PanicHoldingLock,
+    /// The app replaced the panic hook with one that calls `handle_panic`;
+    /// a thread panics.
+    ForeignPanicHook,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,7 +58,7 @@ impl Scenario {
     /// A random scenario from `rng`.
     pub fn draw(rng: &mut Rng) -> Scenario {
         let signal = |rng: &mut Rng| SIGNALS[rng.below(3)];
-        let trigger = match rng.below(12) {
+        let trigger = match rng.below(14) {
             0 => Trigger::Signal(signal(rng)),
             1 => {
                 let n = 2 + rng.below(300);
@@ -61,10 +73,12 @@ impl Scenario {
             8 => Trigger::PanicDuringSignalRun(signal(rng)),
             9 => Trigger::SignalDuringPanicRun(signal(rng)),
             10 => Trigger::ReturnDuringSignalRun(signal(rng)),
-            _ => Trigger::ProcessExitFromThreadDuringSignalRun(signal(rng)),
+            11 => Trigger::ProcessExitFromThreadDuringSignalRun(signal(rng)),
+            12 => Trigger::PanicHoldingLock,
+            _ => Trigger::ForeignPanicHook,
         };
         let hooks = (0..1 + rng.below(6))
-            .map(|_| match rng.below(20) {
+            .map(|_| match rng.below(23) {
                 0..=5 => Hook::Sync,
                 6..=10 => Hook::Async(rng.below(50) as u64),
                 11 => Hook::SyncPanic,
@@ -73,7 +87,10 @@ impl Scenario {
                 14 => Hook::AsyncHang,
                 15 | 16 => Hook::Registers,
                 17 => Hook::CallsExit,
-                _ => Hook::CallsProcessExit,
+                18 => Hook::CallsProcessExit,
+                19 => Hook::Forks,
+                20 => Hook::SignalsSelf,
+                _ => Hook::DropUnregisters,
             })
             .collect();
         Scenario {
@@ -102,6 +119,8 @@ impl Scenario {
             }
             Trigger::PanicMain => "PanicMain".into(),
             Trigger::Return => "Return".into(),
+            Trigger::PanicHoldingLock => "PanicHoldingLock".into(),
+            Trigger::ForeignPanicHook => "ForeignPanicHook".into(),
             other => format!("{other:?}").replace('(', ":").replace(')', ""),
         };
         format!(
@@ -134,6 +153,8 @@ impl Scenario {
             Trigger::ProcessExitFromThreadDuringSignalRun(_) => {
                 "process::exit from a thread mid-run"
             }
+            Trigger::PanicHoldingLock => "panic holding a lock the hooks need",
+            Trigger::ForeignPanicHook => "panic under the app's own panic hook",
         }
     }
 
@@ -151,7 +172,10 @@ impl Scenario {
                 codes.dedup();
                 codes
             }
-            Trigger::PanicMain | Trigger::PanicThreads(_) => vec![101],
+            Trigger::PanicMain
+            | Trigger::PanicThreads(_)
+            | Trigger::PanicHoldingLock
+            | Trigger::ForeignPanicHook => vec![101],
             // Forced by the signal, or the run ended before it arrived.
             Trigger::SignalDuringPanicRun(s) if self.force => vec![101, 128 + s],
             Trigger::SignalDuringPanicRun(_) => vec![101],
@@ -269,6 +293,9 @@ mod parse {
                     "Registers" => Hook::Registers,
                     "CallsExit" => Hook::CallsExit,
                     "CallsProcessExit" => Hook::CallsProcessExit,
+                    "Forks" => Hook::Forks,
+                    "SignalsSelf" => Hook::SignalsSelf,
+                    "DropUnregisters" => Hook::DropUnregisters,
                     other => panic!("unknown hook {other:?}"),
                 },
             })
@@ -292,6 +319,8 @@ mod parse {
             "ProcessExitFromThreadDuringSignalRun" => {
                 Trigger::ProcessExitFromThreadDuringSignalRun(n)
             }
+            "PanicHoldingLock" => Trigger::PanicHoldingLock,
+            "ForeignPanicHook" => Trigger::ForeignPanicHook,
             other => panic!("unknown trigger {other:?}"),
         };
         Scenario {
