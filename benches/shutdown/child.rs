@@ -159,9 +159,12 @@ fn registry_memory() {
             handle.unregister();
         }
         println!("| all unregistered | {} KiB |", rss_kib());
-        // SAFETY: malloc_trim(3) only releases free memory of glibc's heap.
-        unsafe { libc::malloc_trim(0) };
-        println!("| then glibc's `malloc_trim(0)` | {} KiB |", rss_kib());
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            // SAFETY: malloc_trim(3) only releases free memory of glibc's heap.
+            unsafe { libc::malloc_trim(0) };
+            println!("| then glibc's `malloc_trim(0)` | {} KiB |", rss_kib());
+        }
     }
 }
 

@@ -174,7 +174,7 @@ mod tests {
     fn a_slab_that_keeps_a_value_gives_the_rest_back() {
         let mut slab = Slab::new();
         let kept = slab.insert(usize::MAX);
-        let indices: Vec<usize> = (0..10_000).map(|n| slab.insert(n)).collect();
+        let indices: Vec<usize> = (0..4 * KEEP_SLOTS * 8).map(|n| slab.insert(n)).collect();
         for index in indices {
             slab.remove(index);
         }
@@ -202,12 +202,18 @@ mod tests {
         let mut slab = Slab::new();
         let mut model: HashMap<usize, u64> = HashMap::new();
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        for value in 0..200_000u64 {
+        // Miri interprets every step: a smaller sample there.
+        let (ops, phase) = if cfg!(miri) {
+            (4_000, 400)
+        } else {
+            (200_000, 20_000)
+        };
+        for value in 0..ops {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             // Phases that grow and phases that shrink the slab.
-            let growing = (value / 20_000) % 2 == 0;
+            let growing = (value / phase) % 2 == 0;
             if model.is_empty() || state % 10 < if growing { 7 } else { 2 } {
                 let index = slab.insert(value);
                 assert!(

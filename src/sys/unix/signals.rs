@@ -210,12 +210,18 @@ fn end(plan: &SignalPlan, context: &[u8]) -> ! {
 
 /// Whether the process sent this signal to itself (`kill(0, …)`, `raise`).
 fn sent_by_this_process(info: &libc::siginfo_t) -> bool {
+    // The codes of a signal sent by a process (`kill`, `sigqueue`, `tgkill`),
+    // for which `si_pid` is the sender. Elsewhere only `si_pid` is read:
+    // the kernel's own signals leave it 0.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    const FROM_A_PROCESS: [i32; 3] = [libc::SI_USER, libc::SI_QUEUE, libc::SI_TKILL];
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const FROM_A_PROCESS: [i32; 2] = [libc::SI_USER, libc::SI_QUEUE];
+    let from_a_process = [libc::SI_USER, libc::SI_QUEUE, libc::SI_TKILL].contains(&info.si_code);
+    // <sys/signal.h>: SI_USER 0x10001, SI_QUEUE 0x10002 (not in the libc crate).
+    #[cfg(target_vendor = "apple")]
+    let from_a_process = [0x10001, 0x10002].contains(&info.si_code);
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    let from_a_process = true;
     // SAFETY: `si_pid` is valid for these codes; getpid(2) is async-signal-safe.
-    FROM_A_PROCESS.contains(&info.si_code) && unsafe { info.si_pid() == libc::getpid() }
+    from_a_process && unsafe { info.si_pid() == libc::getpid() }
 }
 
 /// The signal thread: sleeps until a handler wins the run, then runs it.

@@ -49,16 +49,14 @@ pub(super) enum Woken {
 /// an earlier pair that are still the crate's are closed.
 pub(super) fn pair() -> io::Result<Receiver> {
     let mut fds = [-1; 2];
+    // Close-on-exec from the start where the platform can (Apple's cannot:
+    // `move_high` makes close-on-exec copies).
+    #[cfg(not(target_vendor = "apple"))]
+    let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    #[cfg(target_vendor = "apple")]
+    let kind = libc::SOCK_STREAM;
     // SAFETY: socketpair(2) writes two descriptors into `fds`.
-    let made = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if made != 0 {
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     let (receiver, sender) = (move_high(fds[0]), move_high(fds[1]));
@@ -145,6 +143,8 @@ fn move_high(fd: RawFd) -> RawFd {
     // SAFETY: fcntl(2) on a descriptor we own; the copy is ours too.
     let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, LOWEST) };
     if high < 0 {
+        // SAFETY: as above; F_SETFD only sets the close-on-exec flag.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         return fd;
     }
     close_fd(fd);
