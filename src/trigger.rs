@@ -62,7 +62,6 @@ fn start(trigger: Trigger, code: Option<i32>) -> Run {
     let started = Instant::now();
     let exit = Exit::new(trigger, code, started + timeout());
     let exit = STATE.publish(exit).clone();
-    report::run_started(&exit);
     Run { exit, started }
 }
 
@@ -92,7 +91,6 @@ impl Run {
         // However the run ended, a hook registered from now on would never run.
         crate::registry::registry().close();
         if in_time {
-            report::run_finished(self.started.elapsed());
             runner::completed()
         } else {
             STATE.finish();

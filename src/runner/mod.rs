@@ -28,6 +28,7 @@ use std::io::{self, Write};
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
@@ -146,10 +147,16 @@ pub(crate) fn run_here(exit: &Exit) {
     IS_RUNNER.set(true);
     RUN_PID.store(std::process::id(), Ordering::Release);
     STATE.announce();
+    // The run's events are emitted here, not on the thread keeping the
+    // deadline: a `tracing` subscriber may block (writing through a lock
+    // an application thread holds), and only the hooks may wait on it.
+    let started = Instant::now();
+    report::run_started(exit);
     if catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok() && !LEFT_BEHIND.load(Ordering::Acquire)
     {
         COMPLETED.store(true, Ordering::Release);
     }
+    report::run_finished(started.elapsed());
     STATE.finish();
 }
 

@@ -3,7 +3,8 @@
 //! A thread that calls `std::process::exit` while holding stdout's and
 //! stderr's locks keeps them for ever: hooks that print wait, the deadline
 //! ends the run, and the crate's own line still gets out (it is written
-//! without std's stderr lock).
+//! without std's stderr lock). Where the report goes through a `tracing`
+//! subscriber stuck on that lock, the process still ends at the deadline.
 
 use std::time::Duration;
 
@@ -15,12 +16,23 @@ use crate::harness::Child;
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
-    trials![exit_while_holding_stdout_and_stderr_still_reports_the_deadline,]
+    trials![
+        exit_while_holding_stdout_and_stderr_still_reports_the_deadline,
+        a_tracing_subscriber_stuck_on_stderr_does_not_hold_the_deadline,
+    ]
 }
 
 pub fn run_role(role: &str) -> bool {
     match role {
         "exit_holding_std_locks" => exit_holding_std_locks(),
+        "exit_holding_std_locks_traced" => {
+            // Its events go to stderr, through std's lock.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .init();
+            exit_holding_std_locks();
+        }
         _ => return false,
     }
     true
@@ -59,6 +71,18 @@ fn exit_while_holding_stdout_and_stderr_still_reports_the_deadline() {
         lines.len() == 1
             && lines[0].starts_with("exit_hook: deadline of 1s passed; 1 hook(s) still running:")
             && lines[0].contains("locks.rs"),
+        "{outcome:#?}"
+    );
+}
+
+/// The deadline's report goes to a `tracing` subscriber that writes through
+/// the stderr lock another thread holds for ever: the report cannot get
+/// out, and the process still ends at the deadline.
+fn a_tracing_subscriber_stuck_on_stderr_does_not_hold_the_deadline() {
+    let outcome = Child::spawn("exit_holding_std_locks_traced").finish();
+    outcome.assert_code(4);
+    assert!(
+        outcome.elapsed >= Duration::from_millis(950) && outcome.elapsed < Duration::from_secs(10),
         "{outcome:#?}"
     );
 }
