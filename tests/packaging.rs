@@ -1,7 +1,7 @@
 //! What cargo does with this package: it refuses two copies of the crate in
 //! one build (`links`), and the published package holds what users need.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
@@ -16,7 +16,8 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// A scratch directory for this test, emptied first.
-fn scratch(name: &str) -> PathBuf {
+#[cfg(unix)]
+fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("exit_hook_{name}_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -25,6 +26,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A consumer depending on this crate and, with `two`, on a copy of it
 /// with another semver-incompatible version (as two dependencies could).
+#[cfg(unix)]
 fn consumer(dir: &Path, two: bool) -> Output {
     let copy = dir.join("copy");
     std::fs::create_dir_all(&copy).unwrap();
