@@ -75,13 +75,21 @@ fn fork_after_install(in_child: fn()) {
 /// Returns the parent's stdout after READY and its stderr.
 fn forked_child_then_parent(role: &str, signal_child: bool) -> (Vec<String>, String) {
     let mut parent = Child::spawn(role);
-    let line = parent.wait_line("forked", |l| l.starts_with("forked "));
-    let child: i32 = line["forked ".len()..].parse().unwrap();
-    // The child's "child ready" and the parent's READY come in either order.
+    // "forked PID" (the parent's) and "child ready" (the child's) come in
+    // either order.
+    let (mut child, mut child_ready) = (None, !signal_child);
+    while child.is_none() || !child_ready {
+        let line = parent.wait_line("forked or child ready", |l| {
+            l.starts_with("forked ") || l == "child ready"
+        });
+        match line.strip_prefix("forked ") {
+            Some(pid) => child = Some(pid.parse::<i32>().unwrap()),
+            None => child_ready = true,
+        }
+    }
     if signal_child {
-        parent.wait_line("child ready", |l| l == "child ready");
         // SAFETY: kill(2) to the scenario's child, which its parent has not reaped.
-        assert_eq!(unsafe { libc::kill(child, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(child.unwrap(), libc::SIGTERM) }, 0);
     }
     parent.wait_line("child ended", |l| l.starts_with("child ended: "));
     parent.wait_line("parent exiting", |l| l.starts_with("parent exiting: "));
