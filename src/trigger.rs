@@ -66,8 +66,19 @@ fn start(trigger: Trigger, code: Option<i32>) -> Run {
 }
 
 impl Run {
-    /// Runs the hooks on a new runner thread and [`wait`](Self::wait)s.
+    /// Runs the hooks on the crate's signal thread (idle, since a signal
+    /// did not start this run), or a new runner thread where there is
+    /// none, and [`wait`](Self::wait)s.
     fn on_runner_thread(&self) -> bool {
+        if sys::run_on_signal_thread() {
+            self.wait()
+        } else {
+            self.on_new_thread()
+        }
+    }
+
+    /// Runs the hooks on a new runner thread and [`wait`](Self::wait)s.
+    fn on_new_thread(&self) -> bool {
         if let Err(err) = runner::spawn(self.exit.clone()) {
             report::runner_failed(&err);
             STATE.finish();
@@ -80,7 +91,8 @@ impl Run {
     /// end the process. (If no runner can start either, the run ends at once.)
     fn without_thread(&self, err: &std::io::Error) -> ! {
         report::runner_failed(err);
-        self.on_runner_thread();
+        // Not the signal thread: this may be it.
+        self.on_new_thread();
         end_as(&self.exit)
     }
 

@@ -5,7 +5,11 @@
 //! ```text
 //! cargo bench --bench shutdown                 # all tables, 25 interleaved rounds
 //! EXIT_HOOK_BENCH_ROUNDS=50 cargo bench --bench shutdown
+//! EXIT_HOOK_BENCH_ONLY=short_lived cargo bench --bench shutdown   # table 0 only
 //! ```
+//!
+//! Table 0 (`short_lived.rs`, 300 rounds, `EXIT_HOOK_BENCH_SHORT_ROUNDS`)
+//! times short-lived programs from exec to reaped.
 //!
 //! Each measurement spawns a child (this binary again, with
 //! `EXIT_HOOK_BENCH_ROLE` naming the variant), waits for its `READY` line,
@@ -23,7 +27,9 @@ const ROLE: &str = "EXIT_HOOK_BENCH_ROLE";
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
-        child::run(&role);
+        if !short_lived::run(&role) {
+            child::run(&role);
+        }
         return;
     }
     if std::env::args().any(|arg| arg == "--list") {
@@ -34,6 +40,14 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(25);
     machine();
+    let short_rounds = std::env::var("EXIT_HOOK_BENCH_SHORT_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(300);
+    short_lived::exec_to_reaped(short_rounds);
+    if std::env::var("EXIT_HOOK_BENCH_ONLY").is_ok_and(|only| only == "short_lived") {
+        return;
+    }
     signal_to_reaped(rounds);
     exit_to_reaped(rounds);
     idle();
@@ -359,3 +373,4 @@ fn ms(duration: Duration) -> String {
 
 mod child;
 mod node;
+mod short_lived;

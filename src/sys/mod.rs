@@ -32,7 +32,7 @@ use windows as imp;
 pub(crate) use imp::{
     DEFAULT_SIGNALS, SIGBREAK, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal,
     exit_now, forked, install_exit_handler, install_signals, mask_crate_thread, restart_after_fork,
-    signal_name,
+    run_on_signal_thread, signal_name,
 };
 #[cfg(feature = "supervisor")]
 pub(crate) use imp::{send_signal, separate_process_group};

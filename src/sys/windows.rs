@@ -103,6 +103,11 @@ pub(crate) fn forked() -> bool {
 /// Windows has no fork.
 pub(crate) fn restart_after_fork() {}
 
+/// The console handler's threads are Windows': a run starts a thread.
+pub(crate) fn run_on_signal_thread() -> bool {
+    false
+}
+
 /// Windows threads have no signal mask.
 pub(crate) fn mask_crate_thread() {}
 

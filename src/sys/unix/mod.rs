@@ -10,7 +10,7 @@ use crate::Signal;
 mod signals;
 mod wake;
 
-pub(crate) use signals::{forked, install_signals, restart_after_fork};
+pub(crate) use signals::{forked, install_signals, restart_after_fork, run_on_signal_thread};
 
 pub(crate) const SIGHUP: i32 = libc::SIGHUP;
 pub(crate) const SIGINT: i32 = libc::SIGINT;

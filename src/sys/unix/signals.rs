@@ -46,6 +46,8 @@ static THREAD_HERE: AtomicBool = AtomicBool::new(false);
 static NEEDS_THREAD: AtomicBool = AtomicBool::new(false);
 /// Set by the fork handler in a child, for good.
 static FORKED: AtomicBool = AtomicBool::new(false);
+/// Set when a run is handed to the signal thread ([`run_on_signal_thread`]).
+static HANDED: AtomicBool = AtomicBool::new(false);
 /// The planned signals as a bit set (bit n for signal n), for the crate
 /// threads' masks.
 static PLANNED: AtomicU64 = AtomicU64::new(0);
@@ -126,6 +128,20 @@ pub(crate) fn restart_after_fork() {
             }
         }
     }
+}
+
+/// Hands the run already published (by a trigger other than a signal) to
+/// the signal thread, which runs its hooks: the thread is there and idle,
+/// so none has to start on the way to the exit. The caller keeps the
+/// deadline. `false` if this process has no signal thread.
+pub(crate) fn run_on_signal_thread() -> bool {
+    if !THREAD_HERE.load(Ordering::Acquire) {
+        return false;
+    }
+    HANDED.store(true, Ordering::Release);
+    // If the socket is gone, the thread finds the run once it made a new one.
+    wake::wake();
+    true
 }
 
 /// Whether this process is a child forked (without exec) from the one that installed.
@@ -247,6 +263,11 @@ fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
             let plan = plans.iter().find(|plan| plan.signal == signal);
             let status = plan.map_or(Some(128 + signal), |plan| plan.status);
             crate::trigger::on_signal(Signal::from_raw(signal), status);
+        }
+        if HANDED.swap(false, Ordering::AcqRel) {
+            if let Some(exit) = STATE.exit() {
+                crate::runner::run_here(exit);
+            }
         }
     }
 }
