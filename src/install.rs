@@ -139,7 +139,8 @@ impl Builder {
     ///
     /// [`Error::InvalidTimeout`] for a zero deadline or one above
     /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT); [`Error::UnsupportedSignal`] for a
-    /// signal that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, …);
+    /// signal that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, glibc's
+    /// reserved 32 and 33, …);
     /// [`Error::AlreadyInstalled`] when a builder or the first
     /// [`add`](crate::add) already installed; [`Error::Io`] when the
     /// operating system refuses a step. On an error nothing was installed.
