@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use libtest_mimic::Trial;
 
 use crate::child::{ready, wait_forever};
-use crate::harness::Child;
+use crate::harness::{Child, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -47,10 +47,7 @@ fn closed_stdout() {
 }
 
 fn the_wake_up_socket_does_not_take_a_closed_stdout() {
-    let outcome = Child::spawn("closed_stdout")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+    let outcome = terminate("closed_stdout");
     outcome.assert_code(143);
     assert_eq!(
         outcome.stdout,

@@ -15,7 +15,7 @@ use libtest_mimic::Trial;
 
 use super::{fork, reap};
 use crate::child::{ready, wait_forever};
-use crate::harness::Child;
+use crate::harness::{Child, terminate};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -177,17 +177,16 @@ fn fork_in_hook(in_child: fn()) {
     wait_forever();
 }
 
-fn a_child_forked_by_a_hook_that_returns_runs_no_other_hook() {
-    let outcome = Child::spawn("fork_in_hook_returns")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
+/// SIGTERM starts the run; the first hook's child ends as `ended` says,
+/// and the second hook runs once, in the parent.
+fn hook_child_ends(role: &str, ended: &str) {
+    let outcome = terminate(role);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
         [
             "the hook's child returns",
-            "the hook's child ended: exit 143",
+            &format!("the hook's child ended: {ended}"),
             "second hook in parent",
         ],
         "{outcome:#?}"
@@ -195,20 +194,10 @@ fn a_child_forked_by_a_hook_that_returns_runs_no_other_hook() {
     assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
 }
 
+fn a_child_forked_by_a_hook_that_returns_runs_no_other_hook() {
+    hook_child_ends("fork_in_hook_returns", "exit 143");
+}
+
 fn a_child_forked_by_a_hook_that_exits_keeps_its_status() {
-    let outcome = Child::spawn("fork_in_hook_exits")
-        .ready()
-        .signal(libc::SIGTERM)
-        .finish();
-    outcome.assert_code(143);
-    assert_eq!(
-        outcome.after_ready(),
-        [
-            "the hook's child returns",
-            "the hook's child ended: exit 4",
-            "second hook in parent",
-        ],
-        "{outcome:#?}"
-    );
-    assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
+    hook_child_ends("fork_in_hook_exits", "exit 4");
 }
