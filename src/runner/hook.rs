@@ -181,23 +181,18 @@ impl Future for Tracked {
             Ok(Poll::Pending) => {
                 let limit = this.limit.as_ref().map_or(Duration::ZERO, |l| l.limit);
                 report::time_limit_passed(location, limit);
-                let mut slot = this.slot.take().expect("checked above");
-                slot.timed_out = true;
-                // The future's own `Drop` may panic: it is still this hook's.
-                let future = this.future.take();
-                let _ = slot.run(|| drop(future));
-            }
-            // Finished or panicked: either way the hook is over. Its future's
-            // `Drop` is still the hook's, and may panic too.
-            Ok(Poll::Ready(())) | Err(()) => {
-                if let Some(slot) = this.slot.take() {
-                    let future = this.future.take();
-                    let _ = slot.run(|| drop(future));
+                if let Some(slot) = &mut this.slot {
+                    slot.timed_out = true;
                 }
             }
+            // Finished or panicked: either way the hook is over.
+            Ok(Poll::Ready(())) | Err(()) => {}
         }
-        this.future = None;
-        this.slot = None;
+        // The future's own `Drop` may panic: it is still this hook's.
+        if let Some(slot) = this.slot.take() {
+            let future = this.future.take();
+            let _ = slot.run(|| drop(future));
+        }
         Poll::Ready(())
     }
 }

@@ -152,10 +152,7 @@ pub(crate) fn forked() -> bool {
 fn start_thread(plans: Arc<[SignalPlan]>) -> io::Result<()> {
     let receiver = wake::pair()?;
     THREAD_HERE.store(true, Ordering::Release);
-    let started = thread::Builder::new()
-        .name("exit-hook".into())
-        .spawn(move || watch(receiver, &plans));
-    if let Err(err) = started {
+    if let Err(err) = crate::sys::spawn("exit-hook", move || watch(receiver, &plans)) {
         THREAD_HERE.store(false, Ordering::Release);
         wake::close();
         return Err(err);
@@ -242,7 +239,6 @@ fn sent_by_this_process(info: &libc::siginfo_t) -> bool {
 
 /// The signal thread: sleeps until a handler wins the run, then runs it.
 fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
-    super::mask_crate_thread();
     // This thread runs the hooks of a signal run. Its first allocation makes
     // the C library set up a malloc arena for it (mmap, munmap, mprotect):
     // do that now, at install, rather than between the signal and the exit.
