@@ -32,6 +32,38 @@ pub fn run(role: &str) {
             });
             ready();
         }
+        // What the guard thread costs: the same without any deadline kept.
+        "signal_hook_exit_now" => {
+            let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    std::hint::black_box(|| {})();
+                    // SAFETY: _exit(2) ends the process.
+                    unsafe { libc::_exit(143) }
+                }
+            });
+            ready();
+        }
+        // The deadline kept by a POSIX timer instead of a thread: at
+        // expiry, a SIGALRM handler would end the process (issue 13, goal 4).
+        "signal_hook_timer" => {
+            extern "C" fn expired(_: libc::c_int) {
+                // SAFETY: _exit(2) is async-signal-safe.
+                unsafe { libc::_exit(143) }
+            }
+            // SAFETY: `expired` only calls _exit(2).
+            unsafe { libc::signal(libc::SIGALRM, expired as *const () as libc::sighandler_t) };
+            let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    arm_timer(Duration::from_secs(10));
+                    std::hint::black_box(|| {})();
+                    // SAFETY: _exit(2) ends the process.
+                    unsafe { libc::_exit(143) }
+                }
+            });
+            ready();
+        }
         "noop" => {
             exit_hook::add(|_| {});
             ready();
@@ -62,6 +94,36 @@ pub fn run(role: &str) {
             stamp();
             exit_hook::exit(0);
         }
+    }
+}
+
+/// Arms a one-shot `CLOCK_MONOTONIC` timer that sends SIGALRM after `after`.
+fn arm_timer(after: Duration) {
+    // SAFETY: all-zero is a valid `sigevent` (a plain C struct).
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_SIGNAL;
+    event.sigev_signo = libc::SIGALRM;
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs() as libc::time_t,
+            tv_nsec: after.subsec_nanos() as libc::c_long,
+        },
+    };
+    // SAFETY: `event` and `spec` are initialized; `timer` receives the id.
+    unsafe {
+        assert_eq!(
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer),
+            0
+        );
+        assert_eq!(
+            libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()),
+            0
+        );
     }
 }
 

@@ -6,6 +6,8 @@
 //! cargo bench --bench shutdown                 # all tables, 25 interleaved rounds
 //! EXIT_HOOK_BENCH_ROUNDS=50 cargo bench --bench shutdown
 //! EXIT_HOOK_BENCH_ONLY=short_lived cargo bench --bench shutdown   # table 0 only
+//! EXIT_HOOK_BENCH_ONLY=signal_path EXIT_HOOK_BENCH_ROUNDS=200 cargo bench --bench shutdown
+//!                                              # table 1's one-hook rows only
 //! ```
 //!
 //! Table 0 (`short_lived.rs`, 300 rounds, `EXIT_HOOK_BENCH_SHORT_ROUNDS`)
@@ -44,11 +46,16 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
-    short_lived::exec_to_reaped(short_rounds);
-    if std::env::var("EXIT_HOOK_BENCH_ONLY").is_ok_and(|only| only == "short_lived") {
+    let only = std::env::var("EXIT_HOOK_BENCH_ONLY").unwrap_or_default();
+    if only == "signal_path" {
+        signal_to_reaped(rounds, SignalRows::OneHook);
         return;
     }
-    signal_to_reaped(rounds);
+    short_lived::exec_to_reaped(short_rounds);
+    if only == "short_lived" {
+        return;
+    }
+    signal_to_reaped(rounds, SignalRows::All);
     exit_to_reaped(rounds);
     idle();
     registry_memory();
@@ -80,8 +87,16 @@ fn this(role: &str) -> Command {
     command
 }
 
+/// Which rows of table 1 to measure.
+#[derive(PartialEq)]
+enum SignalRows {
+    /// The floor, the hand-rolled designs and one no-op hook.
+    OneHook,
+    All,
+}
+
 /// Table 1: SIGTERM → reaped.
-fn signal_to_reaped(rounds: usize) {
+fn signal_to_reaped(rounds: usize, rows: SignalRows) {
     let mut variants = vec![
         Variant {
             name: "floor: no handler, killed by SIGTERM",
@@ -92,6 +107,14 @@ fn signal_to_reaped(rounds: usize) {
             command: this("signal_hook"),
         },
         Variant {
+            name: "signal-hook thread + _exit(143), no deadline kept",
+            command: this("signal_hook_exit_now"),
+        },
+        Variant {
+            name: "signal-hook thread + POSIX timer armed + _exit(143)",
+            command: this("signal_hook_timer"),
+        },
+        Variant {
             name: "signal-hook thread + guard thread + _exit(143)",
             command: this("signal_hook_guard"),
         },
@@ -99,6 +122,32 @@ fn signal_to_reaped(rounds: usize) {
             name: "exit_hook: 1 no-op hook",
             command: this("noop"),
         },
+    ];
+    if rows == SignalRows::All {
+        variants.extend(all_signal_rows());
+    }
+    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
+    let mut statuses = vec![None; variants.len()];
+    for _ in 0..rounds {
+        for (i, variant) in variants.iter_mut().enumerate() {
+            let (elapsed, status) = measure_signal(&mut variant.command);
+            samples[i].push(elapsed);
+            statuses[i] = Some(status);
+        }
+    }
+    println!("\nSIGTERM → reaped, {rounds} interleaved rounds");
+    let floor = median(&mut samples[0].clone());
+    table(
+        variants.iter().map(|v| v.name),
+        &mut samples,
+        &statuses,
+        floor,
+    );
+}
+
+/// Table 1's rows past one hook: the big runs, and Node's.
+fn all_signal_rows() -> Vec<Variant> {
+    let mut variants = vec![
         Variant {
             name: "exit_hook: 1000 sync no-op hooks",
             command: this("sync_1000"),
@@ -148,23 +197,7 @@ fn signal_to_reaped(rounds: usize) {
         }
         Err(why) => println!("node variants skipped: {why}"),
     }
-    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
-    let mut statuses = vec![None; variants.len()];
-    for _ in 0..rounds {
-        for (i, variant) in variants.iter_mut().enumerate() {
-            let (elapsed, status) = measure_signal(&mut variant.command);
-            samples[i].push(elapsed);
-            statuses[i] = Some(status);
-        }
-    }
-    println!("\nSIGTERM → reaped, {rounds} interleaved rounds");
-    let floor = median(&mut samples[0].clone());
-    table(
-        variants.iter().map(|v| v.name),
-        &mut samples,
-        &statuses,
-        floor,
-    );
+    variants
 }
 
 /// Table 2: the exit call → reaped, with N hooks registered (the cost of a
