@@ -32,7 +32,7 @@ pub enum Error {
         /// Why it cannot be handled.
         reason: &'static str,
     },
-    /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
+    /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::config::MAX_TIMEOUT).
     InvalidTimeout(Duration),
     /// The handlers were already installed, by an earlier [`Builder::install`](crate::Builder::install)
     /// or by the first [`add`](crate::add); configuration must come before that.
@@ -55,7 +55,7 @@ impl fmt::Display for Error {
             Error::InvalidTimeout(timeout) => write!(
                 f,
                 "invalid shutdown timeout {timeout:?}: it must be more than zero and at most {:?}",
-                crate::Builder::MAX_TIMEOUT
+                crate::config::MAX_TIMEOUT
             ),
             Error::AlreadyInstalled => f.write_str(
                 "exit_hook is already installed: configure the Builder before the first add()",

@@ -1,8 +1,8 @@
 //! [`Builder`]: configuration before installation, and installation itself.
 
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use crate::config::{self, Config};
 use crate::sys::{self, SignalPlan};
 use crate::{Error, Signal, SignalExit};
 
@@ -35,24 +35,14 @@ pub struct Builder {
     take_ignored_signals: bool,
 }
 
-/// The installed configuration.
-#[derive(Debug)]
-pub(crate) struct Config {
-    pub(crate) timeout: Duration,
-    pub(crate) exit_on_panic: bool,
-}
-
-static CONFIG: OnceLock<Config> = OnceLock::new();
-static INSTALLING: Mutex<()> = Mutex::new(());
-
 impl Builder {
     /// The deadline of a run unless [`timeout`](Self::timeout) says otherwise:
     /// 10 s, as Node's `async-exit-hook` (and `docker stop`'s grace period).
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_TIMEOUT: Duration = config::DEFAULT_TIMEOUT;
 
     /// The longest deadline [`install`](Self::install) accepts: one hour.
     /// Longer is almost certainly a unit mistake, and no supervisor waits that long.
-    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+    pub const MAX_TIMEOUT: Duration = config::MAX_TIMEOUT;
 
     /// The defaults; see the type's docs.
     pub fn new() -> Self {
@@ -155,8 +145,8 @@ impl Builder {
     }
 
     fn install_once(self, explicit: bool) -> Result<(), Error> {
-        let _installing = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
-        if CONFIG.get().is_some() {
+        let installing = config::installing();
+        if config::get().is_some() {
             return if explicit {
                 Err(Error::AlreadyInstalled)
             } else {
@@ -179,13 +169,10 @@ impl Builder {
         }
         sys::install_exit_handler()?;
         crate::panic::install();
-        let config = Config {
+        installing.set(Config {
             timeout: self.timeout,
             exit_on_panic: self.exit_on_panic,
-        };
-        CONFIG
-            .set(config)
-            .expect("installation is serialised by INSTALLING");
+        });
         tracing::debug!(config = ?self, "exit_hook installed");
         Ok(())
     }
@@ -222,23 +209,11 @@ impl Default for Builder {
 /// In a child forked (without exec) after installation, the first call
 /// starts the child's own signal thread.
 pub(crate) fn ensure_installed() -> Result<(), Error> {
-    if CONFIG.get().is_some() {
+    if config::get().is_some() {
         sys::restart_after_fork();
         return Ok(());
     }
     Builder::new().install_once(false)
-}
-
-/// Waits until an installation in progress has ended. A signal can arrive
-/// between registering its handler and the end of `install`; its run waits
-/// here so that it uses the configuration being installed.
-pub(crate) fn wait_for_install() {
-    drop(INSTALLING.lock().unwrap_or_else(PoisonError::into_inner));
-}
-
-/// The installed configuration, if any.
-pub(crate) fn config() -> Option<&'static Config> {
-    CONFIG.get()
 }
 
 #[cfg(test)]

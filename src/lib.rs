@@ -277,6 +277,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod config;
 mod error;
 mod exit;
 mod guard;

@@ -14,7 +14,7 @@
 use std::panic::{self, PanicHookInfo};
 
 use crate::state::STATE;
-use crate::{Panic, Trigger, install, report, runner, sys, trigger};
+use crate::{Panic, Trigger, config, report, runner, sys, trigger};
 
 /// The status after a run started by a panic: Rust's own for a panicking `main`.
 pub(crate) const PANIC_STATUS: i32 = 101;
@@ -63,7 +63,7 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
         return;
     }
     previous(info);
-    if runner::is_runner_thread() || !install::config().is_some_and(|config| config.exit_on_panic) {
+    if runner::is_runner_thread() || !config::get().is_some_and(|config| config.exit_on_panic) {
         return;
     }
     if STATE.begin() {

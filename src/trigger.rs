@@ -39,16 +39,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::state::STATE;
-use crate::{Exit, Signal, Trigger, install, report, runner, sys};
+use crate::{Exit, Signal, Trigger, config, report, runner, sys};
 
 /// How long a thread that lost the race waits beyond the deadline before it
 /// stops waiting for the initiator.
 const JOIN_MARGIN: Duration = Duration::from_secs(1);
-
-/// The deadline of a run, installed or not.
-fn timeout() -> Duration {
-    install::config().map_or(crate::Builder::DEFAULT_TIMEOUT, |config| config.timeout)
-}
 
 /// A run that has started: what it is for, and when it began.
 struct Run {
@@ -60,7 +55,7 @@ struct Run {
 /// [`RunState::begin`](crate::state::RunState::begin).
 fn start(trigger: Trigger, code: Option<i32>) -> Run {
     let started = Instant::now();
-    let exit = Exit::new(trigger, code, started + timeout());
+    let exit = Exit::new(trigger, code, started + config::timeout());
     let exit = STATE.publish(exit).clone();
     Run { exit, started }
 }
@@ -133,7 +128,7 @@ pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
 /// This thread has nothing else to do, so it runs the hooks itself: no
 /// runner thread to start on the way to the exit.
 pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
-    install::wait_for_install();
+    config::wait_for_install();
     run_here_and_end(Arc::new(start(Trigger::Signal(signal), status)))
 }
 
@@ -278,7 +273,7 @@ pub fn start_exit(code: i32) -> bool {
 
 /// Waits for the run another trigger started, then ends the process as it decided.
 pub(crate) fn join() -> ! {
-    STATE.wait_finished(Instant::now() + timeout() + JOIN_MARGIN);
+    STATE.wait_finished(Instant::now() + config::timeout() + JOIN_MARGIN);
     match STATE.exit() {
         Some(exit) => end_as(exit),
         None => sys::exit_now(1),

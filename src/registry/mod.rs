@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::{Builder, Exit, Phase};
+use crate::{Exit, Phase};
 
 mod slab;
 
@@ -62,15 +62,15 @@ impl std::fmt::Debug for Hook {
 /// A hook's time limit in whole microseconds: 4 bytes instead of an
 /// `Option<Duration>`'s 16, so that every registered hook stays small (a
 /// run of 100 000 sync hooks measured 17.3 ms with 64-byte entries, 13.4 ms
-/// with 40). A `u32` holds up to 4294 s, past [`Builder::MAX_TIMEOUT`].
+/// with 40). A `u32` holds up to 4294 s, past [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimeLimit(NonZeroU32);
 
 impl TimeLimit {
     /// The limit, rounded up to a whole microsecond; `None` for zero or
-    /// above [`Builder::MAX_TIMEOUT`].
+    /// above [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
     pub(crate) fn new(limit: Duration) -> Option<Self> {
-        if limit.is_zero() || limit > Builder::MAX_TIMEOUT {
+        if limit.is_zero() || limit > crate::config::MAX_TIMEOUT {
             return None;
         }
         let micros = limit.as_nanos().div_ceil(1000);
@@ -404,9 +404,9 @@ mod tests {
             limit(Duration::from_nanos(1)),
             Some(Duration::from_micros(1))
         );
-        assert_eq!(limit(Builder::MAX_TIMEOUT), Some(Builder::MAX_TIMEOUT));
+        assert_eq!(limit(crate::config::MAX_TIMEOUT), Some(crate::config::MAX_TIMEOUT));
         assert_eq!(limit(Duration::ZERO), None);
-        assert_eq!(limit(Builder::MAX_TIMEOUT + Duration::from_nanos(1)), None);
+        assert_eq!(limit(crate::config::MAX_TIMEOUT + Duration::from_nanos(1)), None);
         assert!(
             size_of::<Option<(u64, Hook)>>() <= 48,
             "a registered hook stays small"

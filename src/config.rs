@@ -1,0 +1,56 @@
+//! The installed configuration, which every layer reads and only
+//! [`install`](crate::install) writes, once.
+
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+/// The deadline of a run unless the builder says otherwise.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest deadline (and hook time limit) accepted.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// What installation decided, for the run.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) timeout: Duration,
+    pub(crate) exit_on_panic: bool,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+static INSTALLING: Mutex<()> = Mutex::new(());
+
+/// The installed configuration, if any.
+pub(crate) fn get() -> Option<&'static Config> {
+    CONFIG.get()
+}
+
+/// The deadline of a run, installed or not.
+pub(crate) fn timeout() -> Duration {
+    get().map_or(DEFAULT_TIMEOUT, |config| config.timeout)
+}
+
+/// Held by the one installation going on; [`Installing::set`] ends it.
+pub(crate) struct Installing(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+/// Starts installing: waits for an installation in progress to end.
+pub(crate) fn installing() -> Installing {
+    Installing(INSTALLING.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+impl Installing {
+    /// Publishes the configuration. Installations are serialised, so this
+    /// is the first.
+    pub(crate) fn set(&self, config: Config) {
+        CONFIG
+            .set(config)
+            .expect("installation is serialised by INSTALLING");
+    }
+}
+
+/// Waits until an installation in progress has ended. A signal can arrive
+/// between registering its handler and the end of installing; its run waits
+/// here so that it uses the configuration being installed.
+pub(crate) fn wait_for_install() {
+    drop(installing());
+}
