@@ -61,7 +61,7 @@ impl Exit {
     pub(crate) fn new(trigger: Trigger, code: Option<i32>, deadline: Instant) -> Self {
         Exit(Arc::new(Inner {
             trigger,
-            code: code.map(crate::sys::status_seen_by_parent),
+            code: code.map(status_seen_by_parent),
             deadline,
         }))
     }
@@ -229,6 +229,12 @@ impl fmt::Display for Panic {
 }
 
 impl std::error::Error for Panic {}
+
+/// The exit code a parent reads when this process exits with `code`: the
+/// low eight bits on Unix (`exit(259)` reads as 3), all of it on Windows.
+fn status_seen_by_parent(code: i32) -> i32 {
+    if cfg!(unix) { code & 0xFF } else { code }
+}
 
 #[cfg(test)]
 mod tests {

@@ -48,7 +48,7 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             timeout: Self::DEFAULT_TIMEOUT,
-            signals: sys::DEFAULT_SIGNALS.to_vec(),
+            signals: Signal::DEFAULTS.to_vec(),
             exit_on_panic: true,
             force_on_second_signal: true,
             signal_exit: SignalExit::Code,

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::sys;
-
 /// A signal that starts a shutdown run.
 ///
 /// A `Copy` wrapper around the platform's signal number, with named
@@ -23,22 +21,22 @@ pub struct Signal(i32);
 impl Signal {
     /// `SIGHUP`: the terminal closed, or systemd/a supervisor asks to stop.
     pub const fn hangup() -> Self {
-        Signal(sys::SIGHUP)
+        Signal(platform::SIGHUP)
     }
 
     /// `SIGINT`: Ctrl+C in a terminal.
     pub const fn interrupt() -> Self {
-        Signal(sys::SIGINT)
+        Signal(platform::SIGINT)
     }
 
     /// `SIGTERM`: the polite stop of `kill`, Kubernetes, systemd and `docker stop`.
     pub const fn terminate() -> Self {
-        Signal(sys::SIGTERM)
+        Signal(platform::SIGTERM)
     }
 
     /// `SIGQUIT`: Ctrl+\ in a terminal (Unix only).
     pub const fn quit() -> Self {
-        Signal(sys::SIGQUIT)
+        Signal(platform::SIGQUIT)
     }
 
     /// `SIGBREAK`: Ctrl+Break in a Windows console (number 21, status 149).
@@ -47,7 +45,7 @@ impl Signal {
     /// [`Builder::install`](crate::Builder::install) rejects it with
     /// [`Error::UnsupportedSignal`](crate::Error::UnsupportedSignal).
     pub const fn ctrl_break() -> Self {
-        Signal(sys::SIGBREAK)
+        Signal(platform::SIGBREAK)
     }
 
     /// A signal by its platform number, such as `libc::SIGUSR1`.
@@ -65,8 +63,62 @@ impl Signal {
 
     /// The conventional name, such as `"SIGTERM"`, if the platform knows one.
     pub fn name(self) -> Option<&'static str> {
-        sys::signal_name(self.0)
+        platform::name(self.0)
     }
+}
+
+/// The platform's numbers and names, and the signals installed by default.
+#[cfg(unix)]
+mod platform {
+    use super::Signal;
+
+    pub(super) const SIGHUP: i32 = libc::SIGHUP;
+    pub(super) const SIGINT: i32 = libc::SIGINT;
+    pub(super) const SIGTERM: i32 = libc::SIGTERM;
+    pub(super) const SIGQUIT: i32 = libc::SIGQUIT;
+    /// Windows' Ctrl+Break has no Unix signal: 0 is no signal, which install rejects.
+    pub(super) const SIGBREAK: i32 = 0;
+
+    /// The signals a service is asked to stop with.
+    pub(super) const DEFAULTS: &[Signal] =
+        &[Signal::hangup(), Signal::interrupt(), Signal::terminate()];
+
+    pub(super) fn name(signal: i32) -> Option<&'static str> {
+        signal_hook::low_level::signal_name(signal)
+    }
+}
+
+/// The numbers of the C runtime and Node, which the console events stand
+/// for (SIGHUP is Node's for console close); see `sys::windows`.
+#[cfg(windows)]
+mod platform {
+    use super::Signal;
+
+    pub(super) const SIGHUP: i32 = 1;
+    pub(super) const SIGINT: i32 = 2;
+    pub(super) const SIGQUIT: i32 = 3;
+    pub(super) const SIGTERM: i32 = 15;
+    pub(super) const SIGBREAK: i32 = 21;
+
+    /// Ctrl+C, Ctrl+Break, and console close, logoff and shutdown.
+    pub(super) const DEFAULTS: &[Signal] =
+        &[Signal::hangup(), Signal::interrupt(), Signal::ctrl_break()];
+
+    pub(super) fn name(signal: i32) -> Option<&'static str> {
+        match signal {
+            SIGHUP => Some("SIGHUP"),
+            SIGINT => Some("SIGINT"),
+            SIGQUIT => Some("SIGQUIT"),
+            SIGTERM => Some("SIGTERM"),
+            SIGBREAK => Some("SIGBREAK"),
+            _ => None,
+        }
+    }
+}
+
+impl Signal {
+    /// The signals installed unless the builder names others.
+    pub(crate) const DEFAULTS: &[Signal] = platform::DEFAULTS;
 }
 
 impl fmt::Display for Signal {

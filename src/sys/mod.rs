@@ -30,9 +30,9 @@ mod windows;
 use windows as imp;
 
 pub(crate) use imp::{
-    DEFAULT_SIGNALS, SIGBREAK, SIGHUP, SIGINT, SIGQUIT, SIGTERM, check_signal, die_by_signal,
+    check_signal, die_by_signal,
     exit_now, forked, install_exit_handler, install_signals, mask_crate_thread, restart_after_fork,
-    run_on_signal_thread, signal_name,
+    run_on_signal_thread,
 };
 #[cfg(feature = "supervisor")]
 pub(crate) use imp::{send_signal, separate_process_group};
@@ -107,12 +107,6 @@ impl LineWriter<'_> {
         }
         self.push(&digits[start..]);
     }
-}
-
-/// The exit code a parent reads when this process exits with `code`: the
-/// low eight bits on Unix (`exit(259)` reads as 3), all of it on Windows.
-pub(crate) fn status_seen_by_parent(code: i32) -> i32 {
-    if cfg!(unix) { code & 0xFF } else { code }
 }
 
 /// Starts a crate thread named `name`, with the crate threads' signal mask

@@ -31,27 +31,10 @@ use super::SignalPlan;
 use crate::Signal;
 use crate::state::STATE;
 
-// The numbers of the C runtime and Node; SIGHUP is Node's for console close.
-pub(crate) const SIGHUP: i32 = 1;
-pub(crate) const SIGINT: i32 = 2;
-pub(crate) const SIGQUIT: i32 = 3;
-pub(crate) const SIGTERM: i32 = 15;
-pub(crate) const SIGBREAK: i32 = 21;
-
-/// Ctrl+C, Ctrl+Break, and console close, logoff and shutdown.
-pub(crate) const DEFAULT_SIGNALS: &[Signal] =
-    &[Signal::hangup(), Signal::interrupt(), Signal::ctrl_break()];
-
-pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
-    match signal {
-        SIGHUP => Some("SIGHUP"),
-        SIGINT => Some("SIGINT"),
-        SIGQUIT => Some("SIGQUIT"),
-        SIGTERM => Some("SIGTERM"),
-        SIGBREAK => Some("SIGBREAK"),
-        _ => None,
-    }
-}
+const SIGHUP: i32 = Signal::hangup().as_raw();
+const SIGINT: i32 = Signal::interrupt().as_raw();
+const SIGTERM: i32 = Signal::terminate().as_raw();
+const SIGBREAK: i32 = Signal::ctrl_break().as_raw();
 
 /// SIGINT, SIGBREAK and SIGHUP stand for console events. SIGTERM is accepted
 /// so that a portable signal set installs, but Windows never sends it.

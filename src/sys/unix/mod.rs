@@ -5,27 +5,10 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 
-use crate::Signal;
-
 mod signals;
 mod wake;
 
 pub(crate) use signals::{forked, install_signals, restart_after_fork, run_on_signal_thread};
-
-pub(crate) const SIGHUP: i32 = libc::SIGHUP;
-pub(crate) const SIGINT: i32 = libc::SIGINT;
-pub(crate) const SIGTERM: i32 = libc::SIGTERM;
-pub(crate) const SIGQUIT: i32 = libc::SIGQUIT;
-/// Windows' Ctrl+Break has no Unix signal: 0 is no signal, which install rejects.
-pub(crate) const SIGBREAK: i32 = 0;
-
-/// The signals a service is asked to stop with.
-pub(crate) const DEFAULT_SIGNALS: &[Signal] =
-    &[Signal::hangup(), Signal::interrupt(), Signal::terminate()];
-
-pub(crate) fn signal_name(signal: i32) -> Option<&'static str> {
-    signal_hook::low_level::signal_name(signal)
-}
 
 /// Whether `signal` can start a shutdown; the reason if not.
 pub(crate) fn check_signal(signal: i32) -> Result<(), &'static str> {
@@ -53,7 +36,7 @@ fn is_signal_number(signal: i32) -> bool {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn is_signal_number(signal: i32) -> bool {
-    signal_name(signal).is_some()
+    signal_hook::low_level::signal_name(signal).is_some()
 }
 
 /// The numbers between the classic signals and `SIGRTMIN` (32 and 33 with
