@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config::{self, Config};
 use crate::sys::{self, SignalPlan};
 use crate::{Error, Signal, SignalExit};
+use crate::{report, runner, trigger};
 
 /// Configures and installs the handlers before the first hook is registered.
 ///
@@ -160,6 +161,12 @@ impl Builder {
             )));
         }
         let plans = self.validate()?;
+        sys::hand_over(sys::Calls {
+            signal_run: trigger::on_signal,
+            handed_run: runner::run_here,
+            process_exit: trigger::on_process_exit,
+            join: trigger::join,
+        });
         let left_ignored = sys::install_signals(&plans, self.take_ignored_signals)?;
         if !left_ignored.is_empty() {
             tracing::debug!(
@@ -210,7 +217,9 @@ impl Default for Builder {
 /// starts the child's own signal thread.
 pub(crate) fn ensure_installed() -> Result<(), Error> {
     if config::get().is_some() {
-        sys::restart_after_fork();
+        if let Err(err) = sys::restart_after_fork() {
+            report::runner_failed(&err);
+        }
         return Ok(());
     }
     Builder::new().install_once(false)

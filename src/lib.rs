@@ -280,6 +280,7 @@
 mod config;
 mod error;
 mod exit;
+mod exiting;
 mod guard;
 mod hook;
 mod install;
@@ -298,13 +299,13 @@ mod trigger;
 
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
+pub use exiting::{exiting, is_exiting};
 pub use guard::{ExitGuard, hold_exit};
 pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase, try_add, try_add_async};
 pub use install::Builder;
 pub use panic::handle_panic;
 pub use phase::Phase;
 pub use signal::{Signal, SignalExit};
-pub use state::{exiting, is_exiting};
 pub use trigger::{exit, start_exit};
 
 /// The README's code blocks, compiled as doctests.

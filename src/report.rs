@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crate::exit::panic_message;
 use crate::registry::Site;
-use crate::runner::Unfinished;
 use crate::{Exit, sys};
 
 /// How many registration sites the stderr line names before "and N more".
@@ -45,6 +44,14 @@ pub(crate) fn hook_panicked(hook: &'static Location<'static>, info: &PanicHookIn
     stderr_line(format_args!(
         "the hook registered at {hook} panicked at {at}: {message}"
     ));
+}
+
+/// What the run left undone when the deadline passed.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    pub(crate) running: Vec<Site>,
+    pub(crate) not_started: Vec<Site>,
+    pub(crate) guards: Vec<Site>,
 }
 
 pub(crate) fn deadline_passed(timeout: Duration, unfinished: Unfinished) {

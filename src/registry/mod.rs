@@ -404,9 +404,15 @@ mod tests {
             limit(Duration::from_nanos(1)),
             Some(Duration::from_micros(1))
         );
-        assert_eq!(limit(crate::config::MAX_TIMEOUT), Some(crate::config::MAX_TIMEOUT));
+        assert_eq!(
+            limit(crate::config::MAX_TIMEOUT),
+            Some(crate::config::MAX_TIMEOUT)
+        );
         assert_eq!(limit(Duration::ZERO), None);
-        assert_eq!(limit(crate::config::MAX_TIMEOUT + Duration::from_nanos(1)), None);
+        assert_eq!(
+            limit(crate::config::MAX_TIMEOUT + Duration::from_nanos(1)),
+            None
+        );
         assert!(
             size_of::<Option<(u64, Hook)>>() <= 48,
             "a registered hook stays small"

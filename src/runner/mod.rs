@@ -6,9 +6,9 @@
 //! the registered hooks in batches, one [`Phase`](crate::Phase) at a time,
 //! oldest first (see [`registry::next_batch`], which also waits for the
 //! exit guards). A sync hook is called right there, so sync hooks run one
-//! after another; an async hook is called to make its future, which is
-//! spawned as a task on a current-thread runtime of the crate's own, so
-//! async hooks run concurrently. When a batch is done the runner takes the
+//! after another; an async hook is called to make its future, and a batch's
+//! futures are polled together on a current-thread runtime of the crate's
+//! own, so async hooks run concurrently. When a batch is done the runner takes the
 //! next, until none is left. Then it marks the run finished, which wakes the
 //! initiator (see [`trigger`](crate::trigger)).
 //!
@@ -24,7 +24,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -34,8 +34,9 @@ use std::time::Instant;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::registry::{self, Hook, Site, Work, registry};
+use crate::report::{self, Unfinished};
 use crate::state::STATE;
-use crate::{Exit, report, sys};
+use crate::{Exit, sys};
 
 mod hook;
 
@@ -72,14 +73,6 @@ static PROGRESS: Mutex<Progress> = Mutex::new(Progress {
 
 fn progress() -> MutexGuard<'static, Progress> {
     PROGRESS.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What the run left undone when the deadline passed.
-#[derive(Debug)]
-pub(crate) struct Unfinished {
-    pub(crate) running: Vec<Site>,
-    pub(crate) not_started: Vec<Site>,
-    pub(crate) guards: Vec<Site>,
 }
 
 /// The hooks still running, the hooks never started and the guards still
@@ -195,7 +188,7 @@ fn run(exit: &Exit) {
     // left behind at its time limit might hold it: ending the process
     // flushes then, without waiting on the lock for ever.
     if !LEFT_BEHIND.load(Ordering::Acquire) {
-        let _ = io::stdout().flush();
+        sys::flush_stdout_after_run();
     }
     if let Some(runtime) = runtime {
         // Drop without waiting for blocking tasks a hook may have left behind.

@@ -1,23 +1,31 @@
-//! The operating system: signal handlers, the exit handler, ending the process.
+//! The operating system: signal handlers, the exit handler, threads,
+//! stderr, ending the process.
+//!
+//! This is the bottom of the crate's machinery: it imports the plain types
+//! ([`Signal`], [`Exit`]) and the run's once-only [`STATE`](crate::state::STATE),
+//! nothing above them. What it calls in the layers above (the triggers,
+//! the runner) it is handed at installation as [`Calls`].
 //!
 //! Both back-ends offer the same crate-private items, so no other file needs
 //! a `cfg` for the platform:
 //!
-//! - `SIGHUP`, `SIGINT`, `SIGTERM`, `SIGQUIT`, `SIGBREAK` and `DEFAULT_SIGNALS`;
-//! - `signal_name` and `check_signal`;
-//! - `install_exit_handler`, which makes `exit()` call
-//!   [`trigger::on_process_exit`](crate::trigger::on_process_exit);
+//! - `check_signal`, which says which signals can start a shutdown;
+//! - `install_exit_handler`, which makes `exit()` call [`Calls::process_exit`];
 //! - `install_signals`, whose handlers race for the run through
-//!   [`STATE`](crate::state::STATE) and whose thread calls
-//!   [`trigger::on_signal`](crate::trigger::on_signal);
+//!   [`STATE`](crate::state::STATE) and whose thread calls [`Calls::signal_run`];
+//! - `run_on_signal_thread`, which hands a run to that thread ([`Calls::handed_run`]);
+//! - `forked` and `restart_after_fork`, for a child forked without exec;
 //! - `exit_now` and `die_by_signal`, which end the process without running
 //!   anything else;
 //! - for the supervisor: `send_signal` and `separate_process_group`.
 
 use std::io::{self, Write};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
+
+use crate::{Exit, Signal};
 
 #[cfg(unix)]
 mod unix;
@@ -30,12 +38,46 @@ mod windows;
 use windows as imp;
 
 pub(crate) use imp::{
-    check_signal, die_by_signal,
-    exit_now, forked, install_exit_handler, install_signals, mask_crate_thread, restart_after_fork,
-    run_on_signal_thread,
+    check_signal, die_by_signal, exit_now, forked, install_exit_handler, install_signals,
+    mask_crate_thread, restart_after_fork, run_on_signal_thread,
 };
 #[cfg(feature = "supervisor")]
 pub(crate) use imp::{send_signal, separate_process_group};
+
+/// What the back-ends call in the layers above them, handed over by
+/// installation before any handler is in place.
+#[derive(Clone, Copy)]
+pub(crate) struct Calls {
+    /// On the signal thread, once a handler won the run with this signal
+    /// (and its plan's status, `None` to die by it): run the hooks and end
+    /// the process.
+    pub(crate) signal_run: fn(Signal, Option<i32>) -> !,
+    /// On the signal thread: run the hooks of a run another trigger
+    /// published and handed over ([`run_on_signal_thread`]; Unix).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) handed_run: fn(&Exit),
+    /// From the C library's exit handler (`main` returned or
+    /// `std::process::exit`), with the status when the C library tells it.
+    pub(crate) process_exit: fn(Option<i32>),
+    /// A console event that lost the race and must not return (Windows):
+    /// wait for the run and end the process as it decided.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) join: fn() -> !,
+}
+
+static CALLS: OnceLock<Calls> = OnceLock::new();
+
+/// Hands the back-ends what they call above them. The first call counts.
+pub(crate) fn hand_over(calls: Calls) {
+    let _ = CALLS.set(calls);
+}
+
+/// What installation handed over; it did before installing any handler.
+fn calls() -> &'static Calls {
+    CALLS
+        .get()
+        .expect("exit_hook: installation hands its calls over before installing handlers")
+}
 
 /// What a signal handler does, decided at install time so that the handler
 /// itself only reads it.
@@ -123,16 +165,26 @@ pub(crate) fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> io::Res
 /// deadline's report.
 const FLUSH_WAIT: Duration = Duration::from_millis(100);
 
+/// Set once a run's hooks have returned and the runner flushed stdout.
+static STDOUT_FLUSHED: AtomicBool = AtomicBool::new(false);
+
+/// Flushes stdout at the end of a run whose hooks all returned: no hook
+/// can hold its lock any more, and ending the process need not flush again.
+pub(crate) fn flush_stdout_after_run() {
+    let _ = io::stdout().flush();
+    STDOUT_FLUSHED.store(true, Ordering::Release);
+}
+
 /// Flushes what the standard library buffers for stdout, so the hooks' last
 /// lines are not lost when the process ends without `exit()`.
 ///
-/// A run that completed has flushed already: the runner does it as its last
-/// step, within the deadline. Otherwise the flush takes stdout's lock, which
-/// a hook stuck at the deadline may hold for ever (as may a thread blocked
-/// writing to a full pipe), so it happens on a helper thread and the process
-/// waits for it at most [`FLUSH_WAIT`].
+/// A run whose hooks all returned has flushed already
+/// ([`flush_stdout_after_run`]). Otherwise the flush takes stdout's lock,
+/// which a hook stuck at the deadline may hold for ever (as may a thread
+/// blocked writing to a full pipe), so it happens on a helper thread and
+/// the process waits for it at most [`FLUSH_WAIT`].
 fn flush_stdout() {
-    if crate::runner::completed() {
+    if STDOUT_FLUSHED.load(Ordering::Acquire) {
         return;
     }
     within_a_moment("exit-hook-flush", || {

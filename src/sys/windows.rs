@@ -84,7 +84,9 @@ pub(crate) fn forked() -> bool {
 }
 
 /// Windows has no fork.
-pub(crate) fn restart_after_fork() {}
+pub(crate) fn restart_after_fork() -> io::Result<()> {
+    Ok(())
+}
 
 /// The console handler's threads are Windows': a run starts a thread.
 pub(crate) fn run_on_signal_thread() -> bool {
@@ -127,13 +129,13 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
         if !ends_on_return(event) {
             let started = std::thread::Builder::new()
                 .name("exit-hook".into())
-                .spawn(move || crate::trigger::on_signal(signal, plan.status));
+                .spawn(move || (super::calls().signal_run)(signal, plan.status));
             if started.is_ok() {
                 return 1;
             }
         }
         // Block here until the run is over: the process ends with it.
-        crate::trigger::on_signal(signal, plan.status)
+        (super::calls().signal_run)(signal, plan.status)
     } else if plan.force {
         // The handler runs on an ordinary thread: plain std I/O is fine here.
         let mut line = [0u8; 160];
@@ -142,7 +144,7 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
         exit_now(plan.status.unwrap_or(128 + plan.signal))
     } else if ends_on_return(event) {
         // Returning would end the process before the run is over.
-        crate::trigger::join()
+        (super::calls().join)()
     } else {
         1 // a run is going and forcing is off: ignore the event
     }
@@ -156,7 +158,7 @@ unsafe extern "C" {
 /// `std::process::exit` calls `ExitProcess` directly, which does not.
 pub(crate) fn install_exit_handler() -> io::Result<()> {
     extern "C" fn handler() {
-        let _ = std::panic::catch_unwind(|| crate::trigger::on_process_exit(None));
+        let _ = std::panic::catch_unwind(|| (super::calls().process_exit)(None));
     }
     // SAFETY: `handler` is a plain function valid for the whole process that never unwinds.
     if unsafe { atexit(handler) } != 0 {

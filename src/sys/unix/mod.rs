@@ -117,7 +117,7 @@ unsafe fn register_exit_handler() -> c_int {
 
 fn exit_handler(status: Option<i32>) {
     // Unwinding out of an `extern "C"` function aborts; a panic here must not.
-    let _ = std::panic::catch_unwind(|| crate::trigger::on_process_exit(status));
+    let _ = std::panic::catch_unwind(|| (super::calls().process_exit)(status));
 }
 
 /// Sends `signal` to the process `pid` (the supervisor's child, not reaped yet).

@@ -120,14 +120,13 @@ pub(crate) fn install_signals(plans: &[SignalPlan], take_ignored: bool) -> io::R
 
 /// In a child forked without exec, starts its own signal thread: the
 /// crate's calls (`add`, `hold_exit`, `exiting`, …) call this.
-pub(crate) fn restart_after_fork() {
+pub(crate) fn restart_after_fork() -> io::Result<()> {
     if NEEDS_THREAD.load(Ordering::Relaxed) && NEEDS_THREAD.swap(false, Ordering::AcqRel) {
         if let Some(plans) = PLANS.get() {
-            if let Err(err) = start_thread(Arc::clone(plans)) {
-                crate::report::runner_failed(&err);
-            }
+            return start_thread(Arc::clone(plans));
         }
     }
+    Ok(())
 }
 
 /// Hands the run already published (by a trigger other than a signal) to
@@ -258,11 +257,11 @@ fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
         if let Some(signal) = STATE.take_signal() {
             let plan = plans.iter().find(|plan| plan.signal == signal);
             let status = plan.map_or(Some(128 + signal), |plan| plan.status);
-            crate::trigger::on_signal(Signal::from_raw(signal), status);
+            (crate::sys::calls().signal_run)(Signal::from_raw(signal), status);
         }
         if HANDED.swap(false, Ordering::AcqRel) {
             if let Some(exit) = STATE.exit() {
-                crate::runner::run_here(exit);
+                (crate::sys::calls().handed_run)(exit);
             }
         }
     }
