@@ -123,7 +123,10 @@ fn the_checker_finds_a_cycle_wherever_it_is_spelled() {
     write("lib.rs", "mod a; mod b; mod c; pub use a::Thing;\n");
     write("a.rs", "pub struct Thing; fn f() { crate::c::g(); }\n");
     // A unit test may use any module: `cfg(test)` is left out.
-    write("c.rs", "pub fn g() {}\n#[cfg(test)]\nmod tests { fn t() { crate::b::h(); } }\n");
+    write(
+        "c.rs",
+        "pub fn g() {}\n#[cfg(test)]\nmod tests { fn t() { crate::b::h(); } }\n",
+    );
     write(
         "b/mod.rs",
         "mod inner; /// [`crate::a`] is only a link\nfn h() {}\n",

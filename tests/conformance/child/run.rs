@@ -1,146 +1,38 @@
-//! The scenarios, run as the real `main` of a child process.
-//!
-//! Each prints what its hooks see on stdout, one line per event, and `READY`
-//! once it is set up and waiting for the parent's signal.
+//! The scenarios of `run.rs`: what a run does with its hooks (order,
+//! concurrency, the deadline, registering and unregistering, what it tells).
 
 use std::future::pending;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use exit_hook::{Builder, HookHandle, Signal, SignalExit};
+use exit_hook::{Builder, HookHandle};
 
-/// Runs the scenario `role`. Returning returns from `main`.
-pub fn run(role: &str) {
+use super::{hook, install, ready, wait_forever};
+
+/// Runs the scenario `role` if it is one of this file's; `false` if not.
+pub fn run_role(role: &str) -> bool {
     match role {
-        "signal" => signal(),
-        "panic_main" => panic_main(),
-        "panic_thread" => panic_thread(),
-        "return" => {
-            hook("a");
-        }
-        "process_exit" => {
-            hook("a");
-            std::process::exit(7);
-        }
-        "exit_hook_exit" => {
-            hook("a");
-            exit_hook::exit(3);
-        }
         "many_async" => many_async(),
         "stuck_async" => stuck(Some(Duration::from_millis(500)), true),
         "stuck_sync" => stuck(Some(Duration::from_millis(500)), false),
         "default_deadline" => stuck(None, true),
         "panicking_hook" => panicking_hook(),
-        "force" => force(true),
-        "no_force" => force(false),
         "unregister" => unregister(),
         "unregister_from_drop" => unregister_from_drop(),
         "order" => order(),
-        "tokio_main" => tokio_main(),
-        "reraise" => reraise(),
-        "config_errors" => config_errors(),
         "register_after_run" => register_after_run(),
         "register_during_run" => register_during_run(),
-        "hook_exit" => hook_exits(|| exit_hook::exit(9)),
-        "hook_process_exit" => hook_exits(|| std::process::exit(9)),
-        "hook_process_exit_on_return" => hook_process_exit_on_return(),
         "exiting_future" => exiting_future(),
-        "storm" => storm(),
-        "panic_storm" => panic_storm(),
-        "signal_during_panic" => signal_during_panic(),
-        "return_during_signal_run" => during_signal_run(|| {}),
-        "exit_during_signal_run" => during_signal_run(|| std::process::exit(5)),
         "register_from_thread_during_run" => register_from_thread_during_run(),
         "blocked_app_runtime" => blocked_app_runtime(),
         "awaits_the_app" => awaits_the_app(),
-        "custom_status" => custom_status(),
         "tracing" => tracing(),
         "stuck_holding_stdout" => stuck_holding_stdout(),
         "hygiene" => hygiene(),
-        "crash_twice" => crash_twice(),
-        "spin" => {
-            println!("start {}", monotonic_ms());
-            std::process::exit(1);
-        }
-        "crash_after_60ms" => {
-            println!("start {}", monotonic_ms());
-            thread::sleep(Duration::from_millis(60));
-            std::process::exit(1);
-        }
-        "ignore_term" => {
-            // SAFETY: setting SIGTERM's disposition to ignore, before any thread exists.
-            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
-            ready();
-            wait_forever();
-        }
-        "exit_3" => std::process::exit(3),
-        other => {
-            if !crate::apps::run_role(other) && !crate::real_life::run_role(other) {
-                panic!("unknown role {other}")
-            }
-        }
+        _ => return false,
     }
-}
-
-/// A sync hook that prints `name: <exit>`.
-#[track_caller]
-fn hook(name: &'static str) -> HookHandle {
-    exit_hook::add(move |exit| println!("{name}: {exit}"))
-}
-
-pub fn ready() {
-    println!("READY");
-}
-
-pub fn wait_forever() -> ! {
-    loop {
-        thread::park();
-    }
-}
-
-pub fn install(builder: Builder) {
-    builder.install().expect("install");
-}
-
-fn signal() {
-    hook("a");
-    exit_hook::add_async(|exit| async move {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        println!(
-            "b: {exit} signal={:?} code={:?}",
-            exit.signal().map(Signal::as_raw),
-            exit.code()
-        );
-    });
-    ready();
-    wait_forever();
-}
-
-fn describe_panic(exit: &exit_hook::Exit) {
-    let panic = exit.panic().expect("a panic run");
-    println!(
-        "panic: message={} thread={:?} located={} error={} code={:?}",
-        panic.message(),
-        panic.thread(),
-        panic.location().is_some_and(|l| l.contains("child.rs")),
-        exit.error().is_some(),
-        exit.code()
-    );
-}
-
-fn panic_main() {
-    exit_hook::add(describe_panic);
-    panic!("boom");
-}
-
-fn panic_thread() {
-    exit_hook::add(describe_panic);
-    thread::Builder::new()
-        .name("worker".into())
-        .spawn(|| panic!("worker boom"))
-        .unwrap();
-    wait_forever();
+    true
 }
 
 fn many_async() {
@@ -179,20 +71,6 @@ fn panicking_hook() {
     exit_hook::add_async(|_| async { panic!("async boom") });
     hook("c");
     println!("site: {}", site.location());
-    ready();
-    wait_forever();
-}
-
-fn force(on: bool) {
-    install(
-        Builder::new()
-            .timeout(Duration::from_secs(if on { 30 } else { 1 }))
-            .force_on_second_signal(on),
-    );
-    exit_hook::add(|_| {
-        println!("started");
-        thread::sleep(Duration::from_secs(60));
-    });
     ready();
     wait_forever();
 }
@@ -240,48 +118,6 @@ fn order() {
     wait_forever();
 }
 
-/// The application's runtime is dropped when `main` returns; the async hook
-/// still runs, on the crate's runtime.
-#[tokio::main]
-async fn tokio_main() {
-    let app_task = tokio::spawn(async { "from the app" });
-    exit_hook::add_async(|exit| async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        println!("async: {exit}");
-    });
-    println!("app: {}", app_task.await.unwrap());
-}
-
-fn reraise() {
-    install(Builder::new().signal_exit(SignalExit::Reraise));
-    hook("a");
-    ready();
-    wait_forever();
-}
-
-fn config_errors() {
-    let show = |result: Result<(), exit_hook::Error>| match result {
-        Ok(()) => println!("ok"),
-        Err(err) => println!("error: {err}"),
-    };
-    show(Builder::new().timeout(Duration::ZERO).install());
-    show(Builder::new().timeout(Duration::MAX).install());
-    show(
-        Builder::new()
-            .signals([Signal::from_raw(libc::SIGKILL)])
-            .install(),
-    );
-    show(
-        Builder::new()
-            .signals([Signal::from_raw(libc::SIGSEGV)])
-            .install(),
-    );
-    show(Builder::new().signals([Signal::from_raw(1000)]).install());
-    show(Builder::new().install());
-    show(Builder::new().install());
-    show(exit_hook::try_add(|_| {}).map(drop));
-}
-
 fn register_after_run() {
     extern "C" fn late() {
         match exit_hook::try_add(|_| println!("never")) {
@@ -309,29 +145,6 @@ fn register_during_run() {
     wait_forever();
 }
 
-fn hook_exits(end: fn()) {
-    install(Builder::new().timeout(Duration::from_secs(30)));
-    hook("a");
-    exit_hook::add(move |_| {
-        println!("b");
-        end();
-        println!("b returned");
-    });
-    hook("c");
-    ready();
-    wait_forever();
-}
-
-fn hook_process_exit_on_return() {
-    install(Builder::new().timeout(Duration::from_secs(1)));
-    hook("a");
-    exit_hook::add(|_| {
-        println!("b");
-        std::process::exit(9);
-    });
-    hook("c");
-}
-
 fn exiting_future() {
     exit_hook::add(|_| {
         thread::sleep(Duration::from_millis(300));
@@ -348,62 +161,6 @@ fn exiting_future() {
         println!("observed: {}", exit_hook::is_exiting());
         pending::<()>().await;
     });
-}
-
-fn storm() {
-    install(
-        Builder::new()
-            .force_on_second_signal(false)
-            .timeout(Duration::from_secs(10)),
-    );
-    exit_hook::add(|exit| {
-        println!("a: {exit}");
-        thread::sleep(Duration::from_millis(300));
-    });
-    ready();
-    wait_forever();
-}
-
-fn panic_storm() {
-    exit_hook::add(describe_panic);
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
-    for i in 0..8 {
-        let barrier = barrier.clone();
-        thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || {
-                barrier.wait();
-                panic!("storm {i}");
-            })
-            .unwrap();
-    }
-    wait_forever();
-}
-
-fn signal_during_panic() {
-    install(Builder::new().timeout(Duration::from_secs(30)));
-    exit_hook::add(|exit| {
-        println!("started: {}", exit.code().unwrap());
-        thread::sleep(Duration::from_secs(60));
-    });
-    panic!("first");
-}
-
-/// A signal starts the run; while its hook runs, `main` does `then` and returns.
-fn during_signal_run(then: fn()) {
-    static STARTED: AtomicBool = AtomicBool::new(false);
-    install(Builder::new().timeout(Duration::from_secs(30)));
-    exit_hook::add(|exit| {
-        println!("started: {exit}");
-        STARTED.store(true, Ordering::SeqCst);
-        thread::sleep(Duration::from_millis(500));
-        println!("hook done");
-    });
-    ready();
-    while !STARTED.load(Ordering::SeqCst) {
-        thread::sleep(Duration::from_millis(1));
-    }
-    then();
 }
 
 /// While a sync hook runs, `main` registers another hook: it returns at once
@@ -452,15 +209,6 @@ async fn awaits_the_app() {
     });
     ready();
     pending::<()>().await;
-}
-
-fn custom_status() {
-    install(Builder::new().signal_exit(SignalExit::Custom(|signal| {
-        if signal == Signal::terminate() { 0 } else { 1 }
-    })));
-    hook("a");
-    ready();
-    wait_forever();
 }
 
 /// With a subscriber, the run is told through `tracing` (on stderr here).
@@ -572,36 +320,6 @@ fn hygiene() {
             inherited_fds() == fds_before
         );
     });
-    ready();
-    wait_forever();
-}
-
-/// CLOCK_MONOTONIC in milliseconds, comparable across processes.
-fn monotonic_ms() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime(2) writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
-}
-
-/// Exits with 1 after 100 ms the first two times (counted in the file
-/// `EXIT_HOOK_STATE`), then registers a hook and waits.
-fn crash_twice() {
-    let state = std::env::var("EXIT_HOOK_STATE").expect("EXIT_HOOK_STATE");
-    let runs: u32 = std::fs::read_to_string(&state)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
-    std::fs::write(&state, (runs + 1).to_string()).unwrap();
-    if runs < 2 {
-        thread::sleep(Duration::from_millis(100));
-        println!("crash {runs}");
-        std::process::exit(1);
-    }
-    hook("child");
     ready();
     wait_forever();
 }
