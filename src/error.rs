@@ -32,7 +32,7 @@ pub enum Error {
         /// Why it cannot be handled.
         reason: &'static str,
     },
-    /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::config::MAX_TIMEOUT).
+    /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
     InvalidTimeout(Duration),
     /// The handlers were already installed, by an earlier [`Builder::install`](crate::Builder::install)
     /// or by the first [`add`](crate::add); configuration must come before that.

@@ -280,7 +280,7 @@
 mod config;
 mod error;
 mod exit;
-mod exiting;
+mod watch;
 mod guard;
 mod hook;
 mod install;
@@ -299,7 +299,7 @@ mod trigger;
 
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
-pub use exiting::{exiting, is_exiting};
+pub use watch::{exiting, is_exiting};
 pub use guard::{ExitGuard, hold_exit};
 pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase, try_add, try_add_async};
 pub use install::Builder;
