@@ -280,7 +280,6 @@
 mod config;
 mod error;
 mod exit;
-mod watch;
 mod guard;
 mod hook;
 mod install;
@@ -296,10 +295,10 @@ mod state;
 pub mod supervisor;
 mod sys;
 mod trigger;
+mod watch;
 
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
-pub use watch::{exiting, is_exiting};
 pub use guard::{ExitGuard, hold_exit};
 pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase, try_add, try_add_async};
 pub use install::Builder;
@@ -307,6 +306,7 @@ pub use panic::handle_panic;
 pub use phase::Phase;
 pub use signal::{Signal, SignalExit};
 pub use trigger::{exit, start_exit};
+pub use watch::{exiting, is_exiting};
 
 /// The README's code blocks, compiled as doctests.
 #[cfg(doctest)]
