@@ -20,6 +20,11 @@
 //! the pool), `/healthz` (200 while serving), `/readyz` (200 while
 //! serving, 503 once shutdown has started).
 //!
+//! Under systemd socket activation, `systemfd` or `keepalive --listen`, the
+//! server takes its listener from `LISTEN_FDS` (with the `listenfd` crate)
+//! instead of binding one, and says `READY=1` (with `sd-notify`) when it
+//! accepts; it is told `STOPPING=1` by `exit_hook` when it stops.
+//!
 //! Environment: `PORT` (default 3000; 0 picks a free port), `DRAIN_DELAY_MS`
 //! (default 0: how long to keep accepting after `/readyz` turns 503, so load
 //! balancers notice first), `SHUTDOWN_TIMEOUT_MS` (default 10000),
@@ -97,13 +102,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/readyz", get(readyz))
         .layer(middleware::from_fn_with_state(app.clone(), log_request))
         .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    // Passed in by systemd socket activation, systemfd or keepalive
+    // (`LISTEN_FDS`), or bound here.
+    let listener = match listenfd::ListenFd::from_env().take_tcp_listener(0)? {
+        Some(listener) => {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)?
+        }
+        None => tokio::net::TcpListener::bind(("127.0.0.1", port)).await?,
+    };
     info!(access_log = %app.log.path.display(), "listening on http://{}", listener.local_addr()?);
     let server = tokio::spawn(
         axum::serve(LoggedListener(listener), router)
             .with_graceful_shutdown(stop_accepting(drain, app.clone()))
             .into_future(),
     );
+    // The listener queues connections from here on: tell the service
+    // manager (systemd's Type=notify, keepalive --wait-ready), if any.
+    #[cfg(unix)]
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let drain_limit = timeout
         .saturating_sub(Duration::from_millis(500))
         .max(timeout / 2);

@@ -175,6 +175,7 @@ impl Builder {
             );
         }
         sys::install_exit_handler()?;
+        sys::read_notify_socket();
         crate::panic::install();
         installing.set(Config {
             timeout: self.timeout,

@@ -87,6 +87,9 @@
 //!
 //! # Servers
 //!
+//! Under systemd's `Type=notify` (or keepalive), a run that starts tells the
+//! service manager `STOPPING=1` on the socket `NOTIFY_SOCKET` names.
+//!
 //! [`is_exiting`] and the [`exiting`] future tell a server that the shutdown
 //! has started: `axum::serve(..).with_graceful_shutdown(exit_hook::exiting())`
 //! stops accepting and lets the requests in flight finish, and a readiness

@@ -141,6 +141,7 @@ pub(crate) fn run_here(exit: &Exit) {
     IS_RUNNER.set(true);
     RUN_PID.store(std::process::id(), Ordering::Release);
     STATE.announce();
+    sys::notify_stopping();
     // The run's events are emitted here, not on the thread keeping the
     // deadline: a `tracing` subscriber may block (writing through a lock
     // an application thread holds), and only the hooks may wait on it.

@@ -15,6 +15,8 @@
 //!   [`STATE`](crate::state::STATE) and whose thread calls [`Calls::signal_run`];
 //! - `run_on_signal_thread`, which hands a run to that thread ([`Calls::handed_run`]);
 //! - `forked` and `restart_after_fork`, for a child forked without exec;
+//! - `read_notify_socket` and `notify_stopping`: `STOPPING=1` to systemd's
+//!   `NOTIFY_SOCKET` (or keepalive's) when a run starts;
 //! - `exit_now` and `die_by_signal`, which end the process without running
 //!   anything else;
 //! - for the supervisor: `send_signal` and `separate_process_group`.
@@ -39,7 +41,8 @@ use windows as imp;
 
 pub(crate) use imp::{
     check_signal, die_by_signal, exit_now, forked, install_exit_handler, install_signals,
-    mask_crate_thread, restart_after_fork, run_on_signal_thread,
+    mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
+    run_on_signal_thread,
 };
 #[cfg(feature = "supervisor")]
 pub(crate) use imp::{send_signal, separate_process_group};

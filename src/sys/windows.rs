@@ -78,6 +78,12 @@ pub(crate) fn install_signals(
     Ok(Vec::new())
 }
 
+/// systemd's notification protocol is Unix's.
+pub(crate) fn read_notify_socket() {}
+
+/// See [`read_notify_socket`].
+pub(crate) fn notify_stopping() {}
+
 /// Windows has no fork.
 pub(crate) fn forked() -> bool {
     false

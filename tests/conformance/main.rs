@@ -23,6 +23,8 @@ mod reentrancy;
 mod run;
 #[cfg(all(unix, feature = "supervisor"))]
 mod supervisor;
+#[cfg(target_os = "linux")]
+mod systemd;
 #[cfg(unix)]
 mod triggers;
 
@@ -55,6 +57,8 @@ fn main() {
     .into_iter()
     .flatten()
     .collect();
+    #[cfg(target_os = "linux")]
+    tests.extend(systemd::tests());
     #[cfg(feature = "supervisor")]
     tests.extend(supervisor::tests());
     libtest_mimic::run(&Arguments::from_args(), tests).exit();

@@ -5,9 +5,11 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 
+mod notify;
 mod signals;
 mod wake;
 
+pub(crate) use notify::{notify_stopping, read_notify_socket};
 pub(crate) use signals::{forked, install_signals, restart_after_fork, run_on_signal_thread};
 
 /// Whether `signal` can start a shutdown; the reason if not.
