@@ -9,8 +9,8 @@
 //! SIGTERM, SIGINT or SIGHUP, `exit_hook` forwards the same signal to the
 //! program — so the program's own exit hooks run — waits up to the kill
 //! timeout, and only then kills it. A program being stopped is never
-//! restarted, and no orphan is left. `examples/keepalive.rs` is a small
-//! command line around it.
+//! restarted, and no orphan is left. The `keepalive` command
+//! (`src/bin/keepalive.rs`) is its command line.
 //!
 //! How it works: the loop spawns the child (in a process group of its own, so
 //! a terminal's Ctrl+C reaches only the supervisor, which forwards it once;

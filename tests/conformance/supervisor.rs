@@ -1,12 +1,12 @@
-//! The keep-alive supervisor (feature `supervisor`): `examples/keepalive.rs`
-//! supervising this binary's own roles, with real signals.
+//! The keep-alive supervisor (feature `supervisor`): the `keepalive`
+//! command supervising this binary's own roles, with real signals.
 
 use std::process::Command;
 use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::harness::{Child, Outcome, build_example_with};
+use crate::harness::{Child, Outcome, build_bin};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -18,12 +18,18 @@ pub fn tests() -> Vec<Trial> {
         supervisor_forwards_sigterm_and_leaves_no_orphan,
         supervisor_kills_a_child_that_ignores_sigterm,
         supervisor_stops_on_a_do_not_restart_exit_code,
+        keepalive_prints_help_and_rejects_bad_arguments,
     ]
 }
 
-/// Spawns the keepalive example with `options`, supervising this binary in `role`.
+/// The `keepalive` command, built.
+fn keepalive_command() -> Command {
+    Command::new(build_bin("keepalive", &["supervisor"]))
+}
+
+/// Spawns `keepalive` with `options`, supervising this binary in `role`.
 fn keepalive(role: &str, options: &[&str]) -> Child {
-    let mut command = Command::new(build_example_with("keepalive", None, &["supervisor"]));
+    let mut command = keepalive_command();
     command.args(options).arg(std::env::current_exe().unwrap());
     Child::spawn_with(command, role)
 }
@@ -71,7 +77,7 @@ fn assert_gone(pid: i32) {
 fn supervisor_restarts_a_crashing_child_exactly_twice() {
     let state = std::env::temp_dir().join(format!("exit_hook_crash_twice_{}", std::process::id()));
     let _ = std::fs::remove_file(&state);
-    let mut command = Command::new(build_example_with("keepalive", None, &["supervisor"]));
+    let mut command = keepalive_command();
     command
         .args(["--min-uptime", "50ms"])
         .arg(std::env::current_exe().unwrap())
@@ -226,4 +232,46 @@ fn supervisor_stops_on_a_do_not_restart_exit_code() {
         events(&outcome).last(),
         Some(&"done: exit code 3 means do not restart")
     );
+}
+
+fn keepalive_prints_help_and_rejects_bad_arguments() {
+    let run = |args: &[&str]| {
+        let output = keepalive_command().args(args).output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (
+            output.status.code(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("usage: keepalive [options]"), "{stdout}");
+    assert!(stdout.contains("--kill-timeout D"), "{stdout}");
+    for (args, says) in [
+        (&[][..], "keepalive: no command given"),
+        (
+            &["--bogus", "1", "true"][..],
+            "keepalive: unknown option --bogus",
+        ),
+        (
+            &["--min-uptime"][..],
+            "keepalive: --min-uptime needs a value",
+        ),
+        (
+            &["--min-uptime", "soon", "true"][..],
+            "keepalive: --min-uptime: not a duration: soon",
+        ),
+        (
+            &["--max-restarts", "-1", "true"][..],
+            "keepalive: --max-restarts: not a number: -1",
+        ),
+        (&["--"][..], "keepalive: no command given after --"),
+    ] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(says), "{args:?}: {stderr}");
+        assert!(stderr.contains("keepalive --help"), "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+    }
 }

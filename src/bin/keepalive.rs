@@ -1,0 +1,158 @@
+//! `keepalive`: runs a command, restarts it when it exits, and stops it
+//! gracefully. The command line of [`exit_hook::supervisor`].
+//!
+//! ```text
+//! cargo install exit_hook --features supervisor
+//! keepalive --min-uptime 1s --max-restarts 5 --kill-timeout 5s -- my-server --port 8080
+//! ```
+//!
+//! `keepalive --help` lists the options. It prints what it does on stderr
+//! (`keepalive: started pid …`, `restarting in … ms`).
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use exit_hook::supervisor::{Backoff, Output, StopReason, Supervisor};
+
+const USAGE: &str = "\
+usage: keepalive [options] [--] <command> [args...]
+
+Runs <command>, restarts it when it exits, and stops it gracefully: on
+SIGTERM, SIGINT or SIGHUP the signal is forwarded to the command (whose own
+exit hooks run), which is killed if it has not exited after the kill timeout.
+
+options (durations as 500ms, 2s or a number of milliseconds):
+  --min-uptime D       a run shorter than D is spinning (default 1s)
+  --spin-sleep D       restart a spinning command after D instead of giving up
+  --max-restarts N     give up after N restarts (default: no limit)
+  --backoff D          wait D before a restart, x1.5 each restart, up to 15s
+  --stop-exit-code N   exit code N means: do not restart (repeatable)
+  --kill-timeout D     how long a stopping command may take (default 5s)
+  --prefix TEXT        prefix each line of the command's output with TEXT
+  -h, --help           print this help
+
+exit status: 128+n when stopped by signal n; the command's code when it
+exits with a --stop-exit-code; 1 when keepalive gives up; 2 for bad arguments.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let command = match parse(&args) {
+        Ok(Parsed::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(command)) => command,
+        Err(message) => {
+            eprintln!("keepalive: {message}\n(keepalive --help lists the options)");
+            return ExitCode::from(2);
+        }
+    };
+    // The supervisor's own deadline leaves the command its kill timeout.
+    if let Err(err) = exit_hook::Builder::new()
+        .timeout(command.kill_timeout + Duration::from_secs(2))
+        .install()
+    {
+        eprintln!("keepalive: {err}");
+        return ExitCode::FAILURE;
+    }
+    let code = match command
+        .supervisor
+        .on_event(|event| eprintln!("keepalive: {event}"))
+        .run()
+    {
+        Ok(StopReason::ExitCode(code)) => code,
+        Ok(StopReason::Stopped(_)) => loop {
+            std::thread::park(); // exit_hook ends the process with 128 + n
+        },
+        Ok(_) => 1,
+        Err(err) => {
+            eprintln!("keepalive: {err}");
+            1
+        }
+    };
+    exit_hook::exit(code)
+}
+
+enum Parsed {
+    Help,
+    Run(Box<Command>),
+}
+
+/// The supervisor the arguments describe.
+struct Command {
+    supervisor: Supervisor,
+    kill_timeout: Duration,
+}
+
+fn parse(args: &[OsString]) -> Result<Parsed, String> {
+    let mut args = args.iter();
+    let mut options: Vec<(&str, &str)> = Vec::new();
+    let program = loop {
+        let Some(arg) = args.next() else {
+            return Err("no command given".into());
+        };
+        match arg.to_str() {
+            Some("-h" | "--help") => return Ok(Parsed::Help),
+            Some("--") => break args.next().ok_or("no command given after --")?,
+            Some(option) if option.starts_with('-') => {
+                let value = args
+                    .next()
+                    .map(|value| value.to_str().ok_or(format!("{option}: not UTF-8")))
+                    .transpose()?
+                    .ok_or(format!("{option} needs a value"))?;
+                options.push((option, value));
+            }
+            _ => break arg,
+        }
+    };
+    let mut supervisor = Supervisor::new(program).args(args);
+    let mut kill_timeout = Duration::from_secs(5);
+    let mut stop_exit_codes = Vec::new();
+    for (option, value) in options {
+        supervisor = match option {
+            "--min-uptime" => supervisor.min_uptime(duration(option, value)?),
+            "--spin-sleep" => supervisor.spin_sleep(duration(option, value)?),
+            "--max-restarts" => supervisor.max_restarts(number(option, value)?),
+            "--backoff" => supervisor.backoff(Backoff::new(duration(option, value)?)),
+            "--stop-exit-code" => {
+                stop_exit_codes.push(number(option, value)?);
+                supervisor
+            }
+            "--prefix" => supervisor.output(Output::Prefixed(value.to_owned())),
+            "--kill-timeout" => {
+                kill_timeout = duration(option, value)?;
+                supervisor.kill_timeout(kill_timeout)
+            }
+            other => return Err(format!("unknown option {other}")),
+        };
+    }
+    let supervisor = supervisor.stop_exit_codes(stop_exit_codes);
+    Ok(Parsed::Run(Box::new(Command {
+        supervisor,
+        kill_timeout,
+    })))
+}
+
+/// `500ms`, `2s`, or a number of milliseconds.
+fn duration(option: &str, value: &str) -> Result<Duration, String> {
+    let (number, unit) = match value.strip_suffix("ms") {
+        Some(ms) => (ms, 1),
+        None => value.strip_suffix('s').map_or((value, 1), |s| (s, 1000)),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .map(Duration::from_millis)
+        .ok_or(format!(
+            "{option}: not a duration: {value} (say 500ms or 2s)"
+        ))
+}
+
+fn number<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{option}: not a number: {value}"))
+}
