@@ -6,6 +6,11 @@
 //! keepalive --min-uptime 1s --max-restarts 5 --kill-timeout 5s -- my-server --port 8080
 //! ```
 //!
+//! ```text
+//! keepalive --workers 2 --listen 127.0.0.1:8080 --wait-ready -- my-server
+//! kill -HUP <keepalive's pid>     # replace both workers, one at a time
+//! ```
+//!
 //! `keepalive --help` lists the options. It prints what it does on stderr
 //! (`keepalive: started pid …`, `restarting in … ms`).
 
@@ -13,16 +18,30 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use exit_hook::supervisor::{Backoff, Output, StopReason, Supervisor};
+use exit_hook::Signal;
+use exit_hook::supervisor::{Backoff, ListenAddr, Output, StopReason, Supervisor};
 
 const USAGE: &str = "\
 usage: keepalive [options] [--] <command> [args...]
 
 Runs <command>, restarts it when it exits, and stops it gracefully: on
-SIGTERM, SIGINT or SIGHUP the signal is forwarded to the command (whose own
-exit hooks run), which is killed if it has not exited after the kill timeout.
+SIGTERM or SIGINT the signal is forwarded to the command (whose own exit
+hooks run), and its process group is killed if it has not exited after the
+kill timeout. On SIGHUP every worker is replaced, one at a time, by a new
+one started from the command found again on PATH: the new one must be
+ready before the old one is stopped, so no request is refused.
+
+Workers speak systemd's protocols: the --listen sockets are passed as
+descriptors 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID; each
+worker gets a NOTIFY_SOCKET for READY=1, STOPPING=1 and STATUS=...
 
 options (durations as 500ms, 2s or a number of milliseconds):
+  --workers N          run N copies sharing the listeners (default 1)
+  --listen [NAME=]ADDR bind ADDR (127.0.0.1:8080, [::1]:8080, /path/to.sock)
+                       once and pass it to every worker (repeatable)
+  --wait-ready         a worker is ready when it says READY=1
+                       (without it: when it has been up --min-uptime)
+  --listen-timeout D   how long a new worker may take to be ready (default 10s)
   --min-uptime D       a run shorter than D is spinning (default 1s)
   --spin-sleep D       restart a spinning command after D instead of giving up
   --max-restarts N     give up after N restarts (default: no limit)
@@ -50,8 +69,10 @@ fn main() -> ExitCode {
         }
     };
     // The supervisor's own deadline leaves the command its kill timeout.
+    // SIGHUP reloads the workers instead of stopping the supervisor.
     if let Err(err) = exit_hook::Builder::new()
         .timeout(command.kill_timeout + Duration::from_secs(2))
+        .signals([Signal::terminate(), Signal::interrupt()])
         .install()
     {
         eprintln!("keepalive: {err}");
@@ -96,6 +117,7 @@ fn parse(args: &[OsString]) -> Result<Parsed, String> {
         match arg.to_str() {
             Some("-h" | "--help") => return Ok(Parsed::Help),
             Some("--") => break args.next().ok_or("no command given after --")?,
+            Some(flag @ "--wait-ready") => options.push((flag, "")),
             Some(option) if option.starts_with('-') => {
                 let value = args
                     .next()
@@ -107,7 +129,7 @@ fn parse(args: &[OsString]) -> Result<Parsed, String> {
             _ => break arg,
         }
     };
-    let mut supervisor = Supervisor::new(program).args(args);
+    let mut supervisor = Supervisor::new(program).args(args).reload_on_hangup(true);
     let mut kill_timeout = Duration::from_secs(5);
     let mut stop_exit_codes = Vec::new();
     for (option, value) in options {
@@ -121,6 +143,20 @@ fn parse(args: &[OsString]) -> Result<Parsed, String> {
                 supervisor
             }
             "--prefix" => supervisor.output(Output::Prefixed(value.to_owned())),
+            "--workers" => match number(option, value)? {
+                0 => return Err("--workers: at least 1".into()),
+                n => supervisor.workers(n),
+            },
+            "--listen" => {
+                let (name, addr) = match value.split_once('=') {
+                    Some((name, addr)) if !name.contains(':') => (name, addr),
+                    _ => ("listener", value),
+                };
+                let addr: ListenAddr = addr.parse().map_err(|err| format!("--listen: {err}"))?;
+                supervisor.listen_named(name, addr)
+            }
+            "--wait-ready" => supervisor.wait_ready(true),
+            "--listen-timeout" => supervisor.listen_timeout(duration(option, value)?),
             "--kill-timeout" => {
                 kill_timeout = duration(option, value)?;
                 supervisor.kill_timeout(kill_timeout)

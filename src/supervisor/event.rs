@@ -45,6 +45,41 @@ pub enum Event {
         /// Its process id.
         pid: u32,
     },
+    /// A listening socket is bound, held for the workers (Unix).
+    Listening {
+        /// What it is bound to (`127.0.0.1:8080`, `unix:/run/app.sock`).
+        addr: String,
+    },
+    /// A worker said `READY=1` on its notification socket.
+    Ready {
+        /// Its process id.
+        pid: u32,
+    },
+    /// A worker said `STOPPING=1`: it is shutting down.
+    Draining {
+        /// Its process id.
+        pid: u32,
+    },
+    /// A worker said `STATUS=…`.
+    Status {
+        /// Its process id.
+        pid: u32,
+        /// What it said.
+        status: String,
+    },
+    /// A rolling reload started (SIGHUP): every worker is replaced, one at a time.
+    Reloading {
+        /// How many workers it replaces.
+        workers: usize,
+    },
+    /// Every worker was replaced.
+    Reloaded,
+    /// A reload stopped: a new worker did not become ready. The workers
+    /// not replaced yet keep serving.
+    ReloadFailed {
+        /// What went wrong.
+        reason: String,
+    },
     /// No more restarts.
     Done(StopReason),
 }
@@ -69,6 +104,17 @@ impl fmt::Display for Event {
             ),
             Event::Stopping { pid, signal } => write!(f, "stopping: sent {signal} to pid {pid}"),
             Event::Killed { pid } => write!(f, "killed pid {pid} after the kill timeout"),
+            Event::Listening { addr } => write!(f, "listening on {addr}"),
+            Event::Ready { pid } => write!(f, "pid {pid} is ready"),
+            Event::Draining { pid } => write!(f, "pid {pid} is stopping"),
+            Event::Status { pid, status } => write!(f, "pid {pid} status: {status}"),
+            Event::Reloading { workers } => {
+                write!(f, "reloading: replacing {workers} worker(s) one at a time")
+            }
+            Event::Reloaded => f.write_str("reload done: every worker replaced"),
+            Event::ReloadFailed { reason } => {
+                write!(f, "reload failed: {reason}; the old workers keep serving")
+            }
             Event::Done(reason) => match reason {
                 StopReason::Spinning { uptime } => write!(
                     f,

@@ -21,7 +21,13 @@
 //! loop is the only place that reaps the child; the hook waits for it on a
 //! condition variable, and kills it in time for the supervisor's own deadline.
 
+mod cluster;
 mod event;
+#[cfg(unix)]
+mod exec;
+mod listen;
+#[cfg(unix)]
+mod notify;
 mod policy;
 mod stop;
 
@@ -29,18 +35,18 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use event::Event;
 use event::{Listener, emit};
+pub use listen::{ListenAddr, ParseListenAddrError};
+use policy::Policy;
 pub use policy::{Backoff, StopReason};
-use policy::{Decision, Policy, Restarts};
-use stop::{Shared, stop, wait};
+use stop::{Shared, stop};
 
-use crate::{Error, sys};
+use crate::Error;
 
 /// Where the child's output goes.
 #[derive(Clone, Debug)]
@@ -80,6 +86,11 @@ pub struct Supervisor {
     policy: Policy,
     kill_timeout: Duration,
     listener: Option<Listener>,
+    workers: usize,
+    listen: Vec<(String, ListenAddr)>,
+    wait_ready: bool,
+    listen_timeout: Duration,
+    reload_on_hangup: bool,
 }
 
 impl fmt::Debug for Supervisor {
@@ -89,6 +100,11 @@ impl fmt::Debug for Supervisor {
             .field("args", &self.args)
             .field("policy", &self.policy)
             .field("kill_timeout", &self.kill_timeout)
+            .field("workers", &self.workers)
+            .field("listen", &self.listen)
+            .field("wait_ready", &self.wait_ready)
+            .field("listen_timeout", &self.listen_timeout)
+            .field("reload_on_hangup", &self.reload_on_hangup)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +121,71 @@ impl Supervisor {
             policy: Policy::default(),
             kill_timeout: Duration::from_secs(5),
             listener: None,
+            workers: 1,
+            listen: Vec::new(),
+            wait_ready: false,
+            listen_timeout: Self::DEFAULT_LISTEN_TIMEOUT,
+            reload_on_hangup: false,
         }
+    }
+
+    /// How long a new worker may take to become ready, unless
+    /// [`listen_timeout`](Self::listen_timeout) says otherwise: 10 s.
+    pub const DEFAULT_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Runs `n` copies of the program (cluster mode, default 1). They share
+    /// the [`listen`](Self::listen) sockets; each is restarted on its own
+    /// when it exits, with its own restart count and backoff. The
+    /// supervisor gives up when every copy's policy gave up.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Binds `addr` once, at the start of [`run`](Self::run), and passes it
+    /// to every worker as systemd's socket activation does: descriptors
+    /// from 3, in the order of the `listen` calls, with `LISTEN_FDS`,
+    /// `LISTEN_FDNAMES` and the worker's own `LISTEN_PID` (so `listenfd`,
+    /// `sd-notify` and `sd_listen_fds(3)` find them). The supervisor holds
+    /// the sockets for its whole life, so no connection is refused while
+    /// workers restart or are replaced. Unix only. Named `listener`; see
+    /// [`listen_named`](Self::listen_named).
+    pub fn listen(self, addr: ListenAddr) -> Self {
+        self.listen_named("listener", addr)
+    }
+
+    /// [`listen`](Self::listen), with the name the worker finds in
+    /// `LISTEN_FDNAMES` (no `:` in it).
+    pub fn listen_named(mut self, name: impl Into<String>, addr: ListenAddr) -> Self {
+        self.listen.push((name.into(), addr));
+        self
+    }
+
+    /// Whether a worker counts as ready only once it says `READY=1` on its
+    /// `NOTIFY_SOCKET` (pm2's `wait_ready`; systemd's `Type=notify`).
+    /// Without it, a worker is ready when it has been alive `min_uptime`.
+    /// A reload waits for each new worker to be ready before it stops the
+    /// old one. Unix only.
+    pub fn wait_ready(mut self, on: bool) -> Self {
+        self.wait_ready = on;
+        self
+    }
+
+    /// How long a new worker may take to become ready during a reload
+    /// (pm2's `listen_timeout`, default 10 s); a worker that misses it is
+    /// killed and the reload fails, the old workers serving on.
+    pub fn listen_timeout(mut self, timeout: Duration) -> Self {
+        self.listen_timeout = timeout;
+        self
+    }
+
+    /// Whether SIGHUP reloads the workers, one at a time and without
+    /// downtime, instead of stopping the supervisor (Unix). Install
+    /// `exit_hook` without SIGHUP then (keepalive installs SIGTERM and
+    /// SIGINT), or SIGHUP would also stop it.
+    pub fn reload_on_hangup(mut self, on: bool) -> Self {
+        self.reload_on_hangup = on;
+        self
     }
 
     /// Adds an argument.
@@ -184,100 +264,91 @@ impl Supervisor {
         self
     }
 
-    /// Runs the child until the policy stops restarting it, or until the
-    /// supervisor itself is stopped (then the child is stopped first).
+    /// Runs the workers until the policy stops restarting them, or until
+    /// the supervisor itself is stopped (then the workers are stopped first).
     ///
     /// When a signal stops the supervisor, `exit_hook` ends the process
-    /// with 128 + n once the child is gone; `run` may return
+    /// with 128 + n once the workers are gone; `run` may return
     /// [`StopReason::Stopped`] just before.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the program cannot be started; the errors of
-    /// [`try_add`](crate::try_add) if the stop hook cannot be registered.
+    /// [`Error::Io`] if `workers` is 0, a listening socket cannot be bound,
+    /// or the program cannot be started (the workers already running are
+    /// stopped first); the errors of [`try_add`](crate::try_add) if the stop
+    /// hook cannot be registered.
     pub fn run(self) -> Result<StopReason, Error> {
+        if self.workers == 0 {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the supervisor needs at least one worker",
+            )));
+        }
         let shared = Arc::new(Shared::default());
         let stop_hook = crate::try_add({
             let (shared, listener, kill_timeout) =
                 (shared.clone(), self.listener.clone(), self.kill_timeout);
             move |exit| stop(&shared, listener.as_ref(), kill_timeout, exit)
         })?;
-        let result = self.supervise(&shared);
+        let result = ReloadSignal::register(self.reload_on_hangup).and_then(|reload| {
+            let result = cluster::Cluster::new(&self, &shared, reload.flag.clone())
+                .and_then(cluster::Cluster::run);
+            drop(reload);
+            result
+        });
         stop_hook.unregister();
-        result
+        result.map(|reason| self.done(reason))
     }
 
     fn emit(&self, event: Event) {
         emit(self.listener.as_ref(), event);
     }
 
-    fn supervise(&self, shared: &Shared) -> Result<StopReason, Error> {
-        let mut restarts = Restarts::default();
-        loop {
-            if let Some(signal) = shared.lock().stopping {
-                return Ok(self.done(StopReason::Stopped(signal)));
-            }
-            let started = Instant::now();
-            let child = self.spawn()?;
-            let pid = child.id();
-            shared.lock().child = Some(child);
-            self.emit(Event::Started { pid });
-            let status = wait(shared);
-            let uptime = started.elapsed();
-            self.emit(Event::Exited {
-                pid,
-                status,
-                uptime,
-            });
-            if let Some(signal) = shared.lock().stopping {
-                return Ok(self.done(StopReason::Stopped(signal)));
-            }
-            match self.policy.decide(&mut restarts, status.code(), uptime) {
-                Decision::Stop(reason) => return Ok(self.done(reason)),
-                Decision::Restart(delay) => {
-                    self.emit(Event::Restarting {
-                        delay,
-                        restarts: restarts.count,
-                    });
-                    // Sleep, but wake at once if the supervisor is stopped meanwhile.
-                    let state = shared.lock();
-                    drop(
-                        shared
-                            .changed
-                            .wait_timeout_while(state, delay, |s| s.stopping.is_none()),
-                    );
-                }
-            }
-        }
-    }
-
     fn done(&self, reason: StopReason) -> StopReason {
         self.emit(Event::Done(reason));
         reason
     }
+}
 
-    fn spawn(&self) -> Result<Child, Error> {
-        let mut command = Command::new(&self.program);
-        command
-            .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)));
-        if let Some(dir) = &self.current_dir {
-            command.current_dir(dir);
+/// SIGHUP, registered for the duration of a run when it reloads.
+struct ReloadSignal {
+    flag: Option<Arc<std::sync::atomic::AtomicBool>>,
+    #[cfg(unix)]
+    id: Option<signal_hook::SigId>,
+}
+
+impl ReloadSignal {
+    fn register(on: bool) -> Result<ReloadSignal, Error> {
+        #[cfg(unix)]
+        if on {
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let id = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())?;
+            return Ok(ReloadSignal {
+                flag: Some(flag),
+                id: Some(id),
+            });
         }
-        sys::separate_process_group(&mut command);
-        if let Output::Prefixed(_) = self.output {
-            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        #[cfg(not(unix))]
+        if on {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "reloading on SIGHUP is Unix only",
+            )));
         }
-        let mut child = command.spawn()?;
-        if let Output::Prefixed(prefix) = &self.output {
-            if let Some(out) = child.stdout.take() {
-                copy_lines(out, prefix.clone(), || Box::new(io::stdout()));
-            }
-            if let Some(err) = child.stderr.take() {
-                copy_lines(err, prefix.clone(), || Box::new(io::stderr()));
-            }
+        Ok(ReloadSignal {
+            flag: None,
+            #[cfg(unix)]
+            id: None,
+        })
+    }
+}
+
+impl Drop for ReloadSignal {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(id) = self.id.take() {
+            signal_hook::low_level::unregister(id);
         }
-        Ok(child)
     }
 }
 

@@ -1,19 +1,16 @@
-//! The child as the loop and the stop hook share it: the loop reaps it,
-//! the stop hook signals it, waits for the loop to see it gone, and kills it
-//! at the kill timeout.
+//! The workers as the loop and the stop hook share them: the loop starts
+//! and reaps them; the stop hook signals every one, waits for the loop to
+//! see them gone, and kills the process group of any left at the kill
+//! timeout.
 
-use std::process::{Child, ExitStatus};
+use std::process::Child;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use super::event::{Event, Listener, emit};
 use crate::{Exit, Signal, sys};
 
-/// How often the loop looks at the child.
-const POLL: Duration = Duration::from_millis(5);
-
-/// The loop's and the stop hook's shared view of the child.
+/// The loop's and the stop hook's shared view of the workers.
 #[derive(Default)]
 pub(crate) struct Shared {
     state: Mutex<State>,
@@ -22,7 +19,10 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 pub(crate) struct State {
-    pub(crate) child: Option<Child>,
+    /// Every worker started and not reaped yet.
+    pub(crate) children: Vec<Child>,
+    /// Set by the stop hook: the signal that stops the supervisor (0 for
+    /// another trigger). No worker starts once it is set.
     pub(crate) stopping: Option<i32>,
 }
 
@@ -32,28 +32,15 @@ impl Shared {
     }
 }
 
-/// Polls the child until it exits; reaps it and tells the stop hook.
-pub(crate) fn wait(shared: &Shared) -> ExitStatus {
-    loop {
-        let mut state = shared.lock();
-        let exited = match state.child.as_mut().map(Child::try_wait) {
-            Some(Ok(Some(status))) => Some(status),
-            Some(Ok(None)) => None,
-            // The child cannot be waited for: treat it as gone.
-            Some(Err(_)) | None => Some(ExitStatus::default()),
-        };
-        if let Some(status) = exited {
-            state.child = None;
-            shared.changed.notify_all();
-            return status;
-        }
-        drop(state);
-        thread::sleep(POLL);
-    }
+/// Kills `child` and every process of its group (it leads one): a
+/// worker's own children go with it.
+pub(crate) fn kill_tree(child: &mut Child) {
+    let _ = sys::kill_process_group(child.id());
+    let _ = child.kill();
 }
 
-/// The stop hook: forward the signal, wait up to the kill timeout (and
-/// before the run's deadline), then kill.
+/// The stop hook: forward the signal to every worker, wait up to the kill
+/// timeout (and before the run's deadline), then kill what is left.
 pub(crate) fn stop(
     shared: &Shared,
     listener: Option<&Listener>,
@@ -64,12 +51,15 @@ pub(crate) fn stop(
     let mut state = shared.lock();
     state.stopping = Some(exit.signal().map_or(0, Signal::as_raw));
     shared.changed.notify_all();
-    let Some(pid) = state.child.as_ref().map(Child::id) else {
+    if state.children.is_empty() {
         return;
-    };
-    emit(listener, Event::Stopping { pid, signal });
-    if let Err(err) = sys::send_signal(pid, signal.as_raw()) {
-        tracing::warn!(%err, pid, "could not forward the signal");
+    }
+    for child in &state.children {
+        let pid = child.id();
+        emit(listener, Event::Stopping { pid, signal });
+        if let Err(err) = sys::send_signal(pid, signal.as_raw()) {
+            tracing::warn!(%err, pid, "could not forward the signal");
+        }
     }
     // Kill in time for the supervisor's own deadline.
     let margin = Duration::from_millis(250);
@@ -81,17 +71,17 @@ pub(crate) fn stop(
     let left = kill_at.saturating_duration_since(Instant::now());
     state = shared
         .changed
-        .wait_timeout_while(state, left, |s| s.child.is_some())
+        .wait_timeout_while(state, left, |s| !s.children.is_empty())
         .unwrap_or_else(PoisonError::into_inner)
         .0;
-    if let Some(child) = state.child.as_mut() {
-        let _ = child.kill();
-        emit(listener, Event::Killed { pid });
-        let left = exit.deadline().saturating_duration_since(Instant::now());
-        drop(
-            shared
-                .changed
-                .wait_timeout_while(state, left, |s| s.child.is_some()),
-        );
+    for child in &mut state.children {
+        kill_tree(child);
+        emit(listener, Event::Killed { pid: child.id() });
     }
+    let left = exit.deadline().saturating_duration_since(Instant::now());
+    drop(
+        shared
+            .changed
+            .wait_timeout_while(state, left, |s| !s.children.is_empty()),
+    );
 }

@@ -45,7 +45,7 @@ pub(crate) use imp::{
     run_on_signal_thread,
 };
 #[cfg(feature = "supervisor")]
-pub(crate) use imp::{send_signal, separate_process_group};
+pub(crate) use imp::{kill_process_group, send_signal, separate_process_group};
 
 /// What the back-ends call in the layers above them, handed over by
 /// installation before any handler is in place.

@@ -185,6 +185,12 @@ pub(crate) fn send_signal(_pid: u32, _signal: i32) -> io::Result<()> {
     ))
 }
 
+/// Windows has no process groups to kill; `Child::kill` ends the worker.
+#[cfg(feature = "supervisor")]
+pub(crate) fn kill_process_group(_pid: u32) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// Windows: the child shares the console; nothing to set.
 #[cfg(feature = "supervisor")]
 pub(crate) fn separate_process_group(_command: &mut std::process::Command) {}

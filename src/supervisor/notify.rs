@@ -1,0 +1,136 @@
+//! The supervisor's side of systemd's notification protocol: each worker
+//! gets a datagram socket of its own (`NOTIFY_SOCKET`), so whatever the
+//! worker's process tree sends is known to be that worker's. The
+//! supervisor understands `READY=1`, `STOPPING=1` and `STATUS=…`, and
+//! ignores other lines, as systemd does with what it does not know.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a worker said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Message {
+    Ready,
+    Stopping,
+    Status(String),
+}
+
+/// The messages in one datagram, one per line, in order.
+pub(crate) fn parse(datagram: &[u8]) -> Vec<Message> {
+    String::from_utf8_lossy(datagram)
+        .lines()
+        .filter_map(|line| match line {
+            "READY=1" => Some(Message::Ready),
+            "STOPPING=1" => Some(Message::Stopping),
+            _ => line
+                .strip_prefix("STATUS=")
+                .map(|status| Message::Status(status.to_owned())),
+        })
+        .collect()
+}
+
+/// A private directory for the sockets (mode 0700), removed with them.
+pub(crate) struct NotifyDir {
+    path: PathBuf,
+}
+
+impl NotifyDir {
+    /// `$XDG_RUNTIME_DIR/keepalive-<pid>-<n>`, or the same under the
+    /// temporary directory (`n` counts the supervisors of this process).
+    pub(crate) fn create() -> io::Result<NotifyDir> {
+        static CREATED: AtomicU64 = AtomicU64::new(0);
+        let n = CREATED.fetch_add(1, Ordering::Relaxed);
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let path = base.join(format!("keepalive-{}-{n}", std::process::id()));
+        // A directory of a dead supervisor with the same pid: ours now.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+        Ok(NotifyDir { path })
+    }
+
+    /// A new socket for the worker numbered `id`.
+    pub(crate) fn socket(&self, id: u64) -> io::Result<NotifySocket> {
+        let path = self.path.join(format!("w{id}.sock"));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path)?;
+        socket.set_nonblocking(true)?;
+        Ok(NotifySocket { socket, path })
+    }
+}
+
+impl Drop for NotifyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One worker's socket; its file goes with it.
+pub(crate) struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl NotifySocket {
+    /// The value of the worker's `NOTIFY_SOCKET`.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every message waiting, without blocking.
+    pub(crate) fn messages(&self) -> Vec<Message> {
+        let mut messages = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            messages.extend(parse(&buf[..n]));
+        }
+        messages
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_lines_are_understood_and_others_ignored() {
+        assert_eq!(
+            parse(b"READY=1\nSTATUS=serving 3 requests\nMAINPID=7\nSTOPPING=1\n"),
+            [
+                Message::Ready,
+                Message::Status("serving 3 requests".into()),
+                Message::Stopping
+            ]
+        );
+        assert_eq!(parse(b"READY=0\nWATCHDOG=1"), []);
+    }
+
+    #[test]
+    fn a_socket_receives_what_a_worker_sends_and_removes_its_file() {
+        let dir = NotifyDir::create().unwrap();
+        let socket = dir.socket(1).unwrap();
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.send_to(b"READY=1", socket.path()).unwrap();
+        sender.send_to(b"STATUS=up", socket.path()).unwrap();
+        assert_eq!(
+            socket.messages(),
+            [Message::Ready, Message::Status("up".into())]
+        );
+        assert_eq!(socket.messages(), []);
+        let path = socket.path().to_owned();
+        drop(socket);
+        assert!(!path.exists());
+    }
+}
