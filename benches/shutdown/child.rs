@@ -46,6 +46,8 @@ pub fn run(role: &str) {
         }
         // The deadline kept by a POSIX timer instead of a thread: at
         // expiry, a SIGALRM handler would end the process (issue 13, goal 4).
+        // Linux: macOS has no POSIX timers.
+        #[cfg(target_os = "linux")]
         "signal_hook_timer" => {
             extern "C" fn expired(_: libc::c_int) {
                 // SAFETY: _exit(2) is async-signal-safe.
@@ -98,6 +100,7 @@ pub fn run(role: &str) {
 }
 
 /// Arms a one-shot `CLOCK_MONOTONIC` timer that sends SIGALRM after `after`.
+#[cfg(target_os = "linux")]
 fn arm_timer(after: Duration) {
     // SAFETY: all-zero is a valid `sigevent` (a plain C struct).
     let mut event: libc::sigevent = unsafe { std::mem::zeroed() };

@@ -111,10 +111,6 @@ fn signal_to_reaped(rounds: usize, rows: SignalRows) {
             command: this("signal_hook_exit_now"),
         },
         Variant {
-            name: "signal-hook thread + POSIX timer armed + _exit(143)",
-            command: this("signal_hook_timer"),
-        },
-        Variant {
             name: "signal-hook thread + guard thread + _exit(143)",
             command: this("signal_hook_guard"),
         },
@@ -123,6 +119,15 @@ fn signal_to_reaped(rounds: usize, rows: SignalRows) {
             command: this("noop"),
         },
     ];
+    if cfg!(target_os = "linux") {
+        variants.insert(
+            3,
+            Variant {
+                name: "signal-hook thread + POSIX timer armed + _exit(143)",
+                command: this("signal_hook_timer"),
+            },
+        );
+    }
     if rows == SignalRows::All {
         variants.extend(all_signal_rows());
     }

@@ -125,6 +125,8 @@ struct Child {
     /// `LISTEN_PID=` and room for the digits, written in the child.
     pid_entry: Option<Box<[u8; PID_ENTRY]>>,
     fds: Vec<RawFd>,
+    /// The supervisor's pid, to see it died before `PR_SET_PDEATHSIG` was set.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     parent: u32,
 }
 
