@@ -11,6 +11,8 @@
 mod apps;
 #[cfg(unix)]
 mod child;
+#[cfg(all(target_os = "linux", feature = "supervisor"))]
+mod cluster;
 #[cfg(unix)]
 mod harness;
 #[cfg(unix)]
@@ -61,6 +63,8 @@ fn main() {
     tests.extend(systemd::tests());
     #[cfg(feature = "supervisor")]
     tests.extend(supervisor::tests());
+    #[cfg(all(target_os = "linux", feature = "supervisor"))]
+    tests.extend(cluster::tests());
     libtest_mimic::run(&Arguments::from_args(), tests).exit();
 }
 

@@ -10,6 +10,8 @@ use std::thread;
 
 use exit_hook::{Builder, HookHandle};
 
+#[cfg(feature = "supervisor")]
+mod cluster;
 mod reentrancy;
 mod run;
 mod supervisor;
@@ -21,9 +23,20 @@ pub fn run(role: &str) {
         || run::run_role(role)
         || reentrancy::run_role(role)
         || supervisor::run_role(role)
+        || cluster_role(role)
         || crate::apps::run_role(role)
         || crate::real_life::run_role(role);
     assert!(known, "unknown role {role}");
+}
+
+#[cfg(feature = "supervisor")]
+fn cluster_role(role: &str) -> bool {
+    cluster::run_role(role)
+}
+
+#[cfg(not(feature = "supervisor"))]
+fn cluster_role(_: &str) -> bool {
+    false
 }
 
 /// A sync hook that prints `name: <exit>`.
