@@ -45,7 +45,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use exit_hook::Phase;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tracing::{info, warn};
 
 #[tokio::main]
@@ -112,9 +112,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => tokio::net::TcpListener::bind(("127.0.0.1", port)).await?,
     };
     info!(access_log = %app.log.path.display(), "listening on http://{}", listener.local_addr()?);
+    let (accepting, accepting_rx) = watch::channel(true);
+    let listener = LoggedListener {
+        listener,
+        accepting: accepting_rx,
+    };
     let server = tokio::spawn(
-        axum::serve(LoggedListener(listener), router)
-            .with_graceful_shutdown(stop_accepting(drain, app.clone()))
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop_accepting(drain, app.clone(), accepting))
             .into_future(),
     );
     // The listener queues connections from here on: tell the service
@@ -142,33 +147,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Resolves when the listener should close: once shutdown has started and
-/// the drain delay has passed. Until then `/readyz` already answers 503.
-async fn stop_accepting(drain: Duration, app: App) {
+/// How long a connection accepted just before the server stopped accepting
+/// has to send its request: axum's graceful shutdown closes a connection
+/// that has not, and its client would see it closed unanswered.
+const ACCEPT_GRACE: Duration = Duration::from_millis(100);
+
+/// Resolves when axum should shut down: once shutdown has started, the
+/// drain delay has passed (`/readyz` already answers 503, and keep-alive
+/// clients are told to reconnect), and the listener has stopped accepting
+/// for [`ACCEPT_GRACE`]. Connections that arrive from then on wait in the
+/// socket's queue: under keepalive, another worker takes them.
+async fn stop_accepting(drain: Duration, app: App, accepting: watch::Sender<bool>) {
     exit_hook::exiting().await;
     info!(?drain, "shutdown started: /readyz answers 503");
     tokio::time::sleep(drain).await;
+    let _ = accepting.send(false);
     info!(
         in_flight = app.in_flight.load(Ordering::SeqCst),
-        "closing the listener"
+        "stopped accepting; closing the listener"
     );
+    tokio::time::sleep(ACCEPT_GRACE).await;
 }
 
-/// The listener, saying when it is closed. axum stops accepting once the
-/// shutdown future resolved, a few task hops later, and then drops the
-/// listener: only from then on are new connections refused.
-struct LoggedListener(tokio::net::TcpListener);
+/// The listener: it stops handing out connections when told, and says when
+/// it is closed. axum drops it once the shutdown future resolved: from then
+/// on new connections are refused (unless another process holds the socket).
+struct LoggedListener {
+    listener: tokio::net::TcpListener,
+    accepting: watch::Receiver<bool>,
+}
 
 impl axum::serve::Listener for LoggedListener {
     type Io = tokio::net::TcpStream;
     type Addr = std::net::SocketAddr;
 
-    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
-        axum::serve::Listener::accept(&mut self.0)
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (listener, accepting) = (&mut self.listener, &mut self.accepting);
+        let stopped = async move {
+            let _ = accepting.wait_for(|accepting| !accepting).await.map(drop);
+        };
+        tokio::select! {
+            accepted = axum::serve::Listener::accept(listener) => accepted,
+            () = stopped => std::future::pending().await,
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -272,7 +297,17 @@ async fn log_request(State(app): State<App>, request: Request, next: Next) -> Re
     );
     app.in_flight.fetch_add(1, Ordering::SeqCst);
     info!(%method, %uri, "request started");
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if exit_hook::is_exiting() {
+        // During the drain delay, a keep-alive client is told to reconnect:
+        // its next connection goes to another worker (under keepalive) or
+        // is refused once the listener closes, instead of its next request
+        // racing the close of an idle connection.
+        let close = axum::http::HeaderValue::from_static("close");
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONNECTION, close);
+    }
     app.in_flight.fetch_sub(1, Ordering::SeqCst);
     let status = response.status().as_u16();
     app.log.record(format_args!(
