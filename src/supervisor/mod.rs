@@ -1,25 +1,51 @@
-//! A keep-alive supervisor that restarts a program and stops it gracefully
-//! (feature `supervisor`).
+//! keepalive's library (feature `supervisor`): runs a program, restarts it
+//! when it exits, stops it gracefully, and, in cluster mode, runs N copies
+//! on listening sockets it holds and replaces them without downtime.
 //!
 //! Like the `forever` monitor: [`Supervisor`] spawns a program and restarts it
 //! when it exits; a program that exits within `min_uptime` is *spinning* and
 //! is given up, or restarted after `spin_sleep`; `max_restarts` limits the
 //! restarts; [`Backoff`] spaces them out; `stop_exit_codes` mean "do not
 //! restart". Unlike `forever`, stopping is graceful: when the supervisor gets
-//! SIGTERM, SIGINT or SIGHUP, `exit_hook` forwards the same signal to the
-//! program — so the program's own exit hooks run — waits up to the kill
-//! timeout, and only then kills it. A program being stopped is never
-//! restarted, and no orphan is left. The `keepalive` command
-//! (`src/bin/keepalive.rs`) is its command line.
+//! SIGTERM or SIGINT (and SIGHUP, unless it reloads), `exit_hook` forwards
+//! the same signal to every worker — so the workers' own exit hooks run —
+//! waits up to the kill timeout, and only then kills each worker's process
+//! group. A worker being stopped is never restarted.
 //!
-//! How it works: the loop spawns the child (in a process group of its own, so
-//! a terminal's Ctrl+C reaches only the supervisor, which forwards it once;
-//! in exchange the child cannot read from the terminal, which suits the
-//! servers and workers a keep-alive is for),
-//! polls it, and restarts it as the restart settings decide. A hook
-//! registered for the duration of [`Supervisor::run`] does the stopping. The
-//! loop is the only place that reaps the child; the hook waits for it on a
-//! condition variable, and kills it in time for the supervisor's own deadline.
+//! Like pm2's cluster mode and the Node cluster primary, for any program,
+//! on systemd's own protocols (so the same server runs unchanged under
+//! systemd, `systemfd` and keepalive):
+//!
+//! - **Workers** ([`workers`](Supervisor::workers)): N copies, each
+//!   restarted on its own with its own restart policy state.
+//! - **Listeners** ([`listen`](Supervisor::listen)): bound once and passed
+//!   to every worker as descriptors from 3 with `LISTEN_FDS`,
+//!   `LISTEN_FDNAMES` and the worker's own `LISTEN_PID`; never closed while
+//!   the supervisor lives. No other descriptor reaches a worker.
+//! - **Readiness**: each worker gets a `NOTIFY_SOCKET` of its own; `READY=1`,
+//!   `STOPPING=1` and `STATUS=…` become [`Event`]s. With
+//!   [`wait_ready`](Supervisor::wait_ready) a worker is ready once it says
+//!   `READY=1`; otherwise once it has been up `min_uptime`.
+//! - **Rolling reload** ([`reload_on_hangup`](Supervisor::reload_on_hangup)):
+//!   on SIGHUP, one worker at a time, start its replacement (the program
+//!   looked up again, so a new binary is picked up), wait until it is ready,
+//!   then stop the old one gracefully. A replacement that exits or misses
+//!   the [`listen_timeout`](Supervisor::listen_timeout) is killed; the old
+//!   workers keep serving and the reload is reported failed. A SIGHUP during
+//!   a reload is queued.
+//! - **No orphans**: every worker leads its own process group, which is
+//!   killed at the kill timeout (its own children with it). On Linux each
+//!   worker is started with `PR_SET_PDEATHSIG` = SIGTERM, so a supervisor
+//!   killed by SIGKILL leaves no worker running (the workers' own children
+//!   are not told).
+//!
+//! How it works: one loop (on the thread that calls [`Supervisor::run`])
+//! starts the workers, reads their notification sockets, reaps them and
+//! decides, every 5 ms. A hook registered for the duration of `run` does
+//! the stopping; the loop is the only place that reaps. Listeners,
+//! readiness and reload are Unix-only; on Windows `run` refuses them with
+//! an error. The `keepalive` command (`src/bin/keepalive.rs`) is its
+//! command line.
 
 mod cluster;
 mod event;
@@ -76,6 +102,29 @@ pub enum Output {
 /// eprintln!("supervisor done: {stopped:?}");
 /// # Ok::<(), exit_hook::Error>(())
 /// ```
+///
+/// Four workers on one port, reloaded one at a time on SIGHUP:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use exit_hook::Signal;
+/// use exit_hook::supervisor::Supervisor;
+///
+/// // SIGHUP reloads, so exit_hook stops the supervisor on SIGTERM and SIGINT only.
+/// exit_hook::Builder::new()
+///     .signals([Signal::terminate(), Signal::interrupt()])
+///     .timeout(Duration::from_secs(12))
+///     .install()?;
+/// Supervisor::new("my-server")
+///     .workers(4)
+///     .listen("0.0.0.0:8080".parse()?) // fd 3 in each worker, LISTEN_FDS=1
+///     .wait_ready(true)                // a worker is up once it says READY=1
+///     .reload_on_hangup(true)
+///     .kill_timeout(Duration::from_secs(10))
+///     .on_event(|event| eprintln!("keepalive: {event}"))
+///     .run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "a Supervisor does nothing until `run` is called"]
 pub struct Supervisor {
     program: OsString,
@@ -110,7 +159,7 @@ impl fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// Supervises `program` (looked up on the `PATH` as [`Command::new`] does).
+    /// Supervises `program`, looked up on the `PATH` (the one [`env`](Self::env) sets, if any) at every start, as `execvp(3)` does, so a new binary is picked up by the next restart or reload.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         Supervisor {
             program: program.as_ref().to_owned(),
@@ -180,7 +229,10 @@ impl Supervisor {
     }
 
     /// Whether SIGHUP reloads the workers, one at a time and without
-    /// downtime, instead of stopping the supervisor (Unix). Install
+    /// downtime, instead of stopping the supervisor (Unix). A SIGHUP that
+    /// comes during a reload is queued: one more reload follows. SIGHUPs
+    /// that come before the supervisor saw the first (within 5 ms) count
+    /// as one, as the kernel merges pending signals too. Install
     /// `exit_hook` without SIGHUP then (keepalive installs SIGTERM and
     /// SIGINT), or SIGHUP would also stop it.
     pub fn reload_on_hangup(mut self, on: bool) -> Self {

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_passes_its_listeners_as_systemd_does,
         keepalive_reload_replaces_every_worker_without_a_refused_connection,
         keepalive_kills_a_new_worker_that_is_never_ready_and_keeps_the_old_one,
+        keepalive_queues_a_sighup_that_comes_during_a_reload,
         keepalive_kills_the_process_group_at_the_kill_timeout,
         keepalive_killed_by_sigkill_leaves_no_worker_behind,
     ]
@@ -376,5 +377,38 @@ fn keepalive_killed_by_sigkill_leaves_no_worker_behind() {
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&outcome.status),
         Some(libc::SIGKILL)
+    );
+}
+
+fn keepalive_queues_a_sighup_that_comes_during_a_reload() {
+    let mut watchdog = Watchdog::default();
+    // Each worker takes 300 ms to say READY=1: the reload is still going
+    // when the second SIGHUP comes.
+    let mut child = keepalive(
+        "ready_server",
+        &["--listen", "127.0.0.1:0", "--wait-ready"],
+        &[("EXIT_HOOK_READY_DELAY_MS", "300")],
+    );
+    let first = watchdog.watch(next_number(&mut child, "ready "));
+    child.send(libc::SIGHUP);
+    next_number(&mut child, "port "); // the replacement has started
+    child.send(libc::SIGHUP);
+    let second = watchdog.watch(next_number(&mut child, "ready "));
+    let third = watchdog.watch(next_number(&mut child, "ready "));
+    assert_gone_soon(first);
+    assert_gone_soon(second);
+    let outcome = child.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    let events = events(&outcome);
+    let count = |what: &str| events.iter().filter(|e| e.starts_with(what)).count();
+    assert_eq!(
+        count("reloading: "),
+        2,
+        "two reloads, one after the other: {outcome:#?}"
+    );
+    assert_eq!(count("reload done"), 2, "{outcome:#?}");
+    assert_eq!(
+        outcome.lines_starting(&format!("hook {third}: ")),
+        [format!("hook {third}: SIGTERM (15), exit status 143")]
     );
 }

@@ -136,6 +136,9 @@ fn ready_server() -> ! {
         let _ = drained.recv_timeout(Duration::from_secs(5));
     });
     exit_hook::add(move |exit| println!("hook {pid}: {exit}"));
+    if let Ok(ms) = std::env::var("EXIT_HOOK_READY_DELAY_MS") {
+        thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+    }
     sd_notify::notify(false, &[sd_notify::NotifyState::Ready]).unwrap();
     println!("ready {pid}");
     wait_forever()
