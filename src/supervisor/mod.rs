@@ -159,7 +159,9 @@ impl fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// Supervises `program`, looked up on the `PATH` (the one [`env`](Self::env) sets, if any) at every start, as `execvp(3)` does, so a new binary is picked up by the next restart or reload.
+    /// Supervises `program`, looked up on the `PATH` (the one
+    /// [`env`](Self::env) sets, if any) at every start, as `execvp(3)`
+    /// does, so a new binary is picked up by the next restart or reload.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
         Supervisor {
             program: program.as_ref().to_owned(),
