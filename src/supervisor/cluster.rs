@@ -105,7 +105,7 @@ impl<'a> Cluster<'a> {
         let listeners = if supervisor.listen.is_empty() {
             None
         } else {
-            let listeners = Listeners::bind(&supervisor.listen)?;
+            let listeners = Listeners::bind(&supervisor.listen).map_err(Error::Supervisor)?;
             for addr in &listeners.bound {
                 supervisor.emit(Event::Listening { addr: addr.clone() });
             }
@@ -113,7 +113,7 @@ impl<'a> Cluster<'a> {
         };
         #[cfg(not(unix))]
         if !supervisor.listen.is_empty() || supervisor.wait_ready {
-            return Err(Error::Io(std::io::Error::new(
+            return Err(Error::Supervisor(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 "listeners and readiness are passed to workers on Unix only",
             )));
@@ -126,7 +126,12 @@ impl<'a> Cluster<'a> {
             #[cfg(unix)]
             listeners,
             #[cfg(unix)]
-            notify_dir: NotifyDir::create()?,
+            notify_dir: NotifyDir::create().map_err(|err| {
+                Error::Supervisor(context(
+                    err,
+                    "cannot make the notification sockets' directory",
+                ))
+            })?,
             workers: Vec::new(),
             slots: (0..supervisor.workers)
                 .map(|_| Slot {
@@ -295,7 +300,9 @@ impl<'a> Cluster<'a> {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         #[cfg(unix)]
-        let notify = self.notify_dir.socket(id)?;
+        let notify = self.notify_dir.socket(id).map_err(|err| {
+            Error::Supervisor(context(err, "cannot make a worker's notification socket"))
+        })?;
         #[cfg(unix)]
         Plan {
             program: &supervisor.program,
@@ -307,7 +314,8 @@ impl<'a> Cluster<'a> {
                 .map(|listeners| (listeners.raw_fds(), listeners.names())),
             notify_socket: Some(notify.path()),
         }
-        .prepare(&mut command)?;
+        .prepare(&mut command)
+        .map_err(Error::Supervisor)?;
         #[cfg(not(unix))]
         command
             .args(&supervisor.args)
@@ -317,7 +325,10 @@ impl<'a> Cluster<'a> {
         if state.stopping.is_some() {
             return Ok(None);
         }
-        let mut child = command.spawn()?;
+        let mut child = command.spawn().map_err(|err| {
+            let program = std::path::Path::new(&supervisor.program).display();
+            Error::Supervisor(context(err, &format!("cannot start {program}")))
+        })?;
         let pid = child.id();
         if let Output::Prefixed(prefix) = &supervisor.output {
             take_output(&mut child, prefix);
@@ -454,7 +465,12 @@ impl<'a> Cluster<'a> {
     /// After an error: stop every worker as the stop hook would, but
     /// without a run's deadline.
     fn stop_all(&mut self) {
-        let pids: Vec<u32> = self.shared.lock().children.iter().map(Child::id).collect();
+        let pids: Vec<u32> = {
+            let mut state = self.shared.lock();
+            // Nothing restarts from here on.
+            state.stopping.get_or_insert(0);
+            state.children.iter().map(Child::id).collect()
+        };
         for &pid in &pids {
             let _ = sys::send_signal(pid, Signal::terminate().as_raw());
         }
@@ -469,6 +485,11 @@ impl<'a> Cluster<'a> {
             thread::sleep(POLL);
         }
     }
+}
+
+/// `err`, saying what was being done.
+fn context(err: std::io::Error, doing: &str) -> std::io::Error {
+    std::io::Error::new(err.kind(), format!("{doing}: {err}"))
 }
 
 fn take_output(child: &mut Child, prefix: &str) {

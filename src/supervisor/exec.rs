@@ -141,6 +141,7 @@ impl Child {
     /// In the forked child: async-signal-safe calls and writes into memory
     /// it owns only. Returns only if something failed.
     fn exec(&mut self) -> io::Result<()> {
+        // `argv` and `envp` are only kept alive for the pointers into them.
         let _ = (&self.argv, &self.envp);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         // SAFETY: prctl(2) and getppid(2) are async-signal-safe.

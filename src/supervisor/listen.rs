@@ -103,15 +103,18 @@ mod unix {
             let mut fds = Vec::with_capacity(addrs.len());
             let mut bound = Vec::with_capacity(addrs.len());
             for (_, addr) in addrs {
+                let context = |err: io::Error| {
+                    io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+                };
                 let (fd, local) = match addr {
                     ListenAddr::Tcp(addr) => {
-                        let listener = std::net::TcpListener::bind(addr)?;
+                        let listener = std::net::TcpListener::bind(addr).map_err(context)?;
                         let local = listener.local_addr()?.to_string();
                         (OwnedFd::from(listener), local)
                     }
                     ListenAddr::Unix(path) => {
-                        replace_stale_socket(path)?;
-                        let listener = UnixListener::bind(path)?;
+                        replace_stale_socket(path).map_err(context)?;
+                        let listener = UnixListener::bind(path).map_err(context)?;
                         (OwnedFd::from(listener), format!("unix:{}", path.display()))
                     }
                 };

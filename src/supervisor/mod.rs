@@ -327,13 +327,13 @@ impl Supervisor {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if `workers` is 0, a listening socket cannot be bound,
-    /// or the program cannot be started (the workers already running are
-    /// stopped first); the errors of [`try_add`](crate::try_add) if the stop
-    /// hook cannot be registered.
+    /// [`Error::Supervisor`] if `workers` is 0, a listening socket cannot be
+    /// bound, or the program cannot be started (the workers already running
+    /// are stopped first); the errors of [`try_add`](crate::try_add) if the
+    /// stop hook cannot be registered.
     pub fn run(self) -> Result<StopReason, Error> {
         if self.workers == 0 {
-            return Err(Error::Io(io::Error::new(
+            return Err(Error::Supervisor(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the supervisor needs at least one worker",
             )));
@@ -376,7 +376,13 @@ impl ReloadSignal {
         #[cfg(unix)]
         if on {
             let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let id = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())?;
+            let id = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
+                .map_err(|err| {
+                    Error::Supervisor(io::Error::new(
+                        err.kind(),
+                        format!("cannot handle SIGHUP: {err}"),
+                    ))
+                })?;
             return Ok(ReloadSignal {
                 flag: Some(flag),
                 id: Some(id),
@@ -384,7 +390,7 @@ impl ReloadSignal {
         }
         #[cfg(not(unix))]
         if on {
-            return Err(Error::Io(io::Error::new(
+            return Err(Error::Supervisor(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "reloading on SIGHUP is Unix only",
             )));

@@ -274,4 +274,17 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
         assert!(stderr.contains("keepalive --help"), "{args:?}: {stderr}");
         assert_eq!(stdout, "", "{args:?}");
     }
+    // A program that is not there: keepalive says so and gives up (1).
+    let (code, _, stderr) = run(&["--", "no-such-program-here"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("keepalive: no-such-program-here not found on PATH"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["--listen", "not-an-address", "true"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--listen: not an address to listen on"),
+        "{stderr}"
+    );
 }
