@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_reload_replaces_every_worker_without_a_refused_connection,
         keepalive_kills_a_new_worker_that_is_never_ready_and_keeps_the_old_one,
         keepalive_queues_a_sighup_that_comes_during_a_reload,
+        keepalive_reload_starts_the_program_found_on_path_again,
         keepalive_kills_the_process_group_at_the_kill_timeout,
         keepalive_killed_by_sigkill_leaves_no_worker_behind,
     ]
@@ -411,4 +412,51 @@ fn keepalive_queues_a_sighup_that_comes_during_a_reload() {
         outcome.lines_starting(&format!("hook {third}: ")),
         [format!("hook {third}: SIGTERM (15), exit status 143")]
     );
+}
+
+fn keepalive_reload_starts_the_program_found_on_path_again() {
+    use std::os::unix::fs::PermissionsExt;
+    // A program on PATH, replaced between two starts as a deploy would:
+    // each version says which it is, then execs this binary (same pid).
+    let dir = std::env::temp_dir().join(format!("exit_hook_path_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let install = |version: u32| {
+        let script = format!("#!/bin/sh\necho version {version}\nexec \"$EXIT_HOOK_TEST_BIN\"\n");
+        let path = dir.join("exit-hook-worker");
+        let staged = dir.join("exit-hook-worker.new");
+        std::fs::write(&staged, script).unwrap();
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(staged, path).unwrap(); // atomic, as an install is
+    };
+    install(1);
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(build_bin("keepalive", &["supervisor"]));
+    command
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--wait-ready",
+            "--",
+            "exit-hook-worker",
+        ])
+        .env("PATH", path)
+        .env("EXIT_HOOK_TEST_BIN", std::env::current_exe().unwrap());
+    let mut child = Child::spawn_with(command, "ready_server");
+    let mut watchdog = Watchdog::default();
+    child.wait_line("version 1", |line| line == "version 1");
+    let port = next_number(&mut child, "port ");
+    let old = watchdog.watch(next_number(&mut child, "ready "));
+    install(2);
+    child.send(libc::SIGHUP);
+    child.wait_line("version 2", |line| line == "version 2");
+    let new = watchdog.watch(next_number(&mut child, "ready "));
+    assert_gone_soon(old);
+    assert_eq!(ask(port), Ok(new), "the new version answers");
+    let outcome = child.signal(libc::SIGTERM).finish();
+    std::fs::remove_dir_all(&dir).unwrap();
+    outcome.assert_code(143);
 }
