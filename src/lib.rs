@@ -252,10 +252,12 @@
 //!
 //! # Feature flags
 //!
-//! - `supervisor` (off by default): the `supervisor` module, a forever-style
-//!   keep-alive that restarts a program and stops it gracefully, forwarding
-//!   the stop signal so the program's own exit hooks run. It adds no
-//!   dependency.
+//! - `supervisor` (off by default): the `supervisor` module and the
+//!   `keepalive` command. keepalive restarts a program and stops it
+//!   gracefully, forwarding the stop signal so the program's own exit hooks
+//!   run. In cluster mode it runs N workers on listening sockets it holds,
+//!   and reloads them without downtime on SIGHUP, over systemd's
+//!   `LISTEN_FDS` and `NOTIFY_SOCKET` protocols. It adds no dependency.
 //!
 //! Behaviour is otherwise chosen at run time with [`Builder`], never with a
 //! feature.
