@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod reload;
+
 use super::event::Event;
 #[cfg(unix)]
 use super::exec::Plan;
@@ -358,108 +360,12 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    fn start_reload(&mut self) {
-        self.supervisor.emit(Event::Reloading {
-            workers: self.slots.len(),
-        });
-        self.replace(0);
-    }
-
-    /// Starts the replacement for `slot`.
-    fn replace(&mut self, slot: usize) {
-        match self.start(slot, Role::Replacement) {
-            Ok(Some(pid)) => {
-                self.reloading = Some(Reload {
-                    slot,
-                    replacement: pid,
-                    deadline: Instant::now() + self.supervisor.listen_timeout,
-                });
-            }
-            Ok(None) => self.reloading = None,
-            Err(err) => self.reload_failed(format!("the new worker could not start: {err}")),
-        }
-    }
-
-    /// Moves the reload on: its replacement ready, or late.
-    fn progress_reload(&mut self) {
-        let Some(reload) = &self.reloading else {
-            return;
-        };
-        let (slot, replacement, deadline) = (reload.slot, reload.replacement, reload.deadline);
-        let Some(index) = self.workers.iter().position(|w| w.pid == replacement) else {
-            return;
-        };
-        if self.is_ready(&self.workers[index]) {
-            self.workers[index].role = Role::Serving;
-            self.slots[slot].start_at = None;
-            self.retire(slot, replacement);
-            if slot + 1 < self.slots.len() {
-                self.replace(slot + 1);
-            } else {
-                self.reloading = None;
-                self.supervisor.emit(Event::Reloaded);
-            }
-        } else if Instant::now() >= deadline {
-            self.kill(replacement);
-            self.workers[index].role = Role::Retiring {
-                kill_at: Instant::now(),
-                killed: true,
-            };
-            self.reload_failed(format!(
-                "the new worker (pid {replacement}) was not ready within {} ms",
-                self.supervisor.listen_timeout.as_millis()
-            ));
-        }
-    }
-
-    /// Asks the serving workers of `slot` other than `keep` to stop.
-    fn retire(&mut self, slot: usize, keep: u32) {
-        let kill_at = Instant::now() + self.supervisor.kill_timeout;
-        let signal = Signal::terminate();
-        for worker in &mut self.workers {
-            if worker.slot == slot && worker.role == Role::Serving && worker.pid != keep {
-                worker.role = Role::Retiring {
-                    kill_at,
-                    killed: false,
-                };
-                let pid = worker.pid;
-                self.supervisor.emit(Event::Stopping { pid, signal });
-                let _ = sys::send_signal(pid, signal.as_raw());
-            }
-        }
-    }
-
-    /// Kills the retiring workers still there at their kill timeout.
-    fn retire_overdue(&mut self) {
-        let now = Instant::now();
-        let overdue: Vec<u32> = self
-            .workers
-            .iter_mut()
-            .filter_map(|worker| match &mut worker.role {
-                Role::Retiring { kill_at, killed } if !*killed && *kill_at <= now => {
-                    *killed = true;
-                    Some(worker.pid)
-                }
-                _ => None,
-            })
-            .collect();
-        for pid in overdue {
-            self.kill(pid);
-            self.supervisor.emit(Event::Killed { pid });
-        }
-    }
-
     /// SIGKILL to the worker `pid` and its process group.
     fn kill(&self, pid: u32) {
         let mut state = self.shared.lock();
         if let Some(child) = state.children.iter_mut().find(|c| c.id() == pid) {
             kill_tree(child);
         }
-    }
-
-    fn reload_failed(&mut self, reason: String) {
-        self.reloading = None;
-        self.supervisor.emit(Event::ReloadFailed { reason });
     }
 
     /// After an error: stop every worker as the stop hook would, but

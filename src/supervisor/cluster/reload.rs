@@ -1,0 +1,107 @@
+//! The rolling reload: one slot at a time, start the replacement, wait
+//! until it is ready, retire the old worker; a replacement that exits or
+//! is late fails the reload, and the old workers serve on.
+
+use std::time::Instant;
+
+use super::{Cluster, Reload, Role};
+use crate::supervisor::event::Event;
+use crate::{Signal, sys};
+
+impl Cluster<'_> {
+    pub(super) fn start_reload(&mut self) {
+        self.supervisor.emit(Event::Reloading {
+            workers: self.slots.len(),
+        });
+        self.replace(0);
+    }
+
+    /// Starts the replacement for `slot`.
+    fn replace(&mut self, slot: usize) {
+        match self.start(slot, Role::Replacement) {
+            Ok(Some(pid)) => {
+                self.reloading = Some(Reload {
+                    slot,
+                    replacement: pid,
+                    deadline: Instant::now() + self.supervisor.listen_timeout,
+                });
+            }
+            Ok(None) => self.reloading = None,
+            Err(err) => self.reload_failed(format!("the new worker could not start: {err}")),
+        }
+    }
+
+    /// Moves the reload on: its replacement ready, or late.
+    pub(super) fn progress_reload(&mut self) {
+        let Some(reload) = &self.reloading else {
+            return;
+        };
+        let (slot, replacement, deadline) = (reload.slot, reload.replacement, reload.deadline);
+        let Some(index) = self.workers.iter().position(|w| w.pid == replacement) else {
+            return;
+        };
+        if self.is_ready(&self.workers[index]) {
+            self.workers[index].role = Role::Serving;
+            self.slots[slot].start_at = None;
+            self.retire(slot, replacement);
+            if slot + 1 < self.slots.len() {
+                self.replace(slot + 1);
+            } else {
+                self.reloading = None;
+                self.supervisor.emit(Event::Reloaded);
+            }
+        } else if Instant::now() >= deadline {
+            self.kill(replacement);
+            self.workers[index].role = Role::Retiring {
+                kill_at: Instant::now(),
+                killed: true,
+            };
+            self.reload_failed(format!(
+                "the new worker (pid {replacement}) was not ready within {} ms",
+                self.supervisor.listen_timeout.as_millis()
+            ));
+        }
+    }
+
+    /// Asks the serving workers of `slot` other than `keep` to stop.
+    fn retire(&mut self, slot: usize, keep: u32) {
+        let kill_at = Instant::now() + self.supervisor.kill_timeout;
+        let signal = Signal::terminate();
+        for worker in &mut self.workers {
+            if worker.slot == slot && worker.role == Role::Serving && worker.pid != keep {
+                worker.role = Role::Retiring {
+                    kill_at,
+                    killed: false,
+                };
+                let pid = worker.pid;
+                self.supervisor.emit(Event::Stopping { pid, signal });
+                let _ = sys::send_signal(pid, signal.as_raw());
+            }
+        }
+    }
+
+    /// Kills the retiring workers still there at their kill timeout.
+    pub(super) fn retire_overdue(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<u32> = self
+            .workers
+            .iter_mut()
+            .filter_map(|worker| match &mut worker.role {
+                Role::Retiring { kill_at, killed } if !*killed && *kill_at <= now => {
+                    *killed = true;
+                    Some(worker.pid)
+                }
+                _ => None,
+            })
+            .collect();
+        for pid in overdue {
+            self.kill(pid);
+            self.supervisor.emit(Event::Killed { pid });
+        }
+    }
+
+    pub(super) fn reload_failed(&mut self, reason: String) {
+        self.reloading = None;
+        self.supervisor.emit(Event::ReloadFailed { reason });
+    }
+}
