@@ -42,7 +42,9 @@ impl Cluster<'_> {
         };
         if self.is_ready(&self.workers[index]) {
             self.workers[index].role = Role::Serving;
+            // The new worker serves the slot, even one that had given up.
             self.slots[slot].start_at = None;
+            self.slots[slot].given_up = None;
             self.retire(slot, replacement);
             if slot + 1 < self.slots.len() {
                 self.replace(slot + 1);
