@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -13,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
-use crate::harness::{Child, Outcome, build_bin};
+use crate::harness::Child;
+use crate::supervisor::{events, keepalive_command};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -31,22 +31,13 @@ pub fn tests() -> Vec<Trial> {
 
 /// `keepalive` with `options`, supervising this binary in `role`.
 fn keepalive(role: &str, options: &[&str], envs: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(build_bin("keepalive", &["supervisor"]));
+    let mut command = keepalive_command();
     command
         .args(options)
         .arg("--")
         .arg(std::env::current_exe().unwrap())
         .envs(envs.iter().copied());
     Child::spawn_with(command, role)
-}
-
-/// keepalive's event lines, without the prefix.
-fn events(outcome: &Outcome) -> Vec<&str> {
-    outcome
-        .stderr
-        .lines()
-        .filter_map(|line| line.strip_prefix("keepalive: "))
-        .collect()
 }
 
 /// The number after `prefix` in a line of the child's stdout.
@@ -171,7 +162,7 @@ fn keepalive_passes_its_listeners_as_systemd_does() {
     let socket =
         std::env::temp_dir().join(format!("exit_hook_keepalive_{}.sock", std::process::id()));
     let unix = format!("admin={}", socket.display());
-    let mut command = Command::new(build_bin("keepalive", &["supervisor"]));
+    let mut command = keepalive_command();
     command
         .args(["--listen", "web=127.0.0.1:0", "--listen", &unix, "--"])
         .arg(std::env::current_exe().unwrap());
@@ -434,7 +425,7 @@ fn keepalive_reload_starts_the_program_found_on_path_again() {
         dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut command = Command::new(build_bin("keepalive", &["supervisor"]));
+    let mut command = keepalive_command();
     command
         .args([
             "--listen",

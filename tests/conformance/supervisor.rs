@@ -23,7 +23,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 /// The `keepalive` command, built.
-fn keepalive_command() -> Command {
+pub(crate) fn keepalive_command() -> Command {
     Command::new(build_bin("keepalive", &["supervisor"]))
 }
 
@@ -35,7 +35,7 @@ fn keepalive(role: &str, options: &[&str]) -> Child {
 }
 
 /// The supervisor's event lines (`keepalive: …`), without the prefix.
-fn events(outcome: &Outcome) -> Vec<&str> {
+pub(crate) fn events(outcome: &Outcome) -> Vec<&str> {
     outcome
         .stderr
         .lines()

@@ -21,12 +21,7 @@ pub fn run_role(role: &str) -> bool {
         "ready_server" => ready_server(),
         "ready_then_never" => {
             // The first EXIT_HOOK_READY_STARTS starts serve; later ones never get ready.
-            let state = std::env::var("EXIT_HOOK_STATE").expect("EXIT_HOOK_STATE");
-            let starts: u32 = std::fs::read_to_string(&state)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            std::fs::write(&state, (starts + 1).to_string()).unwrap();
+            let starts = super::supervisor::starts_before();
             let ready_starts: u32 = std::env::var("EXIT_HOOK_READY_STARTS")
                 .unwrap()
                 .parse()

@@ -42,15 +42,22 @@ fn monotonic_ms() -> u64 {
     now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
 }
 
-/// Exits with 1 after 100 ms the first two times (counted in the file
-/// `EXIT_HOOK_STATE`), then registers a hook and waits.
-fn crash_twice() {
+/// How many times this scenario started before, counted in the file
+/// `EXIT_HOOK_STATE` (this start included in the file from now on).
+pub(super) fn starts_before() -> u32 {
     let state = std::env::var("EXIT_HOOK_STATE").expect("EXIT_HOOK_STATE");
-    let runs: u32 = std::fs::read_to_string(&state)
+    let starts: u32 = std::fs::read_to_string(&state)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    std::fs::write(&state, (runs + 1).to_string()).unwrap();
+    std::fs::write(&state, (starts + 1).to_string()).unwrap();
+    starts
+}
+
+/// Exits with 1 after 100 ms the first two times (counted in the file
+/// `EXIT_HOOK_STATE`), then registers a hook and waits.
+fn crash_twice() {
+    let runs = starts_before();
     if runs < 2 {
         thread::sleep(Duration::from_millis(100));
         println!("crash {runs}");
