@@ -9,11 +9,16 @@
 //! the process group, reporting a failed exec to the parent).
 //!
 //! In the child, in order:
-//! 1. On Linux, `PR_SET_PDEATHSIG` = SIGTERM: if the supervisor dies, even by
-//!    SIGKILL, the worker is told to stop (and runs its own exit hooks)
-//!    instead of living on as an orphan. The signal comes when the *thread*
-//!    that spawned the worker ends, so the supervisor spawns from the thread
-//!    that runs it for its whole life.
+//! 1. On Linux, `PR_SET_PDEATHSIG` = SIGKILL: if the supervisor dies, even
+//!    by SIGKILL, the worker dies with it instead of living on as an
+//!    orphan. The signal comes when the *thread* that spawned the worker
+//!    ends, so the supervisor spawns from the thread that runs it for its
+//!    whole life. Not SIGTERM, which would let the worker run its hooks:
+//!    the kernel sends the signal again each time the worker's parent
+//!    *thread* exits, and a dying supervisor's threads exit one by one, so
+//!    a worker would get SIGTERM several times, and an `exit_hook` program
+//!    takes a second SIGTERM as "force the exit", cutting its hooks short
+//!    anyway, or not, depending on the race. SIGKILL is the same every time.
 //! 2. The listeners are put at descriptors 3, 4, …; every other descriptor
 //!    from there up is marked close-on-exec, so nothing else the supervisor
 //!    holds (or inherited) leaks into the worker.
@@ -146,7 +151,7 @@ impl Child {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         // SAFETY: prctl(2) and getppid(2) are async-signal-safe.
         unsafe {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The supervisor died before the line above: nobody to tell us.

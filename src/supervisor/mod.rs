@@ -35,9 +35,9 @@
 //!   a reload is queued.
 //! - **No orphans**: every worker leads its own process group, which is
 //!   killed at the kill timeout (its own children with it). On Linux each
-//!   worker is started with `PR_SET_PDEATHSIG` = SIGTERM, so a supervisor
-//!   killed by SIGKILL leaves no worker running (the workers' own children
-//!   are not told).
+//!   worker is started with `PR_SET_PDEATHSIG` = SIGKILL, so a supervisor
+//!   killed by SIGKILL takes its workers with it (their own children are
+//!   not told).
 //!
 //! How it works: one loop (on the thread that calls [`Supervisor::run`])
 //! starts the workers, reads their notification sockets, reaps them and
