@@ -6,7 +6,9 @@
 //! Each scenario prints what its hooks see on stdout, one line per event,
 //! and `READY` once it is set up and waiting for the parent's signal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use exit_hook::{Builder, HookHandle};
 
@@ -37,6 +39,27 @@ fn cluster_role(role: &str) -> bool {
 #[cfg(not(feature = "supervisor"))]
 fn cluster_role(_: &str) -> bool {
     false
+}
+
+/// Installs a 30 s deadline and a sync hook that prints `started(exit)`,
+/// runs 500 ms and prints `done`; says `READY`, and returns once a run has
+/// started that hook (so the caller acts while it runs).
+pub fn ready_then_wait_for_a_slow_hook(
+    started: fn(&exit_hook::Exit) -> String,
+    done: &'static str,
+) {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    install(Builder::new().timeout(Duration::from_secs(30)));
+    exit_hook::add(move |exit| {
+        println!("{}", started(exit));
+        STARTED.store(true, Ordering::SeqCst);
+        thread::sleep(Duration::from_millis(500));
+        println!("{done}");
+    });
+    ready();
+    while !STARTED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A sync hook that prints `name: <exit>`.

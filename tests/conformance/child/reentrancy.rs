@@ -1,13 +1,12 @@
 //! The scenarios of `reentrancy.rs`: hooks that end the process, triggers
 //! that race, storms.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use exit_hook::Builder;
 
-use super::{describe_panic, hook, install, ready, wait_forever};
+use super::{describe_panic, hook, install, ready, ready_then_wait_for_a_slow_hook, wait_forever};
 
 /// Runs the scenario `role` if it is one of this file's; `false` if not.
 pub fn run_role(role: &str) -> bool {
@@ -89,17 +88,6 @@ fn signal_during_panic() {
 
 /// A signal starts the run; while its hook runs, `main` does `then` and returns.
 fn during_signal_run(then: fn()) {
-    static STARTED: AtomicBool = AtomicBool::new(false);
-    install(Builder::new().timeout(Duration::from_secs(30)));
-    exit_hook::add(|exit| {
-        println!("started: {exit}");
-        STARTED.store(true, Ordering::SeqCst);
-        thread::sleep(Duration::from_millis(500));
-        println!("hook done");
-    });
-    ready();
-    while !STARTED.load(Ordering::SeqCst) {
-        thread::sleep(Duration::from_millis(1));
-    }
+    ready_then_wait_for_a_slow_hook(|exit| format!("started: {exit}"), "hook done");
     then();
 }

@@ -2,13 +2,12 @@
 //! concurrency, the deadline, registering and unregistering, what it tells).
 
 use std::future::pending;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use exit_hook::{Builder, HookHandle};
 
-use super::{hook, install, ready, wait_forever};
+use super::{hook, install, ready, ready_then_wait_for_a_slow_hook, wait_forever};
 
 /// Runs the scenario `role` if it is one of this file's; `false` if not.
 pub fn run_role(role: &str) -> bool {
@@ -166,18 +165,7 @@ fn exiting_future() {
 /// While a sync hook runs, `main` registers another hook: it returns at once
 /// (before the running hook ends) and the new hook joins the run.
 fn register_from_thread_during_run() {
-    static STARTED: AtomicBool = AtomicBool::new(false);
-    install(Builder::new().timeout(Duration::from_secs(30)));
-    exit_hook::add(|_| {
-        println!("a started");
-        STARTED.store(true, Ordering::SeqCst);
-        thread::sleep(Duration::from_millis(500));
-        println!("a done");
-    });
-    ready();
-    while !STARTED.load(Ordering::SeqCst) {
-        thread::sleep(Duration::from_millis(1));
-    }
+    ready_then_wait_for_a_slow_hook(|_| "a started".to_owned(), "a done");
     let registered = exit_hook::try_add(|_| println!("late"));
     println!("registered: {}", registered.is_ok());
     wait_forever();
