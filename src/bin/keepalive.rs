@@ -12,14 +12,30 @@
 //! ```
 //!
 //! `keepalive --help` lists the options. It prints what it does on stderr
-//! (`keepalive: started pid …`, `restarting in … ms`).
+//! (`keepalive: started pid …`, `restarting in … ms`); a stderr that cannot
+//! be written (a closed pipe) loses those lines, never the service.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use exit_hook::Signal;
 use exit_hook::supervisor::{Backoff, ListenAddr, Output, StopReason, Supervisor};
+
+/// keepalive's own deadline is the kill timeout and 2 s, within what
+/// exit_hook accepts.
+const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(3598);
+const _: () = assert!(MAX_KILL_TIMEOUT.as_secs() + 2 == exit_hook::Builder::MAX_TIMEOUT.as_secs());
+
+/// Writes a line to stderr; a failed write (EPIPE, a full disk) is ignored:
+/// keepalive's log must not take the service down. (Rust ignores SIGPIPE,
+/// so such a write fails instead of killing the process.)
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 const USAGE: &str = "\
 usage: keepalive [options] [--] <command> [args...]
@@ -43,11 +59,13 @@ options (durations as 500ms, 2s or a number of milliseconds):
                        (without it: when it has been up --min-uptime)
   --listen-timeout D   how long a new worker may take to be ready (default 10s)
   --min-uptime D       a run shorter than D is spinning (default 1s)
-  --spin-sleep D       restart a spinning command after D instead of giving up
+  --spin-sleep D       restart a spinning command after D (at least 100ms)
+                       instead of giving up
   --max-restarts N     give up after N restarts (default: no limit)
   --backoff D          wait D before a restart, x1.5 each restart, up to 15s
   --stop-exit-code N   exit code N means: do not restart (repeatable)
-  --kill-timeout D     how long a stopping command may take (default 5s)
+  --kill-timeout D     how long a stopping command may take (default 5s,
+                       at most 3598s)
   --prefix TEXT        prefix each line of the command's output with TEXT
   -h, --help           print this help
 
@@ -64,7 +82,7 @@ fn main() -> ExitCode {
         }
         Ok(Parsed::Run(command)) => command,
         Err(message) => {
-            eprintln!("keepalive: {message}\n(keepalive --help lists the options)");
+            say!("keepalive: {message}\n(keepalive --help lists the options)");
             return ExitCode::from(2);
         }
     };
@@ -75,12 +93,12 @@ fn main() -> ExitCode {
         .signals([Signal::terminate(), Signal::interrupt()])
         .install()
     {
-        eprintln!("keepalive: {err}");
+        say!("keepalive: {err}");
         return ExitCode::FAILURE;
     }
     let code = match command
         .supervisor
-        .on_event(|event| eprintln!("keepalive: {event}"))
+        .on_event(|event| say!("keepalive: {event}"))
         .run()
     {
         Ok(StopReason::ExitCode(code)) => code,
@@ -89,7 +107,7 @@ fn main() -> ExitCode {
         },
         Ok(_) => 1,
         Err(err) => {
-            eprintln!("keepalive: {err}");
+            say!("keepalive: {err}");
             1
         }
     };
@@ -159,6 +177,12 @@ fn parse(args: &[OsString]) -> Result<Parsed, String> {
             "--listen-timeout" => supervisor.listen_timeout(duration(option, value)?),
             "--kill-timeout" => {
                 kill_timeout = duration(option, value)?;
+                if kill_timeout > MAX_KILL_TIMEOUT {
+                    return Err(format!(
+                        "--kill-timeout: {value} is longer than {}s",
+                        MAX_KILL_TIMEOUT.as_secs()
+                    ));
+                }
                 supervisor.kill_timeout(kill_timeout)
             }
             other => return Err(format!("unknown option {other}")),

@@ -80,6 +80,50 @@ pub enum Event {
         /// What went wrong.
         reason: String,
     },
+    /// A worker could not be started (the program is missing, not
+    /// executable, …): that slot's failure, decided by its restart policy;
+    /// the other workers serve on.
+    StartFailed {
+        /// Which of the workers (0 for the first).
+        slot: usize,
+        /// What went wrong.
+        reason: String,
+    },
+    /// One slot stopped restarting; the other workers serve on. When every
+    /// slot has, [`Event::Done`] follows.
+    GaveUp {
+        /// Which of the workers (0 for the first).
+        slot: usize,
+        /// Why.
+        reason: StopReason,
+    },
+    /// A worker started with `wait_ready` has not said `READY=1` within the
+    /// listen timeout (said once; it keeps running).
+    NotReady {
+        /// Its process id.
+        pid: u32,
+        /// How long it has been running.
+        waited: Duration,
+    },
+    /// A notification for a worker's socket came from a process that may
+    /// not say it (not the worker nor in its process tree; or, for
+    /// `STOPPING=1`, not the worker itself) and was ignored (Linux).
+    Refused {
+        /// The worker whose socket it was.
+        pid: u32,
+        /// The process that sent it.
+        sender: u32,
+        /// What it said.
+        message: String,
+    },
+    /// An ended worker left processes behind; they are sent the stop
+    /// signal and killed at the kill timeout.
+    LeftBehind {
+        /// The process, or the process group.
+        pid: u32,
+        /// Whether `pid` is the worker's process group (the rest of it).
+        group: bool,
+    },
     /// No more restarts.
     Done(StopReason),
 }
@@ -115,19 +159,57 @@ impl fmt::Display for Event {
             Event::ReloadFailed { reason } => {
                 write!(f, "reload failed: {reason}; the old workers keep serving")
             }
-            Event::Done(reason) => match reason {
-                StopReason::Spinning { uptime } => write!(
-                    f,
-                    "gave up: the child is spinning (exited after {} ms)",
-                    uptime.as_millis()
-                ),
-                StopReason::MaxRestarts(n) => write!(f, "gave up: {n} restarts"),
-                StopReason::ExitCode(code) => {
-                    write!(f, "done: exit code {code} means do not restart")
-                }
-                StopReason::Stopped(signal) => write!(f, "done: stopped by signal {signal}"),
-            },
+            Event::StartFailed { slot, reason } => {
+                write!(f, "worker {slot} could not start: {reason}")
+            }
+            Event::GaveUp { slot, reason } => {
+                write!(f, "worker {slot} ")?;
+                gave_up(f, reason)?;
+                f.write_str("; the other workers keep serving")
+            }
+            Event::NotReady { pid, waited } => write!(
+                f,
+                "pid {pid} has not said READY=1 after {} ms (the listen timeout)",
+                waited.as_millis()
+            ),
+            Event::Refused {
+                pid,
+                sender,
+                message,
+            } => write!(
+                f,
+                "ignored {message} on pid {pid}'s socket from pid {sender}, which may not say it"
+            ),
+            Event::LeftBehind { pid, group: true } => {
+                write!(f, "stopping what pid {pid} left in its process group")
+            }
+            Event::LeftBehind { pid, group: false } => {
+                write!(f, "stopping pid {pid}, left behind by an ended worker")
+            }
+            Event::Done(StopReason::Stopped(signal)) => {
+                write!(f, "done: stopped by signal {signal}")
+            }
+            Event::Done(StopReason::ExitCode(code)) => {
+                write!(f, "done: exit code {code} means do not restart")
+            }
+            Event::Done(reason) => gave_up(f, reason),
         }
+    }
+}
+
+fn gave_up(f: &mut fmt::Formatter<'_>, reason: &StopReason) -> fmt::Result {
+    match reason {
+        StopReason::Spinning { uptime } => write!(
+            f,
+            "gave up: the child is spinning (exited after {} ms)",
+            uptime.as_millis()
+        ),
+        StopReason::MaxRestarts(n) => write!(f, "gave up: {n} restarts"),
+        StopReason::ExitCode(code) => {
+            write!(f, "done: exit code {code} means do not restart")
+        }
+        StopReason::Stopped(signal) => write!(f, "stopped by signal {signal}"),
+        StopReason::CannotStart => f.write_str("gave up: the program could not be started"),
     }
 }
 

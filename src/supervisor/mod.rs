@@ -33,19 +33,35 @@
 //!   the [`listen_timeout`](Supervisor::listen_timeout) is killed; the old
 //!   workers keep serving and the reload is reported failed. A SIGHUP during
 //!   a reload is queued.
-//! - **No orphans**: every worker leads its own process group, which is
-//!   killed at the kill timeout (its own children with it). On Linux each
-//!   worker is started with `PR_SET_PDEATHSIG` = SIGKILL, so a supervisor
-//!   killed by SIGKILL takes its workers with it (their own children are
-//!   not told).
+//! - **No orphans**: nothing a worker started outlives it. Every worker
+//!   leads its own process group; when the worker ends (it exited, was
+//!   replaced or stopped), what is left of the group gets the stop signal,
+//!   then SIGKILL at the kill timeout. On Linux the supervisor is also the
+//!   *child subreaper* of its workers' trees (`PR_SET_CHILD_SUBREAPER`):
+//!   a descendant that left the group (`setsid`, a double fork) becomes
+//!   the supervisor's child once its parent dies, and is stopped the same
+//!   way as soon as no live worker owns it (by process group, or by the
+//!   worker's `NOTIFY_SOCKET` it inherited). Each worker is started with
+//!   `PR_SET_PDEATHSIG` = SIGKILL, so a supervisor killed by SIGKILL takes
+//!   its workers with it (their own children are not told). Elsewhere
+//!   (macOS, the BSDs) only the process group is stopped: a descendant
+//!   that left it is not found.
+//! - **Who speaks** (Linux): a notification counts only from the worker or
+//!   a process of its tree (the sender's pid comes with the datagram,
+//!   `SO_PASSCRED`), and `STOPPING=1` only from the worker itself; others
+//!   are ignored with an [`Event::Refused`].
 //!
 //! How it works: one loop (on the thread that calls [`Supervisor::run`])
 //! starts the workers, reads their notification sockets, reaps them and
-//! decides, every 5 ms. A hook registered for the duration of `run` does
-//! the stopping; the loop is the only place that reaps. Listeners,
-//! readiness and reload are Unix-only; on Windows `run` refuses them with
-//! an error. The `keepalive` command (`src/bin/keepalive.rs`) is its
-//! command line.
+//! decides. It sleeps until something happens: a child exits (SIGCHLD), a
+//! SIGHUP, the stop hook, a notification, or the next timer; an idle
+//! supervisor costs no CPU. A hook registered for the duration of `run`
+//! does the stopping; the loop is the only place that reaps, and it reaps
+//! every child of the process (they are its workers and what they left):
+//! run a supervisor in a process that starts no children of its own.
+//! Listeners, readiness and reload are Unix-only; on Windows `run` refuses
+//! them with an error, and the loop looks every 5 ms. The `keepalive`
+//! command (`src/bin/keepalive.rs`) is its command line.
 
 mod cluster;
 mod event;
@@ -54,22 +70,24 @@ mod exec;
 mod listen;
 #[cfg(unix)]
 mod notify;
+mod orphans;
+mod os;
+mod output;
 mod policy;
 mod stop;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 pub use event::Event;
 use event::{Listener, emit};
 pub use listen::{ListenAddr, ParseListenAddrError};
 use policy::Policy;
-pub use policy::{Backoff, StopReason};
+pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
 use stop::{Shared, stop};
 
 use crate::Error;
@@ -81,7 +99,11 @@ pub enum Output {
     /// The supervisor's own stdout and stderr (the default).
     Inherit,
     /// Each line of the child's stdout and stderr, with this prefix, on the
-    /// supervisor's stdout and stderr.
+    /// supervisor's stdout and stderr. The bytes are copied as they are
+    /// (UTF-8 or not); a line longer than 64 KiB is written in pieces of
+    /// 64 KiB, each ended with a newline, so memory stays bounded; a write
+    /// that fails loses that line only, and the child's pipe is read until
+    /// the child closes it.
     Prefixed(String),
 }
 
@@ -222,9 +244,12 @@ impl Supervisor {
         self
     }
 
-    /// How long a new worker may take to become ready during a reload
-    /// (pm2's `listen_timeout`, default 10 s); a worker that misses it is
-    /// killed and the reload fails, the old workers serving on.
+    /// How long a new worker may take to become ready (pm2's
+    /// `listen_timeout`, default 10 s). During a reload, a replacement that
+    /// misses it is killed and the reload fails, the old workers serving
+    /// on; a worker started otherwise (with `wait_ready`) is reported once
+    /// ([`Event::NotReady`]) and keeps running, as there is nothing to fall
+    /// back to.
     pub fn listen_timeout(mut self, timeout: Duration) -> Self {
         self.listen_timeout = timeout;
         self
@@ -280,7 +305,10 @@ impl Supervisor {
         self
     }
 
-    /// Restart a spinning child after this wait, instead of giving up.
+    /// Restart a spinning child after this wait, instead of giving up; at
+    /// least [`MIN_SPIN_SLEEP`] (100 ms), whatever is asked. Also the wait
+    /// before trying again a program that could not be started, when no
+    /// [`backoff`](Self::backoff) is set.
     pub fn spin_sleep(mut self, sleep: Duration) -> Self {
         self.policy.spin_sleep = Some(sleep);
         self
@@ -292,7 +320,8 @@ impl Supervisor {
         self
     }
 
-    /// Wait between restarts of a child that was not spinning.
+    /// Wait between restarts of a child that was not spinning, and between
+    /// attempts to start a program that could not be started.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.policy.backoff = Some(backoff);
         self
@@ -325,12 +354,20 @@ impl Supervisor {
     /// with 128 + n once the workers are gone; `run` may return
     /// [`StopReason::Stopped`] just before.
     ///
+    /// A program that cannot be started (missing, not executable) is the
+    /// failure of that worker's slot, not of the supervisor: the slot tries
+    /// again after its [`backoff`](Self::backoff) or
+    /// [`spin_sleep`](Self::spin_sleep), or gives up alone
+    /// ([`Event::GaveUp`]) while the other workers serve on. `run` returns
+    /// once no slot can run ([`StopReason::CannotStart`] if none ever
+    /// could), after what the workers left behind is gone.
+    ///
     /// # Errors
     ///
     /// [`Error::Supervisor`] if `workers` is 0, a listening socket cannot be
-    /// bound, or the program cannot be started (the workers already running
-    /// are stopped first); the errors of [`try_add`](crate::try_add) if the
-    /// stop hook cannot be registered.
+    /// bound, or the supervisor's own signal handling cannot be set up; the
+    /// errors of [`try_add`](crate::try_add) if the stop hook cannot be
+    /// registered.
     pub fn run(self) -> Result<StopReason, Error> {
         if self.workers == 0 {
             return Err(Error::Supervisor(io::Error::new(
@@ -338,19 +375,36 @@ impl Supervisor {
                 "the supervisor needs at least one worker",
             )));
         }
-        let shared = Arc::new(Shared::default());
+        let alarm = os::Alarm::new(&wake_signals(self.reload_on_hangup)).map_err(|err| {
+            Error::Supervisor(io::Error::new(
+                err.kind(),
+                format!("cannot handle SIGCHLD: {err}"),
+            ))
+        })?;
+        #[cfg(target_os = "linux")]
+        let was_subreaper = os::become_subreaper().map_err(|err| {
+            Error::Supervisor(io::Error::new(
+                err.kind(),
+                format!("cannot become the workers' subreaper: {err}"),
+            ))
+        })?;
+        let shared = Arc::new(Shared::new(alarm.bell()));
         let stop_hook = crate::try_add({
             let (shared, listener, kill_timeout) =
                 (shared.clone(), self.listener.clone(), self.kill_timeout);
             move |exit| stop(&shared, listener.as_ref(), kill_timeout, exit)
         })?;
         let result = ReloadSignal::register(self.reload_on_hangup).and_then(|reload| {
-            let result = cluster::Cluster::new(&self, &shared, reload.flag.clone())
-                .and_then(cluster::Cluster::run);
+            let result = cluster::Cluster::new(&self, &shared, &alarm, reload.flag.clone())
+                .map(cluster::Cluster::run);
             drop(reload);
             result
         });
         stop_hook.unregister();
+        #[cfg(target_os = "linux")]
+        if !was_subreaper {
+            os::stop_being_subreaper();
+        }
         result.map(|reason| self.done(reason))
     }
 
@@ -361,6 +415,24 @@ impl Supervisor {
     fn done(&self, reason: StopReason) -> StopReason {
         self.emit(Event::Done(reason));
         reason
+    }
+}
+
+/// The signals that wake the loop: SIGCHLD, and SIGHUP when it reloads.
+fn wake_signals(reload: bool) -> Vec<i32> {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGCHLD, SIGHUP};
+        if reload {
+            vec![SIGCHLD, SIGHUP]
+        } else {
+            vec![SIGCHLD]
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reload;
+        Vec::new()
     }
 }
 
@@ -410,14 +482,4 @@ impl Drop for ReloadSignal {
             signal_hook::low_level::unregister(id);
         }
     }
-}
-
-/// Copies `from` line by line, each with `prefix`, to the writer `to` makes.
-fn copy_lines(from: impl Read + Send + 'static, prefix: String, to: fn() -> Box<dyn Write>) {
-    thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            let _ = writeln!(to(), "{prefix}{line}");
-        }
-    });
 }

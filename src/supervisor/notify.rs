@@ -1,8 +1,13 @@
 //! The supervisor's side of systemd's notification protocol: each worker
-//! gets a datagram socket of its own (`NOTIFY_SOCKET`), so whatever the
-//! worker's process tree sends is known to be that worker's. The
-//! supervisor understands `READY=1`, `STOPPING=1` and `STATUS=…`, and
-//! ignores other lines, as systemd does with what it does not know.
+//! gets a datagram socket of its own (`NOTIFY_SOCKET`) in a private
+//! directory. The supervisor understands `READY=1`, `STOPPING=1` and
+//! `STATUS=…`, and ignores other lines, as systemd does with what it does
+//! not know.
+//!
+//! On Linux each datagram carries its sender's pid (`SO_PASSCRED`, which
+//! the kernel fills in and only a privileged sender can forge), so the
+//! cluster can check who speaks, as systemd's `NotifyAccess` does: the
+//! socket's name alone is guessable by any process of the same user.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -61,6 +66,8 @@ impl NotifyDir {
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path)?;
         socket.set_nonblocking(true)?;
+        #[cfg(target_os = "linux")]
+        rustix::net::sockopt::set_socket_passcred(&socket, true)?;
         Ok(NotifySocket { socket, path })
     }
 }
@@ -77,20 +84,55 @@ pub(crate) struct NotifySocket {
     path: PathBuf,
 }
 
+/// A message and who sent it: `None` where the system does not say.
+pub(crate) type Said = (Option<u32>, Message);
+
 impl NotifySocket {
     /// The value of the worker's `NOTIFY_SOCKET`.
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Every message waiting, without blocking.
-    pub(crate) fn messages(&self) -> Vec<Message> {
+    /// The socket, for `poll`.
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.socket)
+    }
+
+    /// Every message waiting, without blocking, with its sender.
+    pub(crate) fn messages(&self) -> Vec<Said> {
         let mut messages = Vec::new();
         let mut buf = [0u8; 4096];
-        while let Ok(n) = self.socket.recv(&mut buf) {
-            messages.extend(parse(&buf[..n]));
+        while let Some((n, sender)) = self.receive(&mut buf) {
+            messages.extend(parse(&buf[..n]).into_iter().map(|m| (sender, m)));
         }
         messages
+    }
+
+    #[cfg(target_os = "linux")]
+    fn receive(&self, buf: &mut [u8]) -> Option<(usize, Option<u32>)> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        use std::mem::MaybeUninit;
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = rustix::net::recvmsg(
+            &self.socket,
+            &mut [io::IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::DONTWAIT,
+        )
+        .ok()?;
+        let sender = control.drain().find_map(|message| match message {
+            RecvAncillaryMessage::ScmCredentials(cred) => {
+                Some(cred.pid.as_raw_nonzero().get() as u32)
+            }
+            _ => None,
+        });
+        Some((received.bytes.min(buf.len()), sender))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn receive(&self, buf: &mut [u8]) -> Option<(usize, Option<u32>)> {
+        self.socket.recv(buf).ok().map(|n| (n, None))
     }
 }
 
@@ -124,9 +166,11 @@ mod tests {
         let sender = UnixDatagram::unbound().unwrap();
         sender.send_to(b"READY=1", socket.path()).unwrap();
         sender.send_to(b"STATUS=up", socket.path()).unwrap();
+        // Linux says who sent it: this process.
+        let me = cfg!(target_os = "linux").then(std::process::id);
         assert_eq!(
             socket.messages(),
-            [Message::Ready, Message::Status("up".into())]
+            [(me, Message::Ready), (me, Message::Status("up".into()))]
         );
         assert_eq!(socket.messages(), []);
         let path = socket.path().to_owned();

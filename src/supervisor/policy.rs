@@ -64,7 +64,15 @@ pub enum StopReason {
     /// The supervisor itself was told to stop (by this signal, or 0 for a
     /// panic or a normal exit); the child was stopped and not restarted.
     Stopped(i32),
+    /// The program could not be started (not found, not executable) and no
+    /// `backoff` or `spin_sleep` says to try again.
+    CannotStart,
 }
+
+/// The shortest wait before a spinning child is started again, whatever
+/// `spin_sleep` says: 100 ms, so a program that exits at once costs ten
+/// starts a second, not a core.
+pub const MIN_SPIN_SLEEP: Duration = Duration::from_millis(100);
 
 /// The restart settings.
 #[derive(Clone, Debug)]
@@ -121,25 +129,43 @@ impl Policy {
         }
         let delay = if uptime < self.min_uptime {
             match self.spin_sleep {
-                Some(sleep) => sleep,
+                Some(sleep) => sleep.max(MIN_SPIN_SLEEP),
                 None => return Decision::Stop(StopReason::Spinning { uptime }),
             }
         } else {
             match self.backoff {
-                Some(backoff) => {
-                    if uptime >= backoff.reset_after {
-                        restarts.backoff_step = 0;
-                    }
-                    let factor = 1.5f64.powi(restarts.backoff_step.min(64) as i32);
-                    restarts.backoff_step += 1;
-                    backoff.initial.mul_f64(factor).min(backoff.max)
-                }
+                Some(backoff) => backoff_delay(backoff, restarts, uptime),
                 None => Duration::ZERO,
             }
         };
         restarts.count += 1;
         Decision::Restart(delay)
     }
+
+    /// Decides after the program could not be started at all: try again
+    /// after the backoff, or else after `spin_sleep`; with neither, give up.
+    pub(crate) fn decide_failed_start(&self, restarts: &mut Restarts) -> Decision {
+        if self.max_restarts.is_some_and(|max| restarts.count >= max) {
+            return Decision::Stop(StopReason::MaxRestarts(restarts.count));
+        }
+        let delay = match (self.backoff, self.spin_sleep) {
+            (Some(backoff), _) => backoff_delay(backoff, restarts, Duration::ZERO),
+            (None, Some(sleep)) => sleep.max(MIN_SPIN_SLEEP),
+            (None, None) => return Decision::Stop(StopReason::CannotStart),
+        };
+        restarts.count += 1;
+        Decision::Restart(delay)
+    }
+}
+
+/// The next backoff delay, the step moved on (reset by a long enough uptime).
+fn backoff_delay(backoff: Backoff, restarts: &mut Restarts, uptime: Duration) -> Duration {
+    if uptime >= backoff.reset_after {
+        restarts.backoff_step = 0;
+    }
+    let factor = 1.5f64.powi(restarts.backoff_step.min(64) as i32);
+    restarts.backoff_step += 1;
+    backoff.initial.mul_f64(factor).min(backoff.max)
 }
 
 #[cfg(test)]
@@ -166,6 +192,50 @@ mod tests {
         assert_eq!(
             policy.decide(&mut restarts, Some(1), 10 * MS),
             Decision::Restart(200 * MS)
+        );
+        // `spin_sleep` 0 still waits the floor.
+        let policy = Policy {
+            spin_sleep: Some(Duration::ZERO),
+            ..policy
+        };
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 10 * MS),
+            Decision::Restart(MIN_SPIN_SLEEP)
+        );
+    }
+
+    #[test]
+    fn a_failed_start_retries_after_the_backoff_or_spin_sleep_or_gives_up() {
+        let mut restarts = Restarts::default();
+        let plain = Policy::default();
+        assert_eq!(
+            plain.decide_failed_start(&mut restarts),
+            Decision::Stop(StopReason::CannotStart)
+        );
+        let sleepy = Policy {
+            spin_sleep: Some(500 * MS),
+            ..Policy::default()
+        };
+        assert_eq!(
+            sleepy.decide_failed_start(&mut restarts),
+            Decision::Restart(500 * MS)
+        );
+        let backoff = Policy {
+            backoff: Some(Backoff::new(100 * MS)),
+            max_restarts: Some(3),
+            ..Policy::default()
+        };
+        assert_eq!(
+            backoff.decide_failed_start(&mut restarts),
+            Decision::Restart(100 * MS)
+        );
+        assert_eq!(
+            backoff.decide_failed_start(&mut restarts),
+            Decision::Restart(150 * MS)
+        );
+        assert_eq!(
+            backoff.decide_failed_start(&mut restarts),
+            Decision::Stop(StopReason::MaxRestarts(3))
         );
     }
 

@@ -1,34 +1,72 @@
 //! The workers as the loop and the stop hook share them: the loop starts
-//! and reaps them; the stop hook signals every one, waits for the loop to
-//! see them gone, and kills the process group of any left at the kill
-//! timeout.
+//! and reaps them; the stop hook signals every one **once** — a worker a
+//! reload already asked to stop is not asked again, since a second SIGTERM
+//! means "force the exit" to an `exit_hook` program — waits for the loop to
+//! see them and what they left behind gone, and kills what is left at the
+//! kill timeout.
 
 use std::process::Child;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::event::{Event, Listener, emit};
+use super::orphans::Stragglers;
+use super::os::Bell;
 use crate::{Exit, Signal, sys};
 
 /// The loop's and the stop hook's shared view of the workers.
-#[derive(Default)]
 pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) changed: Condvar,
+    /// Wakes the loop.
+    pub(crate) bell: Bell,
 }
 
 #[derive(Default)]
 pub(crate) struct State {
     /// Every worker started and not reaped yet.
-    pub(crate) children: Vec<Child>,
+    pub(crate) children: Vec<Started>,
+    /// What ended workers left, being stopped.
+    pub(crate) stragglers: Stragglers,
     /// Set by the stop hook: the signal that stops the supervisor (0 for
     /// another trigger). No worker starts once it is set.
     pub(crate) stopping: Option<i32>,
+    /// When the stop hook kills what is left: nothing is given longer.
+    pub(crate) kill_by: Option<Instant>,
+}
+
+/// A worker process, not reaped yet.
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    /// It was sent its stop signal (by a reload or the stop hook).
+    pub(crate) signalled: bool,
 }
 
 impl Shared {
+    pub(crate) fn new(bell: Bell) -> Shared {
+        Shared {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            bell,
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// When something asked to stop now must be killed: after the kill
+    /// timeout, and no later than the stop hook's own kill.
+    pub(crate) fn kill_at(&self, kill_timeout: Duration) -> Instant {
+        let at = Instant::now() + kill_timeout;
+        self.kill_by.map_or(at, |by| at.min(by))
+    }
+
+    /// Whether the workers and all they left are gone.
+    pub(crate) fn all_gone(&self) -> bool {
+        self.children.is_empty() && self.stragglers.is_empty()
     }
 }
 
@@ -39,8 +77,9 @@ pub(crate) fn kill_tree(child: &mut Child) {
     let _ = child.kill();
 }
 
-/// The stop hook: forward the signal to every worker, wait up to the kill
-/// timeout (and before the run's deadline), then kill what is left.
+/// The stop hook: forward the signal that stops the supervisor (SIGTERM
+/// for another trigger) to every worker not signalled yet, wait up to the
+/// kill timeout (and before the run's deadline), then kill what is left.
 pub(crate) fn stop(
     shared: &Shared,
     listener: Option<&Listener>,
@@ -48,19 +87,6 @@ pub(crate) fn stop(
     exit: &Exit,
 ) {
     let signal = exit.signal().unwrap_or_else(Signal::terminate);
-    let mut state = shared.lock();
-    state.stopping = Some(exit.signal().map_or(0, Signal::as_raw));
-    shared.changed.notify_all();
-    if state.children.is_empty() {
-        return;
-    }
-    for child in &state.children {
-        let pid = child.id();
-        emit(listener, Event::Stopping { pid, signal });
-        if let Err(err) = sys::send_signal(pid, signal.as_raw()) {
-            tracing::warn!(%err, pid, "could not forward the signal");
-        }
-    }
     // Kill in time for the supervisor's own deadline.
     let margin = Duration::from_millis(250);
     let kill_at = (Instant::now() + kill_timeout).min(
@@ -68,20 +94,40 @@ pub(crate) fn stop(
             .checked_sub(margin)
             .unwrap_or(exit.deadline()),
     );
+    let mut state = shared.lock();
+    state.stopping = Some(exit.signal().map_or(0, Signal::as_raw));
+    state.kill_by = Some(kill_at);
+    shared.changed.notify_all();
+    shared.bell.ring();
+    for started in state.children.iter_mut().filter(|s| !s.signalled) {
+        started.signalled = true;
+        let pid = started.child.id();
+        emit(listener, Event::Stopping { pid, signal });
+        if let Err(err) = sys::send_signal(pid, signal.as_raw()) {
+            tracing::warn!(%err, pid, "could not send the stop signal");
+        }
+    }
     let left = kill_at.saturating_duration_since(Instant::now());
     state = shared
         .changed
-        .wait_timeout_while(state, left, |s| !s.children.is_empty())
+        .wait_timeout_while(state, left, |s| !s.all_gone())
         .unwrap_or_else(PoisonError::into_inner)
         .0;
-    for child in &mut state.children {
-        kill_tree(child);
-        emit(listener, Event::Killed { pid: child.id() });
+    for started in &mut state.children {
+        kill_tree(&mut started.child);
+        emit(
+            listener,
+            Event::Killed {
+                pid: started.child.id(),
+            },
+        );
     }
+    state.stragglers.kill_all(listener);
+    shared.bell.ring();
     let left = exit.deadline().saturating_duration_since(Instant::now());
     drop(
         shared
             .changed
-            .wait_timeout_while(state, left, |s| !s.children.is_empty()),
+            .wait_timeout_while(state, left, |s| !s.all_gone()),
     );
 }

@@ -248,6 +248,10 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
     assert_eq!(code, Some(0));
     assert!(stdout.starts_with("usage: keepalive [options]"), "{stdout}");
     assert!(stdout.contains("--kill-timeout D"), "{stdout}");
+    assert!(
+        stdout.contains("at most 3598s"),
+        "the limit is in --help: {stdout}"
+    );
     for (args, says) in [
         (&[][..], "keepalive: no command given"),
         (
@@ -267,6 +271,10 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
             "keepalive: --max-restarts: not a number: -1",
         ),
         (&["--"][..], "keepalive: no command given after --"),
+        (
+            &["--kill-timeout", "3599s", "true"][..],
+            "keepalive: --kill-timeout: 3599s is longer than 3598s",
+        ),
     ] {
         let (code, stdout, stderr) = run(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
@@ -278,7 +286,13 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
     let (code, _, stderr) = run(&["--", "no-such-program-here"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("keepalive: no-such-program-here not found on PATH"),
+        stderr.contains(
+            "keepalive: worker 0 could not start: no-such-program-here not found on PATH"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("keepalive: gave up: the program could not be started"),
         "{stderr}"
     );
     let (code, _, stderr) = run(&["--listen", "not-an-address", "true"]);

@@ -1,12 +1,15 @@
 //! The supervisor's loop: N workers, each restarted on its own when it
 //! exits (as the Node cluster primary does), and the rolling reload.
 //!
-//! Every 5 ms the loop reads what the workers said on their notification
-//! sockets, reaps the ones that exited, and decides:
+//! The loop sleeps until something happens — a child exited (SIGCHLD), a
+//! SIGHUP, the stop hook, a notification datagram, or the next timer (a
+//! restart delay, a kill timeout, a listen timeout) — then reads what the
+//! workers said, reaps what exited, and decides:
 //!
 //! - a **serving** worker that exited is restarted after its slot's policy
-//!   delay, or its slot is given up; the supervisor is done when every
-//!   slot is given up;
+//!   delay, or its slot is given up; a worker that cannot be started is
+//!   its slot's failure too. The supervisor is done when every slot is
+//!   given up; until then the other workers serve on;
 //! - a **reload** (SIGHUP) replaces the workers one slot at a time: start
 //!   the replacement (the program looked up again), wait until it is ready
 //!   (`READY=1` with `wait_ready`, else alive for `min_uptime`), then stop
@@ -15,16 +18,19 @@
 //!   worker keeps serving, and the reload ends as failed. A SIGHUP during a
 //!   reload is queued: one more reload follows;
 //! - a **retiring** worker (replaced) is killed, with its process group, if
-//!   it has not exited at the kill timeout.
+//!   it has not exited at the kill timeout;
+//! - whatever an ended worker **left behind** (its process group; on Linux
+//!   its orphans) is stopped (`orphans.rs`).
 //!
 //! Once the stop hook set `stopping`, the loop starts nothing and only
-//! reaps, until no worker is left.
+//! reaps, until no worker and nothing they left is there; a reload going
+//! on is abandoned (its replacement is stopped with the others).
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod reload;
 
@@ -35,13 +41,12 @@ use super::exec::Plan;
 use super::listen::Listeners;
 #[cfg(unix)]
 use super::notify::{Message, NotifyDir, NotifySocket};
+use super::os::{self, Alarm};
+use super::output::copy_lines;
 use super::policy::{Decision, Restarts};
-use super::stop::{Shared, kill_tree};
-use super::{Output, StopReason, Supervisor, copy_lines};
-use crate::{Error, Signal, sys};
-
-/// How often the loop looks at the workers.
-const POLL: Duration = Duration::from_millis(5);
+use super::stop::{Shared, Started, kill_tree};
+use super::{Output, StopReason, Supervisor};
+use crate::{Error, Signal};
 
 /// A worker started and not reaped yet.
 struct Worker {
@@ -50,6 +55,8 @@ struct Worker {
     started: Instant,
     /// It said `READY=1`.
     said_ready: bool,
+    /// It was reported as not ready at the listen timeout.
+    reported_late: bool,
     role: Role,
     #[cfg(unix)]
     notify: NotifySocket,
@@ -84,6 +91,7 @@ struct Reload {
 pub(crate) struct Cluster<'a> {
     supervisor: &'a Supervisor,
     shared: &'a Shared,
+    alarm: &'a Alarm,
     /// Set by SIGHUP.
     reload_asked: Option<Arc<AtomicBool>>,
     #[cfg(unix)]
@@ -101,6 +109,7 @@ impl<'a> Cluster<'a> {
     pub(crate) fn new(
         supervisor: &'a Supervisor,
         shared: &'a Shared,
+        alarm: &'a Alarm,
         reload_asked: Option<Arc<AtomicBool>>,
     ) -> Result<Self, Error> {
         #[cfg(unix)]
@@ -115,8 +124,8 @@ impl<'a> Cluster<'a> {
         };
         #[cfg(not(unix))]
         if !supervisor.listen.is_empty() || supervisor.wait_ready {
-            return Err(Error::Supervisor(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
+            return Err(Error::Supervisor(io::Error::new(
+                io::ErrorKind::Unsupported,
                 "listeners and readiness are passed to workers on Unix only",
             )));
         }
@@ -124,6 +133,7 @@ impl<'a> Cluster<'a> {
         Ok(Cluster {
             supervisor,
             shared,
+            alarm,
             reload_asked,
             #[cfg(unix)]
             listeners,
@@ -147,30 +157,33 @@ impl<'a> Cluster<'a> {
         })
     }
 
-    /// Runs the workers until every slot gave up or the supervisor is stopped.
-    pub(crate) fn run(mut self) -> Result<StopReason, Error> {
-        let result = self.supervise();
-        if result.is_err() {
-            self.stop_all();
-        }
-        result
-    }
-
-    fn supervise(&mut self) -> Result<StopReason, Error> {
+    /// Runs the workers until every slot gave up or the supervisor is
+    /// stopped, and until nothing they started is left.
+    pub(crate) fn run(mut self) -> StopReason {
         loop {
             self.read_notifications();
-            if let Some(signal) = self.reap() {
-                if self.workers.is_empty() {
-                    return Ok(StopReason::Stopped(signal));
+            let stopping = self.reap();
+            self.shared
+                .lock()
+                .stragglers
+                .tick(Instant::now(), self.supervisor.listener.as_ref());
+            if let Some(signal) = stopping {
+                if self.shared.lock().all_gone() {
+                    return StopReason::Stopped(signal);
                 }
-                thread::sleep(POLL);
+                self.sleep();
                 continue;
             }
             self.retire_overdue();
             self.progress_reload();
-            self.start_due()?;
+            self.report_late();
+            self.start_due();
             if self.workers.is_empty() && self.slots.iter().all(|s| s.given_up.is_some()) {
-                return Ok(self.slots[0].given_up.expect("every slot gave up"));
+                if self.shared.lock().all_gone() {
+                    return self.slots[0].given_up.expect("every slot gave up");
+                }
+                self.sleep();
+                continue;
             }
             if self
                 .reload_asked
@@ -183,16 +196,68 @@ impl<'a> Cluster<'a> {
                 self.reload_pending = false;
                 self.start_reload();
             }
-            thread::sleep(POLL);
+            self.sleep();
         }
     }
 
-    /// Reads every worker's notification socket.
+    /// Sleeps until something happens, or the next timer is due.
+    fn sleep(&self) {
+        let until = self.next_due();
+        #[cfg(unix)]
+        {
+            let fds: Vec<_> = self.workers.iter().map(|w| w.notify.as_fd()).collect();
+            self.alarm.sleep(&fds, until);
+        }
+        #[cfg(not(unix))]
+        self.alarm.sleep(until);
+    }
+
+    /// The next moment the loop has something to do without being woken.
+    fn next_due(&self) -> Option<Instant> {
+        let policy = &self.supervisor.policy;
+        let slots = self.slots.iter().filter_map(|slot| slot.start_at);
+        let workers = self.workers.iter().filter_map(|worker| match worker.role {
+            Role::Retiring {
+                kill_at,
+                killed: false,
+            } => Some(kill_at),
+            Role::Replacement if !self.supervisor.wait_ready => {
+                Some(worker.started + policy.min_uptime)
+            }
+            Role::Serving
+                if self.supervisor.wait_ready && !worker.said_ready && !worker.reported_late =>
+            {
+                Some(worker.started + self.supervisor.listen_timeout)
+            }
+            _ => None,
+        });
+        let reload = self.reloading.as_ref().map(|reload| reload.deadline);
+        let stragglers = self.shared.lock().stragglers.next_due();
+        slots.chain(workers).chain(reload).chain(stragglers).min()
+    }
+
+    /// Reads every worker's notification socket. On Linux only the worker
+    /// and its process tree may speak for it, and only the worker itself
+    /// may say `STOPPING=1`: a forked child running its own exit hooks is
+    /// not the worker draining.
     fn read_notifications(&mut self) {
         #[cfg(unix)]
         for worker in &mut self.workers {
-            for message in worker.notify.messages() {
+            for (sender, message) in worker.notify.messages() {
                 let pid = worker.pid;
+                if let Some(sender) = sender.filter(|&s| !may_say(s, pid, &message)) {
+                    let message = match &message {
+                        Message::Ready => "READY=1".to_owned(),
+                        Message::Stopping => "STOPPING=1".to_owned(),
+                        Message::Status(status) => format!("STATUS={status}"),
+                    };
+                    self.supervisor.emit(Event::Refused {
+                        pid,
+                        sender,
+                        message,
+                    });
+                    continue;
+                }
                 let event = match message {
                     Message::Ready if !worker.said_ready => {
                         worker.said_ready = true;
@@ -207,24 +272,22 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Reaps the workers that exited and decides for each; returns the
-    /// stopping signal once the supervisor is being stopped.
+    /// Reaps what exited and decides for each worker; returns the stopping
+    /// signal once the supervisor is being stopped.
     fn reap(&mut self) -> Option<i32> {
         let mut state = self.shared.lock();
+        let reaped = os::reap(state.children.iter_mut().map(|s| &mut s.child));
         let mut exited = Vec::new();
-        state.children.retain_mut(|child| match child.try_wait() {
-            Ok(None) => true,
-            Ok(Some(status)) => {
-                exited.push((child.id(), status));
-                false
+        for &(pid, status) in &reaped {
+            match state.children.iter().position(|s| s.child.id() == pid) {
+                Some(index) => {
+                    state.children.remove(index);
+                    exited.push((pid, status));
+                }
+                None => state.stragglers.reaped(pid),
             }
-            // It cannot be waited for: count it as gone.
-            Err(_) => {
-                exited.push((child.id(), ExitStatus::default()));
-                false
-            }
-        });
-        if !exited.is_empty() {
+        }
+        if !reaped.is_empty() {
             self.shared.changed.notify_all();
         }
         let stopping = state.stopping;
@@ -232,7 +295,18 @@ impl<'a> Cluster<'a> {
         for (pid, status) in exited {
             self.exited(pid, status, stopping.is_some());
         }
+        if !reaped.is_empty() {
+            self.stop_orphans();
+        }
         stopping
+    }
+
+    /// The signal a stop sends: the supervisor's own stop signal, or SIGTERM.
+    fn stop_signal(&self) -> i32 {
+        match self.shared.lock().stopping {
+            Some(signal) if signal != 0 => signal,
+            _ => Signal::terminate().as_raw(),
+        }
     }
 
     fn exited(&mut self, pid: u32, status: ExitStatus, stopping: bool) {
@@ -246,14 +320,28 @@ impl<'a> Cluster<'a> {
             status,
             uptime,
         });
+        let signal = self.stop_signal();
+        {
+            let mut state = self.shared.lock();
+            let kill_at = state.kill_at(self.supervisor.kill_timeout);
+            state
+                .stragglers
+                .worker_ended(pid, signal, kill_at, self.supervisor.listener.as_ref());
+        }
         if stopping {
             return;
         }
         match worker.role {
             Role::Retiring { .. } => {}
             Role::Replacement => {
+                let hint = if self.supervisor.listen.is_empty() {
+                    "; a worker that binds its own port cannot start while the old one holds it: \
+                     let the supervisor hold the socket (--listen)"
+                } else {
+                    ""
+                };
                 self.reload_failed(format!(
-                    "the new worker (pid {pid}) exited before it was ready"
+                    "the new worker (pid {pid}) exited ({status}) before it was ready{hint}"
                 ));
             }
             Role::Serving => {
@@ -268,26 +356,127 @@ impl<'a> Cluster<'a> {
                         let restarts = slot.restarts.count;
                         self.supervisor.emit(Event::Restarting { delay, restarts });
                     }
-                    Decision::Stop(reason) => slot.given_up = Some(reason),
+                    Decision::Stop(reason) => self.give_up(worker.slot, reason),
                 }
             }
         }
     }
 
+    /// Stops the supervisor's children that are not workers and that no
+    /// live worker owns: what ended workers left (Linux, as their subreaper).
+    fn stop_orphans(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use super::orphans::{LiveWorker, Ties, owner};
+            let live: Vec<LiveWorker<'_>> = self
+                .workers
+                .iter()
+                .map(|w| LiveWorker {
+                    pid: w.pid,
+                    notify_socket: w.notify.path(),
+                })
+                .collect();
+            let me = std::process::id();
+            let signal = self.stop_signal();
+            for pid in os::children() {
+                if live.iter().any(|w| w.pid == pid) {
+                    continue;
+                }
+                let Some(stat) = os::stat(pid).filter(|stat| stat.parent == me) else {
+                    continue;
+                };
+                let socket = os::notify_socket_of(pid);
+                let ties = Ties {
+                    group: stat.group,
+                    notify_socket: socket.as_deref(),
+                };
+                if owner(ties, &live).is_some() {
+                    continue;
+                }
+                let mut state = self.shared.lock();
+                if state.children.iter().any(|s| s.child.id() == pid) {
+                    continue; // a worker started, not in `self.workers` yet
+                }
+                let kill_at = state.kill_at(self.supervisor.kill_timeout);
+                state.stragglers.orphan(
+                    pid,
+                    stat.group == pid,
+                    signal,
+                    kill_at,
+                    self.supervisor.listener.as_ref(),
+                );
+            }
+        }
+    }
+
+    /// The slot stops restarting; the others serve on.
+    fn give_up(&mut self, slot: usize, reason: StopReason) {
+        self.slots[slot].given_up = Some(reason);
+        if self.slots.iter().any(|s| s.given_up.is_none()) {
+            self.supervisor.emit(Event::GaveUp { slot, reason });
+        }
+    }
+
+    /// Reports, once, a worker that has not said `READY=1` within the
+    /// listen timeout of its start (a reload's replacement is killed then
+    /// instead, in `progress_reload`).
+    fn report_late(&mut self) {
+        if !self.supervisor.wait_ready {
+            return;
+        }
+        let timeout = self.supervisor.listen_timeout;
+        for worker in &mut self.workers {
+            let waited = worker.started.elapsed();
+            if worker.role == Role::Serving
+                && !worker.said_ready
+                && !worker.reported_late
+                && waited >= timeout
+            {
+                worker.reported_late = true;
+                self.supervisor.emit(Event::NotReady {
+                    pid: worker.pid,
+                    waited,
+                });
+            }
+        }
+    }
+
     /// Starts the workers whose time has come.
-    fn start_due(&mut self) -> Result<(), Error> {
+    fn start_due(&mut self) {
         let now = Instant::now();
         for slot in 0..self.slots.len() {
             if self.slots[slot].start_at.is_some_and(|at| at <= now) {
                 self.slots[slot].start_at = None;
-                self.start(slot, Role::Serving)?;
+                if let Err(err) = self.start(slot, Role::Serving) {
+                    self.start_failed(slot, err);
+                }
             }
         }
-        Ok(())
+    }
+
+    /// A worker of `slot` could not start: the slot's policy decides.
+    fn start_failed(&mut self, slot: usize, err: io::Error) {
+        self.supervisor.emit(Event::StartFailed {
+            slot,
+            reason: err.to_string(),
+        });
+        let state = &mut self.slots[slot];
+        match self
+            .supervisor
+            .policy
+            .decide_failed_start(&mut state.restarts)
+        {
+            Decision::Restart(delay) => {
+                state.start_at = Some(Instant::now() + delay);
+                let restarts = state.restarts.count;
+                self.supervisor.emit(Event::Restarting { delay, restarts });
+            }
+            Decision::Stop(reason) => self.give_up(slot, reason),
+        }
     }
 
     /// Starts a worker for `slot`; `None` if the supervisor is stopping.
-    fn start(&mut self, slot: usize, role: Role) -> Result<Option<u32>, Error> {
+    fn start(&mut self, slot: usize, role: Role) -> io::Result<Option<u32>> {
         let id = self.next_id;
         self.next_id += 1;
         #[cfg(not(unix))]
@@ -297,14 +486,15 @@ impl<'a> Cluster<'a> {
         if let Some(dir) = &supervisor.current_dir {
             command.current_dir(dir);
         }
-        sys::separate_process_group(&mut command);
+        crate::sys::separate_process_group(&mut command);
         if let Output::Prefixed(_) = supervisor.output {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         #[cfg(unix)]
-        let notify = self.notify_dir.socket(id).map_err(|err| {
-            Error::Supervisor(context(err, "cannot make a worker's notification socket"))
-        })?;
+        let notify = self
+            .notify_dir
+            .socket(id)
+            .map_err(|err| context(err, "cannot make a worker's notification socket"))?;
         #[cfg(unix)]
         Plan {
             program: &supervisor.program,
@@ -316,8 +506,7 @@ impl<'a> Cluster<'a> {
                 .map(|listeners| (listeners.raw_fds(), listeners.names())),
             notify_socket: Some(notify.path()),
         }
-        .prepare(&mut command)
-        .map_err(Error::Supervisor)?;
+        .prepare(&mut command)?;
         #[cfg(not(unix))]
         command
             .args(&supervisor.args)
@@ -329,19 +518,26 @@ impl<'a> Cluster<'a> {
         }
         let mut child = command.spawn().map_err(|err| {
             let program = std::path::Path::new(&supervisor.program).display();
-            Error::Supervisor(context(err, &format!("cannot start {program}")))
+            context(err, &format!("cannot start {program}"))
         })?;
         let pid = child.id();
         if let Output::Prefixed(prefix) = &supervisor.output {
             take_output(&mut child, prefix);
         }
-        state.children.push(child);
+        // A group of that id, left by an earlier worker, is gone: the
+        // kernel gives no process the id of a group still there.
+        state.stragglers.forget_group(pid);
+        state.children.push(Started {
+            child,
+            signalled: false,
+        });
         drop(state);
         self.workers.push(Worker {
             pid,
             slot,
             started: Instant::now(),
             said_ready: false,
+            reported_late: false,
             role,
             #[cfg(unix)]
             notify,
@@ -363,42 +559,35 @@ impl<'a> Cluster<'a> {
     /// SIGKILL to the worker `pid` and its process group.
     fn kill(&self, pid: u32) {
         let mut state = self.shared.lock();
-        if let Some(child) = state.children.iter_mut().find(|c| c.id() == pid) {
-            kill_tree(child);
+        if let Some(started) = state.children.iter_mut().find(|s| s.child.id() == pid) {
+            kill_tree(&mut started.child);
         }
     }
+}
 
-    /// After an error: stop every worker as the stop hook would, but
-    /// without a run's deadline.
-    fn stop_all(&mut self) {
-        let pids: Vec<u32> = {
-            let mut state = self.shared.lock();
-            // Nothing restarts from here on.
-            state.stopping.get_or_insert(0);
-            state.children.iter().map(Child::id).collect()
-        };
-        for &pid in &pids {
-            let _ = sys::send_signal(pid, Signal::terminate().as_raw());
-        }
-        let kill_at = Instant::now() + self.supervisor.kill_timeout;
-        while !self.shared.lock().children.is_empty() {
-            if Instant::now() >= kill_at {
-                for child in &mut self.shared.lock().children {
-                    kill_tree(child);
-                }
-            }
-            self.reap();
-            thread::sleep(POLL);
-        }
+/// Whether `sender` may say `message` for the worker `pid`: the worker
+/// itself may say anything; a process of its tree, anything but
+/// `STOPPING=1`.
+#[cfg(unix)]
+fn may_say(sender: u32, pid: u32, message: &Message) -> bool {
+    if sender == pid {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    return *message != Message::Stopping && os::descends_from(sender, pid);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = message;
+        false
     }
 }
 
 /// `err`, saying what was being done.
-fn context(err: std::io::Error, doing: &str) -> std::io::Error {
-    std::io::Error::new(err.kind(), format!("{doing}: {err}"))
+fn context(err: io::Error, doing: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("{doing}: {err}"))
 }
 
-fn take_output(child: &mut Child, prefix: &str) {
+fn take_output(child: &mut std::process::Child, prefix: &str) {
     if let Some(out) = child.stdout.take() {
         copy_lines(out, prefix.to_owned(), || Box::new(std::io::stdout()));
     }

@@ -65,10 +65,12 @@ impl Cluster<'_> {
         }
     }
 
-    /// Asks the serving workers of `slot` other than `keep` to stop.
+    /// Asks the serving workers of `slot` other than `keep` to stop, once:
+    /// under the lock, so that the stop hook does not ask them again.
     fn retire(&mut self, slot: usize, keep: u32) {
         let kill_at = Instant::now() + self.supervisor.kill_timeout;
         let signal = Signal::terminate();
+        let mut state = self.shared.lock();
         for worker in &mut self.workers {
             if worker.slot == slot && worker.role == Role::Serving && worker.pid != keep {
                 worker.role = Role::Retiring {
@@ -76,8 +78,13 @@ impl Cluster<'_> {
                     killed: false,
                 };
                 let pid = worker.pid;
-                self.supervisor.emit(Event::Stopping { pid, signal });
-                let _ = sys::send_signal(pid, signal.as_raw());
+                let Some(started) = state.children.iter_mut().find(|s| s.child.id() == pid) else {
+                    continue;
+                };
+                if !std::mem::replace(&mut started.signalled, true) {
+                    self.supervisor.emit(Event::Stopping { pid, signal });
+                    let _ = sys::send_signal(pid, signal.as_raw());
+                }
             }
         }
     }

@@ -1,0 +1,312 @@
+//! The supervisor's operating-system calls, through `rustix` (no `unsafe`):
+//! the loop's sleep and what wakes it, reaping, and what Linux tells of
+//! other processes.
+//!
+//! The loop sleeps in `poll(2)` on a socket pair (the *alarm*) and the
+//! workers' notification sockets, until the next timer is due. A byte on
+//! the alarm wakes it: signal-hook writes one from the handler of SIGCHLD
+//! (a child exited) and SIGHUP (a reload), and the stop hook writes one.
+//! The handler only writes to a socket, which is async-signal-safe.
+//!
+//! On Linux the supervisor is its processes' *child subreaper*
+//! (`PR_SET_CHILD_SUBREAPER`): whatever a worker started and left behind —
+//! even after `setsid` or a double fork — becomes the supervisor's child,
+//! so it can be found (`/proc/self/task/*/children`), stopped and reaped.
+//!
+//! Windows has no SIGCHLD to wake on: the loop there looks every 5 ms.
+
+use std::time::Instant;
+
+#[cfg(unix)]
+pub(crate) use unix::*;
+#[cfg(not(unix))]
+pub(crate) use windows::*;
+
+/// How long to sleep to wake at `until` (at once if it passed).
+fn timeout(until: Option<Instant>) -> Option<std::time::Duration> {
+    until.map(|at| at.saturating_duration_since(Instant::now()))
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io::{self, Read, Write};
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::process::{Pid, Signal, WaitOptions};
+
+    /// What wakes the loop: a socket pair whose write end signal handlers
+    /// and the stop hook write a byte to.
+    pub(crate) struct Alarm {
+        read: UnixStream,
+        bell: Bell,
+        ids: Vec<signal_hook::SigId>,
+    }
+
+    /// The write end of an [`Alarm`], for the stop hook.
+    #[derive(Clone)]
+    pub(crate) struct Bell(Arc<UnixStream>);
+
+    impl Bell {
+        /// Wakes the loop. A full socket already will.
+        pub(crate) fn ring(&self) {
+            let _ = (&*self.0).write(&[1]);
+        }
+    }
+
+    impl Alarm {
+        /// An alarm rung by each of `signals` (raw numbers) as well.
+        pub(crate) fn new(signals: &[i32]) -> io::Result<Alarm> {
+            let (read, write) = UnixStream::pair()?;
+            read.set_nonblocking(true)?;
+            write.set_nonblocking(true)?;
+            let mut alarm = Alarm {
+                read,
+                bell: Bell(Arc::new(write)),
+                ids: Vec::new(),
+            };
+            for &signal in signals {
+                let pipe = OwnedFd::from(alarm.bell.0.try_clone()?);
+                let id = signal_hook::low_level::pipe::register_raw(signal, pipe)?;
+                alarm.ids.push(id);
+            }
+            Ok(alarm)
+        }
+
+        pub(crate) fn bell(&self) -> Bell {
+            self.bell.clone()
+        }
+
+        /// Sleeps until the alarm rings, one of `fds` can be read, or
+        /// `until` (forever if `None`).
+        pub(crate) fn sleep(&self, fds: &[BorrowedFd<'_>], until: Option<Instant>) {
+            let timeout = super::timeout(until).map(|left| Timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: left.subsec_nanos().into(),
+            });
+            let mut polled: Vec<PollFd<'_>> = std::iter::once(&self.read.as_fd())
+                .chain(fds)
+                .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+                .collect();
+            // EINTR (a signal came) wakes us as the alarm does.
+            let _ = poll(&mut polled, timeout.as_ref());
+            let mut drained = [0u8; 64];
+            while matches!((&self.read).read(&mut drained), Ok(n) if n > 0) {}
+        }
+    }
+
+    impl Drop for Alarm {
+        fn drop(&mut self) {
+            for id in self.ids.drain(..) {
+                signal_hook::low_level::unregister(id);
+            }
+        }
+    }
+
+    /// Reaps every child that exited, the workers and whatever was left to
+    /// the supervisor alike: `(pid, status)`. The supervisor is the only
+    /// reaper of its process: `children`, its workers, are reaped here too.
+    pub(crate) fn reap<'a>(
+        children: impl IntoIterator<Item = &'a mut std::process::Child>,
+    ) -> Vec<(u32, ExitStatus)> {
+        drop(children.into_iter());
+        let mut reaped = Vec::new();
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+            reaped.push((
+                pid.as_raw_nonzero().get() as u32,
+                ExitStatus::from_raw(status.as_raw()),
+            ));
+        }
+        reaped
+    }
+
+    fn pid(pid: u32) -> io::Result<Pid> {
+        i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    fn signal(raw: i32) -> io::Result<Signal> {
+        Signal::from_named_raw(raw).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    /// Sends `raw` to the process `to`.
+    pub(crate) fn signal_process(to: u32, raw: i32) -> io::Result<()> {
+        Ok(rustix::process::kill_process(pid(to)?, signal(raw)?)?)
+    }
+
+    /// Sends `raw` to every process of the group `pgid`.
+    pub(crate) fn signal_group(pgid: u32, raw: i32) -> io::Result<()> {
+        Ok(rustix::process::kill_process_group(
+            pid(pgid)?,
+            signal(raw)?,
+        )?)
+    }
+
+    /// Whether the group `pgid` still has a process.
+    pub(crate) fn group_exists(pgid: u32) -> bool {
+        pid(pgid).is_ok_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
+    }
+
+    /// The supervisor's own process group.
+    pub(crate) fn own_group() -> u32 {
+        rustix::process::getpgrp().as_raw_nonzero().get() as u32
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(crate) use linux::*;
+
+    #[cfg(target_os = "linux")]
+    mod linux {
+        use std::io;
+        use std::path::PathBuf;
+
+        /// Makes this process the child subreaper of its descendants;
+        /// returns whether it was one before (to restore it after).
+        pub(crate) fn become_subreaper() -> io::Result<bool> {
+            let was = rustix::process::child_subreaper()?.is_some();
+            rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+            Ok(was)
+        }
+
+        pub(crate) fn stop_being_subreaper() {
+            let _ = rustix::process::set_child_subreaper(None);
+        }
+
+        /// This process's children (every thread's), from `/proc`.
+        pub(crate) fn children() -> Vec<u32> {
+            let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+                return Vec::new();
+            };
+            let mut children: Vec<u32> = tasks
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+                .flat_map(|list| {
+                    list.split_whitespace()
+                        .filter_map(|pid| pid.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect();
+            children.sort_unstable();
+            children.dedup();
+            children
+        }
+
+        /// What `/proc/PID/stat` says of a process.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) struct Stat {
+            pub(crate) parent: u32,
+            pub(crate) group: u32,
+        }
+
+        pub(crate) fn stat(pid: u32) -> Option<Stat> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and ')'.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
+            Some(Stat {
+                parent: fields.next()?.parse().ok()?,
+                group: fields.next()?.parse().ok()?,
+            })
+        }
+
+        /// The `NOTIFY_SOCKET` the process `pid` was started with.
+        pub(crate) fn notify_socket_of(pid: u32) -> Option<PathBuf> {
+            use std::os::unix::ffi::OsStrExt;
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            environ
+                .split(|&b| b == 0)
+                .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
+                .map(|path| std::ffi::OsStr::from_bytes(path).into())
+        }
+
+        /// Whether `pid` is `ancestor` or one of its descendants.
+        pub(crate) fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+            // A chain of parents is at most as long as the pid space is wide;
+            // a loop guard all the same.
+            for _ in 0..4096 {
+                if pid == ancestor {
+                    return true;
+                }
+                match stat(pid) {
+                    Some(Stat { parent, .. }) if parent > 1 => pid = parent,
+                    _ => return false,
+                }
+            }
+            false
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod windows {
+    use std::io;
+    use std::process::{Child, ExitStatus};
+    use std::time::{Duration, Instant};
+
+    /// Each of `children` that exited: `(pid, status)`.
+    pub(crate) fn reap<'a>(
+        children: impl IntoIterator<Item = &'a mut Child>,
+    ) -> Vec<(u32, ExitStatus)> {
+        children
+            .into_iter()
+            .filter_map(|child| match child.try_wait() {
+                Ok(None) => None,
+                Ok(Some(status)) => Some((child.id(), status)),
+                // It cannot be waited for: count it as gone.
+                Err(_) => Some((child.id(), ExitStatus::default())),
+            })
+            .collect()
+    }
+
+    fn unsupported() -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub(crate) fn signal_process(_to: u32, _raw: i32) -> io::Result<()> {
+        unsupported()
+    }
+
+    pub(crate) fn signal_group(_pgid: u32, _raw: i32) -> io::Result<()> {
+        unsupported()
+    }
+
+    /// No process groups here: nothing to stop after a worker.
+    pub(crate) fn group_exists(_pgid: u32) -> bool {
+        false
+    }
+
+    pub(crate) fn own_group() -> u32 {
+        0
+    }
+
+    /// Windows has no SIGCHLD: the loop looks every 5 ms.
+    pub(crate) struct Alarm;
+
+    #[derive(Clone)]
+    pub(crate) struct Bell;
+
+    impl Bell {
+        pub(crate) fn ring(&self) {}
+    }
+
+    impl Alarm {
+        pub(crate) fn new(_signals: &[i32]) -> io::Result<Alarm> {
+            Ok(Alarm)
+        }
+
+        pub(crate) fn bell(&self) -> Bell {
+            Bell
+        }
+
+        pub(crate) fn sleep(&self, until: Option<Instant>) {
+            let poll = Duration::from_millis(5);
+            std::thread::sleep(super::timeout(until).map_or(poll, |left| left.min(poll)));
+        }
+    }
+}
