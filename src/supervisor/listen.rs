@@ -31,7 +31,9 @@ pub enum ListenAddr {
     /// A TCP address and port (port 0 picks a free one).
     Tcp(SocketAddr),
     /// A Unix stream socket at this path. A stale socket file left there
-    /// (nobody accepts on it) is replaced.
+    /// (nobody accepts on it) is replaced; anything else there is an
+    /// error that says what it is. The supervisor removes the socket file
+    /// it made when it ends.
     Unix(PathBuf),
 }
 
@@ -78,13 +80,14 @@ impl fmt::Display for ListenAddr {
 }
 
 #[cfg(unix)]
-pub(crate) use unix::Listeners;
+pub(crate) use unix::{Listeners, SocketFile};
 
 #[cfg(unix)]
 mod unix {
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::net::{UnixListener, UnixStream};
+    use std::path::Path;
 
     use super::ListenAddr;
 
@@ -94,6 +97,42 @@ mod unix {
         names: String,
         /// What each socket is bound to (port 0 resolved), for the events.
         pub(crate) bound: Vec<String>,
+        /// The Unix socket files bound, removed when the listeners go.
+        pub(crate) files: Vec<SocketFile>,
+    }
+
+    /// A socket file the supervisor made, known by its inode: removed only
+    /// if it is still that file (not one another process put there since).
+    #[derive(Clone, Debug)]
+    pub(crate) struct SocketFile {
+        path: std::path::PathBuf,
+        id: (u64, u64),
+    }
+
+    impl SocketFile {
+        fn made(path: &Path) -> io::Result<SocketFile> {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(path)?;
+            Ok(SocketFile {
+                path: path.to_owned(),
+                id: (meta.dev(), meta.ino()),
+            })
+        }
+
+        pub(crate) fn remove(&self) {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+
+    impl Drop for Listeners {
+        fn drop(&mut self) {
+            for file in &self.files {
+                file.remove();
+            }
+        }
     }
 
     impl Listeners {
@@ -102,6 +141,7 @@ mod unix {
         pub(crate) fn bind(addrs: &[(String, ListenAddr)]) -> io::Result<Listeners> {
             let mut fds = Vec::with_capacity(addrs.len());
             let mut bound = Vec::with_capacity(addrs.len());
+            let mut files = Vec::new();
             for (_, addr) in addrs {
                 let context = |err: io::Error| {
                     io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
@@ -115,6 +155,7 @@ mod unix {
                     ListenAddr::Unix(path) => {
                         replace_stale_socket(path).map_err(context)?;
                         let listener = UnixListener::bind(path).map_err(context)?;
+                        files.push(SocketFile::made(path)?);
                         (OwnedFd::from(listener), format!("unix:{}", path.display()))
                     }
                 };
@@ -137,7 +178,12 @@ mod unix {
                 .map(|(name, _)| name.as_str())
                 .collect::<Vec<_>>()
                 .join(":");
-            Ok(Listeners { fds, names, bound })
+            Ok(Listeners {
+                fds,
+                names,
+                bound,
+                files,
+            })
         }
 
         /// The descriptors, in the order the workers get them.
@@ -152,21 +198,41 @@ mod unix {
     }
 
     /// A socket file nobody accepts on (a supervisor that was killed left
-    /// it) is removed; one somebody serves is an error.
-    fn replace_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    /// it) is removed; one somebody serves is an error, and so is anything
+    /// else at the path, named.
+    fn replace_stale_socket(path: &Path) -> io::Result<()> {
         use std::os::unix::fs::FileTypeExt;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_socket() => {
-                if UnixStream::connect(path).is_ok() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!("{} is served by another process", path.display()),
-                    ));
-                }
-                std::fs::remove_file(path)
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let kind = meta.file_type();
+        if kind.is_socket() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is served by another process", path.display()),
+                ));
             }
-            _ => Ok(()),
+            return std::fs::remove_file(path);
         }
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "a file that is not a socket"
+        };
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} is {what}, not a socket: remove it or listen elsewhere",
+                path.display()
+            ),
+        ))
     }
 
     /// The same socket at a descriptor `>= floor`, close-on-exec.

@@ -33,6 +33,10 @@ pub(crate) struct State {
     pub(crate) stopping: Option<i32>,
     /// When the stop hook kills what is left: nothing is given longer.
     pub(crate) kill_by: Option<Instant>,
+    /// The Unix sockets the supervisor bound: the stop hook removes them,
+    /// as the process ends before the listeners are dropped.
+    #[cfg(unix)]
+    pub(crate) socket_files: Vec<super::listen::SocketFile>,
 }
 
 /// A worker process, not reaped yet.
@@ -125,9 +129,12 @@ pub(crate) fn stop(
     state.stragglers.kill_all(listener);
     shared.bell.ring();
     let left = exit.deadline().saturating_duration_since(Instant::now());
-    drop(
-        shared
-            .changed
-            .wait_timeout_while(state, left, |s| !s.all_gone()),
-    );
+    let (state, _) = shared
+        .changed
+        .wait_timeout_while(state, left, |s| !s.all_gone())
+        .unwrap_or_else(PoisonError::into_inner);
+    #[cfg(unix)]
+    for file in &state.socket_files {
+        file.remove();
+    }
 }

@@ -30,7 +30,7 @@ pub fn tests() -> Vec<Trial> {
 }
 
 /// `keepalive` with `options`, supervising this binary in `role`.
-fn keepalive(role: &str, options: &[&str], envs: &[(&str, &str)]) -> Child {
+pub(crate) fn keepalive(role: &str, options: &[&str], envs: &[(&str, &str)]) -> Child {
     let mut command = keepalive_command();
     command
         .args(options)
@@ -41,19 +41,19 @@ fn keepalive(role: &str, options: &[&str], envs: &[(&str, &str)]) -> Child {
 }
 
 /// The number after `prefix` in a line of the child's stdout.
-fn number_after(line: &str, prefix: &str) -> u32 {
+pub(crate) fn number_after(line: &str, prefix: &str) -> u32 {
     line.strip_prefix(prefix)
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("{line:?} is not {prefix:?} and a number"))
 }
 
 /// Waits for the next line starting with `prefix` and returns its number.
-fn next_number(child: &mut Child, prefix: &str) -> u32 {
+pub(crate) fn next_number(child: &mut Child, prefix: &str) -> u32 {
     let line = child.wait_line(prefix, |line| line.starts_with(prefix));
     number_after(&line, prefix)
 }
 
-fn is_gone(pid: u32) -> bool {
+pub(crate) fn is_gone(pid: u32) -> bool {
     // A zombie is gone too: it runs nothing, and its parent reaps it.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
         stat.rsplit(')')
@@ -63,7 +63,7 @@ fn is_gone(pid: u32) -> bool {
 }
 
 /// Waits (up to 5 s) for `pid` to be gone.
-fn assert_gone_soon(pid: u32) {
+pub(crate) fn assert_gone_soon(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !is_gone(pid) {
         assert!(Instant::now() < deadline, "pid {pid} is still running");
@@ -76,10 +76,10 @@ fn assert_gone_soon(pid: u32) {
 /// get SIGTERM when keepalive dies (`PR_SET_PDEATHSIG`), but a test of that,
 /// or a worker that ignores SIGTERM, must not leave one behind.
 #[derive(Default)]
-struct Watchdog(Vec<u32>);
+pub(crate) struct Watchdog(Vec<u32>);
 
 impl Watchdog {
-    fn watch(&mut self, pid: u32) -> u32 {
+    pub(crate) fn watch(&mut self, pid: u32) -> u32 {
         self.0.push(pid);
         pid
     }
@@ -97,7 +97,7 @@ impl Drop for Watchdog {
 }
 
 /// Connects to the workers' port and reads the pid the worker answers with.
-fn ask(port: u32) -> Result<u32, String> {
+pub(crate) fn ask(port: u32) -> Result<u32, String> {
     let stream = TcpStream::connect(("127.0.0.1", port as u16)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))

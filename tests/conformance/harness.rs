@@ -158,6 +158,12 @@ impl Child {
         }
     }
 
+    /// The stdout lines read so far.
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Waits for the `READY` line every waiting scenario prints.
     pub fn ready(self) -> Self {
         self.wait_for("READY")

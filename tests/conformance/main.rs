@@ -17,6 +17,8 @@ mod cluster;
 mod harness;
 #[cfg(unix)]
 mod http;
+#[cfg(all(target_os = "linux", feature = "supervisor"))]
+mod operations;
 #[cfg(unix)]
 mod real_life;
 #[cfg(unix)]
@@ -65,6 +67,8 @@ fn main() {
     tests.extend(supervisor::tests());
     #[cfg(all(target_os = "linux", feature = "supervisor"))]
     tests.extend(cluster::tests());
+    #[cfg(all(target_os = "linux", feature = "supervisor"))]
+    tests.extend(operations::tests());
     libtest_mimic::run(&Arguments::from_args(), tests).exit();
 }
 

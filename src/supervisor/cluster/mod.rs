@@ -30,7 +30,7 @@ use std::io;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 mod reload;
 
@@ -44,7 +44,7 @@ use super::notify::{Message, NotifyDir, NotifySocket};
 use super::os::{self, Alarm};
 use super::output::copy_lines;
 use super::policy::{Decision, Restarts};
-use super::stop::{Shared, Started, kill_tree};
+use super::stop::{Shared, Started, State, kill_tree};
 use super::{Output, StopReason, Supervisor};
 use crate::{Error, Signal};
 
@@ -120,6 +120,7 @@ impl<'a> Cluster<'a> {
             for addr in &listeners.bound {
                 supervisor.emit(Event::Listening { addr: addr.clone() });
             }
+            shared.lock().socket_files = listeners.files.clone();
             Some(listeners)
         };
         #[cfg(not(unix))]
@@ -167,6 +168,8 @@ impl<'a> Cluster<'a> {
                 .lock()
                 .stragglers
                 .tick(Instant::now(), self.supervisor.listener.as_ref());
+            // The stop hook waits for everything to be gone.
+            self.shared.changed.notify_all();
             if let Some(signal) = stopping {
                 if self.shared.lock().all_gone() {
                     return StopReason::Stopped(signal);
@@ -273,61 +276,61 @@ impl<'a> Cluster<'a> {
     }
 
     /// Reaps what exited and decides for each worker; returns the stopping
-    /// signal once the supervisor is being stopped.
+    /// signal once the supervisor is being stopped. What an ended worker
+    /// left is put in the stragglers under the same lock as its removal,
+    /// so the stop hook never sees "all gone" in between.
     fn reap(&mut self) -> Option<i32> {
-        let mut state = self.shared.lock();
+        let shared = self.shared;
+        let mut state = shared.lock();
         let reaped = os::reap(state.children.iter_mut().map(|s| &mut s.child));
+        if reaped.is_empty() {
+            return state.stopping;
+        }
+        let signal = match state.stopping {
+            Some(signal) if signal != 0 => signal,
+            _ => Signal::terminate().as_raw(),
+        };
+        let kill_at = state.kill_at(self.supervisor.kill_timeout);
+        let listener = self.supervisor.listener.as_ref();
         let mut exited = Vec::new();
-        for &(pid, status) in &reaped {
-            match state.children.iter().position(|s| s.child.id() == pid) {
-                Some(index) => {
-                    state.children.remove(index);
-                    exited.push((pid, status));
-                }
-                None => state.stragglers.reaped(pid),
-            }
+        for (pid, status) in reaped {
+            let Some(index) = state.children.iter().position(|s| s.child.id() == pid) else {
+                state.stragglers.reaped(pid);
+                continue;
+            };
+            state.children.remove(index);
+            let uptime = self
+                .workers
+                .iter()
+                .find(|w| w.pid == pid)
+                .map_or(Duration::ZERO, |w| w.started.elapsed());
+            self.supervisor.emit(Event::Exited {
+                pid,
+                status,
+                uptime,
+            });
+            state
+                .stragglers
+                .worker_ended(pid, signal, kill_at, listener);
+            exited.push((pid, status, uptime));
         }
-        if !reaped.is_empty() {
-            self.shared.changed.notify_all();
-        }
+        let ended: Vec<u32> = exited.iter().map(|&(pid, ..)| pid).collect();
+        self.stop_orphans(&mut state, &ended, signal, kill_at);
+        shared.changed.notify_all();
         let stopping = state.stopping;
         drop(state);
-        for (pid, status) in exited {
-            self.exited(pid, status, stopping.is_some());
-        }
-        if !reaped.is_empty() {
-            self.stop_orphans();
+        for (pid, status, uptime) in exited {
+            self.exited(pid, status, uptime, stopping.is_some());
         }
         stopping
     }
 
-    /// The signal a stop sends: the supervisor's own stop signal, or SIGTERM.
-    fn stop_signal(&self) -> i32 {
-        match self.shared.lock().stopping {
-            Some(signal) if signal != 0 => signal,
-            _ => Signal::terminate().as_raw(),
-        }
-    }
-
-    fn exited(&mut self, pid: u32, status: ExitStatus, stopping: bool) {
+    /// Decides for the worker `pid`, which exited with `status`.
+    fn exited(&mut self, pid: u32, status: ExitStatus, uptime: Duration, stopping: bool) {
         let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
             return;
         };
         let worker = self.workers.remove(index);
-        let uptime = worker.started.elapsed();
-        self.supervisor.emit(Event::Exited {
-            pid,
-            status,
-            uptime,
-        });
-        let signal = self.stop_signal();
-        {
-            let mut state = self.shared.lock();
-            let kill_at = state.kill_at(self.supervisor.kill_timeout);
-            state
-                .stragglers
-                .worker_ended(pid, signal, kill_at, self.supervisor.listener.as_ref());
-        }
         if stopping {
             return;
         }
@@ -363,23 +366,27 @@ impl<'a> Cluster<'a> {
     }
 
     /// Stops the supervisor's children that are not workers and that no
-    /// live worker owns: what ended workers left (Linux, as their subreaper).
-    fn stop_orphans(&mut self) {
+    /// live worker (one not in `ended`) owns: what ended workers left
+    /// (Linux, as their subreaper).
+    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+    fn stop_orphans(&self, state: &mut State, ended: &[u32], signal: i32, kill_at: Instant) {
         #[cfg(target_os = "linux")]
         {
             use super::orphans::{LiveWorker, Ties, owner};
             let live: Vec<LiveWorker<'_>> = self
                 .workers
                 .iter()
+                .filter(|w| !ended.contains(&w.pid))
                 .map(|w| LiveWorker {
                     pid: w.pid,
                     notify_socket: w.notify.path(),
                 })
                 .collect();
             let me = std::process::id();
-            let signal = self.stop_signal();
             for pid in os::children() {
-                if live.iter().any(|w| w.pid == pid) {
+                if live.iter().any(|w| w.pid == pid)
+                    || state.children.iter().any(|s| s.child.id() == pid)
+                {
                     continue;
                 }
                 let Some(stat) = os::stat(pid).filter(|stat| stat.parent == me) else {
@@ -390,21 +397,15 @@ impl<'a> Cluster<'a> {
                     group: stat.group,
                     notify_socket: socket.as_deref(),
                 };
-                if owner(ties, &live).is_some() {
-                    continue;
+                if owner(ties, &live).is_none() {
+                    state.stragglers.orphan(
+                        pid,
+                        stat.group == pid,
+                        signal,
+                        kill_at,
+                        self.supervisor.listener.as_ref(),
+                    );
                 }
-                let mut state = self.shared.lock();
-                if state.children.iter().any(|s| s.child.id() == pid) {
-                    continue; // a worker started, not in `self.workers` yet
-                }
-                let kill_at = state.kill_at(self.supervisor.kill_timeout);
-                state.stragglers.orphan(
-                    pid,
-                    stat.group == pid,
-                    signal,
-                    kill_at,
-                    self.supervisor.listener.as_ref(),
-                );
             }
         }
     }

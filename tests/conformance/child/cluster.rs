@@ -29,6 +29,7 @@ pub fn run_role(role: &str) -> bool {
             if starts < ready_starts {
                 ready_server()
             }
+            println!("notify_socket {}", std::env::var("NOTIFY_SOCKET").unwrap());
             println!("never_ready {}", std::process::id());
             wait_forever()
         }

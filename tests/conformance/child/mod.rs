@@ -19,6 +19,8 @@ mod run;
 mod supervisor;
 mod triggers;
 
+pub(crate) use supervisor::starts_before as supervisor_starts_before;
+
 /// Runs the scenario `role`. Returning returns from `main`.
 pub fn run(role: &str) {
     let known = triggers::run_role(role)
@@ -26,6 +28,7 @@ pub fn run(role: &str) {
         || reentrancy::run_role(role)
         || supervisor::run_role(role)
         || cluster_role(role)
+        || operations_role(role)
         || crate::apps::run_role(role)
         || crate::real_life::run_role(role);
     assert!(known, "unknown role {role}");
@@ -38,6 +41,16 @@ fn cluster_role(role: &str) -> bool {
 
 #[cfg(not(feature = "supervisor"))]
 fn cluster_role(_: &str) -> bool {
+    false
+}
+
+#[cfg(all(target_os = "linux", feature = "supervisor"))]
+fn operations_role(role: &str) -> bool {
+    crate::operations::run_role(role)
+}
+
+#[cfg(not(all(target_os = "linux", feature = "supervisor")))]
+fn operations_role(_: &str) -> bool {
     false
 }
 

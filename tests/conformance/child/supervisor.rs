@@ -44,7 +44,7 @@ fn monotonic_ms() -> u64 {
 
 /// How many times this scenario started before, counted in the file
 /// `EXIT_HOOK_STATE` (this start included in the file from now on).
-pub(super) fn starts_before() -> u32 {
+pub(crate) fn starts_before() -> u32 {
     let state = std::env::var("EXIT_HOOK_STATE").expect("EXIT_HOOK_STATE");
     let starts: u32 = std::fs::read_to_string(&state)
         .ok()

@@ -1,0 +1,126 @@
+//! keepalive under ordinary operations (Linux, feature `supervisor`): a
+//! stop during a reload, a slot that cannot restart, a dead log pipe,
+//! output that is not text, what a worker leaves behind, who may speak for
+//! a worker, an idle supervisor, and the small mistakes users make. Real
+//! keepalive, real workers (this binary's roles, each beside its test),
+//! real signals.
+
+use std::process::Command;
+
+use libtest_mimic::Trial;
+
+use crate::cluster::number_after;
+use crate::harness::Child;
+use crate::supervisor::keepalive_command;
+
+mod idle;
+mod notify;
+mod orphans;
+mod output;
+mod slots;
+mod small;
+mod stop_during_reload;
+
+pub fn tests() -> Vec<Trial> {
+    [
+        stop_during_reload::tests(),
+        slots::tests(),
+        output::tests(),
+        orphans::tests(),
+        notify::tests(),
+        idle::tests(),
+        small::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Runs the scenario `role` if it is one of these files'; `false` if not.
+pub fn run_role(role: &str) -> bool {
+    slots::run_role(role)
+        || output::run_role(role)
+        || orphans::run_role(role)
+        || notify::run_role(role)
+        || small::run_role(role)
+}
+
+/// `keepalive OPTIONS -- PROGRAM ARGS` with `envs`, its stderr merged into
+/// its stdout, so the test reads keepalive's events (`keepalive: …`) as
+/// they come, in order with what the workers print.
+fn keepalive_merged(
+    options: &[&str],
+    program: &[&str],
+    envs: &[(&str, &str)],
+    role: &str,
+) -> Child {
+    let mut command = keepalive_command();
+    command
+        .args(options)
+        .arg("--")
+        .args(program)
+        .envs(envs.iter().copied());
+    merge_stderr(&mut command);
+    Child::spawn_with(command, role)
+}
+
+/// [`keepalive_merged`] supervising this binary in `role`.
+fn keepalive_role(options: &[&str], envs: &[(&str, &str)], role: &str) -> Child {
+    let me = std::env::current_exe().unwrap();
+    keepalive_merged(options, &[me.to_str().unwrap()], envs, role)
+}
+
+/// Makes the child's stderr its stdout (after `Command` set both up).
+fn merge_stderr(command: &mut Command) {
+    // SAFETY: dup2(2) in the forked child, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, || {
+            if libc::dup2(1, 2) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}
+
+/// Waits for keepalive's event starting with `what`; returns the event.
+fn event(child: &mut Child, what: &str) -> String {
+    let prefix = format!("keepalive: {what}");
+    let line = child.wait_line(&prefix, |line| line.starts_with(&prefix));
+    line["keepalive: ".len()..].to_owned()
+}
+
+/// Waits for the event `what` followed by a pid (`started pid 42`).
+fn event_pid(child: &mut Child, what: &str) -> u32 {
+    number_after(&event(child, what), what)
+}
+
+/// The events in a merged outcome (`keepalive: …` lines on stdout).
+fn events(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("keepalive: "))
+        .collect()
+}
+
+/// A temporary directory for one test, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("exit_hook_{name}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
