@@ -28,12 +28,15 @@ use exit_hook::supervisor::{Backoff, ListenAddr, Output, StopReason, Supervisor}
 const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(3598);
 const _: () = assert!(MAX_KILL_TIMEOUT.as_secs() + 2 == exit_hook::Builder::MAX_TIMEOUT.as_secs());
 
-/// Writes a line to stderr; a failed write (EPIPE, a full disk) is ignored:
-/// keepalive's log must not take the service down. (Rust ignores SIGPIPE,
-/// so such a write fails instead of killing the process.)
+/// Writes a line to stderr in one `write`, so it does not mix with the
+/// workers' output on the same stderr; a failed write (EPIPE, a full disk)
+/// is ignored: keepalive's log must not take the service down. (Rust
+/// ignores SIGPIPE, so such a write fails instead of killing the process.)
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }};
 }
 

@@ -319,6 +319,9 @@ impl<'a> Cluster<'a> {
         shared.changed.notify_all();
         let stopping = state.stopping;
         drop(state);
+        // What an exited worker said before it exited counts (its
+        // `READY=1` may have come after this round's reading).
+        self.read_notifications();
         for (pid, status, uptime) in exited {
             self.exited(pid, status, uptime, stopping.is_some());
         }
@@ -330,10 +333,22 @@ impl<'a> Cluster<'a> {
         let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
             return;
         };
-        let worker = self.workers.remove(index);
         if stopping {
+            self.workers.remove(index);
             return;
         }
+        let worker = &self.workers[index];
+        if worker.role == Role::Replacement && self.is_ready(worker) {
+            // It was ready, then exited before the loop saw it: it did
+            // replace the old worker, and its slot restarts it.
+            self.promote(worker.slot, pid);
+        }
+        let index = self
+            .workers
+            .iter()
+            .position(|w| w.pid == pid)
+            .expect("still there");
+        let worker = self.workers.remove(index);
         match worker.role {
             Role::Retiring { .. } => {}
             Role::Replacement => {

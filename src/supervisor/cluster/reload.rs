@@ -41,17 +41,7 @@ impl Cluster<'_> {
             return;
         };
         if self.is_ready(&self.workers[index]) {
-            self.workers[index].role = Role::Serving;
-            // The new worker serves the slot, even one that had given up.
-            self.slots[slot].start_at = None;
-            self.slots[slot].given_up = None;
-            self.retire(slot, replacement);
-            if slot + 1 < self.slots.len() {
-                self.replace(slot + 1);
-            } else {
-                self.reloading = None;
-                self.supervisor.emit(Event::Reloaded);
-            }
+            self.promote(slot, replacement);
         } else if Instant::now() >= deadline {
             self.kill(replacement);
             self.workers[index].role = Role::Retiring {
@@ -62,6 +52,23 @@ impl Cluster<'_> {
                 "the new worker (pid {replacement}) was not ready within {} ms",
                 self.supervisor.listen_timeout.as_millis()
             ));
+        }
+    }
+
+    /// The replacement is ready: it serves the slot (even one that had
+    /// given up), the old worker retires, and the next slot's turn comes.
+    pub(super) fn promote(&mut self, slot: usize, replacement: u32) {
+        if let Some(worker) = self.workers.iter_mut().find(|w| w.pid == replacement) {
+            worker.role = Role::Serving;
+        }
+        self.slots[slot].start_at = None;
+        self.slots[slot].given_up = None;
+        self.retire(slot, replacement);
+        if slot + 1 < self.slots.len() {
+            self.replace(slot + 1);
+        } else {
+            self.reloading = None;
+            self.supervisor.emit(Event::Reloaded);
         }
     }
 
