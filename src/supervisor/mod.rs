@@ -401,6 +401,10 @@ impl Supervisor {
             result
         });
         stop_hook.unregister();
+        // The workers' last lines, copied out before the caller exits.
+        shared
+            .copiers
+            .wait(std::time::Instant::now() + self.kill_timeout);
         #[cfg(target_os = "linux")]
         if !was_subreaper {
             os::stop_being_subreaper();

@@ -6,27 +6,64 @@
 //! keepalive, and a write that fails (a closed stdout) loses that line
 //! only. A line longer than [`MAX_LINE`] is written in pieces of at most
 //! that size, each ended with a newline, so memory stays bounded whatever
-//! the worker writes.
+//! the worker writes. The supervisor waits for the copies to end before
+//! it exits, so the lines a worker wrote as it stopped are not lost.
 //!
 //! [`Output::Prefixed`]: super::Output::Prefixed
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
+use std::time::Instant;
 
 /// The longest piece of a line kept before it is written: 64 KiB.
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 
+/// The copying threads still running: the supervisor waits for them (up
+/// to its deadline) before it ends, so a worker's last lines are written.
+#[derive(Debug, Default)]
+pub(crate) struct Copiers {
+    running: Mutex<usize>,
+    finished: Condvar,
+}
+
+impl Copiers {
+    /// Waits until every copy ended (its worker and whatever held the
+    /// worker's pipe are gone), or until `deadline`.
+    pub(crate) fn wait(&self, deadline: Instant) {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = deadline.saturating_duration_since(Instant::now());
+        drop(self.finished.wait_timeout_while(running, left, |n| *n > 0));
+    }
+
+    fn change(&self, by: isize) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        *running = running.saturating_add_signed(by);
+        self.finished.notify_all();
+    }
+}
+
 /// Copies `from`, each line with `prefix`, to what `to` makes, on a thread
-/// of its own.
+/// of its own, counted in `copiers`.
 pub(crate) fn copy_lines(
     from: impl Read + Send + 'static,
     prefix: String,
     to: fn() -> Box<dyn Write>,
+    copiers: &Arc<Copiers>,
 ) {
+    copiers.change(1);
+    let copiers = Arc::clone(copiers);
     let spawned = thread::Builder::new()
         .name("keepalive-output".into())
-        .spawn(move || prefix_lines(from, prefix.as_bytes(), &mut to()));
+        .spawn({
+            let copiers = Arc::clone(&copiers);
+            move || {
+                prefix_lines(from, prefix.as_bytes(), &mut to());
+                copiers.change(-1);
+            }
+        });
     if let Err(err) = spawned {
+        copiers.change(-1);
         // The pipe is dropped, and the worker gets EPIPE: say why.
         tracing::warn!(%err, "cannot start a thread for a worker's output");
     }

@@ -3,15 +3,16 @@
 //! reload already asked to stop is not asked again, since a second SIGTERM
 //! means "force the exit" to an `exit_hook` program — waits for the loop to
 //! see them and what they left behind gone, and kills what is left at the
-//! kill timeout.
+//! kill timeout; then waits for the workers' output to be copied out.
 
 use std::process::Child;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::event::{Event, Listener, emit};
 use super::orphans::Stragglers;
 use super::os::Bell;
+use super::output::Copiers;
 use crate::{Exit, Signal, sys};
 
 /// The loop's and the stop hook's shared view of the workers.
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     /// Wakes the loop.
     pub(crate) bell: Bell,
+    /// The threads copying the workers' output.
+    pub(crate) copiers: Arc<Copiers>,
 }
 
 #[derive(Default)]
@@ -52,6 +55,7 @@ impl Shared {
             state: Mutex::default(),
             changed: Condvar::new(),
             bell,
+            copiers: Arc::default(),
         }
     }
 
@@ -137,4 +141,7 @@ pub(crate) fn stop(
     for file in &state.socket_files {
         file.remove();
     }
+    drop(state);
+    // The last lines the workers wrote, out before the process ends.
+    shared.copiers.wait(exit.deadline());
 }

@@ -19,6 +19,7 @@ mod run;
 mod supervisor;
 mod triggers;
 
+#[cfg(all(target_os = "linux", feature = "supervisor"))]
 pub(crate) use supervisor::starts_before as supervisor_starts_before;
 
 /// Runs the scenario `role`. Returning returns from `main`.

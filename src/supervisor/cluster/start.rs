@@ -1,0 +1,143 @@
+//! Starting workers: when a slot's time comes, how a worker process is
+//! made (the protocols' variables, its process group, its output), and a
+//! start that fails, which is its slot's failure alone.
+
+use std::io;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Cluster, Role, Worker, context};
+use crate::supervisor::Output;
+use crate::supervisor::event::Event;
+#[cfg(unix)]
+use crate::supervisor::exec::Plan;
+use crate::supervisor::output::{Copiers, copy_lines};
+use crate::supervisor::policy::Decision;
+use crate::supervisor::stop::Started;
+
+impl Cluster<'_> {
+    /// Starts the workers whose time has come.
+    pub(super) fn start_due(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].start_at.is_some_and(|at| at <= now) {
+                self.slots[slot].start_at = None;
+                if let Err(err) = self.start(slot, Role::Serving) {
+                    self.start_failed(slot, err);
+                }
+            }
+        }
+    }
+
+    /// A worker of `slot` could not start: the slot's policy decides.
+    pub(super) fn start_failed(&mut self, slot: usize, err: io::Error) {
+        self.supervisor.emit(Event::StartFailed {
+            slot,
+            reason: err.to_string(),
+        });
+        let state = &mut self.slots[slot];
+        match self
+            .supervisor
+            .policy
+            .decide_failed_start(&mut state.restarts)
+        {
+            Decision::Restart(delay) => {
+                state.start_at = Some(Instant::now() + delay);
+                let restarts = state.restarts.count;
+                self.supervisor.emit(Event::Restarting { delay, restarts });
+            }
+            Decision::Stop(reason) => self.give_up(slot, reason),
+        }
+    }
+
+    /// Starts a worker for `slot`; `None` if the supervisor is stopping.
+    pub(super) fn start(&mut self, slot: usize, role: Role) -> io::Result<Option<u32>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        #[cfg(not(unix))]
+        let _ = id;
+        let supervisor = self.supervisor;
+        let mut command = Command::new(&supervisor.program);
+        if let Some(dir) = &supervisor.current_dir {
+            command.current_dir(dir);
+        }
+        crate::sys::separate_process_group(&mut command);
+        if let Output::Prefixed(_) = supervisor.output {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        #[cfg(unix)]
+        let notify = self
+            .notify_dir
+            .socket(id)
+            .map_err(|err| context(err, "cannot make a worker's notification socket"))?;
+        #[cfg(unix)]
+        Plan {
+            program: &supervisor.program,
+            args: &supervisor.args,
+            envs: &supervisor.envs,
+            listeners: self
+                .listeners
+                .as_ref()
+                .map(|listeners| (listeners.raw_fds(), listeners.names())),
+            notify_socket: Some(notify.path()),
+        }
+        .prepare(&mut command)?;
+        #[cfg(not(unix))]
+        command
+            .args(&supervisor.args)
+            .envs(supervisor.envs.iter().map(|(k, v)| (k, v)));
+        // Under the lock: the stop hook sees every worker that starts.
+        let mut state = self.shared.lock();
+        if state.stopping.is_some() {
+            return Ok(None);
+        }
+        let mut child = command.spawn().map_err(|err| {
+            let program = std::path::Path::new(&supervisor.program).display();
+            context(err, &format!("cannot start {program}"))
+        })?;
+        let pid = child.id();
+        if let Output::Prefixed(prefix) = &supervisor.output {
+            take_output(&mut child, prefix, &self.shared.copiers);
+        }
+        // A group of that id, left by an earlier worker, is gone: the
+        // kernel gives no process the id of a group still there.
+        state.stragglers.forget_group(pid);
+        state.children.push(Started {
+            child,
+            signalled: false,
+        });
+        drop(state);
+        self.workers.push(Worker {
+            pid,
+            slot,
+            started: Instant::now(),
+            said_ready: false,
+            reported_late: false,
+            role,
+            #[cfg(unix)]
+            notify,
+        });
+        supervisor.emit(Event::Started { pid });
+        Ok(Some(pid))
+    }
+}
+
+fn take_output(child: &mut std::process::Child, prefix: &str, copiers: &Arc<Copiers>) {
+    if let Some(out) = child.stdout.take() {
+        copy_lines(
+            out,
+            prefix.to_owned(),
+            || Box::new(std::io::stdout()),
+            copiers,
+        );
+    }
+    if let Some(err) = child.stderr.take() {
+        copy_lines(
+            err,
+            prefix.to_owned(),
+            || Box::new(std::io::stderr()),
+            copiers,
+        );
+    }
+}
