@@ -258,8 +258,8 @@ impl Supervisor {
     /// Whether SIGHUP reloads the workers, one at a time and without
     /// downtime, instead of stopping the supervisor (Unix). A SIGHUP that
     /// comes during a reload is queued: one more reload follows. SIGHUPs
-    /// that come before the supervisor saw the first (within 5 ms) count
-    /// as one, as the kernel merges pending signals too. Install
+    /// that come before the supervisor's loop woke for the first count as
+    /// one, as the kernel merges pending signals too. Install
     /// `exit_hook` without SIGHUP then (keepalive installs SIGTERM and
     /// SIGINT), or SIGHUP would also stop it.
     pub fn reload_on_hangup(mut self, on: bool) -> Self {
