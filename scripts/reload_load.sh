@@ -23,7 +23,7 @@ ROUTE=${3:-/slow?ms=20}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 
 cargo build --quiet --release --example http_server
-cargo build --quiet --release --features supervisor --bin keepalive
+cargo build --quiet --release -p keepalive --bin keepalive
 SERVER=$PWD/target/release/examples/http_server
 KEEPALIVE=$PWD/target/release/keepalive
 WORK=$(mktemp -d)

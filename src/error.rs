@@ -44,10 +44,6 @@ pub enum Error {
     /// The operating system refused a step of the installation (registering a
     /// signal handler, creating the wake-up pipe, spawning the signal thread).
     Io(std::io::Error),
-    /// The supervisor (feature `supervisor`) could not do its work: bind a
-    /// listening socket, start its program, or make a worker's
-    /// notification socket. The message says which, and for what.
-    Supervisor(std::io::Error),
 }
 
 impl fmt::Display for Error {
@@ -68,7 +64,6 @@ impl fmt::Display for Error {
                 "the process is exiting and its hooks have run: this hook would never run",
             ),
             Error::Io(err) => write!(f, "could not install the exit handlers: {err}"),
-            Error::Supervisor(err) => write!(f, "{err}"),
         }
     }
 }
@@ -77,8 +72,6 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(err) => Some(err),
-            // Its message is the I/O error's own, with what it was doing.
-            Error::Supervisor(err) => err.source(),
             _ => None,
         }
     }

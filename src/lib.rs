@@ -252,12 +252,10 @@
 //!
 //! # Feature flags
 //!
-//! - `supervisor` (off by default): the `supervisor` module and the
-//!   `keepalive` command. keepalive restarts a program and stops it
-//!   gracefully, forwarding the stop signal so the program's own exit hooks
-//!   run. In cluster mode it runs N workers on listening sockets it holds,
-//!   and reloads them without downtime on SIGHUP, over systemd's
-//!   `LISTEN_FDS` and `NOTIFY_SOCKET` protocols. It adds no dependency.
+//! None. keepalive, the process manager built on this crate (restarts,
+//! graceful stops, listening sockets held across workers, rolling reloads,
+//! systemd's protocols), is a crate of its own in the same repository
+//! (`keepalive/`): the library's users do not compile it.
 //!
 //! Behaviour is otherwise chosen at run time with [`Builder`], never with a
 //! feature.
@@ -295,9 +293,6 @@ mod report;
 mod runner;
 mod signal;
 mod state;
-#[cfg(feature = "supervisor")]
-#[cfg_attr(docsrs, doc(cfg(feature = "supervisor")))]
-pub mod supervisor;
 mod sys;
 mod trigger;
 mod watch;

@@ -247,14 +247,11 @@ impl Graph {
     }
 }
 
-/// The library's files: `src/bin/` holds other crates (the commands).
+/// The library's files.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.ends_with("src/bin") {
-            continue;
-        }
         if path.is_dir() {
             files.extend(rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {

@@ -18,8 +18,7 @@
 //! - `read_notify_socket` and `notify_stopping`: `STOPPING=1` to systemd's
 //!   `NOTIFY_SOCKET` (or keepalive's) when a run starts;
 //! - `exit_now` and `die_by_signal`, which end the process without running
-//!   anything else;
-//! - for the supervisor: `send_signal` and `separate_process_group`.
+//!   anything else.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +43,6 @@ pub(crate) use imp::{
     mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
     run_on_signal_thread,
 };
-#[cfg(feature = "supervisor")]
-pub(crate) use imp::{kill_process_group, send_signal, separate_process_group};
 
 /// What the back-ends call in the layers above them, handed over by
 /// installation before any handler is in place.

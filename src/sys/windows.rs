@@ -175,26 +175,6 @@ pub(crate) fn install_exit_handler() -> io::Result<()> {
     Ok(())
 }
 
-/// Windows has no signals to send to another process; the supervisor's
-/// kill timeout ends the child (`TerminateProcess`) instead.
-#[cfg(feature = "supervisor")]
-pub(crate) fn send_signal(_pid: u32, _signal: i32) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "no signals to send on Windows",
-    ))
-}
-
-/// Windows has no process groups to kill; `Child::kill` ends the worker.
-#[cfg(feature = "supervisor")]
-pub(crate) fn kill_process_group(_pid: u32) -> io::Result<()> {
-    Err(io::ErrorKind::Unsupported.into())
-}
-
-/// Windows: the child shares the console; nothing to set.
-#[cfg(feature = "supervisor")]
-pub(crate) fn separate_process_group(_command: &mut std::process::Command) {}
-
 pub(crate) fn exit_now(code: i32) -> ! {
     super::flush_stdout();
     std::process::exit(code)

@@ -255,18 +255,6 @@ pub fn build_example_with(name: &str, profile: Option<&str>, features: &[&str]) 
     cargo_build(name, &args).unwrap_or_else(|err| panic!("building the {name} example: {err}"))
 }
 
-/// Builds the binary target `name` with cargo features enabled and returns
-/// the path of its executable.
-#[cfg_attr(not(feature = "supervisor"), allow(dead_code))]
-pub fn build_bin(name: &str, features: &[&str]) -> String {
-    let features = features.join(",");
-    let mut args = vec!["--bin", name];
-    if !features.is_empty() {
-        args.extend(["--features", &features]);
-    }
-    cargo_build(name, &args).unwrap_or_else(|err| panic!("building the {name} binary: {err}"))
-}
-
 /// Runs `cargo build` on this package with `args` and returns the path of
 /// the executable cargo built for the target `name`, as its JSON messages say.
 pub fn cargo_build(name: &str, args: &[&str]) -> Result<String, String> {

@@ -11,22 +11,16 @@
 mod apps;
 #[cfg(unix)]
 mod child;
-#[cfg(all(target_os = "linux", feature = "supervisor"))]
-mod cluster;
 #[cfg(unix)]
 mod harness;
 #[cfg(unix)]
 mod http;
-#[cfg(all(target_os = "linux", feature = "supervisor"))]
-mod operations;
 #[cfg(unix)]
 mod real_life;
 #[cfg(unix)]
 mod reentrancy;
 #[cfg(unix)]
 mod run;
-#[cfg(all(unix, feature = "supervisor"))]
-mod supervisor;
 #[cfg(target_os = "linux")]
 mod systemd;
 #[cfg(unix)]
@@ -49,7 +43,7 @@ fn main() {
         return;
     }
     harness::default_signal_dispositions();
-    #[allow(unused_mut, reason = "extended only with the supervisor feature")]
+    #[allow(unused_mut, reason = "extended on Linux")]
     let mut tests: Vec<libtest_mimic::Trial> = [
         triggers::tests(),
         run::tests(),
@@ -63,12 +57,6 @@ fn main() {
     .collect();
     #[cfg(target_os = "linux")]
     tests.extend(systemd::tests());
-    #[cfg(feature = "supervisor")]
-    tests.extend(supervisor::tests());
-    #[cfg(all(target_os = "linux", feature = "supervisor"))]
-    tests.extend(cluster::tests());
-    #[cfg(all(target_os = "linux", feature = "supervisor"))]
-    tests.extend(operations::tests());
     libtest_mimic::run(&Arguments::from_args(), tests).exit();
 }
 

@@ -122,43 +122,6 @@ fn exit_handler(status: Option<i32>) {
     let _ = std::panic::catch_unwind(|| (super::calls().process_exit)(status));
 }
 
-/// Sends `signal` to the process `pid` (the supervisor's child, not reaped yet).
-#[cfg(feature = "supervisor")]
-pub(crate) fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill(2) has no memory-safety preconditions; the caller holds
-    // the child unreaped, so `pid` is still that child.
-    if unsafe { libc::kill(pid, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// SIGKILL to the process group `pid` leads (a supervised worker and its
-/// own children).
-#[cfg(feature = "supervisor")]
-pub(crate) fn kill_process_group(pid: u32) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill(2) has no memory-safety preconditions; the group is led
-    // by a child not reaped yet, so its id is still that group's.
-    if unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Starts the child in a process group of its own, so a Ctrl+C in the
-/// terminal reaches only the supervisor, which forwards it once.
-#[cfg(feature = "supervisor")]
-pub(crate) fn separate_process_group(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    command.process_group(0);
-}
-
 /// Ends the process with `code`, running no exit handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
     super::flush_stdout();

@@ -12,47 +12,18 @@ use std::time::Duration;
 
 use exit_hook::{Builder, HookHandle};
 
-#[cfg(feature = "supervisor")]
-mod cluster;
 mod reentrancy;
 mod run;
-mod supervisor;
 mod triggers;
-
-#[cfg(all(target_os = "linux", feature = "supervisor"))]
-pub(crate) use supervisor::starts_before as supervisor_starts_before;
 
 /// Runs the scenario `role`. Returning returns from `main`.
 pub fn run(role: &str) {
     let known = triggers::run_role(role)
         || run::run_role(role)
         || reentrancy::run_role(role)
-        || supervisor::run_role(role)
-        || cluster_role(role)
-        || operations_role(role)
         || crate::apps::run_role(role)
         || crate::real_life::run_role(role);
     assert!(known, "unknown role {role}");
-}
-
-#[cfg(feature = "supervisor")]
-fn cluster_role(role: &str) -> bool {
-    cluster::run_role(role)
-}
-
-#[cfg(not(feature = "supervisor"))]
-fn cluster_role(_: &str) -> bool {
-    false
-}
-
-#[cfg(all(target_os = "linux", feature = "supervisor"))]
-fn operations_role(role: &str) -> bool {
-    crate::operations::run_role(role)
-}
-
-#[cfg(not(all(target_os = "linux", feature = "supervisor")))]
-fn operations_role(_: &str) -> bool {
-    false
 }
 
 /// Installs a 30 s deadline and a sync hook that prints `started(exit)`,

@@ -153,7 +153,7 @@ impl Stragglers {
 }
 
 fn kill(target: Target, listener: Option<&Listener>) {
-    const SIGKILL: i32 = 9;
+    use os::SIGKILL;
     match target {
         Target::Group(pgid) => {
             let _ = os::signal_group(pgid, SIGKILL);

@@ -88,7 +88,7 @@ fn spawner() -> ! {
     }
     let pid = std::process::id();
     println!("worker {pid}");
-    if crate::child::supervisor_starts_before() == 0 {
+    if crate::child::starts_before() == 0 {
         std::thread::sleep(Duration::from_millis(200));
         std::process::exit(1);
     }

@@ -13,7 +13,9 @@ use super::event::{Event, Listener, emit};
 use super::orphans::Stragglers;
 use super::os::Bell;
 use super::output::Copiers;
-use crate::{Exit, Signal, sys};
+use exit_hook::{Exit, Signal};
+
+use super::os;
 
 /// The loop's and the stop hook's shared view of the workers.
 pub(crate) struct Shared {
@@ -81,7 +83,7 @@ impl State {
 /// Kills `child` and every process of its group (it leads one): a
 /// worker's own children go with it.
 pub(crate) fn kill_tree(child: &mut Child) {
-    let _ = sys::kill_process_group(child.id());
+    let _ = os::signal_group(child.id(), os::SIGKILL);
     let _ = child.kill();
 }
 
@@ -111,7 +113,7 @@ pub(crate) fn stop(
         started.signalled = true;
         let pid = started.child.id();
         emit(listener, Event::Stopping { pid, signal });
-        if let Err(err) = sys::send_signal(pid, signal.as_raw()) {
+        if let Err(err) = os::signal_process(pid, signal.as_raw()) {
             tracing::warn!(%err, pid, "could not send the stop signal");
         }
     }

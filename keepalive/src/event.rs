@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::StopReason;
-use crate::Signal;
+use exit_hook::Signal;
 
 /// What the supervisor does, as it happens; also sent to `tracing`.
 #[derive(Clone, Debug)]

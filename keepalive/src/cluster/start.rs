@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Cluster, Role, Worker, context};
-use crate::supervisor::Output;
-use crate::supervisor::event::Event;
+use crate::Output;
+use crate::event::Event;
 #[cfg(unix)]
-use crate::supervisor::exec::Plan;
-use crate::supervisor::output::{Copiers, copy_lines};
-use crate::supervisor::policy::Decision;
-use crate::supervisor::stop::Started;
+use crate::exec::Plan;
+use crate::os;
+use crate::output::{Copiers, copy_lines};
+use crate::policy::Decision;
+use crate::stop::Started;
 
 impl Cluster<'_> {
     /// Starts the workers whose time has come.
@@ -62,7 +63,7 @@ impl Cluster<'_> {
         if let Some(dir) = &supervisor.current_dir {
             command.current_dir(dir);
         }
-        crate::sys::separate_process_group(&mut command);
+        os::separate_process_group(&mut command);
         if let Output::Prefixed(_) = supervisor.output {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }

@@ -26,6 +26,20 @@ pub fn run_role(role: &str) -> bool {
             wait_forever();
         }
         "exit_3" => std::process::exit(3),
+        "hooks" => {
+            // A sync hook and an async one: the forwarded signal reaches both.
+            hook("a");
+            exit_hook::add_async(|exit| async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                println!(
+                    "b: {exit} signal={:?} code={:?}",
+                    exit.signal().map(exit_hook::Signal::as_raw),
+                    exit.code()
+                );
+            });
+            ready();
+            wait_forever();
+        }
         _ => return false,
     }
     true

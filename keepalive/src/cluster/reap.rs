@@ -6,12 +6,12 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::{Cluster, Role};
-use crate::Signal;
-use crate::supervisor::StopReason;
-use crate::supervisor::event::Event;
-use crate::supervisor::os;
-use crate::supervisor::policy::Decision;
-use crate::supervisor::stop::State;
+use crate::StopReason;
+use crate::event::Event;
+use crate::os;
+use crate::policy::Decision;
+use crate::stop::State;
+use exit_hook::Signal;
 
 impl Cluster<'_> {
     /// Reaps what exited and decides for each worker; returns the stopping
@@ -138,7 +138,7 @@ impl Cluster<'_> {
     ) {
         #[cfg(target_os = "linux")]
         {
-            use crate::supervisor::orphans::{LiveWorker, Ties, owner};
+            use crate::orphans::{LiveWorker, Ties, owner};
             let live: Vec<LiveWorker<'_>> = self
                 .workers
                 .iter()

@@ -1,4 +1,4 @@
-//! keepalive's library (feature `supervisor`): runs a program, restarts it
+//! keepalive: runs a program, restarts it
 //! when it exits, stops it gracefully, and, in cluster mode, runs N copies
 //! on listening sockets it holds and replaces them without downtime.
 //!
@@ -61,9 +61,15 @@
 //! run a supervisor in a process that starts no children of its own.
 //! Listeners, readiness and reload are Unix-only; on Windows `run` refuses
 //! them with an error, and the loop looks every 5 ms. The `keepalive`
-//! command (`src/bin/keepalive.rs`) is its command line.
+//! command (`src/main.rs`) is its command line.
+
+/// The README's code blocks, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 mod cluster;
+mod error;
 mod event;
 #[cfg(unix)]
 mod exec;
@@ -90,7 +96,7 @@ use policy::Policy;
 pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
 use stop::{Shared, stop};
 
-use crate::Error;
+pub use error::Error;
 
 /// Where the child's output goes.
 #[derive(Clone, Debug)]
@@ -111,7 +117,7 @@ pub enum Output {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use exit_hook::supervisor::{Backoff, Supervisor};
+/// use keepalive::{Backoff, Supervisor};
 ///
 /// // Restart `my-server` with backoff; stop it with the supervisor's SIGTERM.
 /// let stopped = Supervisor::new("my-server")
@@ -122,7 +128,7 @@ pub enum Output {
 ///     .on_event(|event| eprintln!("keepalive: {event}"))
 ///     .run()?;
 /// eprintln!("supervisor done: {stopped:?}");
-/// # Ok::<(), exit_hook::Error>(())
+/// # Ok::<(), keepalive::Error>(())
 /// ```
 ///
 /// Four workers on one port, reloaded one at a time on SIGHUP:
@@ -130,7 +136,7 @@ pub enum Output {
 /// ```no_run
 /// use std::time::Duration;
 /// use exit_hook::Signal;
-/// use exit_hook::supervisor::Supervisor;
+/// use keepalive::Supervisor;
 ///
 /// // SIGHUP reloads, so exit_hook stops the supervisor on SIGTERM and SIGINT only.
 /// exit_hook::Builder::new()
@@ -364,32 +370,32 @@ impl Supervisor {
     ///
     /// # Errors
     ///
-    /// [`Error::Supervisor`] if `workers` is 0, a listening socket cannot be
-    /// bound, or the supervisor's own signal handling cannot be set up; the
-    /// errors of [`try_add`](crate::try_add) if the stop hook cannot be
-    /// registered.
+    /// [`Error::Setup`] if `workers` is 0, a listening socket cannot be
+    /// bound, or the supervisor's own signal handling cannot be set up;
+    /// [`Error::StopHook`] with the error of [`exit_hook::try_add`] if the
+    /// stop hook cannot be registered.
     pub fn run(self) -> Result<StopReason, Error> {
         if self.workers == 0 {
-            return Err(Error::Supervisor(io::Error::new(
+            return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the supervisor needs at least one worker",
             )));
         }
         let alarm = os::Alarm::new(&wake_signals(self.reload_on_hangup)).map_err(|err| {
-            Error::Supervisor(io::Error::new(
+            Error::Setup(io::Error::new(
                 err.kind(),
                 format!("cannot handle SIGCHLD: {err}"),
             ))
         })?;
         #[cfg(target_os = "linux")]
         let was_subreaper = os::become_subreaper().map_err(|err| {
-            Error::Supervisor(io::Error::new(
+            Error::Setup(io::Error::new(
                 err.kind(),
                 format!("cannot become the workers' subreaper: {err}"),
             ))
         })?;
         let shared = Arc::new(Shared::new(alarm.bell()));
-        let stop_hook = crate::try_add({
+        let stop_hook = exit_hook::try_add({
             let (shared, listener, kill_timeout) =
                 (shared.clone(), self.listener.clone(), self.kill_timeout);
             move |exit| stop(&shared, listener.as_ref(), kill_timeout, exit)
@@ -454,7 +460,7 @@ impl ReloadSignal {
             let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let id = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
                 .map_err(|err| {
-                    Error::Supervisor(io::Error::new(
+                    Error::Setup(io::Error::new(
                         err.kind(),
                         format!("cannot handle SIGHUP: {err}"),
                     ))
@@ -466,7 +472,7 @@ impl ReloadSignal {
         }
         #[cfg(not(unix))]
         if on {
-            return Err(Error::Supervisor(io::Error::new(
+            return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "reloading on SIGHUP is Unix only",
             )));

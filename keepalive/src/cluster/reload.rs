@@ -5,8 +5,10 @@
 use std::time::Instant;
 
 use super::{Cluster, Reload, Role};
-use crate::supervisor::event::Event;
-use crate::{Signal, sys};
+use crate::event::Event;
+use exit_hook::Signal;
+
+use crate::os;
 
 impl Cluster<'_> {
     pub(super) fn start_reload(&mut self) {
@@ -90,7 +92,7 @@ impl Cluster<'_> {
                 };
                 if !std::mem::replace(&mut started.signalled, true) {
                     self.supervisor.emit(Event::Stopping { pid, signal });
-                    let _ = sys::send_signal(pid, signal.as_raw());
+                    let _ = os::signal_process(pid, signal.as_raw());
                 }
             }
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use exit_hook::supervisor::Backoff;
+/// use keepalive::Backoff;
 ///
 /// let backoff = Backoff::new(Duration::from_millis(100));
 /// assert_eq!(backoff.max, Duration::from_secs(15));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::harness::{Child, Outcome, build_bin};
+use crate::harness::{Child, Outcome};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -24,7 +24,7 @@ pub fn tests() -> Vec<Trial> {
 
 /// The `keepalive` command, built.
 pub(crate) fn keepalive_command() -> Command {
-    Command::new(build_bin("keepalive", &["supervisor"]))
+    Command::new(env!("CARGO_BIN_EXE_keepalive"))
 }
 
 /// Spawns `keepalive` with `options`, supervising this binary in `role`.
@@ -174,7 +174,7 @@ fn supervisor_backoff_delays_grow() {
 }
 
 fn supervisor_forwards_sigterm_and_leaves_no_orphan() {
-    let outcome = keepalive("signal", &["--kill-timeout", "5s"])
+    let outcome = keepalive("hooks", &["--kill-timeout", "5s"])
         .ready()
         .signal(libc::SIGTERM)
         .finish();

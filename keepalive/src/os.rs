@@ -22,6 +22,19 @@ pub(crate) use unix::*;
 #[cfg(not(unix))]
 pub(crate) use windows::*;
 
+/// SIGKILL's number, the same on every Unix (POSIX fixes it).
+pub(crate) const SIGKILL: i32 = 9;
+
+/// Starts the child in a process group of its own, so a Ctrl+C in the
+/// terminal reaches only the supervisor, which forwards it once, and a
+/// worker's tree can be stopped as one group. (Windows: nothing to set.)
+pub(crate) fn separate_process_group(command: &mut std::process::Command) {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    #[cfg(not(unix))]
+    let _ = command;
+}
+
 /// How long to sleep to wake at `until` (at once if it passed).
 fn timeout(until: Option<Instant>) -> Option<std::time::Duration> {
     until.map(|at| at.saturating_duration_since(Instant::now()))

@@ -16,7 +16,7 @@ use std::str::FromStr;
 /// any text with a `/` in it (`/run/app.sock`, `./app.sock`).
 ///
 /// ```
-/// use exit_hook::supervisor::ListenAddr;
+/// use keepalive::ListenAddr;
 ///
 /// let tcp: ListenAddr = "127.0.0.1:8080".parse()?;
 /// assert_eq!(tcp, ListenAddr::Tcp("127.0.0.1:8080".parse()?));

@@ -116,7 +116,7 @@ impl<'a> Cluster<'a> {
         let listeners = if supervisor.listen.is_empty() {
             None
         } else {
-            let listeners = Listeners::bind(&supervisor.listen).map_err(Error::Supervisor)?;
+            let listeners = Listeners::bind(&supervisor.listen).map_err(Error::Setup)?;
             for addr in &listeners.bound {
                 supervisor.emit(Event::Listening { addr: addr.clone() });
             }
@@ -125,7 +125,7 @@ impl<'a> Cluster<'a> {
         };
         #[cfg(not(unix))]
         if !supervisor.listen.is_empty() || supervisor.wait_ready {
-            return Err(Error::Supervisor(io::Error::new(
+            return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "listeners and readiness are passed to workers on Unix only",
             )));
@@ -140,7 +140,7 @@ impl<'a> Cluster<'a> {
             listeners,
             #[cfg(unix)]
             notify_dir: NotifyDir::create().map_err(|err| {
-                Error::Supervisor(context(
+                Error::Setup(context(
                     err,
                     "cannot make the notification sockets' directory",
                 ))

@@ -2,11 +2,11 @@
 //! and a worker that never says `READY=1`.
 
 use super::{Cluster, Role};
-use crate::supervisor::event::Event;
+use crate::event::Event;
 #[cfg(unix)]
-use crate::supervisor::notify::Message;
+use crate::notify::Message;
 #[cfg(target_os = "linux")]
-use crate::supervisor::os;
+use crate::os;
 
 impl Cluster<'_> {
     /// Reads every worker's notification socket. On Linux only the worker

@@ -3,10 +3,10 @@
 //! soak of restarts and reloads.
 //!
 //! ```text
-//! cargo bench --features supervisor --bench keepalive                  # both
-//! KEEPALIVE_BENCH_ONLY=idle KEEPALIVE_BENCH_IDLE_SECS=30 cargo bench --features supervisor --bench keepalive
+//! cargo bench -p keepalive --bench keepalive                  # both
+//! KEEPALIVE_BENCH_ONLY=idle KEEPALIVE_BENCH_IDLE_SECS=30 cargo bench -p keepalive --bench keepalive
 //! KEEPALIVE_BENCH_ONLY=soak KEEPALIVE_BENCH_RESTARTS=10000 KEEPALIVE_BENCH_RELOADS=200 \
-//!     cargo bench --features supervisor --bench keepalive
+//!     cargo bench -p keepalive --bench keepalive
 //! ```
 //!
 //! **Idle**: `keepalive -- sleep 3600`, left alone for 30 s. The CPU time

@@ -1,8 +1,8 @@
 //! `keepalive`: runs a command, restarts it when it exits, and stops it
-//! gracefully. The command line of [`exit_hook::supervisor`].
+//! gracefully. The command line of the [`keepalive`] library.
 //!
 //! ```text
-//! cargo install exit_hook --features supervisor
+//! cargo install --path keepalive
 //! keepalive --min-uptime 1s --max-restarts 5 --kill-timeout 5s -- my-server --port 8080
 //! ```
 //!
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use exit_hook::Signal;
-use exit_hook::supervisor::{Backoff, ListenAddr, Output, StopReason, Supervisor};
+use keepalive::{Backoff, ListenAddr, Output, StopReason, Supervisor};
 
 /// keepalive's own deadline is the kill timeout and 2 s, within what
 /// exit_hook accepts.

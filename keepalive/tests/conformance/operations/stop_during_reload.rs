@@ -8,7 +8,7 @@ use std::time::Duration;
 use libtest_mimic::Trial;
 
 use super::{TempDir, events, keepalive_merged};
-use crate::harness::build_example;
+use crate::harness::cargo_build;
 use crate::http::{client, get, runtime};
 use crate::trials;
 
@@ -19,7 +19,11 @@ pub fn tests() -> Vec<Trial> {
 fn keepalive_stop_during_a_reload_answers_every_request_in_flight() {
     let dir = TempDir::new("stop_during_reload");
     let log = dir.join("access.log");
-    let server = build_example("http_server", None);
+    let server = cargo_build(
+        "http_server",
+        &["-p", "exit_hook", "--example", "http_server"],
+    )
+    .unwrap();
     let mut keepalive = keepalive_merged(
         &["--workers", "2", "--listen", "127.0.0.1:0", "--wait-ready"],
         &[&server],

@@ -1,0 +1,57 @@
+//! keepalive's conformance suite: the `keepalive` command supervising real
+//! worker processes with real signals, exit statuses read from
+//! `ExitStatus`. The workers are this binary run again with a role
+//! (`child/`, and beside their tests in `operations/`).
+//!
+//! `cargo test -p keepalive --test conformance` runs it (filters work:
+//! `-- reload`). It shares the library's child-process harness
+//! (`tests/conformance/harness.rs`: handshakes, watchdogs, reaping).
+
+#![cfg_attr(not(target_os = "linux"), allow(unused))]
+
+#[cfg(unix)]
+mod child;
+#[cfg(target_os = "linux")]
+mod cluster;
+#[cfg(unix)]
+#[path = "../../../tests/conformance/harness.rs"]
+#[allow(dead_code, reason = "the library's suites use the rest of it")]
+mod harness;
+#[cfg(target_os = "linux")]
+mod http;
+#[cfg(target_os = "linux")]
+mod operations;
+#[cfg(unix)]
+mod supervisor;
+
+/// Workers, signals and process groups are Unix; keepalive on Windows only
+/// restarts (and is not tested here).
+#[cfg(not(unix))]
+fn main() {
+    println!("keepalive's conformance suite runs on Unix");
+}
+
+#[cfg(unix)]
+fn main() {
+    if let Ok(role) = std::env::var(harness::ROLE) {
+        child::run(&role);
+        return;
+    }
+    harness::default_signal_dispositions();
+    #[allow(unused_mut, reason = "extended on Linux")]
+    let mut tests = supervisor::tests();
+    #[cfg(target_os = "linux")]
+    tests.extend(cluster::tests().into_iter().chain(operations::tests()));
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit();
+}
+
+/// `trials![f, g]`: a trial per test function, named after it.
+#[macro_export]
+macro_rules! trials {
+    ($($test:path),* $(,)?) => {
+        vec![$(libtest_mimic::Trial::test(
+            stringify!($test).rsplit("::").next().unwrap(),
+            || { $test(); Ok(()) },
+        )),*]
+    };
+}
