@@ -16,6 +16,8 @@ mod harness;
 #[cfg(unix)]
 mod http;
 #[cfg(unix)]
+mod http_client;
+#[cfg(unix)]
 mod real_life;
 #[cfg(unix)]
 mod reentrancy;

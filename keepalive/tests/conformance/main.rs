@@ -18,6 +18,7 @@ mod cluster;
 #[allow(dead_code, reason = "the library's suites use the rest of it")]
 mod harness;
 #[cfg(target_os = "linux")]
+#[path = "../../../tests/conformance/http_client.rs"]
 mod http;
 #[cfg(target_os = "linux")]
 mod operations;

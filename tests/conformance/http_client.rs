@@ -1,5 +1,6 @@
-//! A real HTTP client for the tests that run the library's HTTP server
-//! example under keepalive.
+//! A real HTTP client for the tests: a tokio runtime, a client that opens a
+//! new connection for every request, and GET. keepalive's suite includes
+//! this file too.
 
 use std::time::Duration;
 
@@ -7,7 +8,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().expect("a tokio runtime")
 }
 
-/// A client that opens a new connection for every request.
+/// A client that opens a new connection for every request, so "refused"
+/// means the listener is closed, not that a pooled connection was dropped.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
