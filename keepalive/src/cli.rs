@@ -1,0 +1,239 @@
+//! The command line (clap derive): `keepalive run [OPTIONS] -- PROGRAM
+//! [ARGS]...`, and the same without `run`, as it always was.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use keepalive::{Backoff, ListenAddr, Output, Supervisor};
+
+/// keepalive's own deadline is the kill timeout and 2 s, within what
+/// exit_hook accepts.
+pub(crate) const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(3598);
+const _: () = assert!(MAX_KILL_TIMEOUT.as_secs() + 2 == exit_hook::Builder::MAX_TIMEOUT.as_secs());
+
+/// Keeps a program running: restarts it when it exits, stops it gracefully,
+/// runs N workers on sockets it holds and replaces them one at a time.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keepalive",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "\
+Durations: 500ms, 2s, 1m 30s (humantime), or a number of milliseconds.
+
+Exit status: 128+n when stopped by signal n; the program's code when it exits
+with a --stop-exit-code; 1 when keepalive gives up; 2 for bad arguments."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `keepalive [OPTIONS] -- PROGRAM`: `run` without saying it.
+    #[command(flatten)]
+    run: Option<RunArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs PROGRAM in the foreground and keeps it running (the default).
+    Run(RunArgs),
+}
+
+impl Cli {
+    /// What to run, from either form.
+    pub(crate) fn into_run(self) -> RunArgs {
+        match self.command {
+            Some(Command::Run(run)) => run,
+            None => self.run.expect("clap requires PROGRAM"),
+        }
+    }
+}
+
+/// Runs PROGRAM, restarts it when it exits, and stops it gracefully: on
+/// SIGTERM or SIGINT the signal is forwarded to every worker once (their
+/// own exit hooks run), and what is left after the kill timeout is killed.
+/// On SIGHUP every worker is replaced, one at a time, by a new one started
+/// from PROGRAM found again on PATH; the new one is ready before the old one
+/// is stopped. Workers speak systemd's protocols: the --listen sockets are
+/// descriptors 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID;
+/// each worker gets a NOTIFY_SOCKET for READY=1, STOPPING=1 and STATUS=.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Run N copies sharing the listeners, each restarted on its own.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// Bind ADDR (127.0.0.1:8080, [::1]:8080, /path/to.sock) once and pass
+    /// it to every worker, named NAME in LISTEN_FDNAMES. Repeatable.
+    #[arg(long, value_name = "[NAME=]ADDR", value_parser = listen)]
+    listen: Vec<(String, ListenAddr)>,
+    /// A worker is ready when it says READY=1 (without it: once it has been
+    /// up --min-uptime).
+    #[arg(long)]
+    wait_ready: bool,
+    /// How long a new worker may take to be ready.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = duration)]
+    listen_timeout: Duration,
+    /// A run shorter than D is spinning.
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = duration)]
+    min_uptime: Duration,
+    /// Restart a spinning program after D (at least 100ms) instead of giving up.
+    #[arg(long, value_name = "D", value_parser = duration)]
+    spin_sleep: Option<Duration>,
+    /// Give up after N restarts.
+    #[arg(long, value_name = "N")]
+    max_restarts: Option<u32>,
+    /// Wait D before a restart, x1.5 each restart, up to 15s.
+    #[arg(long, value_name = "D", value_parser = duration)]
+    backoff: Option<Duration>,
+    /// Exit code N means: do not restart. Repeatable.
+    #[arg(
+        long = "stop-exit-code",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    stop_exit_codes: Vec<i32>,
+    /// How long a stopping program may take before it is killed (at most 3598s).
+    #[arg(long, value_name = "D", default_value = "5s", value_parser = kill_timeout)]
+    pub(crate) kill_timeout: Duration,
+    /// Prefix each line of the program's output with TEXT.
+    #[arg(long, value_name = "TEXT")]
+    prefix: Option<String>,
+    /// The program and its arguments.
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
+    program: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// The supervisor these arguments describe (reloading on SIGHUP).
+    pub(crate) fn supervisor(&self) -> Supervisor {
+        let (program, args) = self.program.split_first().expect("clap requires PROGRAM");
+        let mut supervisor = Supervisor::new(program)
+            .args(args)
+            .reload_on_hangup(true)
+            .workers(self.workers.into())
+            .wait_ready(self.wait_ready)
+            .listen_timeout(self.listen_timeout)
+            .min_uptime(self.min_uptime)
+            .kill_timeout(self.kill_timeout)
+            .stop_exit_codes(self.stop_exit_codes.iter().copied());
+        for (name, addr) in &self.listen {
+            supervisor = supervisor.listen_named(name, addr.clone());
+        }
+        if let Some(sleep) = self.spin_sleep {
+            supervisor = supervisor.spin_sleep(sleep);
+        }
+        if let Some(max) = self.max_restarts {
+            supervisor = supervisor.max_restarts(max);
+        }
+        if let Some(initial) = self.backoff {
+            supervisor = supervisor.backoff(Backoff::new(initial));
+        }
+        if let Some(prefix) = &self.prefix {
+            supervisor = supervisor.output(Output::Prefixed(prefix.clone()));
+        }
+        supervisor
+    }
+}
+
+/// `500ms`, `2s`, `1m 30s` (humantime), or a number of milliseconds.
+fn duration(text: &str) -> Result<Duration, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|err| format!("{err}"));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("{err} (say 500ms, 2s or 1m 30s)"))
+}
+
+fn kill_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = duration(text)?;
+    if timeout > MAX_KILL_TIMEOUT {
+        return Err(format!(
+            "longer than {}s (keepalive's own deadline is it and 2 s, at most exit_hook's hour)",
+            MAX_KILL_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(timeout)
+}
+
+/// `[NAME=]ADDR`; the name defaults to `listener`.
+fn listen(text: &str) -> Result<(String, ListenAddr), String> {
+    let (name, addr) = match text.split_once('=') {
+        Some((name, addr)) if !name.contains([':', '/']) => (name, addr),
+        _ => ("listener", text),
+    };
+    let addr = addr.parse().map_err(|err| format!("{err}"))?;
+    Ok((name.to_owned(), addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("keepalive").chain(args.iter().copied()))
+            .map(Cli::into_run)
+    }
+
+    #[test]
+    fn run_and_the_bare_form_are_the_same() {
+        for args in [
+            &["--workers", "2", "--", "server", "--port", "1"][..],
+            &["run", "--workers", "2", "--", "server", "--port", "1"],
+            &["--workers", "2", "server", "--port", "1"],
+        ] {
+            let run = parse(args).unwrap();
+            assert_eq!(run.workers, 2, "{args:?}");
+            assert_eq!(run.program, ["server", "--port", "1"], "{args:?}");
+        }
+    }
+
+    #[test]
+    fn durations_take_units_or_milliseconds() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        assert!(duration("soon").unwrap_err().contains("say 500ms"));
+        assert!(
+            kill_timeout("3599s")
+                .unwrap_err()
+                .contains("longer than 3598s")
+        );
+        assert_eq!(kill_timeout("1h").ok(), None);
+        assert_eq!(kill_timeout("59m 58s"), Ok(MAX_KILL_TIMEOUT));
+    }
+
+    #[test]
+    fn listeners_are_named_or_not() {
+        let (name, addr) = listen("web=127.0.0.1:80").unwrap();
+        assert_eq!(
+            (name.as_str(), addr.to_string().as_str()),
+            ("web", "127.0.0.1:80")
+        );
+        assert_eq!(listen("[::1]:80").unwrap().0, "listener");
+        assert_eq!(listen("/run/a=b.sock").unwrap().0, "listener");
+        assert!(listen("nowhere").is_err());
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors() {
+        for args in [
+            &[][..],
+            &["--workers", "0", "x"],
+            &["--bogus", "x"],
+            &["--min-uptime", "soon", "x"],
+            &["--max-restarts", "-1", "x"],
+            &["--"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+}
