@@ -34,20 +34,88 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Runs PROGRAM in the foreground and keeps it running (the default).
     Run(RunArgs),
+    /// Shows the workers of a running keepalive (every one, without NAME):
+    /// pid, state, uptime, restarts, memory, CPU, how the last one ended.
+    Status {
+        /// The instance (`--name`, or the program's file name).
+        name: Option<String>,
+        /// JSON, one object per instance, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replaces every worker of NAME, one at a time, each new one ready
+    /// before the old one stops (as SIGHUP).
+    Reload {
+        /// The instance.
+        name: String,
+    },
+    /// Stops NAME gracefully: every worker, then keepalive (as SIGTERM).
+    Stop {
+        /// The instance.
+        name: String,
+    },
+    /// Sends SIG (TERM, SIGUSR1, 10, ...) to every worker of NAME.
+    Signal {
+        /// The instance.
+        name: String,
+        /// A signal's name or number.
+        #[arg(value_parser = signal_number)]
+        signal: i32,
+    },
 }
 
 impl Cli {
-    /// What to run, from either form.
-    pub(crate) fn into_run(self) -> RunArgs {
-        match self.command {
-            Some(Command::Run(run)) => run,
-            None => self.run.expect("clap requires PROGRAM"),
+    /// What to do: `run` for either form of it.
+    pub(crate) fn into_command(self) -> Command {
+        match (self.command, self.run) {
+            (Some(command), _) => command,
+            (None, Some(run)) => Command::Run(run),
+            (None, None) => unreachable!("clap requires PROGRAM or a command"),
+        }
+    }
+
+    #[cfg(test)]
+    fn into_run(self) -> RunArgs {
+        match self.into_command() {
+            Command::Run(run) => run,
+            other => panic!("not run: {other:?}"),
         }
     }
 }
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
+fn signal_number(text: &str) -> Result<i32, String> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Ok(number);
+    }
+    let name = text.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, number)| number)
+        .ok_or_else(|| format!("not a signal: {text} (say TERM, HUP, USR1, or a number)"))
+}
+
+/// The signals a user sends to workers by name.
+#[cfg(unix)]
+const SIGNALS: [(&str, i32); 10] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("TERM", libc::SIGTERM),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("WINCH", libc::SIGWINCH),
+];
+#[cfg(not(unix))]
+const SIGNALS: [(&str, i32); 0] = [];
 
 /// Runs PROGRAM, restarts it when it exits, and stops it gracefully: on
 /// SIGTERM or SIGINT the signal is forwarded to every worker once (their
@@ -98,17 +166,22 @@ pub(crate) struct RunArgs {
     /// Prefix each line of the program's output with TEXT.
     #[arg(long, value_name = "TEXT")]
     prefix: Option<String>,
-    /// The program and its arguments.
-    #[arg(
-        value_name = "PROGRAM",
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true
-    )]
+    /// The name other shells control it by (`keepalive status NAME`);
+    /// default: the program's file name (with -2, -3, ... if taken).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// The program and its arguments, after `--`.
+    #[arg(value_name = "PROGRAM", required = true, num_args = 1.., last = true)]
     program: Vec<OsString>,
 }
 
 impl RunArgs {
+    /// The program, as given.
+    #[cfg_attr(not(unix), allow(dead_code, reason = "names are for the control socket"))]
+    pub(crate) fn program(&self) -> &OsString {
+        &self.program[0]
+    }
+
     /// The supervisor these arguments describe (reloading on SIGHUP).
     pub(crate) fn supervisor(&self) -> Supervisor {
         let (program, args) = self.program.split_first().expect("clap requires PROGRAM");
@@ -186,7 +259,6 @@ mod tests {
         for args in [
             &["--workers", "2", "--", "server", "--port", "1"][..],
             &["run", "--workers", "2", "--", "server", "--port", "1"],
-            &["--workers", "2", "server", "--port", "1"],
         ] {
             let run = parse(args).unwrap();
             assert_eq!(run.workers, 2, "{args:?}");
@@ -223,6 +295,14 @@ mod tests {
     }
 
     #[test]
+    fn signals_go_by_name_or_number() {
+        assert_eq!(signal_number("TERM"), Ok(15));
+        assert_eq!(signal_number("sigusr1"), Ok(10));
+        assert_eq!(signal_number("9"), Ok(9));
+        assert!(signal_number("SIGNOPE").is_err());
+    }
+
+    #[test]
     fn bad_arguments_are_usage_errors() {
         for args in [
             &[][..],
@@ -231,6 +311,8 @@ mod tests {
             &["--min-uptime", "soon", "x"],
             &["--max-restarts", "-1", "x"],
             &["--"],
+            // Without `--` a word is a command, and this one is none.
+            &["server", "--port", "1"],
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}: {err}");

@@ -124,6 +124,13 @@ pub enum Event {
         /// Whether `pid` is the worker's process group (the rest of it).
         group: bool,
     },
+    /// The supervisor listens for control commands (Unix).
+    Control {
+        /// The name it is controlled by.
+        name: String,
+        /// Its control socket.
+        socket: String,
+    },
     /// No more restarts.
     Done(StopReason),
 }
@@ -185,6 +192,9 @@ impl fmt::Display for Event {
             }
             Event::LeftBehind { pid, group: false } => {
                 write!(f, "stopping pid {pid}, left behind by an ended worker")
+            }
+            Event::Control { name, socket } => {
+                write!(f, "controlled as {name} ({socket})")
             }
             Event::Done(StopReason::Stopped(signal)) => {
                 write!(f, "done: stopped by signal {signal}")

@@ -69,6 +69,8 @@
 pub struct ReadmeDoctests;
 
 mod cluster;
+#[cfg(unix)]
+pub mod control;
 mod error;
 mod event;
 #[cfg(unix)]
@@ -80,6 +82,7 @@ mod orphans;
 mod os;
 mod output;
 mod policy;
+mod protocol;
 mod stop;
 
 use std::ffi::{OsStr, OsString};
@@ -97,6 +100,7 @@ pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
 use stop::{Shared, stop};
 
 pub use error::Error;
+pub use protocol::{Reply, Request, Status, WorkerStatus};
 
 /// Where the child's output goes.
 #[derive(Clone, Debug)]
@@ -168,6 +172,7 @@ pub struct Supervisor {
     wait_ready: bool,
     listen_timeout: Duration,
     reload_on_hangup: bool,
+    control: Option<(String, bool)>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -205,6 +210,7 @@ impl Supervisor {
             wait_ready: false,
             listen_timeout: Self::DEFAULT_LISTEN_TIMEOUT,
             reload_on_hangup: false,
+            control: None,
         }
     }
 
@@ -270,6 +276,24 @@ impl Supervisor {
     /// SIGINT), or SIGHUP would also stop it.
     pub fn reload_on_hangup(mut self, on: bool) -> Self {
         self.reload_on_hangup = on;
+        self
+    }
+
+    /// Listens for control commands as `name` (Unix): `keepalive status
+    /// NAME`, `reload NAME`, `stop NAME`, `signal NAME SIG` from another
+    /// shell, through [`control::socket_path`] (mode 0600; only the same
+    /// user or root is answered). [`run`](Self::run) fails if an instance
+    /// of that name runs; a socket left by a killed one is replaced.
+    pub fn control(mut self, name: impl Into<String>) -> Self {
+        self.control = Some((name.into(), false));
+        self
+    }
+
+    /// [`control`](Self::control) as `base`, or as the first of `base-2`,
+    /// `base-3`, ... that no running instance has (the name is in the
+    /// [`Event::Control`] event).
+    pub fn control_numbered(mut self, base: impl Into<String>) -> Self {
+        self.control = Some((base.into(), true));
         self
     }
 
@@ -395,6 +419,28 @@ impl Supervisor {
             ))
         })?;
         let shared = Arc::new(Shared::new(alarm.bell()));
+        #[cfg(unix)]
+        let _control = match &self.control {
+            Some((name, numbered)) => {
+                let program = std::path::Path::new(&self.program).display().to_string();
+                let (server, name) =
+                    control::Server::start(name, *numbered, program, shared.clone()).map_err(
+                        |err| {
+                            Error::Setup(io::Error::new(
+                                err.kind(),
+                                format!("cannot listen for control as {name}: {err}"),
+                            ))
+                        },
+                    )?;
+                shared.lock().socket_files.push(server.file());
+                self.emit(Event::Control {
+                    name,
+                    socket: control::socket_path_display(&server),
+                });
+                Some(server)
+            }
+            None => None,
+        };
         let stop_hook = exit_hook::try_add({
             let (shared, listener, kill_timeout) =
                 (shared.clone(), self.listener.clone(), self.kill_timeout);

@@ -110,7 +110,7 @@ mod unix {
     }
 
     impl SocketFile {
-        fn made(path: &Path) -> io::Result<SocketFile> {
+        pub(crate) fn made(path: &Path) -> io::Result<SocketFile> {
             use std::os::unix::fs::MetadataExt;
             let meta = std::fs::symlink_metadata(path)?;
             Ok(SocketFile {

@@ -24,6 +24,8 @@ use exit_hook::Signal;
 use keepalive::StopReason;
 
 mod cli;
+#[cfg(unix)]
+mod client;
 
 /// Writes a line to stderr in one `write`, so it does not mix with the
 /// workers' output on the same stderr; a failed write (EPIPE, a full disk)
@@ -39,7 +41,20 @@ macro_rules! say {
 
 fn main() -> ExitCode {
     // Bad arguments: clap's message and exit status 2.
-    let run = cli::Cli::parse().into_run();
+    match cli::Cli::parse().into_command() {
+        cli::Command::Run(run) => keep(&run),
+        #[cfg(unix)]
+        other => client::command(other),
+        #[cfg(not(unix))]
+        _ => {
+            say!("keepalive: controlling an instance is Unix-only");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `keepalive run`: supervises until stopped, then exits as the run says.
+fn keep(run: &cli::RunArgs) -> ExitCode {
     // The supervisor's own deadline leaves the command its kill timeout.
     // SIGHUP reloads the workers instead of stopping the supervisor.
     if let Err(err) = exit_hook::Builder::new()
@@ -50,8 +65,10 @@ fn main() -> ExitCode {
         say!("keepalive: {err}");
         return ExitCode::FAILURE;
     }
-    let code = match run
-        .supervisor()
+    let supervisor = run.supervisor();
+    #[cfg(unix)]
+    let supervisor = client::listen_for_control(run, supervisor);
+    let code = match supervisor
         .on_event(|event| say!("keepalive: {event}"))
         .run()
     {

@@ -38,10 +38,15 @@ pub(crate) struct State {
     pub(crate) stopping: Option<i32>,
     /// When the stop hook kills what is left: nothing is given longer.
     pub(crate) kill_by: Option<Instant>,
-    /// The Unix sockets the supervisor bound: the stop hook removes them,
-    /// as the process ends before the listeners are dropped.
+    /// The Unix sockets the supervisor bound (its listeners, its control
+    /// socket): the stop hook removes them, as the process ends before
+    /// they are dropped.
     #[cfg(unix)]
     pub(crate) socket_files: Vec<super::listen::SocketFile>,
+    /// The workers as the loop last saw them, for `status`.
+    pub(crate) view: Vec<super::protocol::Seen>,
+    /// A reload asked for by the control socket, for the loop to take.
+    pub(crate) reload_asked: bool,
 }
 
 /// A worker process, not reaped yet.

@@ -76,6 +76,8 @@ enum Role {
 #[derive(Default)]
 struct Slot {
     restarts: Restarts,
+    /// How its last worker ended, for `status`.
+    last_exit: Option<String>,
     /// When to start its worker; `None` while one serves (or it gave up).
     start_at: Option<Instant>,
     given_up: Option<StopReason>,
@@ -120,7 +122,10 @@ impl<'a> Cluster<'a> {
             for addr in &listeners.bound {
                 supervisor.emit(Event::Listening { addr: addr.clone() });
             }
-            shared.lock().socket_files = listeners.files.clone();
+            shared
+                .lock()
+                .socket_files
+                .extend(listeners.files.iter().cloned());
             Some(listeners)
         };
         #[cfg(not(unix))]
@@ -188,11 +193,12 @@ impl<'a> Cluster<'a> {
                 self.sleep();
                 continue;
             }
-            if self
+            let by_signal = self
                 .reload_asked
                 .as_ref()
-                .is_some_and(|asked| asked.swap(false, Ordering::AcqRel))
-            {
+                .is_some_and(|asked| asked.swap(false, Ordering::AcqRel));
+            let by_control = std::mem::take(&mut self.shared.lock().reload_asked);
+            if by_signal || by_control {
                 self.reload_pending = true;
             }
             if self.reload_pending && self.reloading.is_none() {
@@ -203,8 +209,10 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Sleeps until something happens, or the next timer is due.
+    /// Sleeps until something happens, or the next timer is due; first
+    /// publishes the workers as they are now, for `status`.
     fn sleep(&self) {
+        self.publish();
         let until = self.next_due();
         #[cfg(unix)]
         {
@@ -213,6 +221,36 @@ impl<'a> Cluster<'a> {
         }
         #[cfg(not(unix))]
         self.alarm.sleep(until);
+    }
+
+    /// The workers as the control socket shows them.
+    fn publish(&self) {
+        let view = self
+            .workers
+            .iter()
+            .map(|worker| {
+                let slot = &self.slots[worker.slot];
+                crate::protocol::Seen {
+                    slot: worker.slot,
+                    pid: worker.pid,
+                    started: worker.started,
+                    said_ready: worker.said_ready,
+                    ready_after: (!self.supervisor.wait_ready)
+                        .then_some(self.supervisor.policy.min_uptime),
+                    stopping: matches!(worker.role, Role::Retiring { .. }),
+                    restarts: slot.restarts.count,
+                    last_exit: slot.last_exit.clone(),
+                }
+            })
+            .collect();
+        let mut state = self.shared.lock();
+        let stopping = state.stopping.is_some();
+        state.view = view;
+        if stopping {
+            for seen in &mut state.view {
+                seen.stopping = true;
+            }
+        }
     }
 
     /// The next moment the loop has something to do without being woken.

@@ -94,6 +94,7 @@ impl Cluster<'_> {
             .position(|w| w.pid == pid)
             .expect("still there");
         let worker = self.workers.remove(index);
+        self.slots[worker.slot].last_exit = Some(status.to_string());
         match worker.role {
             Role::Retiring { .. } => {}
             Role::Replacement => {

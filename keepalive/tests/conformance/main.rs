@@ -13,6 +13,8 @@
 mod child;
 #[cfg(target_os = "linux")]
 mod cluster;
+#[cfg(target_os = "linux")]
+mod control;
 #[cfg(unix)]
 #[path = "../../../tests/conformance/harness.rs"]
 #[allow(dead_code, reason = "the library's suites use the rest of it")]
@@ -42,7 +44,12 @@ fn main() {
     #[allow(unused_mut, reason = "extended on Linux")]
     let mut tests = supervisor::tests();
     #[cfg(target_os = "linux")]
-    tests.extend(cluster::tests().into_iter().chain(operations::tests()));
+    tests.extend(
+        cluster::tests()
+            .into_iter()
+            .chain(operations::tests())
+            .chain(control::tests()),
+    );
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit();
 }
 

@@ -30,7 +30,10 @@ pub(crate) fn keepalive_command() -> Command {
 /// Spawns `keepalive` with `options`, supervising this binary in `role`.
 fn keepalive(role: &str, options: &[&str]) -> Child {
     let mut command = keepalive_command();
-    command.args(options).arg(std::env::current_exe().unwrap());
+    command
+        .args(options)
+        .arg("--")
+        .arg(std::env::current_exe().unwrap());
     Child::spawn_with(command, role)
 }
 
@@ -79,7 +82,7 @@ fn supervisor_restarts_a_crashing_child_exactly_twice() {
     let _ = std::fs::remove_file(&state);
     let mut command = keepalive_command();
     command
-        .args(["--min-uptime", "50ms"])
+        .args(["--min-uptime", "50ms", "--"])
         .arg(std::env::current_exe().unwrap())
         .env("EXIT_HOOK_STATE", &state);
     let outcome = Child::spawn_with(command, "crash_twice")
@@ -260,7 +263,7 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
             "error: the following required arguments were not provided",
         ),
         (
-            &["--bogus", "1", "true"][..],
+            &["--bogus", "1", "--", "true"][..],
             "error: unexpected argument '--bogus' found",
         ),
         (
@@ -268,11 +271,11 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
             "error: a value is required for '--min-uptime <D>'",
         ),
         (
-            &["--min-uptime", "soon", "true"][..],
+            &["--min-uptime", "soon", "--", "true"][..],
             "error: invalid value 'soon' for '--min-uptime <D>'",
         ),
         (
-            &["--max-restarts", "-1", "true"][..],
+            &["--max-restarts", "-1", "--", "true"][..],
             "error: unexpected argument '-1' found",
         ),
         (
@@ -280,15 +283,15 @@ fn keepalive_prints_help_and_rejects_bad_arguments() {
             "error: the following required arguments were not provided",
         ),
         (
-            &["--kill-timeout", "3599s", "true"][..],
+            &["--kill-timeout", "3599s", "--", "true"][..],
             "error: invalid value '3599s' for '--kill-timeout <D>': longer than 3598s",
         ),
         (
-            &["--listen", "not-an-address", "true"][..],
+            &["--listen", "not-an-address", "--", "true"][..],
             "error: invalid value 'not-an-address' for '--listen <[NAME=]ADDR>': not an address to listen on",
         ),
         (
-            &["run", "--workers", "0", "true"][..],
+            &["run", "--workers", "0", "--", "true"][..],
             "error: invalid value '0' for '--workers <N>'",
         ),
     ] {

@@ -71,7 +71,7 @@ fn keepalive_role(options: &[&str], envs: &[(&str, &str)], role: &str) -> Child 
 }
 
 /// Makes the child's stderr its stdout (after `Command` set both up).
-fn merge_stderr(command: &mut Command) {
+pub(crate) fn merge_stderr(command: &mut Command) {
     // SAFETY: dup2(2) in the forked child, async-signal-safe.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(command, || {

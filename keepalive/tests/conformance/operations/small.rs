@@ -53,11 +53,12 @@ fn keepalive_names_what_is_in_the_way_of_a_unix_socket_and_removes_its_own() {
     let outcome = keepalive_merged(&["--listen", &listen], &["true"], &[], "none").finish();
     outcome.assert_code(1);
     assert_eq!(
-        events(&outcome.stdout),
-        [format!(
+        events(&outcome.stdout).last(),
+        Some(&format!(
             "cannot listen on {listen}: {} is a regular file, not a socket: remove it or listen elsewhere",
             path.display()
-        )],
+        )
+        .as_str()),
         "{outcome:#?}"
     );
     assert_eq!(

@@ -1,0 +1,102 @@
+//! `keepalive status|reload|stop|signal NAME`: the client of a running
+//! instance's control socket ([`keepalive::control`]).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use keepalive::control;
+use keepalive::{Reply, Request, Status, Supervisor};
+
+use crate::cli::{Command, RunArgs};
+
+/// Runs a control command; `keepalive: no keepalive named NAME` and exit 1
+/// when there is no such instance.
+pub(crate) fn command(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Run(_) => unreachable!("run is not a control command"),
+        Command::Status { name, json } => status(name, json),
+        Command::Reload { name } => ask(&name, &Request::Reload).map(|_| ()),
+        Command::Stop { name } => ask(&name, &Request::Stop).map(|_| ()),
+        Command::Signal { name, signal } => ask(&name, &Request::Signal { signal }).map(|reply| {
+            let pids = reply.signalled.unwrap_or_default();
+            println!("sent signal {signal} to {} worker(s): {pids:?}", pids.len());
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            let _ = writeln!(std::io::stderr(), "keepalive: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The reply to `request`, or what went wrong, said.
+fn ask(name: &str, request: &Request) -> Result<Reply, String> {
+    let reply = control::request(name, request).map_err(|err| err.to_string())?;
+    match reply.error {
+        Some(error) => Err(format!("{name}: {error}")),
+        None => Ok(reply),
+    }
+}
+
+fn status(name: Option<String>, json: bool) -> Result<(), String> {
+    let names = match name {
+        Some(name) => vec![name],
+        None => control::names(),
+    };
+    let mut statuses = Vec::new();
+    for name in &names {
+        match ask(name, &Request::Status) {
+            Ok(reply) => statuses.extend(reply.status),
+            // Listing every instance: a stale socket is no instance.
+            Err(_) if names.len() > 1 => {}
+            Err(err) => return Err(err),
+        }
+    }
+    if json {
+        for status in &statuses {
+            println!(
+                "{}",
+                serde_json::to_string(status).map_err(|e| e.to_string())?
+            );
+        }
+    } else {
+        print_table(&statuses);
+    }
+    Ok(())
+}
+
+fn print_table(statuses: &[Status]) {
+    println!(
+        "{:<16} {:>7} {:>4} {:>7} {:<8} {:>9} {:>8} {:>9} {:>9}  LAST EXIT",
+        "NAME", "PID", "SLOT", "WORKER", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU"
+    );
+    for status in statuses {
+        for worker in &status.workers {
+            println!(
+                "{:<16} {:>7} {:>4} {:>7} {:<8} {:>9} {:>8} {:>9} {:>9}  {}",
+                status.name,
+                status.pid,
+                worker.slot,
+                worker.pid,
+                worker.state,
+                format!("{:.1}s", worker.uptime_ms as f64 / 1000.0),
+                worker.restarts,
+                format!("{:.1}MB", worker.rss_bytes as f64 / 1e6),
+                format!("{}ms", worker.cpu_ms),
+                worker.last_exit.as_deref().unwrap_or("-")
+            );
+        }
+    }
+}
+
+/// How `run` listens for control: as `--name`, or as the program's file
+/// name with `-2`, `-3`, ... when an instance of that name already runs.
+pub(crate) fn listen_for_control(run: &RunArgs, supervisor: Supervisor) -> Supervisor {
+    match &run.name {
+        Some(name) => supervisor.control(name),
+        None => supervisor.control_numbered(control::default_name(Path::new(run.program()))),
+    }
+}

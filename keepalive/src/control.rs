@@ -1,0 +1,324 @@
+//! Control of a running supervisor from another shell, by name (Unix).
+//!
+//! Each instance listens on a Unix stream socket, `NAME.sock`, in
+//! `$XDG_RUNTIME_DIR/keepalive/` (else `/tmp/keepalive-UID/`): the
+//! directory is 0700 and the socket 0600, and every connection's peer uid
+//! is checked (`SO_PEERCRED`, Linux): only the same user, or root,
+//! controls an instance. A connection carries one JSON request and gets one
+//! JSON reply. A socket left by an instance that was killed (nobody
+//! accepts on it) is replaced.
+//!
+//! The server is a thread of its own. It reads what the loop publishes in
+//! the shared state (the workers it sees) and asks the loop for a reload
+//! through the same state and the loop's alarm; it never starts or reaps.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::os;
+use crate::protocol::{Reply, Request, Status};
+use crate::stop::Shared;
+
+/// The directory of the control sockets: `$XDG_RUNTIME_DIR/keepalive`, or
+/// `/tmp/keepalive-UID` when that is unset.
+pub fn socket_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("keepalive"),
+        None => {
+            std::env::temp_dir().join(format!("keepalive-{}", rustix::process::getuid().as_raw()))
+        }
+    }
+}
+
+/// The control socket of the instance `name`.
+pub fn socket_path(name: &str) -> PathBuf {
+    socket_dir().join(format!("{name}.sock"))
+}
+
+/// The names of the instances with a socket in [`socket_dir`].
+pub fn names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(socket_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".sock").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Sends `request` to the instance `name` and returns its reply.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::NotFound`] ("no keepalive named NAME") when no
+/// instance of that name runs; the socket's errors otherwise.
+pub fn request(name: &str, request: &Request) -> io::Result<Reply> {
+    let path = socket_path(name);
+    let mut stream = UnixStream::connect(&path).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no keepalive named {name}"),
+        ),
+        _ => io::Error::new(err.kind(), format!("{}: {err}", path.display())),
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    if answer.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("keepalive {name} refused the connection"),
+        ));
+    }
+    serde_json::from_str(&answer).map_err(io::Error::other)
+}
+
+/// The server's end: the socket, removed when dropped.
+pub(crate) struct Server {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+/// Where `server` listens, for the event that says so.
+pub(crate) fn socket_path_display(server: &Server) -> String {
+    server.path.display().to_string()
+}
+
+impl Server {
+    /// The socket file, for the stop hook to remove.
+    pub(crate) fn file(&self) -> crate::listen::SocketFile {
+        crate::listen::SocketFile::made(&self.path).expect("the socket was just made")
+    }
+}
+
+impl Server {
+    /// Listens as `name` (or, with `numbered`, the first of `name`,
+    /// `name-2`, `name-3`, ... that no instance has), replacing a stale
+    /// socket, and serves on a thread of its own for as long as the process
+    /// lives. Returns the server and the name it took.
+    pub(crate) fn start(
+        name: &str,
+        numbered: bool,
+        program: String,
+        shared: Arc<Shared>,
+    ) -> io::Result<(Server, String)> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = socket_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let mut n = 1;
+        let (listener, name, path) = loop {
+            let candidate = if n == 1 {
+                name.to_owned()
+            } else {
+                format!("{name}-{n}")
+            };
+            let path = socket_path(&candidate);
+            match bind(&path) {
+                Ok(listener) => break (listener, candidate, path),
+                Err(err) if err.kind() == io::ErrorKind::AddrInUse && numbered && n < 1000 => {
+                    n += 1;
+                }
+                Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!(
+                            "a keepalive named {candidate} is already running ({})",
+                            path.display()
+                        ),
+                    ));
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let meta = std::fs::symlink_metadata(&path)?;
+        let context = Context {
+            name: name.clone(),
+            program,
+            shared,
+        };
+        std::thread::Builder::new()
+            .name("keepalive-control".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let _ = serve(stream, &context);
+                }
+            })?;
+        let server = Server {
+            path,
+            id: (meta.dev(), meta.ino()),
+        };
+        Ok((server, name))
+    }
+}
+
+/// Binds `path`; a socket there that nobody accepts on (a killed
+/// instance's) is replaced, one somebody serves is `AddrInUse`.
+fn bind(path: &Path) -> io::Result<UnixListener> {
+    match UnixListener::bind(path) {
+        Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(err);
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)
+        }
+        bound => bound,
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+struct Context {
+    name: String,
+    program: String,
+    shared: Arc<Shared>,
+}
+
+/// Whether the peer may control this instance: the same user, or root.
+fn allowed(stream: &UnixStream) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let me = rustix::process::getuid();
+        rustix::net::sockopt::socket_peercred(stream)
+            .is_ok_and(|peer| peer.uid == me || peer.uid.is_root())
+    }
+    // Elsewhere the socket's mode (0600) in its 0700 directory is the check.
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        true
+    }
+}
+
+fn serve(stream: UnixStream, context: &Context) -> io::Result<()> {
+    if !allowed(&stream) {
+        return Ok(()); // closed unanswered
+    }
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let mut stop = false;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Err(err) => Reply {
+            error: Some(format!("not a request: {err}")),
+            ..Reply::default()
+        },
+        Ok(request) => answer(request, context, &mut stop),
+    };
+    let mut text = serde_json::to_string(&reply).map_err(io::Error::other)?;
+    text.push('\n');
+    (&stream).write_all(text.as_bytes())?;
+    drop(stream);
+    if stop {
+        // The stop a SIGTERM makes: exit_hook's run, the stop hook, 143.
+        let _ = os::signal_process(std::process::id(), rustix::process::Signal::TERM.as_raw());
+    }
+    Ok(())
+}
+
+fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
+    let mut state = context.shared.lock();
+    match request {
+        Request::Status => Reply {
+            status: Some(Status {
+                name: context.name.clone(),
+                pid: std::process::id(),
+                program: context.program.clone(),
+                workers: state
+                    .view
+                    .iter()
+                    .map(|seen| seen.status(usage(seen.pid)))
+                    .collect(),
+            }),
+            ..Reply::default()
+        },
+        Request::Reload => {
+            state.reload_asked = true;
+            drop(state);
+            context.shared.bell.ring();
+            Reply::default()
+        }
+        Request::Stop => {
+            *stop = true;
+            Reply::default()
+        }
+        Request::Signal { signal } => {
+            let mut signalled = Vec::new();
+            for started in &state.children {
+                let pid = started.child.id();
+                if let Err(err) = os::signal_process(pid, signal) {
+                    return Reply {
+                        error: Some(format!("cannot send signal {signal} to pid {pid}: {err}")),
+                        ..Reply::default()
+                    };
+                }
+                signalled.push(pid);
+            }
+            Reply {
+                signalled: Some(signalled),
+                ..Reply::default()
+            }
+        }
+    }
+}
+
+/// Resident bytes and CPU milliseconds of `pid`, from `/proc` (Linux).
+fn usage(pid: u32) -> (u64, u64) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096);
+    // utime and stime, in clock ticks of 1/100 s (USER_HZ on Linux).
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+            let user: u64 = fields.next()?.parse().ok()?;
+            let system: u64 = fields.next()?.parse().ok()?;
+            Some((user + system) * 10)
+        })
+        .unwrap_or(0);
+    (rss, cpu)
+}
+
+/// The instance name a program gets when none is given: its file name.
+pub fn default_name(program: &Path) -> String {
+    program
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "keepalive".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_program() {
+        assert_eq!(default_name(Path::new("/usr/bin/my-server")), "my-server");
+        assert_eq!(default_name(Path::new("/")), "keepalive");
+    }
+}

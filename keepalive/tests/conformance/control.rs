@@ -1,0 +1,305 @@
+//! Control by name from another shell: `keepalive status [NAME] [--json]`,
+//! `reload`, `stop`, `signal`, through a socket only the same user (or
+//! root) may use; a stale socket replaced, a name taken refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+
+use crate::child::wait_forever;
+use crate::cluster::{Watchdog, assert_gone_soon, next_number};
+use crate::harness::Child;
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        keepalive_status_by_name_shows_its_workers,
+        keepalive_reload_signal_and_stop_by_name,
+        keepalive_control_refuses_another_user,
+        keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
+    ]
+}
+
+pub fn run_role(role: &str) -> bool {
+    match role {
+        "usr1_worker" => usr1_worker(),
+        _ => false,
+    }
+}
+
+/// Prints `usr1` for each SIGUSR1; a hook; `worker PID`.
+fn usr1_worker() -> ! {
+    extern "C" fn on_usr1(_: libc::c_int) {
+        let line = b"usr1\n";
+        // SAFETY: write(2) is async-signal-safe; the buffer is static.
+        unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+    }
+    // SAFETY: installing a handler that does only async-signal-safe work.
+    unsafe { libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t) };
+    let pid = std::process::id();
+    exit_hook::add(move |exit| println!("hook {pid}: {exit}"));
+    println!("worker {pid}");
+    wait_forever()
+}
+
+/// A private `XDG_RUNTIME_DIR` for one test, removed after it.
+struct RuntimeDir(PathBuf);
+
+impl RuntimeDir {
+    fn new(name: &str) -> RuntimeDir {
+        let dir = std::env::temp_dir().join(format!("exit_hook_xdg_{name}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        RuntimeDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// keepalive run `options` -- this binary as `role`, controlled as `name`.
+    fn keepalive(&self, name: &str, options: &[&str], role: &str) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+        command
+            .args(["run", "--name", name])
+            .args(options)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env("XDG_RUNTIME_DIR", &self.0);
+        crate::operations::merge_stderr(&mut command);
+        Child::spawn_with(command, role)
+    }
+
+    /// `keepalive ARGS` as a client, from another process.
+    fn client(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_keepalive"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", &self.0)
+            .output()
+            .unwrap()
+    }
+
+    /// `keepalive status NAME --json`, parsed.
+    fn status(&self, name: &str) -> serde_json::Value {
+        let output = self.client(&["status", name, "--json"]);
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Polls `status` until `done` holds for it (up to 10 s).
+fn status_until(
+    dir: &RuntimeDir,
+    name: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = dir.status(name);
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never got there: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pids(status: &serde_json::Value) -> Vec<u64> {
+    let mut pids: Vec<u64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn keepalive_status_by_name_shows_its_workers() {
+    let dir = RuntimeDir::new("status");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive(
+        "web",
+        &["--workers", "2", "--min-uptime", "100ms"],
+        "worker",
+    );
+    let mut first =
+        [(); 2].map(|()| u64::from(watchdog.watch(next_number(&mut keepalive, "worker "))));
+    first.sort_unstable();
+    let status = status_until(&dir, "web", |s| {
+        s["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["state"] == "ready")
+    });
+    assert_eq!(status["name"], "web");
+    assert_eq!(status["pid"], keepalive.pid());
+    assert_eq!(pids(&status), first);
+    for worker in status["workers"].as_array().unwrap() {
+        assert_eq!(worker["restarts"], 0, "{status}");
+        assert!(worker["rss_bytes"].as_u64().unwrap() > 100_000, "{status}");
+        assert!(worker["uptime_ms"].as_u64().unwrap() >= 100, "{status}");
+        assert!(
+            worker.get("cpu_ms").is_some() && worker.get("last_exit").is_none(),
+            "{status}"
+        );
+    }
+    // SAFETY: kill(2) on a worker of ours, alive.
+    assert_eq!(unsafe { libc::kill(first[0] as i32, libc::SIGKILL) }, 0);
+    let restarted = watchdog.watch(next_number(&mut keepalive, "worker "));
+    let status = status_until(&dir, "web", |s| pids(s).contains(&u64::from(restarted)));
+    let slot = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["pid"] == restarted)
+        .unwrap();
+    assert_eq!(slot["restarts"], 1, "{status}");
+    assert_eq!(slot["last_exit"], "signal: 9 (SIGKILL)", "{status}");
+    // Every instance, as a table.
+    let table = text(&dir.client(&["status"]).stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("web ")).count(),
+        2,
+        "{table}"
+    );
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    // Gone with it: its socket, and the name.
+    assert!(!dir.path().join("keepalive/web.sock").exists());
+    let output = dir.client(&["status", "web"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stderr), "keepalive: no keepalive named web\n");
+}
+
+fn keepalive_reload_signal_and_stop_by_name() {
+    let dir = RuntimeDir::new("reload");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive(
+        "api",
+        &["--workers", "2", "--min-uptime", "100ms"],
+        "usr1_worker",
+    );
+    let old: Vec<u32> = (0..2)
+        .map(|_| watchdog.watch(next_number(&mut keepalive, "worker ")))
+        .collect();
+    status_until(&dir, "api", |s| {
+        s["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["state"] == "ready")
+    });
+    // reload: both replaced, one at a time, the old ones stopped gracefully.
+    let output = dir.client(&["reload", "api"]);
+    assert!(output.status.success(), "{output:?}");
+    let new: Vec<u32> = (0..2)
+        .map(|_| watchdog.watch(next_number(&mut keepalive, "worker ")))
+        .collect();
+    keepalive.wait_line("reload done", |l| {
+        l == "keepalive: reload done: every worker replaced"
+    });
+    for pid in &old {
+        assert_gone_soon(*pid);
+    }
+    // signal: to every worker.
+    let output = dir.client(&["signal", "api", "USR1"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text(&output.stdout).starts_with("sent signal 10 to 2 worker(s)"),
+        "{output:?}"
+    );
+    for _ in 0..2 {
+        keepalive.wait_line("usr1", |l| l == "usr1");
+    }
+    // stop: the whole instance, as SIGTERM.
+    let output = dir.client(&["stop", "api"]);
+    assert!(output.status.success(), "{output:?}");
+    let outcome = keepalive.finish();
+    outcome.assert_code(143);
+    for pid in old.iter().chain(&new) {
+        assert_eq!(
+            outcome.lines_starting(&format!("hook {pid}: ")),
+            [format!("hook {pid}: SIGTERM (15), exit status 143")],
+            "{outcome:#?}"
+        );
+    }
+    // A command that is not one: a usage error.
+    assert_eq!(dir.client(&["frobnicate", "api"]).status.code(), Some(2));
+}
+
+fn keepalive_control_refuses_another_user() {
+    // SAFETY: getuid(2) has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    assert!(
+        root,
+        "this test runs a client as another user (nobody), which takes root; CI runs as root"
+    );
+    let dir = RuntimeDir::new("refuse");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive("db", &[], "worker");
+    let worker = watchdog.watch(next_number(&mut keepalive, "worker "));
+    dir.status("db");
+    for args in [&["status", "db"][..], &["stop", "db"]] {
+        let output = {
+            use std::os::unix::process::CommandExt;
+            Command::new(env!("CARGO_BIN_EXE_keepalive"))
+                .args(args)
+                .env("XDG_RUNTIME_DIR", dir.path())
+                .uid(65534)
+                .gid(65534)
+                .output()
+                .unwrap()
+        };
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        assert_eq!(output.stdout, b"", "{args:?}: {output:?}");
+    }
+    // Nothing happened to the instance.
+    let status = dir.status("db");
+    assert_eq!(pids(&status), [u64::from(worker)]);
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+}
+
+fn keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name() {
+    let dir = RuntimeDir::new("stale");
+    // A socket left by a keepalive that was killed: nobody accepts on it.
+    let sockets = dir.path().join("keepalive");
+    std::fs::create_dir_all(&sockets).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(sockets.join("jobs.sock")).unwrap());
+    assert!(sockets.join("jobs.sock").exists());
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive("jobs", &[], "worker");
+    let worker = watchdog.watch(next_number(&mut keepalive, "worker "));
+    assert_eq!(pids(&dir.status("jobs")), [u64::from(worker)]);
+    // The name is taken now: a second one says so and exits 1.
+    let second = Command::new(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["run", "--name", "jobs", "--", "true"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    assert!(
+        text(&second.stderr).contains("a keepalive named jobs is already running"),
+        "{second:?}"
+    );
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+}
