@@ -57,6 +57,13 @@ pub(crate) enum Command {
         /// The instance.
         name: String,
     },
+    /// Prints a systemd unit that runs NAME as it runs now (its command
+    /// line, its directory), as `pm2 startup` does: reload is a rolling
+    /// reload, stop a graceful stop. Save it as /etc/systemd/system/NAME.service.
+    SystemdUnit {
+        /// The running instance.
+        name: String,
+    },
     /// Sends SIG (TERM, SIGUSR1, 10, ...) to every worker of NAME.
     Signal {
         /// The instance.
@@ -177,7 +184,10 @@ pub(crate) struct RunArgs {
 
 impl RunArgs {
     /// The program, as given.
-    #[cfg_attr(not(unix), allow(dead_code, reason = "names are for the control socket"))]
+    #[cfg_attr(
+        not(unix),
+        allow(dead_code, reason = "names are for the control socket")
+    )]
     pub(crate) fn program(&self) -> &OsString {
         &self.program[0]
     }

@@ -18,6 +18,11 @@ pub(crate) fn command(command: Command) -> ExitCode {
         Command::Status { name, json } => status(name, json),
         Command::Reload { name } => ask(&name, &Request::Reload).map(|_| ()),
         Command::Stop { name } => ask(&name, &Request::Stop).map(|_| ()),
+        Command::SystemdUnit { name } => ask(&name, &Request::Status).map(|reply| {
+            if let Some(status) = reply.status {
+                print!("{}", systemd_unit(&status));
+            }
+        }),
         Command::Signal { name, signal } => ask(&name, &Request::Signal { signal }).map(|reply| {
             let pids = reply.signalled.unwrap_or_default();
             println!("sent signal {signal} to {} worker(s): {pids:?}", pids.len());
@@ -89,6 +94,64 @@ fn print_table(statuses: &[Status]) {
                 worker.last_exit.as_deref().unwrap_or("-")
             );
         }
+    }
+}
+
+/// A unit for systemd that runs `status`'s instance the way it runs now.
+///
+/// - `ExecStart`: keepalive's own command line, with its absolute path and
+///   `--name` (so `keepalive status NAME` finds it under systemd too);
+/// - `ExecReload`: SIGHUP, a rolling reload;
+/// - `KillMode=mixed`: systemd's SIGTERM goes to keepalive alone, which
+///   stops each worker once (the default `control-group` would signal every
+///   worker too, and an `exit_hook` worker takes the second as "force");
+/// - `SuccessExitStatus=143`: a stop by SIGTERM exits 143, which is success.
+fn systemd_unit(status: &Status) -> String {
+    let mut argv = status.argv.clone();
+    if !argv
+        .iter()
+        .any(|arg| arg == "--name" || arg.starts_with("--name="))
+    {
+        // After the program's `--` nothing is keepalive's: name it before.
+        let at = argv
+            .iter()
+            .position(|arg| arg == "--")
+            .unwrap_or(argv.len());
+        argv.splice(at..at, ["--name".to_owned(), status.name.clone()]);
+    }
+    let exec: Vec<String> = argv.iter().map(|arg| systemd_quote(arg)).collect();
+    format!(
+        "[Unit]
+Description={name}, kept running by keepalive
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart={exec}
+ExecReload=/bin/kill -HUP $MAINPID
+WorkingDirectory={cwd}
+KillMode=mixed
+SuccessExitStatus=143
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+",
+        name = status.name,
+        exec = exec.join(" "),
+        cwd = status.cwd,
+    )
+}
+
+/// An argument as systemd's `ExecStart` reads it: quoted if it has a space,
+/// a quote or a backslash; `$` and `%` escaped.
+fn systemd_quote(arg: &str) -> String {
+    let escaped = arg.replace('%', "%%").replace('$', "$$");
+    if escaped.is_empty() || escaped.contains([' ', '"', '\\', '\'', '\t']) {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        escaped
     }
 }
 

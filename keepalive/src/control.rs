@@ -246,6 +246,10 @@ fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
                 name: context.name.clone(),
                 pid: std::process::id(),
                 program: context.program.clone(),
+                argv: own_command_line(),
+                cwd: std::env::current_dir()
+                    .map(|dir| dir.display().to_string())
+                    .unwrap_or_default(),
                 workers: state
                     .view
                     .iter()
@@ -282,6 +286,17 @@ fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
             }
         }
     }
+}
+
+/// This process's command line, its program as an absolute path.
+fn own_command_line() -> Vec<String> {
+    let mut argv: Vec<String> = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    if let (Some(first), Ok(exe)) = (argv.first_mut(), std::env::current_exe()) {
+        *first = exe.display().to_string();
+    }
+    argv
 }
 
 /// Resident bytes and CPU milliseconds of `pid`, from `/proc` (Linux).

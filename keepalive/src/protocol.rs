@@ -92,6 +92,13 @@ pub struct Status {
     pub program: String,
     /// Every worker process, slot by slot (a reload shows two in a slot).
     pub workers: Vec<WorkerStatus>,
+    /// The supervisor's own command line, as started (for
+    /// `keepalive systemd-unit`).
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// Its working directory.
+    #[serde(default)]
+    pub cwd: String,
 }
 
 /// One worker.

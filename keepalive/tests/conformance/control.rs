@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_reload_signal_and_stop_by_name,
         keepalive_control_refuses_another_user,
         keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
+        keepalive_prints_a_systemd_unit_for_a_running_instance,
     ]
 }
 
@@ -274,6 +275,45 @@ fn keepalive_control_refuses_another_user() {
     // Nothing happened to the instance.
     let status = dir.status("db");
     assert_eq!(pids(&status), [u64::from(worker)]);
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+}
+
+fn keepalive_prints_a_systemd_unit_for_a_running_instance() {
+    let dir = RuntimeDir::new("unit");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive("shop", &["--workers", "2"], "worker");
+    watchdog.watch(next_number(&mut keepalive, "worker "));
+    let output = dir.client(&["systemd-unit", "shop"]);
+    assert!(output.status.success(), "{output:?}");
+    let unit = text(&output.stdout);
+    let line = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {unit}"))
+            .to_owned()
+    };
+    let exec = line("ExecStart=");
+    assert_eq!(
+        exec,
+        format!(
+            "{} run --name shop --workers 2 -- {}",
+            env!("CARGO_BIN_EXE_keepalive"),
+            std::env::current_exe().unwrap().display()
+        ),
+        "{unit}"
+    );
+    assert_eq!(line("ExecReload="), "/bin/kill -HUP $MAINPID");
+    assert_eq!(line("KillMode="), "mixed", "one stop signal per worker");
+    assert_eq!(line("SuccessExitStatus="), "143");
+    assert_eq!(
+        line("WorkingDirectory="),
+        std::env::current_dir().unwrap().display().to_string()
+    );
+    assert!(
+        unit.contains("[Install]\nWantedBy=multi-user.target"),
+        "{unit}"
+    );
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
 }
