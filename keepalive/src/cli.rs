@@ -93,6 +93,14 @@ impl Cli {
     }
 }
 
+/// `K=V`, K not empty.
+fn env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("not K=V: {text}")),
+    }
+}
+
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
 fn signal_number(text: &str) -> Result<i32, String> {
     if let Ok(number) = text.parse::<i32>() {
@@ -173,6 +181,19 @@ pub(crate) struct RunArgs {
     /// Prefix each line of the program's output with TEXT.
     #[arg(long, value_name = "TEXT")]
     prefix: Option<String>,
+    /// The program's working directory.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<std::path::PathBuf>,
+    /// Sets K to V in the program's environment. Repeatable.
+    #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
+    envs: Vec<(String, String)>,
+    /// The signal that asks a worker to stop (default: the one that stops
+    /// keepalive; SIGTERM for a reload).
+    #[arg(long, value_name = "SIG", value_parser = signal_number)]
+    kill_signal: Option<i32>,
+    /// Writes keepalive's pid to FILE, removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pid_file: Option<std::path::PathBuf>,
     /// The name other shells control it by (`keepalive status NAME`);
     /// default: the program's file name (with -2, -3, ... if taken).
     #[arg(long, value_name = "NAME")]
@@ -218,6 +239,15 @@ impl RunArgs {
         }
         if let Some(prefix) = &self.prefix {
             supervisor = supervisor.output(Output::Prefixed(prefix.clone()));
+        }
+        if let Some(dir) = &self.cwd {
+            supervisor = supervisor.current_dir(dir);
+        }
+        for (key, value) in &self.envs {
+            supervisor = supervisor.env(key, value);
+        }
+        if let Some(signal) = self.kill_signal {
+            supervisor = supervisor.kill_signal(exit_hook::Signal::from_raw(signal));
         }
         supervisor
     }
@@ -302,6 +332,33 @@ mod tests {
         assert_eq!(listen("[::1]:80").unwrap().0, "listener");
         assert_eq!(listen("/run/a=b.sock").unwrap().0, "listener");
         assert!(listen("nowhere").is_err());
+    }
+
+    #[test]
+    fn process_options_parse() {
+        let run = parse(&[
+            "--cwd",
+            "/srv",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--kill-signal",
+            "INT",
+            "--pid-file",
+            "/run/k.pid",
+            "--",
+            "server",
+        ])
+        .unwrap();
+        assert_eq!(run.cwd.as_deref(), Some(std::path::Path::new("/srv")));
+        assert_eq!(
+            run.envs,
+            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(run.kill_signal, Some(2));
+        assert!(parse(&["--env", "=1", "--", "x"]).is_err());
+        assert!(parse(&["--env", "A", "--", "x"]).is_err());
     }
 
     #[test]

@@ -166,6 +166,7 @@ pub struct Supervisor {
     output: Output,
     policy: Policy,
     kill_timeout: Duration,
+    kill_signal: Option<exit_hook::Signal>,
     listener: Option<Listener>,
     workers: usize,
     listen: Vec<(String, ListenAddr)>,
@@ -204,6 +205,7 @@ impl Supervisor {
             output: Output::Inherit,
             policy: Policy::default(),
             kill_timeout: Duration::from_secs(5),
+            kill_signal: None,
             listener: None,
             workers: 1,
             listen: Vec::new(),
@@ -363,6 +365,15 @@ impl Supervisor {
         self
     }
 
+    /// The signal that asks a worker to stop, for a stop, a reload and
+    /// whatever a worker left (pm2's `kill_signal`; default: the signal
+    /// that stops the supervisor, SIGTERM for a reload or another trigger).
+    /// A server that drains on SIGINT or SIGQUIT gets that instead.
+    pub fn kill_signal(mut self, signal: exit_hook::Signal) -> Self {
+        self.kill_signal = Some(signal);
+        self
+    }
+
     /// How long a stopping child may take after the forwarded signal before
     /// it is killed (default 5 s). Keep it below the `exit_hook` deadline:
     /// the kill comes earlier if the deadline is nearer.
@@ -442,9 +453,13 @@ impl Supervisor {
             None => None,
         };
         let stop_hook = exit_hook::try_add({
-            let (shared, listener, kill_timeout) =
-                (shared.clone(), self.listener.clone(), self.kill_timeout);
-            move |exit| stop(&shared, listener.as_ref(), kill_timeout, exit)
+            let (shared, listener, kill_timeout, kill_signal) = (
+                shared.clone(),
+                self.listener.clone(),
+                self.kill_timeout,
+                self.kill_signal,
+            );
+            move |exit| stop(&shared, listener.as_ref(), kill_timeout, kill_signal, exit)
         })?;
         let result = ReloadSignal::register(self.reload_on_hangup).and_then(|reload| {
             let result = cluster::Cluster::new(&self, &shared, &alarm, reload.flag.clone())

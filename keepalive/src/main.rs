@@ -65,6 +65,20 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
         say!("keepalive: {err}");
         return ExitCode::FAILURE;
     }
+    if let Some(path) = &run.pid_file {
+        if let Err(err) = write_pid_file(path) {
+            say!(
+                "keepalive: cannot write the pid file {}: {err}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        // Last of keepalive's own shutdown, after the workers stopped.
+        let path = path.clone();
+        exit_hook::in_phase(exit_hook::Phase::Flush).add(move |_| {
+            let _ = std::fs::remove_file(&path);
+        });
+    }
     let supervisor = run.supervisor();
     #[cfg(unix)]
     let supervisor = client::listen_for_control(run, supervisor);
@@ -83,4 +97,12 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
         }
     };
     exit_hook::exit(code)
+}
+
+/// Writes this process's pid to `path`, whole or not at all (a temporary
+/// file beside it, renamed).
+fn write_pid_file(path: &std::path::Path) -> std::io::Result<()> {
+    let staged = path.with_extension("pid.new");
+    std::fs::write(&staged, format!("{}\n", std::process::id()))?;
+    std::fs::rename(&staged, path)
 }

@@ -45,6 +45,9 @@ pub(crate) struct State {
     pub(crate) socket_files: Vec<super::listen::SocketFile>,
     /// The workers as the loop last saw them, for `status`.
     pub(crate) view: Vec<super::protocol::Seen>,
+    /// The signal that asks a worker to stop, once the stop hook ran (what
+    /// ended workers left gets it too).
+    pub(crate) stop_signal: i32,
     /// A reload asked for by the control socket, for the loop to take.
     pub(crate) reload_asked: bool,
 }
@@ -99,9 +102,10 @@ pub(crate) fn stop(
     shared: &Shared,
     listener: Option<&Listener>,
     kill_timeout: Duration,
+    kill_signal: Option<Signal>,
     exit: &Exit,
 ) {
-    let signal = exit.signal().unwrap_or_else(Signal::terminate);
+    let signal = kill_signal.unwrap_or_else(|| exit.signal().unwrap_or_else(Signal::terminate));
     // Kill in time for the supervisor's own deadline.
     let margin = Duration::from_millis(250);
     let kill_at = (Instant::now() + kill_timeout).min(
@@ -111,6 +115,7 @@ pub(crate) fn stop(
     );
     let mut state = shared.lock();
     state.stopping = Some(exit.signal().map_or(0, Signal::as_raw));
+    state.stop_signal = signal.as_raw();
     state.kill_by = Some(kill_at);
     shared.changed.notify_all();
     shared.bell.ring();

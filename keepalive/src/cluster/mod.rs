@@ -287,6 +287,14 @@ impl<'a> Cluster<'a> {
         }
     }
 
+    /// The signal that asks a worker to stop outside a stop: `kill_signal`,
+    /// else SIGTERM.
+    fn kill_signal(&self) -> exit_hook::Signal {
+        self.supervisor
+            .kill_signal
+            .unwrap_or_else(exit_hook::Signal::terminate)
+    }
+
     /// SIGKILL to the worker `pid` and its process group.
     fn kill(&self, pid: u32) {
         let mut state = self.shared.lock();

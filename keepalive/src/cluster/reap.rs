@@ -11,7 +11,6 @@ use crate::event::Event;
 use crate::os;
 use crate::policy::Decision;
 use crate::stop::State;
-use exit_hook::Signal;
 
 impl Cluster<'_> {
     /// Reaps what exited and decides for each worker; returns the stopping
@@ -26,8 +25,8 @@ impl Cluster<'_> {
             return state.stopping;
         }
         let signal = match state.stopping {
-            Some(signal) if signal != 0 => signal,
-            _ => Signal::terminate().as_raw(),
+            Some(_) => state.stop_signal,
+            None => self.kill_signal().as_raw(),
         };
         let kill_at = state.kill_at(self.supervisor.kill_timeout);
         let listener = self.supervisor.listener.as_ref();

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use super::{Cluster, Reload, Role};
 use crate::event::Event;
-use exit_hook::Signal;
 
 use crate::os;
 
@@ -78,7 +77,7 @@ impl Cluster<'_> {
     /// under the lock, so that the stop hook does not ask them again.
     fn retire(&mut self, slot: usize, keep: u32) {
         let kill_at = Instant::now() + self.supervisor.kill_timeout;
-        let signal = Signal::terminate();
+        let signal = self.kill_signal();
         let mut state = self.shared.lock();
         for worker in &mut self.workers {
             if worker.slot == slot && worker.role == Role::Serving && worker.pid != keep {

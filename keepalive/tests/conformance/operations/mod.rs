@@ -104,7 +104,7 @@ fn events(lines: &[String]) -> Vec<&str> {
 }
 
 /// A temporary directory for one test, removed when dropped.
-struct TempDir(std::path::PathBuf);
+struct TempDir(pub(crate) std::path::PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {

@@ -18,12 +18,24 @@ pub fn tests() -> Vec<Trial> {
         keepalive_reload_of_a_server_that_binds_its_own_port_says_why_it_failed,
         keepalive_reports_a_worker_that_never_says_ready,
         keepalive_spin_sleep_zero_still_waits_the_floor,
+        keepalive_runs_the_program_in_its_cwd_with_its_env_and_kill_signal,
     ]
 }
 
 pub fn run_role(role: &str) -> bool {
     match role {
         "binds_own_port" => binds_own_port(),
+        "reports_process" => {
+            let pid = std::process::id();
+            exit_hook::add(move |exit| println!("hook {pid}: {exit}"));
+            println!("cwd {}", std::env::current_dir().unwrap().display());
+            println!(
+                "greeting {}",
+                std::env::var("EXIT_HOOK_GREETING").unwrap_or_default()
+            );
+            println!("worker {pid}");
+            wait_forever()
+        }
         _ => false,
     }
 }
@@ -131,6 +143,44 @@ fn keepalive_reports_a_worker_that_never_says_ready() {
         .filter(|e| e.contains("has not said READY=1"))
         .count();
     assert_eq!(said, 1, "reported once: {outcome:#?}");
+}
+
+fn keepalive_runs_the_program_in_its_cwd_with_its_env_and_kill_signal() {
+    let dir = TempDir::new("process_options");
+    let pid_file = dir.join("keepalive.pid");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = keepalive_role(
+        &[
+            "--cwd",
+            dir.0.to_str().unwrap(),
+            "--env",
+            "EXIT_HOOK_GREETING=hello there",
+            "--kill-signal",
+            "INT",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ],
+        &[],
+        "reports_process",
+    );
+    let cwd = keepalive.wait_line("cwd", |l| l.starts_with("cwd "));
+    assert_eq!(cwd, format!("cwd {}", dir.0.display()));
+    let greeting = keepalive.wait_line("greeting", |l| l.starts_with("greeting "));
+    assert_eq!(greeting, "greeting hello there");
+    let worker = watchdog.watch(next_number(&mut keepalive, "worker "));
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", keepalive.pid())
+    );
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    // The worker was asked with SIGINT, as --kill-signal says.
+    assert_eq!(
+        outcome.lines_starting(&format!("hook {worker}: ")),
+        [format!("hook {worker}: SIGINT (2), exit status 130")],
+        "{outcome:#?}"
+    );
+    assert!(!pid_file.exists(), "the pid file is removed at exit");
 }
 
 fn keepalive_spin_sleep_zero_still_waits_the_floor() {
