@@ -34,6 +34,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once, at start")]
 pub(crate) enum Command {
     /// Runs PROGRAM in the foreground and keeps it running (the default).
     Run(RunArgs),
