@@ -94,6 +94,31 @@ impl Cli {
     }
 }
 
+/// `500MB`, `1.5GB` (powers of 1000), `512MiB`, `1GiB` (of 1024), `4096`
+/// or `4096B` (bytes). No crate of the field parses just this; it is a few
+/// lines.
+fn size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("not a size: {text} (say 500MB or 1GiB)")),
+    };
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("not a size: {text} (say 500MB or 1GiB)"))?;
+    Ok((number * factor) as u64)
+}
+
 /// `K=V`, K not empty.
 fn env_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -192,6 +217,14 @@ pub(crate) struct RunArgs {
     /// keepalive; SIGTERM for a reload).
     #[arg(long, value_name = "SIG", value_parser = signal_number)]
     kill_signal: Option<i32>,
+    /// systemd's watchdog: each worker gets WATCHDOG_USEC; one that has not
+    /// said WATCHDOG=1 for D is replaced, the new one ready first.
+    #[arg(long, value_name = "D", value_parser = duration)]
+    watchdog: Option<Duration>,
+    /// A worker whose resident memory passes SIZE (500MB, 1GiB) is
+    /// replaced, the new one ready first.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    max_memory: Option<u64>,
     /// Writes keepalive's pid to FILE, removed at exit.
     #[arg(long, value_name = "FILE")]
     pub(crate) pid_file: Option<std::path::PathBuf>,
@@ -246,6 +279,12 @@ impl RunArgs {
         }
         for (key, value) in &self.envs {
             supervisor = supervisor.env(key, value);
+        }
+        if let Some(every) = self.watchdog {
+            supervisor = supervisor.watchdog(every);
+        }
+        if let Some(bytes) = self.max_memory {
+            supervisor = supervisor.max_memory(bytes);
         }
         if let Some(signal) = self.kill_signal {
             supervisor = supervisor.kill_signal(exit_hook::Signal::from_raw(signal));
@@ -360,6 +399,16 @@ mod tests {
         assert_eq!(run.kill_signal, Some(2));
         assert!(parse(&["--env", "=1", "--", "x"]).is_err());
         assert!(parse(&["--env", "A", "--", "x"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(size("500MB"), Ok(500_000_000));
+        assert_eq!(size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(size("512MiB"), Ok(512 << 20));
+        assert_eq!(size("4096"), Ok(4096));
+        assert!(size("lots").is_err());
+        assert!(size("5XB").is_err());
     }
 
     #[test]

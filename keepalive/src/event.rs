@@ -124,6 +124,14 @@ pub enum Event {
         /// Whether `pid` is the worker's process group (the rest of it).
         group: bool,
     },
+    /// An unhealthy worker is being replaced, ready-first: its replacement
+    /// starts, and it is stopped once the replacement is ready.
+    Replacing {
+        /// The unhealthy worker.
+        pid: u32,
+        /// Why: no `WATCHDOG=1` in time, or its memory over the limit.
+        reason: String,
+    },
     /// The supervisor listens for control commands (Unix).
     Control {
         /// The name it is controlled by.
@@ -192,6 +200,9 @@ impl fmt::Display for Event {
             }
             Event::LeftBehind { pid, group: false } => {
                 write!(f, "stopping pid {pid}, left behind by an ended worker")
+            }
+            Event::Replacing { pid, reason } => {
+                write!(f, "replacing pid {pid}: {reason}")
             }
             Event::Control { name, socket } => {
                 write!(f, "controlled as {name} ({socket})")

@@ -35,11 +35,13 @@ use std::process::Command;
 
 /// Environment variables of the protocols keepalive speaks: the
 /// supervisor's own (it may run under systemd) never reach a worker.
-const PROTOCOL_VARS: [&str; 4] = [
+const PROTOCOL_VARS: [&str; 6] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
 ];
 
 /// Room for `LISTEN_PID=` and any pid's digits, and the terminating NUL.
@@ -55,6 +57,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) listeners: Option<(Vec<RawFd>, &'a str)>,
     /// The worker's `NOTIFY_SOCKET`.
     pub(crate) notify_socket: Option<&'a Path>,
+    /// `WATCHDOG_USEC`: how often the worker must say `WATCHDOG=1`.
+    pub(crate) watchdog: Option<std::time::Duration>,
 }
 
 impl Plan<'_> {
@@ -77,6 +81,9 @@ impl Plan<'_> {
         }
         if let Some(socket) = self.notify_socket {
             env.push(("NOTIFY_SOCKET".into(), socket.into()));
+        }
+        if let Some(every) = self.watchdog {
+            env.push(("WATCHDOG_USEC".into(), every.as_micros().to_string().into()));
         }
         let mut envp = env
             .into_iter()

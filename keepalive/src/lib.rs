@@ -167,6 +167,8 @@ pub struct Supervisor {
     policy: Policy,
     kill_timeout: Duration,
     kill_signal: Option<exit_hook::Signal>,
+    watchdog: Option<Duration>,
+    max_memory: Option<u64>,
     listener: Option<Listener>,
     workers: usize,
     listen: Vec<(String, ListenAddr)>,
@@ -206,6 +208,8 @@ impl Supervisor {
             policy: Policy::default(),
             kill_timeout: Duration::from_secs(5),
             kill_signal: None,
+            watchdog: None,
+            max_memory: None,
             listener: None,
             workers: 1,
             listen: Vec::new(),
@@ -362,6 +366,23 @@ impl Supervisor {
     /// Exit codes that mean "do not restart" (as pm2's `stop_exit_codes`).
     pub fn stop_exit_codes(mut self, codes: impl IntoIterator<Item = i32>) -> Self {
         self.policy.stop_exit_codes = codes.into_iter().collect();
+        self
+    }
+
+    /// systemd's watchdog for the workers: each gets `WATCHDOG_USEC`, and
+    /// one that has not said `WATCHDOG=1` for `every` (since its start or
+    /// its last one) is replaced ready-first ([`Event::Replacing`]): a new
+    /// worker starts, and the old one is stopped once it is ready. Unix.
+    pub fn watchdog(mut self, every: Duration) -> Self {
+        self.watchdog = Some(every);
+        self
+    }
+
+    /// A worker whose resident memory passes `bytes` is replaced
+    /// ready-first, as by the [`watchdog`](Self::watchdog); read every
+    /// second (Linux).
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
         self
     }
 

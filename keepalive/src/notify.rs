@@ -21,6 +21,8 @@ pub(crate) enum Message {
     Ready,
     Stopping,
     Status(String),
+    /// `WATCHDOG=1`: the worker is alive (systemd's watchdog protocol).
+    Watchdog,
 }
 
 /// The messages in one datagram, one per line, in order.
@@ -30,6 +32,7 @@ pub(crate) fn parse(datagram: &[u8]) -> Vec<Message> {
         .filter_map(|line| match line {
             "READY=1" => Some(Message::Ready),
             "STOPPING=1" => Some(Message::Stopping),
+            "WATCHDOG=1" => Some(Message::Watchdog),
             _ => line
                 .strip_prefix("STATUS=")
                 .map(|status| Message::Status(status.to_owned())),
@@ -156,7 +159,7 @@ mod tests {
                 Message::Stopping
             ]
         );
-        assert_eq!(parse(b"READY=0\nWATCHDOG=1"), []);
+        assert_eq!(parse(b"READY=0\nWATCHDOG=1"), [Message::Watchdog]);
     }
 
     #[test]

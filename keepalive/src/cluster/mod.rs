@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+mod health;
 mod readiness;
 mod reap;
 mod reload;
@@ -57,6 +58,8 @@ struct Worker {
     said_ready: bool,
     /// It was reported as not ready at the listen timeout.
     reported_late: bool,
+    /// When it last said `WATCHDOG=1` (or started).
+    last_ping: Instant,
     role: Role,
     #[cfg(unix)]
     notify: NotifySocket,
@@ -88,6 +91,8 @@ struct Reload {
     slot: usize,
     replacement: u32,
     deadline: Instant,
+    /// This slot only (an unhealthy worker replaced), not every slot.
+    only: bool,
 }
 
 pub(crate) struct Cluster<'a> {
@@ -105,6 +110,8 @@ pub(crate) struct Cluster<'a> {
     next_id: u64,
     reloading: Option<Reload>,
     reload_pending: bool,
+    /// When to look at the workers' memory next (`max_memory`).
+    memory_check_at: Option<Instant>,
 }
 
 impl<'a> Cluster<'a> {
@@ -160,6 +167,7 @@ impl<'a> Cluster<'a> {
             next_id: 0,
             reloading: None,
             reload_pending: false,
+            memory_check_at: supervisor.max_memory.map(|_| now),
         })
     }
 
@@ -184,6 +192,7 @@ impl<'a> Cluster<'a> {
             }
             self.retire_overdue();
             self.progress_reload();
+            self.check_health();
             self.report_late();
             self.start_due();
             if self.workers.is_empty() && self.slots.iter().all(|s| s.given_up.is_some()) {
@@ -274,7 +283,13 @@ impl<'a> Cluster<'a> {
         });
         let reload = self.reloading.as_ref().map(|reload| reload.deadline);
         let stragglers = self.shared.lock().stragglers.next_due();
-        slots.chain(workers).chain(reload).chain(stragglers).min()
+        let health = self.next_health_check();
+        slots
+            .chain(workers)
+            .chain(reload)
+            .chain(stragglers)
+            .chain(health)
+            .min()
     }
 
     /// Ready: said `READY=1` when the supervisor waits for it, else alive

@@ -23,6 +23,7 @@ impl Cluster<'_> {
                         Message::Ready => "READY=1".to_owned(),
                         Message::Stopping => "STOPPING=1".to_owned(),
                         Message::Status(status) => format!("STATUS={status}"),
+                        Message::Watchdog => "WATCHDOG=1".to_owned(),
                     };
                     self.supervisor.emit(Event::Refused {
                         pid,
@@ -38,6 +39,10 @@ impl Cluster<'_> {
                     }
                     Message::Ready => continue,
                     Message::Stopping => Event::Draining { pid },
+                    Message::Watchdog => {
+                        worker.last_ping = std::time::Instant::now();
+                        continue;
+                    }
                     Message::Status(status) => Event::Status { pid, status },
                 };
                 self.supervisor.emit(event);

@@ -14,17 +14,19 @@ impl Cluster<'_> {
         self.supervisor.emit(Event::Reloading {
             workers: self.slots.len(),
         });
-        self.replace(0);
+        self.replace(0, false);
     }
 
-    /// Starts the replacement for `slot`.
-    fn replace(&mut self, slot: usize) {
+    /// Starts the replacement for `slot` (and, unless `only`, for each
+    /// slot after it in turn).
+    pub(super) fn replace(&mut self, slot: usize, only: bool) {
         match self.start(slot, Role::Replacement) {
             Ok(Some(pid)) => {
                 self.reloading = Some(Reload {
                     slot,
                     replacement: pid,
                     deadline: Instant::now() + self.supervisor.listen_timeout,
+                    only,
                 });
             }
             Ok(None) => self.reloading = None,
@@ -65,8 +67,11 @@ impl Cluster<'_> {
         self.slots[slot].start_at = None;
         self.slots[slot].given_up = None;
         self.retire(slot, replacement);
-        if slot + 1 < self.slots.len() {
-            self.replace(slot + 1);
+        let only = self.reloading.as_ref().is_some_and(|reload| reload.only);
+        if only {
+            self.reloading = None;
+        } else if slot + 1 < self.slots.len() {
+            self.replace(slot + 1, false);
         } else {
             self.reloading = None;
             self.supervisor.emit(Event::Reloaded);

@@ -82,6 +82,7 @@ impl Cluster<'_> {
                 .as_ref()
                 .map(|listeners| (listeners.raw_fds(), listeners.names())),
             notify_socket: Some(notify.path()),
+            watchdog: supervisor.watchdog,
         }
         .prepare(&mut command)?;
         #[cfg(not(unix))]
@@ -115,6 +116,7 @@ impl Cluster<'_> {
             started: Instant::now(),
             said_ready: false,
             reported_late: false,
+            last_ping: Instant::now(),
             role,
             #[cfg(unix)]
             notify,

@@ -13,6 +13,7 @@ use crate::cluster::number_after;
 use crate::harness::Child;
 use crate::supervisor::keepalive_command;
 
+mod health;
 mod idle;
 mod notify;
 mod orphans;
@@ -29,6 +30,7 @@ pub fn tests() -> Vec<Trial> {
         orphans::tests(),
         notify::tests(),
         idle::tests(),
+        health::tests(),
         small::tests(),
     ]
     .into_iter()
@@ -43,6 +45,7 @@ pub fn run_role(role: &str) -> bool {
         || orphans::run_role(role)
         || notify::run_role(role)
         || small::run_role(role)
+        || health::run_role(role)
 }
 
 /// `keepalive OPTIONS -- PROGRAM ARGS` with `envs`, its stderr merged into
