@@ -119,6 +119,13 @@ fn size(text: &str) -> Result<u64, String> {
     Ok((number * factor) as u64)
 }
 
+/// A glob pattern, checked.
+fn glob_pattern(text: &str) -> Result<String, String> {
+    glob::Pattern::new(text)
+        .map(|_| text.to_owned())
+        .map_err(|err| err.to_string())
+}
+
 /// `K=V`, K not empty.
 fn env_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -217,6 +224,17 @@ pub(crate) struct RunArgs {
     /// keepalive; SIGTERM for a reload).
     #[arg(long, value_name = "SIG", value_parser = signal_number)]
     kill_signal: Option<i32>,
+    /// Watches PATH (repeatable): a change replaces the workers the way a
+    /// reload does, each new one ready before the old one stops.
+    #[arg(long, value_name = "PATH")]
+    watch: Vec<std::path::PathBuf>,
+    /// Changes to paths matching GLOB (the path or one of its parts:
+    /// *.log, target) change nothing; .git never does. Repeatable.
+    #[arg(long, value_name = "GLOB", value_parser = glob_pattern)]
+    watch_ignore: Vec<String>,
+    /// How long changes are gathered into one reload.
+    #[arg(long, value_name = "D", default_value = "500ms", value_parser = duration)]
+    watch_debounce: Duration,
     /// systemd's watchdog: each worker gets WATCHDOG_USEC; one that has not
     /// said WATCHDOG=1 for D is replaced, the new one ready first.
     #[arg(long, value_name = "D", value_parser = duration)]
@@ -280,6 +298,15 @@ impl RunArgs {
         for (key, value) in &self.envs {
             supervisor = supervisor.env(key, value);
         }
+        for path in &self.watch {
+            supervisor = supervisor.watch(path);
+        }
+        for pattern in &self.watch_ignore {
+            supervisor = supervisor
+                .watch_ignore(pattern)
+                .expect("checked by the parser");
+        }
+        supervisor = supervisor.watch_debounce(self.watch_debounce);
         if let Some(every) = self.watchdog {
             supervisor = supervisor.watchdog(every);
         }

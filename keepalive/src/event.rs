@@ -132,6 +132,11 @@ pub enum Event {
         /// Why: no `WATCHDOG=1` in time, or its memory over the limit.
         reason: String,
     },
+    /// A watched path changed: a rolling reload follows.
+    Changed {
+        /// The path (the first of a burst).
+        path: String,
+    },
     /// The supervisor listens for control commands (Unix).
     Control {
         /// The name it is controlled by.
@@ -204,6 +209,7 @@ impl fmt::Display for Event {
             Event::Replacing { pid, reason } => {
                 write!(f, "replacing pid {pid}: {reason}")
             }
+            Event::Changed { path } => write!(f, "{path} changed: reloading"),
             Event::Control { name, socket } => {
                 write!(f, "controlled as {name} ({socket})")
             }

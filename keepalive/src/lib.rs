@@ -84,6 +84,7 @@ mod output;
 mod policy;
 mod protocol;
 mod stop;
+mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -169,6 +170,7 @@ pub struct Supervisor {
     kill_signal: Option<exit_hook::Signal>,
     watchdog: Option<Duration>,
     max_memory: Option<u64>,
+    watch: watch::WatchSpec,
     listener: Option<Listener>,
     workers: usize,
     listen: Vec<(String, ListenAddr)>,
@@ -210,6 +212,11 @@ impl Supervisor {
             kill_signal: None,
             watchdog: None,
             max_memory: None,
+            watch: watch::WatchSpec {
+                paths: Vec::new(),
+                ignore: vec![glob::Pattern::new(".git").expect("a pattern")],
+                debounce: Duration::from_millis(500),
+            },
             listener: None,
             workers: 1,
             listen: Vec::new(),
@@ -369,6 +376,33 @@ impl Supervisor {
         self
     }
 
+    /// Watches `path` (a file, or a directory and everything under it): a
+    /// change replaces the workers the way a reload does, one at a time,
+    /// each new one ready before the old one stops ([`Event::Changed`]).
+    /// Repeatable.
+    pub fn watch(mut self, path: impl Into<PathBuf>) -> Self {
+        self.watch.paths.push(path.into());
+        self
+    }
+
+    /// A change to a path that matches `pattern` (a glob, matched against
+    /// the whole path and each of its components: `*.log`, `target`)
+    /// changes nothing. `.git` is ignored from the start.
+    ///
+    /// # Errors
+    ///
+    /// The pattern's error if it is not a glob.
+    pub fn watch_ignore(mut self, pattern: &str) -> Result<Self, glob::PatternError> {
+        self.watch.ignore.push(glob::Pattern::new(pattern)?);
+        Ok(self)
+    }
+
+    /// How long changes are gathered into one reload (default 500 ms).
+    pub fn watch_debounce(mut self, debounce: Duration) -> Self {
+        self.watch.debounce = debounce;
+        self
+    }
+
     /// systemd's watchdog for the workers: each gets `WATCHDOG_USEC`, and
     /// one that has not said `WATCHDOG=1` for `every` (since its start or
     /// its last one) is replaced ready-first ([`Event::Replacing`]): a new
@@ -451,6 +485,13 @@ impl Supervisor {
             ))
         })?;
         let shared = Arc::new(Shared::new(alarm.bell()));
+        let _watch = if self.watch.paths.is_empty() {
+            None
+        } else {
+            let watch = watch::Watch::start(&self.watch, shared.clone(), self.listener.clone())
+                .map_err(Error::Setup)?;
+            Some(watch)
+        };
         #[cfg(unix)]
         let _control = match &self.control {
             Some((name, numbered)) => {

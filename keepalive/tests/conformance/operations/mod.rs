@@ -21,6 +21,7 @@ mod output;
 mod slots;
 mod small;
 mod stop_during_reload;
+mod watch;
 
 pub fn tests() -> Vec<Trial> {
     [
@@ -31,6 +32,7 @@ pub fn tests() -> Vec<Trial> {
         notify::tests(),
         idle::tests(),
         health::tests(),
+        watch::tests(),
         small::tests(),
     ]
     .into_iter()
