@@ -243,6 +243,26 @@ pub(crate) struct RunArgs {
     /// replaced, the new one ready first.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     max_memory: Option<u64>,
+    /// Appends the workers' stdout to FILE (SIGUSR1 reopens it).
+    #[arg(long = "stdout", value_name = "FILE")]
+    stdout_file: Option<std::path::PathBuf>,
+    /// Appends the workers' stderr to FILE (SIGUSR1 reopens it).
+    #[arg(long = "stderr", value_name = "FILE")]
+    stderr_file: Option<std::path::PathBuf>,
+    /// Both streams into DIR: NAME-out.log and NAME-err.log (NAME: --name,
+    /// or the program's file name), unless --stdout or --stderr says.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<std::path::PathBuf>,
+    /// Rotates a log file before it passes SIZE (10MB, 1GiB): FILE becomes
+    /// FILE.1, and so on; no line is lost or split.
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    log_max_size: Option<u64>,
+    /// How many rotated files are kept.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    log_keep: u32,
+    /// Starts each logged line with its time (RFC 3339, UTC).
+    #[arg(long)]
+    log_timestamps: bool,
     /// Writes keepalive's pid to FILE, removed at exit.
     #[arg(long, value_name = "FILE")]
     pub(crate) pid_file: Option<std::path::PathBuf>,
@@ -298,6 +318,28 @@ impl RunArgs {
         for (key, value) in &self.envs {
             supervisor = supervisor.env(key, value);
         }
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| keepalive::default_name(std::path::Path::new(&self.program[0])));
+        let in_dir = |stream: &str| {
+            self.log_dir
+                .as_ref()
+                .map(|dir| dir.join(format!("{name}-{stream}.log")))
+        };
+        if let Some(path) = self.stdout_file.clone().or_else(|| in_dir("out")) {
+            supervisor = supervisor.stdout_file(path);
+        }
+        if let Some(path) = self.stderr_file.clone().or_else(|| in_dir("err")) {
+            supervisor = supervisor.stderr_file(path);
+        }
+        if let Some(max_size) = self.log_max_size {
+            supervisor = supervisor.log_rotation(keepalive::Rotation {
+                max_size,
+                keep: self.log_keep,
+            });
+        }
+        supervisor = supervisor.log_timestamps(self.log_timestamps);
         for path in &self.watch {
             supervisor = supervisor.watch(path);
         }

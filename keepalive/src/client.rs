@@ -160,6 +160,6 @@ fn systemd_quote(arg: &str) -> String {
 pub(crate) fn listen_for_control(run: &RunArgs, supervisor: Supervisor) -> Supervisor {
     match &run.name {
         Some(name) => supervisor.control(name),
-        None => supervisor.control_numbered(control::default_name(Path::new(run.program()))),
+        None => supervisor.control_numbered(keepalive::default_name(Path::new(run.program()))),
     }
 }

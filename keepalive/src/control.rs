@@ -317,23 +317,3 @@ fn usage(pid: u32) -> (u64, u64) {
         .unwrap_or(0);
     (rss, cpu)
 }
-
-/// The instance name a program gets when none is given: its file name.
-pub fn default_name(program: &Path) -> String {
-    program
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "keepalive".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_come_from_the_program() {
-        assert_eq!(default_name(Path::new("/usr/bin/my-server")), "my-server");
-        assert_eq!(default_name(Path::new("/")), "keepalive");
-    }
-}

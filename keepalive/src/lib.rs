@@ -76,6 +76,7 @@ mod event;
 #[cfg(unix)]
 mod exec;
 mod listen;
+mod logfile;
 #[cfg(unix)]
 mod notify;
 mod orphans;
@@ -101,7 +102,24 @@ pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
 use stop::{Shared, stop};
 
 pub use error::Error;
+pub use logfile::Rotation;
 pub use protocol::{Reply, Request, Status, WorkerStatus};
+
+/// The name an instance gets when none is given: its program's file name
+/// (`/usr/bin/my-server` → `my-server`).
+///
+/// ```
+/// use std::path::Path;
+/// assert_eq!(keepalive::default_name(Path::new("/usr/bin/my-server")), "my-server");
+/// assert_eq!(keepalive::default_name(Path::new("/")), "keepalive");
+/// ```
+pub fn default_name(program: &std::path::Path) -> String {
+    program
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "keepalive".into())
+}
 
 /// Where the child's output goes.
 #[derive(Clone, Debug)]
@@ -171,6 +189,7 @@ pub struct Supervisor {
     watchdog: Option<Duration>,
     max_memory: Option<u64>,
     watch: watch::WatchSpec,
+    logs: logfile::LogOptions,
     listener: Option<Listener>,
     workers: usize,
     listen: Vec<(String, ListenAddr)>,
@@ -212,6 +231,7 @@ impl Supervisor {
             kill_signal: None,
             watchdog: None,
             max_memory: None,
+            logs: logfile::LogOptions::default(),
             watch: watch::WatchSpec {
                 paths: Vec::new(),
                 ignore: vec![glob::Pattern::new(".git").expect("a pattern")],
@@ -376,6 +396,36 @@ impl Supervisor {
         self
     }
 
+    /// Appends the workers' stdout to `path`, a line at a time (every
+    /// worker of this supervisor into the one file; lines never mix). SIGUSR1
+    /// reopens it (logrotate's `postrotate`). See
+    /// [`log_rotation`](Self::log_rotation).
+    pub fn stdout_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.logs.stdout = Some(path.into());
+        self
+    }
+
+    /// [`stdout_file`](Self::stdout_file) for the workers' stderr.
+    pub fn stderr_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.logs.stderr = Some(path.into());
+        self
+    }
+
+    /// Rotates the log files by size: before a line that would take a file
+    /// past `max_size`, `FILE` becomes `FILE.1` (and so on up to `keep`),
+    /// between two lines, so none is lost or split.
+    pub fn log_rotation(mut self, rotation: Rotation) -> Self {
+        self.logs.rotation = Some(rotation);
+        self
+    }
+
+    /// Starts each line of the log files with the time it was copied
+    /// (RFC 3339, UTC, milliseconds).
+    pub fn log_timestamps(mut self, on: bool) -> Self {
+        self.logs.timestamps = on;
+        self
+    }
+
     /// Watches `path` (a file, or a directory and everything under it): a
     /// change replaces the workers the way a reload does, one at a time,
     /// each new one ready before the old one stops ([`Event::Changed`]).
@@ -523,8 +573,9 @@ impl Supervisor {
             );
             move |exit| stop(&shared, listener.as_ref(), kill_timeout, kill_signal, exit)
         })?;
+        let (sinks, _reopen) = self.open_logs()?;
         let result = ReloadSignal::register(self.reload_on_hangup).and_then(|reload| {
-            let result = cluster::Cluster::new(&self, &shared, &alarm, reload.flag.clone())
+            let result = cluster::Cluster::new(&self, &shared, &alarm, reload.flag.clone(), sinks)
                 .map(cluster::Cluster::run);
             drop(reload);
             result
@@ -539,6 +590,35 @@ impl Supervisor {
             os::stop_being_subreaper();
         }
         result.map(|reason| self.done(reason))
+    }
+
+    /// Opens the log files, and has SIGUSR1 reopen them (Unix): the sinks,
+    /// and the handlers' registrations, dropped after the run.
+    fn open_logs(&self) -> Result<(cluster::Sinks, Vec<SignalFlag>), Error> {
+        let mut reopen = Vec::new();
+        let mut open = |path: &Option<PathBuf>| -> Result<Option<logfile::LogSink>, Error> {
+            let Some(path) = path else { return Ok(None) };
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let log = logfile::LogFile::open(
+                path,
+                self.logs.rotation,
+                self.logs.timestamps,
+                flag.clone(),
+            )
+            .map_err(|err| {
+                Error::Setup(io::Error::new(
+                    err.kind(),
+                    format!("cannot open the log file {}: {err}", path.display()),
+                ))
+            })?;
+            reopen.push(SignalFlag::register(REOPEN_SIGNAL, flag)?);
+            Ok(Some(logfile::LogSink(Arc::new(std::sync::Mutex::new(log)))))
+        };
+        let sinks = cluster::Sinks {
+            stdout: open(&self.logs.stdout)?,
+            stderr: open(&self.logs.stderr)?,
+        };
+        Ok((sinks, reopen))
     }
 
     fn emit(&self, event: Event) {
@@ -566,6 +646,46 @@ fn wake_signals(reload: bool) -> Vec<i32> {
     {
         let _ = reload;
         Vec::new()
+    }
+}
+
+/// The signal that reopens the log files: SIGUSR1, as logrotate expects.
+#[cfg(unix)]
+const REOPEN_SIGNAL: i32 = signal_hook::consts::SIGUSR1;
+#[cfg(not(unix))]
+const REOPEN_SIGNAL: i32 = 0;
+
+/// A signal that sets a flag, for the duration of a run.
+struct SignalFlag {
+    #[cfg(unix)]
+    id: signal_hook::SigId,
+}
+
+impl SignalFlag {
+    #[cfg_attr(not(unix), allow(unused_variables))]
+    fn register(
+        signal: i32,
+        flag: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<SignalFlag, Error> {
+        #[cfg(unix)]
+        {
+            let id = signal_hook::flag::register(signal, flag).map_err(|err| {
+                Error::Setup(io::Error::new(
+                    err.kind(),
+                    format!("cannot handle signal {signal}: {err}"),
+                ))
+            })?;
+            Ok(SignalFlag { id })
+        }
+        #[cfg(not(unix))]
+        Ok(SignalFlag {})
+    }
+}
+
+impl Drop for SignalFlag {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        signal_hook::low_level::unregister(self.id);
     }
 }
 

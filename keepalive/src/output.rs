@@ -43,12 +43,13 @@ impl Copiers {
     }
 }
 
-/// Copies `from`, each line with `prefix`, to what `to` makes, on a thread
-/// of its own, counted in `copiers`.
+/// Copies `from`, each line with `prefix`, to `to` (keepalive's own
+/// stdout or stderr, or a log file), on a thread of its own, counted in
+/// `copiers`.
 pub(crate) fn copy_lines(
     from: impl Read + Send + 'static,
     prefix: String,
-    to: fn() -> Box<dyn Write>,
+    mut to: Box<dyn Write + Send>,
     copiers: &Arc<Copiers>,
 ) {
     copiers.change(1);
@@ -58,7 +59,7 @@ pub(crate) fn copy_lines(
         .spawn({
             let copiers = Arc::clone(&copiers);
             move || {
-                prefix_lines(from, prefix.as_bytes(), &mut to());
+                prefix_lines(from, prefix.as_bytes(), &mut to);
                 copiers.change(-1);
             }
         });

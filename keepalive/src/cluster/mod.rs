@@ -37,6 +37,8 @@ mod reap;
 mod reload;
 mod start;
 
+pub(crate) use start::Sinks;
+
 #[cfg(unix)]
 use super::event::Event;
 #[cfg(unix)]
@@ -112,6 +114,8 @@ pub(crate) struct Cluster<'a> {
     reload_pending: bool,
     /// When to look at the workers' memory next (`max_memory`).
     memory_check_at: Option<Instant>,
+    /// The log files the workers' streams go to.
+    sinks: start::Sinks,
 }
 
 impl<'a> Cluster<'a> {
@@ -120,6 +124,7 @@ impl<'a> Cluster<'a> {
         shared: &'a Shared,
         alarm: &'a Alarm,
         reload_asked: Option<Arc<AtomicBool>>,
+        sinks: start::Sinks,
     ) -> Result<Self, Error> {
         #[cfg(unix)]
         let listeners = if supervisor.listen.is_empty() {
@@ -168,6 +173,7 @@ impl<'a> Cluster<'a> {
             reloading: None,
             reload_pending: false,
             memory_check_at: supervisor.max_memory.map(|_| now),
+            sinks,
         })
     }
 

@@ -12,6 +12,7 @@ use crate::Output;
 use crate::event::Event;
 #[cfg(unix)]
 use crate::exec::Plan;
+use crate::logfile::LogSink;
 use crate::os;
 use crate::output::{Copiers, copy_lines};
 use crate::policy::Decision;
@@ -64,8 +65,15 @@ impl Cluster<'_> {
             command.current_dir(dir);
         }
         os::separate_process_group(&mut command);
-        if let Output::Prefixed(_) = supervisor.output {
-            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let prefix = match &supervisor.output {
+            Output::Prefixed(prefix) => Some(prefix.as_str()),
+            Output::Inherit => None,
+        };
+        if prefix.is_some() || self.sinks.stdout.is_some() {
+            command.stdout(Stdio::piped());
+        }
+        if prefix.is_some() || self.sinks.stderr.is_some() {
+            command.stderr(Stdio::piped());
         }
         #[cfg(unix)]
         let notify = self
@@ -99,9 +107,12 @@ impl Cluster<'_> {
             context(err, &format!("cannot start {program}"))
         })?;
         let pid = child.id();
-        if let Output::Prefixed(prefix) = &supervisor.output {
-            take_output(&mut child, prefix, &self.shared.copiers);
-        }
+        take_output(
+            &mut child,
+            prefix.unwrap_or(""),
+            &self.sinks,
+            &self.shared.copiers,
+        );
         // A group of that id, left by an earlier worker, is gone: the
         // kernel gives no process the id of a group still there.
         state.stragglers.forget_group(pid);
@@ -126,21 +137,33 @@ impl Cluster<'_> {
     }
 }
 
-fn take_output(child: &mut std::process::Child, prefix: &str, copiers: &Arc<Copiers>) {
+/// The copies of a worker's piped streams: to its log file if it has one,
+/// else to keepalive's own stream, each line with `prefix`.
+fn take_output(
+    child: &mut std::process::Child,
+    prefix: &str,
+    sinks: &Sinks,
+    copiers: &Arc<Copiers>,
+) {
     if let Some(out) = child.stdout.take() {
-        copy_lines(
-            out,
-            prefix.to_owned(),
-            || Box::new(std::io::stdout()),
-            copiers,
-        );
+        let to: Box<dyn std::io::Write + Send> = match &sinks.stdout {
+            Some(log) => Box::new(log.clone()),
+            None => Box::new(std::io::stdout()),
+        };
+        copy_lines(out, prefix.to_owned(), to, copiers);
     }
     if let Some(err) = child.stderr.take() {
-        copy_lines(
-            err,
-            prefix.to_owned(),
-            || Box::new(std::io::stderr()),
-            copiers,
-        );
+        let to: Box<dyn std::io::Write + Send> = match &sinks.stderr {
+            Some(log) => Box::new(log.clone()),
+            None => Box::new(std::io::stderr()),
+        };
+        copy_lines(err, prefix.to_owned(), to, copiers);
     }
+}
+
+/// Where the workers' streams go when not to keepalive's own.
+#[derive(Clone, Default)]
+pub(crate) struct Sinks {
+    pub(crate) stdout: Option<LogSink>,
+    pub(crate) stderr: Option<LogSink>,
 }

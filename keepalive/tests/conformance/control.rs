@@ -214,9 +214,10 @@ fn keepalive_reload_signal_and_stop_by_name() {
     let new: Vec<u32> = (0..2)
         .map(|_| watchdog.watch(next_number(&mut keepalive, "worker ")))
         .collect();
-    keepalive.wait_line("reload done", |l| {
-        l == "keepalive: reload done: every worker replaced"
-    });
+    crate::operations::seen_or_wait(
+        &mut keepalive,
+        "keepalive: reload done: every worker replaced",
+    );
     for pid in &old {
         assert_gone_soon(*pid);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use super::{TempDir, event, keepalive_role};
+use super::{TempDir, event, keepalive_role, seen_or_wait};
 use crate::child::{starts_before, wait_forever};
 use crate::cluster::{Watchdog, assert_gone_soon, is_gone, next_number};
 use crate::trials;
@@ -85,9 +85,10 @@ fn keepalive_replaces_a_worker_that_stops_its_watchdog() {
     );
     let new = watchdog.watch(next_number(&mut keepalive, "worker "));
     // Stopped once the new one was ready, gracefully: its hooks ran.
-    keepalive.wait_line("the hung worker's hook", |l| {
-        l == format!("hook {hung}: SIGTERM (15), exit status 143")
-    });
+    seen_or_wait(
+        &mut keepalive,
+        &format!("hook {hung}: SIGTERM (15), exit status 143"),
+    );
     assert_gone_soon(hung);
     std::thread::sleep(Duration::from_millis(600));
     assert!(
@@ -123,9 +124,10 @@ fn keepalive_replaces_a_worker_past_max_memory() {
         "{replacing}"
     );
     let new = watchdog.watch(next_number(&mut keepalive, "worker "));
-    keepalive.wait_line("the hog's hook", |l| {
-        l == format!("hook {hog}: SIGTERM (15), exit status 143")
-    });
+    seen_or_wait(
+        &mut keepalive,
+        &format!("hook {hog}: SIGTERM (15), exit status 143"),
+    );
     assert_gone_soon(hog);
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);

@@ -15,6 +15,7 @@ use crate::supervisor::keepalive_command;
 
 mod health;
 mod idle;
+mod logs;
 mod notify;
 mod orphans;
 mod output;
@@ -33,6 +34,7 @@ pub fn tests() -> Vec<Trial> {
         idle::tests(),
         health::tests(),
         watch::tests(),
+        logs::tests(),
         small::tests(),
     ]
     .into_iter()
@@ -48,6 +50,7 @@ pub fn run_role(role: &str) -> bool {
         || notify::run_role(role)
         || small::run_role(role)
         || health::run_role(role)
+        || logs::run_role(role)
 }
 
 /// `keepalive OPTIONS -- PROGRAM ARGS` with `envs`, its stderr merged into
@@ -98,6 +101,14 @@ fn event(child: &mut Child, what: &str) -> String {
 /// Waits for the event `what` followed by a pid (`started pid 42`).
 fn event_pid(child: &mut Child, what: &str) -> u32 {
     number_after(&event(child, what), what)
+}
+
+/// Waits for a line equal to `line`, unless it was read already (lines of
+/// a worker and keepalive's events come in either order).
+pub(crate) fn seen_or_wait(child: &mut Child, line: &str) {
+    if !child.seen().iter().any(|l| l == line) {
+        child.wait_line(line, |l| l == line);
+    }
 }
 
 /// The events in a merged outcome (`keepalive: …` lines on stdout).

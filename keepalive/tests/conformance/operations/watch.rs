@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use super::{TempDir, event, keepalive_role};
+use super::{TempDir, event, keepalive_role, seen_or_wait};
 use crate::cluster::{Watchdog, ask, assert_gone_soon, next_number};
 use crate::trials;
 
@@ -78,7 +78,10 @@ fn keepalive_replaces_every_worker_when_a_watched_file_changes() {
     let new: Vec<u32> = (0..2)
         .map(|_| watchdog.watch(next_number(&mut keepalive, "ready ")))
         .collect();
-    event(&mut keepalive, "reload done: every worker replaced");
+    seen_or_wait(
+        &mut keepalive,
+        "keepalive: reload done: every worker replaced",
+    );
     done.store(true, Ordering::Relaxed);
     let (answers, failures) = client.join().unwrap();
     for pid in &old {
