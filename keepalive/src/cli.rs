@@ -65,6 +65,25 @@ pub(crate) enum Command {
         /// The running instance.
         name: String,
     },
+    /// Prints the last lines of NAME's log files (--stdout, --stderr,
+    /// --log-dir), and with -f what they get from then on.
+    Logs {
+        /// The instance.
+        name: String,
+        /// How many lines of each file.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 15)]
+        lines: usize,
+        /// Follows the files as they grow, through rotations (until Ctrl+C).
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Prints NAME's events as they happen, one JSON object a line:
+    /// started, ready, status, exited (code/signal), restarting, gave-up,
+    /// reload-done, reload-failed, ...; ends when NAME ends.
+    Events {
+        /// The instance.
+        name: String,
+    },
     /// Sends SIG (TERM, SIGUSR1, 10, ...) to every worker of NAME.
     Signal {
         /// The instance.

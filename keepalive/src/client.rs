@@ -18,6 +18,12 @@ pub(crate) fn command(command: Command) -> ExitCode {
         Command::Status { name, json } => status(name, json),
         Command::Reload { name } => ask(&name, &Request::Reload).map(|_| ()),
         Command::Stop { name } => ask(&name, &Request::Stop).map(|_| ()),
+        Command::Logs {
+            name,
+            lines,
+            follow,
+        } => logs(&name, lines, follow),
+        Command::Events { name } => events(&name),
         Command::SystemdUnit { name } => ask(&name, &Request::Status).map(|reply| {
             if let Some(status) = reply.status {
                 print!("{}", systemd_unit(&status));
@@ -161,5 +167,127 @@ pub(crate) fn listen_for_control(run: &RunArgs, supervisor: Supervisor) -> Super
     match &run.name {
         Some(name) => supervisor.control(name),
         None => supervisor.control_numbered(keepalive::default_name(Path::new(run.program()))),
+    }
+}
+
+/// `keepalive events NAME`: the JSON lines, as they come.
+fn events(name: &str) -> Result<(), String> {
+    use std::io::BufRead;
+    let stream = control::subscribe(name).map_err(|err| err.to_string())?;
+    let mut out = std::io::stdout().lock();
+    for line in stream.lines() {
+        let Ok(line) = line else { break };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            break; // nobody reads (`| head`)
+        }
+    }
+    Ok(())
+}
+
+/// `keepalive logs NAME [-n N] [-f]`.
+fn logs(name: &str, lines: usize, follow: bool) -> Result<(), String> {
+    let status = ask(name, &Request::Status)?
+        .status
+        .ok_or_else(|| format!("{name}: no status"))?;
+    let files: Vec<std::path::PathBuf> = [status.stdout_log, status.stderr_log]
+        .into_iter()
+        .flatten()
+        .map(Into::into)
+        .collect();
+    if files.is_empty() {
+        return Err(format!(
+            "{name} writes no log files (run it with --stdout, --stderr or --log-dir)"
+        ));
+    }
+    let mut out = std::io::stdout().lock();
+    let mut followed = Vec::new();
+    for file in &files {
+        if files.len() > 1 {
+            let _ = writeln!(out, "==> {} <==", file.display());
+        }
+        let text = std::fs::read(file).unwrap_or_default();
+        let _ = out.write_all(last_lines(&text, lines));
+        followed.push(Followed::at_end(file, text.len() as u64));
+    }
+    let _ = out.flush();
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        for file in &mut followed {
+            let new = file.read_new();
+            if !new.is_empty() && (out.write_all(&new).is_err() || out.flush().is_err()) {
+                return Ok(()); // nobody reads any more
+            }
+        }
+    }
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &[u8], n: usize) -> &[u8] {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|&(_, &b)| b == b'\n')
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(at, _)| at + 1);
+    if n == 0 { &[] } else { &text[start..] }
+}
+
+/// A log file followed: a rotation (another file at the path, or a shorter
+/// one) is read from its start.
+struct Followed {
+    path: std::path::PathBuf,
+    id: Option<(u64, u64)>,
+    offset: u64,
+}
+
+impl Followed {
+    fn at_end(path: &Path, offset: u64) -> Followed {
+        Followed {
+            path: path.to_owned(),
+            id: Self::id(path),
+            offset,
+        }
+    }
+
+    fn id(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    fn read_new(&mut self) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let id = Self::id(&self.path);
+        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if id != self.id || len < self.offset {
+            self.id = id;
+            self.offset = 0;
+        }
+        let mut new = Vec::new();
+        if let Ok(mut file) = std::fs::File::open(&self.path) {
+            if file.seek(SeekFrom::Start(self.offset)).is_ok() {
+                let _ = file.read_to_end(&mut new);
+            }
+        }
+        self.offset += new.len() as u64;
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_lines;
+
+    #[test]
+    fn the_last_lines_of_a_text() {
+        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc\n", 5), b"a\nb\nc\n");
+        assert_eq!(last_lines(b"a\nb\nc", 1), b"c");
+        assert_eq!(last_lines(b"a\n", 0), b"");
+        assert_eq!(last_lines(b"", 3), b"");
     }
 }

@@ -19,9 +19,42 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use crate::os;
-use crate::protocol::{Reply, Request, Status};
+use crate::protocol::{About, Reply, Request, Status, event_json};
 use crate::stop::Shared;
+
+/// The connections that asked for events (`keepalive events NAME`).
+#[derive(Default)]
+pub(crate) struct Subscribers(Mutex<Vec<UnixStream>>);
+
+impl Subscribers {
+    /// Sends `event` to every subscriber, one JSON line each. A subscriber
+    /// that has gone or does not keep up (its socket is full: the write
+    /// would block) is dropped: the loop never waits for a reader.
+    pub(crate) fn send(&self, event: &crate::Event) {
+        let mut streams = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if streams.is_empty() {
+            return;
+        }
+        let mut line = event_json(event).to_string();
+        line.push('\n');
+        streams.retain_mut(|stream| stream.write_all(line.as_bytes()).is_ok());
+    }
+
+    fn add(&self, stream: UnixStream) {
+        if stream.set_nonblocking(true).is_ok() {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(stream);
+        }
+    }
+}
 
 /// The directory of the control sockets: `$XDG_RUNTIME_DIR/keepalive`, or
 /// `/tmp/keepalive-UID` when that is unset.
@@ -84,6 +117,27 @@ pub fn request(name: &str, request: &Request) -> io::Result<Reply> {
     serde_json::from_str(&answer).map_err(io::Error::other)
 }
 
+/// Subscribes to the events of the instance `name`: one JSON line each,
+/// until the instance ends (the stream then ends).
+///
+/// # Errors
+///
+/// As [`request`].
+pub fn subscribe(name: &str) -> io::Result<impl BufRead> {
+    let path = socket_path(name);
+    let mut stream = UnixStream::connect(&path).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no keepalive named {name}"),
+        ),
+        _ => io::Error::new(err.kind(), format!("{}: {err}", path.display())),
+    })?;
+    let mut line = serde_json::to_string(&Request::Events).map_err(io::Error::other)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    Ok(BufReader::new(stream))
+}
+
 /// The server's end: the socket, removed when dropped.
 pub(crate) struct Server {
     path: PathBuf,
@@ -110,8 +164,9 @@ impl Server {
     pub(crate) fn start(
         name: &str,
         numbered: bool,
-        program: String,
+        about: About,
         shared: Arc<Shared>,
+        subscribers: Arc<Subscribers>,
     ) -> io::Result<(Server, String)> {
         use std::os::unix::fs::MetadataExt;
         let dir = socket_dir();
@@ -148,8 +203,9 @@ impl Server {
         let meta = std::fs::symlink_metadata(&path)?;
         let context = Context {
             name: name.clone(),
-            program,
+            about,
             shared,
+            subscribers,
         };
         std::thread::Builder::new()
             .name("keepalive-control".into())
@@ -192,8 +248,9 @@ impl Drop for Server {
 
 struct Context {
     name: String,
-    program: String,
+    about: About,
     shared: Arc<Shared>,
+    subscribers: Arc<Subscribers>,
 }
 
 /// Whether the peer may control this instance: the same user, or root.
@@ -220,6 +277,10 @@ fn serve(stream: UnixStream, context: &Context) -> io::Result<()> {
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
     let mut stop = false;
+    if serde_json::from_str::<Request>(&line).is_ok_and(|r| r == Request::Events) {
+        context.subscribers.add(stream);
+        return Ok(());
+    }
     let reply = match serde_json::from_str::<Request>(&line) {
         Err(err) => Reply {
             error: Some(format!("not a request: {err}")),
@@ -245,7 +306,9 @@ fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
             status: Some(Status {
                 name: context.name.clone(),
                 pid: std::process::id(),
-                program: context.program.clone(),
+                program: context.about.program.clone(),
+                stdout_log: context.about.stdout_log.clone(),
+                stderr_log: context.about.stderr_log.clone(),
                 argv: own_command_line(),
                 cwd: std::env::current_dir()
                     .map(|dir| dir.display().to_string())
@@ -264,6 +327,7 @@ fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
             context.shared.bell.ring();
             Reply::default()
         }
+        Request::Events => Reply::default(), // answered in `serve`
         Request::Stop => {
             *stop = true;
             Reply::default()

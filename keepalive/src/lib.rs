@@ -514,12 +514,26 @@ impl Supervisor {
     /// bound, or the supervisor's own signal handling cannot be set up;
     /// [`Error::StopHook`] with the error of [`exit_hook::try_add`] if the
     /// stop hook cannot be registered.
-    pub fn run(self) -> Result<StopReason, Error> {
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    pub fn run(mut self) -> Result<StopReason, Error> {
         if self.workers == 0 {
             return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the supervisor needs at least one worker",
             )));
+        }
+        // `keepalive events NAME`: every event to the subscribers too.
+        #[cfg(unix)]
+        let subscribers = Arc::new(control::Subscribers::default());
+        #[cfg(unix)]
+        if self.control.is_some() {
+            let (user, subscribers) = (self.listener.take(), subscribers.clone());
+            self.listener = Some(Arc::new(move |event: &Event| {
+                if let Some(user) = &user {
+                    user(event);
+                }
+                subscribers.send(event);
+            }));
         }
         let alarm = os::Alarm::new(&wake_signals(self.reload_on_hangup)).map_err(|err| {
             Error::Setup(io::Error::new(
@@ -545,16 +559,25 @@ impl Supervisor {
         #[cfg(unix)]
         let _control = match &self.control {
             Some((name, numbered)) => {
-                let program = std::path::Path::new(&self.program).display().to_string();
-                let (server, name) =
-                    control::Server::start(name, *numbered, program, shared.clone()).map_err(
-                        |err| {
-                            Error::Setup(io::Error::new(
-                                err.kind(),
-                                format!("cannot listen for control as {name}: {err}"),
-                            ))
-                        },
-                    )?;
+                let shown = |path: &Option<PathBuf>| path.as_ref().map(|p| p.display().to_string());
+                let about = protocol::About {
+                    program: std::path::Path::new(&self.program).display().to_string(),
+                    stdout_log: shown(&self.logs.stdout),
+                    stderr_log: shown(&self.logs.stderr),
+                };
+                let (server, name) = control::Server::start(
+                    name,
+                    *numbered,
+                    about,
+                    shared.clone(),
+                    subscribers.clone(),
+                )
+                .map_err(|err| {
+                    Error::Setup(io::Error::new(
+                        err.kind(),
+                        format!("cannot listen for control as {name}: {err}"),
+                    ))
+                })?;
                 shared.lock().socket_files.push(server.file());
                 self.emit(Event::Control {
                     name,

@@ -58,6 +58,8 @@ pub enum Request {
     Reload,
     /// A graceful stop of the whole instance, as SIGTERM.
     Stop,
+    /// Every event from now on, one JSON line each, until the instance ends.
+    Events,
     /// Sends `signal` (a number) to every worker.
     Signal {
         /// The signal's number.
@@ -99,6 +101,84 @@ pub struct Status {
     /// Its working directory.
     #[serde(default)]
     pub cwd: String,
+    /// Where the workers' stdout goes, if to a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_log: Option<String>,
+    /// Where the workers' stderr goes, if to a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_log: Option<String>,
+}
+
+/// What the control server knows of its instance besides the workers.
+#[derive(Clone, Debug, Default)]
+#[cfg(unix)]
+pub(crate) struct About {
+    pub(crate) program: String,
+    pub(crate) stdout_log: Option<String>,
+    pub(crate) stderr_log: Option<String>,
+}
+
+#[cfg(unix)]
+/// An [`Event`](crate::Event) as `keepalive events` prints it: one JSON
+/// object a line, `{"time": …, "event": "started", "pid": 42, "message": …}`.
+pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
+    use crate::Event as E;
+    use serde_json::json;
+    let (kind, mut fields) = match event {
+        E::Started { pid } => ("started", json!({ "pid": pid })),
+        E::Exited {
+            pid,
+            status,
+            uptime,
+        } => {
+            use std::os::unix::process::ExitStatusExt;
+            (
+                "exited",
+                json!({ "pid": pid, "code": status.code(), "signal": status.signal(), "uptime_ms": uptime.as_millis() as u64 }),
+            )
+        }
+        E::Restarting { delay, restarts } => (
+            "restarting",
+            json!({ "delay_ms": delay.as_millis() as u64, "restarts": restarts }),
+        ),
+        E::Stopping { pid, signal } => {
+            ("stopping", json!({ "pid": pid, "signal": signal.as_raw() }))
+        }
+        E::Killed { pid } => ("killed", json!({ "pid": pid })),
+        E::Listening { addr } => ("listening", json!({ "addr": addr })),
+        E::Ready { pid } => ("ready", json!({ "pid": pid })),
+        E::Draining { pid } => ("draining", json!({ "pid": pid })),
+        E::Status { pid, status } => ("status", json!({ "pid": pid, "status": status })),
+        E::Reloading { workers } => ("reloading", json!({ "workers": workers })),
+        E::Reloaded => ("reload-done", json!({})),
+        E::ReloadFailed { reason } => ("reload-failed", json!({ "reason": reason })),
+        E::StartFailed { slot, reason } => {
+            ("start-failed", json!({ "slot": slot, "reason": reason }))
+        }
+        E::GaveUp { slot, .. } => ("gave-up", json!({ "slot": slot })),
+        E::NotReady { pid, waited } => (
+            "not-ready",
+            json!({ "pid": pid, "waited_ms": waited.as_millis() as u64 }),
+        ),
+        E::Refused {
+            pid,
+            sender,
+            message,
+        } => (
+            "refused",
+            json!({ "pid": pid, "sender": sender, "said": message }),
+        ),
+        E::LeftBehind { pid, group } => ("left-behind", json!({ "pid": pid, "group": group })),
+        E::Replacing { pid, reason } => ("replacing", json!({ "pid": pid, "reason": reason })),
+        E::Changed { path } => ("changed", json!({ "path": path })),
+        E::Control { name, socket } => ("control", json!({ "name": name, "socket": socket })),
+        E::Done(_) => ("done", json!({})),
+    };
+    fields["event"] = json!(kind);
+    fields["message"] = json!(event.to_string());
+    fields["time"] =
+        json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    fields
 }
 
 /// One worker.

@@ -20,6 +20,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_control_refuses_another_user,
         keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
         keepalive_prints_a_systemd_unit_for_a_running_instance,
+        keepalive_streams_its_events_and_shows_its_logs,
     ]
 }
 
@@ -317,6 +318,92 @@ fn keepalive_prints_a_systemd_unit_for_a_running_instance() {
     );
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
+}
+
+fn keepalive_streams_its_events_and_shows_its_logs() {
+    use std::io::BufRead;
+    let dir = RuntimeDir::new("events");
+    let log = dir.path().join("feed.log");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive(
+        "feed",
+        &["--min-uptime", "0ms", "--stdout", log.to_str().unwrap()],
+        "ticker", // operations/logs.rs
+    );
+    let first = watchdog.watch(next_number(&mut keepalive, "worker "));
+    // `keepalive events feed`, from another process, for the rest of the run.
+    let mut events = Command::new(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["events", "feed"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = {
+        let stdout = events.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .map(|line| serde_json::from_str::<serde_json::Value>(&line).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    // Subscribed once the server has read the request: a status after it
+    // is answered after it.
+    std::thread::sleep(Duration::from_millis(200));
+    dir.status("feed");
+    // SAFETY: kill(2) on a worker of ours, alive.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
+    let second = watchdog.watch(next_number(&mut keepalive, "worker "));
+    // logs -n 3: the last three lines of the log file.
+    std::thread::sleep(Duration::from_millis(100));
+    let output = dir.client(&["logs", "feed", "-n", "3"]);
+    assert!(output.status.success(), "{output:?}");
+    let tail: Vec<String> = text(&output.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(tail.len(), 3, "{tail:?}");
+    assert!(tail.iter().all(|l| l.starts_with("tick ")), "{tail:?}");
+    // logs -f: what comes next.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_keepalive"))
+        .args(["logs", "feed", "-n", "0", "-f"])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(follow.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("tick "), "{line:?}");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    // The instance ended: so did the event stream.
+    assert!(events.wait().unwrap().success());
+    let events = reader.join().unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let exited = events
+        .iter()
+        .find(|e| e["event"] == "exited" && e["pid"] == first)
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(exited["signal"], 9, "{exited}");
+    assert_eq!(exited["code"], serde_json::Value::Null, "{exited}");
+    assert!(
+        exited["message"].as_str().unwrap().contains("SIGKILL"),
+        "{exited}"
+    );
+    assert!(exited["time"].as_str().unwrap().ends_with('Z'), "{exited}");
+    for kind in ["restarting", "started", "stopping"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "started" && e["pid"] == second)
+    );
 }
 
 fn keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name() {
