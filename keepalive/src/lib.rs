@@ -63,6 +63,11 @@
 //! them with an error, and the loop looks every 5 ms. The `keepalive`
 //! command (`src/main.rs`) is its command line.
 
+// `unsafe` lives in exec.rs only (what a worker does between fork and
+// exec); the rest goes through rustix and std.
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 /// The README's code blocks, compiled as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -74,6 +79,7 @@ pub mod control;
 mod error;
 mod event;
 #[cfg(unix)]
+#[allow(unsafe_code, reason = "between fork and exec: see the module's docs")]
 mod exec;
 mod listen;
 mod logfile;

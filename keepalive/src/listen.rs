@@ -85,7 +85,7 @@ pub(crate) use unix::{Listeners, SocketFile};
 #[cfg(unix)]
 mod unix {
     use std::io;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::Path;
 
@@ -161,8 +161,7 @@ mod unix {
                 };
                 // The longest queue the system allows: connections wait
                 // there while workers are replaced.
-                // SAFETY: listen(2) on a socket we own.
-                unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) };
+                rustix::net::listen(&fd, libc::SOMAXCONN)?;
                 fds.push(fd);
                 bound.push(local);
             }
@@ -237,13 +236,7 @@ mod unix {
 
     /// The same socket at a descriptor `>= floor`, close-on-exec.
     fn move_above(fd: OwnedFd, floor: RawFd) -> io::Result<OwnedFd> {
-        // SAFETY: fcntl(2) duplicates a descriptor we own.
-        let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
-        if moved < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `moved` is a new descriptor nobody else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+        Ok(rustix::io::fcntl_dupfd_cloexec(&fd, floor)?)
     }
 }
 

@@ -15,6 +15,8 @@
 //! (`keepalive: started pid …`, `restarting in … ms`); a stderr that cannot
 //! be written (a closed pipe) loses those lines, never the service.
 
+#![deny(unsafe_code)]
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
