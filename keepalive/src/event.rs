@@ -67,6 +67,14 @@ pub enum Event {
         /// What it said.
         status: String,
     },
+    /// A worker said another `KEY=value` line on its notification socket
+    /// (`MAINPID=`, `ERRNO=`, an application's own `X_…=`).
+    Said {
+        /// Its process id.
+        pid: u32,
+        /// The line.
+        line: String,
+    },
     /// A rolling reload started (SIGHUP): every worker is replaced, one at a time.
     Reloading {
         /// How many workers it replaces.
@@ -172,6 +180,7 @@ impl fmt::Display for Event {
             Event::Ready { pid } => write!(f, "pid {pid} is ready"),
             Event::Draining { pid } => write!(f, "pid {pid} is stopping"),
             Event::Status { pid, status } => write!(f, "pid {pid} status: {status}"),
+            Event::Said { pid, line } => write!(f, "pid {pid} says {line}"),
             Event::Reloading { workers } => {
                 write!(f, "reloading: replacing {workers} worker(s) one at a time")
             }

@@ -23,6 +23,8 @@ pub(crate) enum Message {
     Status(String),
     /// `WATCHDOG=1`: the worker is alive (systemd's watchdog protocol).
     Watchdog,
+    /// Any other `KEY=value` line (`MAINPID=`, `ERRNO=`, `X_APP_DB=up`…).
+    Other(String),
 }
 
 /// The messages in one datagram, one per line, in order.
@@ -33,9 +35,17 @@ pub(crate) fn parse(datagram: &[u8]) -> Vec<Message> {
             "READY=1" => Some(Message::Ready),
             "STOPPING=1" => Some(Message::Stopping),
             "WATCHDOG=1" => Some(Message::Watchdog),
-            _ => line
-                .strip_prefix("STATUS=")
-                .map(|status| Message::Status(status.to_owned())),
+            _ => match line.strip_prefix("STATUS=") {
+                Some(status) => Some(Message::Status(status.to_owned())),
+                // systemd's own lines with another value (READY=0) mean nothing.
+                None if line.split_once('=').is_some_and(|(key, _)| {
+                    !key.is_empty() && !["READY", "STOPPING", "WATCHDOG"].contains(&key)
+                }) =>
+                {
+                    Some(Message::Other(line.to_owned()))
+                }
+                None => None,
+            },
         })
         .collect()
 }
@@ -152,10 +162,11 @@ mod tests {
     #[test]
     fn known_lines_are_understood_and_others_ignored() {
         assert_eq!(
-            parse(b"READY=1\nSTATUS=serving 3 requests\nMAINPID=7\nSTOPPING=1\n"),
+            parse(b"READY=1\nSTATUS=serving 3 requests\nMAINPID=7\nSTOPPING=1\nnot a line\n"),
             [
                 Message::Ready,
                 Message::Status("serving 3 requests".into()),
+                Message::Other("MAINPID=7".into()),
                 Message::Stopping
             ]
         );

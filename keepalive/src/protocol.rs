@@ -21,6 +21,7 @@ pub(crate) struct Seen {
     pub(crate) stopping: bool,
     pub(crate) restarts: u32,
     pub(crate) last_exit: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 #[cfg_attr(not(unix), allow(dead_code, reason = "no control socket to show it"))]
@@ -43,6 +44,7 @@ impl Seen {
             rss_bytes,
             cpu_ms,
             last_exit: self.last_exit.clone(),
+            status: self.status.clone(),
         }
     }
 }
@@ -149,6 +151,7 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         E::Ready { pid } => ("ready", json!({ "pid": pid })),
         E::Draining { pid } => ("draining", json!({ "pid": pid })),
         E::Status { pid, status } => ("status", json!({ "pid": pid, "status": status })),
+        E::Said { pid, line } => ("said", json!({ "pid": pid, "line": line })),
         E::Reloading { workers } => ("reloading", json!({ "workers": workers })),
         E::Reloaded => ("reload-done", json!({})),
         E::ReloadFailed { reason } => ("reload-failed", json!({ "reason": reason })),
@@ -203,6 +206,9 @@ pub struct WorkerStatus {
     /// `signal: 9 (SIGKILL)`), if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<String>,
+    /// What the worker last said with `STATUS=` on its notify socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ struct Worker {
     reported_late: bool,
     /// When it last said `WATCHDOG=1` (or started).
     last_ping: Instant,
+    /// What it last said with `STATUS=`.
+    status: Option<String>,
     role: Role,
     #[cfg(unix)]
     notify: NotifySocket,
@@ -255,6 +257,7 @@ impl<'a> Cluster<'a> {
                     stopping: matches!(worker.role, Role::Retiring { .. }),
                     restarts: slot.restarts.count,
                     last_exit: slot.last_exit.clone(),
+                    status: worker.status.clone(),
                 }
             })
             .collect();

@@ -24,6 +24,7 @@ impl Cluster<'_> {
                         Message::Stopping => "STOPPING=1".to_owned(),
                         Message::Status(status) => format!("STATUS={status}"),
                         Message::Watchdog => "WATCHDOG=1".to_owned(),
+                        Message::Other(line) => line.clone(),
                     };
                     self.supervisor.emit(Event::Refused {
                         pid,
@@ -43,7 +44,11 @@ impl Cluster<'_> {
                         worker.last_ping = std::time::Instant::now();
                         continue;
                     }
-                    Message::Status(status) => Event::Status { pid, status },
+                    Message::Status(status) => {
+                        worker.status = Some(status.clone());
+                        Event::Status { pid, status }
+                    }
+                    Message::Other(line) => Event::Said { pid, line },
                 };
                 self.supervisor.emit(event);
             }

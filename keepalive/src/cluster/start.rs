@@ -128,6 +128,7 @@ impl Cluster<'_> {
             said_ready: false,
             reported_late: false,
             last_ping: Instant::now(),
+            status: None,
             role,
             #[cfg(unix)]
             notify,

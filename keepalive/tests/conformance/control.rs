@@ -21,12 +21,27 @@ pub fn tests() -> Vec<Trial> {
         keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
         keepalive_prints_a_systemd_unit_for_a_running_instance,
         keepalive_streams_its_events_and_shows_its_logs,
+        keepalive_shows_what_a_worker_says_on_its_notify_socket,
     ]
 }
 
 pub fn run_role(role: &str) -> bool {
     match role {
         "usr1_worker" => usr1_worker(),
+        "says_status" => {
+            let pid = std::process::id();
+            exit_hook::add(|_| {});
+            sd_notify::notify(
+                false,
+                &[
+                    sd_notify::NotifyState::Status("serving 3 requests"),
+                    sd_notify::NotifyState::Custom("X_CACHE=warm"),
+                ],
+            )
+            .unwrap();
+            println!("worker {pid}");
+            wait_forever()
+        }
         _ => false,
     }
 }
@@ -403,6 +418,29 @@ fn keepalive_streams_its_events_and_shows_its_logs() {
         events
             .iter()
             .any(|e| e["event"] == "started" && e["pid"] == second)
+    );
+}
+
+fn keepalive_shows_what_a_worker_says_on_its_notify_socket() {
+    let dir = RuntimeDir::new("says");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive("talker", &[], "says_status");
+    let worker = watchdog.watch(next_number(&mut keepalive, "worker "));
+    crate::operations::seen_or_wait(
+        &mut keepalive,
+        &format!("keepalive: pid {worker} says X_CACHE=warm"),
+    );
+    let status = status_until(&dir, "talker", |s| {
+        s["workers"][0]["status"] == "serving 3 requests"
+    });
+    assert_eq!(status["workers"][0]["pid"], worker);
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert!(
+        outcome.stdout.contains(&format!(
+            "keepalive: pid {worker} status: serving 3 requests"
+        )),
+        "{outcome:#?}"
     );
 }
 
