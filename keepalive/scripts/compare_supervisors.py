@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""keepalive beside pm2 and forever, on this machine, in one run.
+
+    python3 keepalive/scripts/compare_supervisors.py            # from the repository's root
+
+Needs node and npm (pm2 7 and forever 4 are installed from npm into
+target/bench-pm2), so it is not part of CI. Builds keepalive and the HTTP
+server example in release. Every process it starts is stopped (and killed
+if need be) before it ends, and each supervisor gets its own home
+(PM2_HOME, FOREVER_ROOT, XDG_RUNTIME_DIR) under a temporary directory.
+
+Measured, for each supervisor:
+- crash -> answering: SIGKILL to the worker (the HTTP example), then
+  connections until one is answered; the median of ROUNDS (default 15);
+- the supervisor's own RSS with one idle worker (`sleep 3600`) and with
+  100, and its CPU time over 30 s idle with one (schedstat, ns).
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KEEPALIVE = os.path.join(ROOT, "target/release/keepalive")
+SERVER = os.path.join(ROOT, "target/release/examples/http_server")
+NODE_DIR = os.path.join(ROOT, "target/bench-pm2")
+PM2 = os.path.join(NODE_DIR, "node_modules/.bin/pm2")
+FOREVER = os.path.join(NODE_DIR, "node_modules/.bin/forever")
+ROUNDS = int(os.environ.get("ROUNDS", "15"))
+IDLE_SECS = int(os.environ.get("IDLE_SECS", "30"))
+
+
+def sh(*args, env=None, check=True):
+    # Not pipes: a daemon started here (pm2's, forever's monitor) would keep
+    # them, and die of EPIPE on its next line once this call returned.
+    return subprocess.run(args, env=env, check=check,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def setup():
+    sh("cargo", "build", "--quiet", "--release", "-p", "keepalive")
+    sh("cargo", "build", "--quiet", "--release", "--example", "http_server")
+    if not (os.path.exists(PM2) and os.path.exists(FOREVER)):
+        os.makedirs(NODE_DIR, exist_ok=True)
+        sh("npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund", "pm2@7", "forever@4")
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def tree(pid):
+    """pid and every descendant."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children(p))
+    return out
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ns(pid):
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except OSError:
+        pass
+    return total
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answered(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            head = s.recv(64)
+            return head.startswith(b"HTTP/1.") and head[8:13] == b" 200 "
+    except OSError:
+        return False
+
+
+def wait(what, test, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = test()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+class Keepalive:
+    name = "keepalive"
+
+    def __init__(self, home):
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=home)
+        self.proc = None
+
+    def start(self, program, workers=1, port=None):
+        args = [KEEPALIVE, "run", "--name", "bench", "--workers", str(workers)]
+        if port:
+            args += ["--listen", f"127.0.0.1:{port}", "--wait-ready", "--min-uptime", "0ms"]
+        self.proc = subprocess.Popen(args + ["--"] + program, env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait("workers", lambda: len(self.workers()) >= workers)
+
+    def supervisors(self):
+        return [self.proc.pid]
+
+    def workers(self):
+        return children(self.proc.pid)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            for p in tree(self.proc.pid):
+                os.kill(p, signal.SIGKILL)
+            self.proc.wait()
+
+
+class Pm2:
+    name = "pm2 7"
+
+    def __init__(self, home):
+        self.env = dict(os.environ, PM2_HOME=home)
+
+    def start(self, program, workers=1, port=None):
+        env = dict(self.env, PORT=str(port or 0))
+        rest = ["--", *program[1:]] if program[1:] else []
+        sh(PM2, "start", program[0], "--name", "bench", "-i", str(workers), *rest, env=env)
+        wait("workers", lambda: len(self.workers()) >= workers)
+
+    def daemon(self):
+        with open(os.path.join(self.env["PM2_HOME"], "pm2.pid")) as f:
+            return int(f.read())
+
+    def supervisors(self):
+        return [self.daemon()]
+
+    def workers(self):
+        return children(self.daemon())
+
+    def stop(self):
+        sh(PM2, "kill", env=self.env, check=False)
+
+
+class Forever:
+    name = "forever 4"
+
+    def __init__(self, home):
+        self.env = dict(os.environ, FOREVER_ROOT=home)
+        self.uids = []
+
+    def start(self, program, workers=1, port=None):
+        env = dict(self.env, PORT=str(port or 0))
+        # forever runs `COMMAND SCRIPT`: the program, through a script that
+        # execs it (same pid).
+        script = os.path.join(self.env["FOREVER_ROOT"], "run.sh")
+        with open(script, "w") as f:
+            f.write("exec " + " ".join(program) + "\n")
+        for n in range(workers):
+            uid = f"bench{n}"
+            sh(FOREVER, "start", "--uid", uid, "--minUptime", "1", "--spinSleepTime", "1",
+               "-c", "/bin/sh", script, env=env)
+            self.uids.append(uid)
+        wait("workers", lambda: len(self.workers()) >= workers)
+
+    def supervisors(self):
+        """The monitor processes (one per app) and forever's daemon."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as f:
+                        if f"FOREVER_ROOT={self.env['FOREVER_ROOT']}".encode() in f.read():
+                            with open(f"/proc/{entry}/cmdline", "rb") as c:
+                                if b"node" in c.read().split(b"\0")[0]:
+                                    pids.append(int(entry))
+                except OSError:
+                    pass
+        return pids
+
+    def workers(self):
+        return [c for p in self.supervisors() for c in children(p)
+                if not self._is_node(c)]
+
+    @staticmethod
+    def _is_node(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as c:
+                return b"node" in c.read().split(b"\0")[0]
+        except OSError:
+            return False
+
+    def stop(self):
+        sh(FOREVER, "stopall", env=self.env, check=False)
+        for p in self.supervisors():
+            os.kill(p, signal.SIGKILL)
+
+
+def crash_to_answering(sup):
+    port = free_port()
+    try:
+        sup.start([SERVER], 1, port)
+        wait("an answer", lambda: answered(port))
+        times = []
+        for _ in range(ROUNDS):
+            [worker] = wait("one worker", lambda: sup.workers() if len(sup.workers()) == 1 else None)
+            time.sleep(0.3)  # settled
+            t0 = time.monotonic()
+            os.kill(worker, signal.SIGKILL)
+            while not answered(port):
+                if time.monotonic() - t0 > 30:
+                    raise SystemExit(f"{sup.name}: no answer 30 s after the crash")
+            times.append((time.monotonic() - t0) * 1000)
+        return statistics.median(times), min(times), max(times)
+    finally:
+        sup.stop()
+
+
+def footprint(sup, workers):
+    try:
+        sup.start(["sleep", "3600"], workers)
+        time.sleep(2)
+        rss = sum(rss_kb(p) for p in sup.supervisors())
+        cpu = None
+        if workers == 1:
+            c0 = sum(cpu_ns(p) for p in sup.supervisors())
+            time.sleep(IDLE_SECS)
+            cpu = (sum(cpu_ns(p) for p in sup.supervisors()) - c0) / 1e6 * 30 / IDLE_SECS
+        return rss, cpu
+    finally:
+        sup.stop()
+
+
+def main():
+    setup()
+    rows = []
+    for kind in (Keepalive, Pm2, Forever):
+        homes = []
+
+        def fresh():
+            homes.append(tempfile.mkdtemp(prefix="bench-sup-"))
+            return kind(homes[-1])
+
+        try:
+            crash = crash_to_answering(fresh())
+            rss1, cpu = footprint(fresh(), 1)
+            rss100, _ = footprint(fresh(), 100)
+            rows.append((kind.name, crash, rss1, rss100, cpu))
+            print(f"{kind.name}: done", file=sys.stderr)
+        finally:
+            for home in homes:
+                shutil.rmtree(home, ignore_errors=True)
+    print(f"| supervisor | crash → answering, median (min–max) of {ROUNDS} | its RSS, 1 idle worker | its RSS, 100 workers | its CPU per 30 s idle |")
+    print("|---|---|---|---|---|")
+    for name, (med, lo, hi), rss1, rss100, cpu in rows:
+        print(f"| {name} | {med:.1f} ms ({lo:.1f}–{hi:.1f}) | {rss1 / 1024:.1f} MB | {rss100 / 1024:.1f} MB | {cpu:.3f} ms |")
+    print(json.dumps({"rounds": ROUNDS, "idle_secs": IDLE_SECS}), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
