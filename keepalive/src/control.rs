@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
+use crate::listen::SocketFile;
 use crate::os;
 use crate::protocol::{About, Reply, Request, Status, event_json};
 use crate::stop::Shared;
@@ -94,18 +95,8 @@ pub fn names() -> Vec<String> {
 /// [`io::ErrorKind::NotFound`] ("no keepalive named NAME") when no
 /// instance of that name runs; the socket's errors otherwise.
 pub fn request(name: &str, request: &Request) -> io::Result<Reply> {
-    let path = socket_path(name);
-    let mut stream = UnixStream::connect(&path).map_err(|err| match err.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no keepalive named {name}"),
-        ),
-        _ => io::Error::new(err.kind(), format!("{}: {err}", path.display())),
-    })?;
+    let stream = send(name, request)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
-    line.push('\n');
-    stream.write_all(line.as_bytes())?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer)?;
     if answer.is_empty() {
@@ -124,6 +115,11 @@ pub fn request(name: &str, request: &Request) -> io::Result<Reply> {
 ///
 /// As [`request`].
 pub fn subscribe(name: &str) -> io::Result<impl BufRead> {
+    send(name, &Request::Events).map(BufReader::new)
+}
+
+/// Connects to the instance `name` and sends `request`, one JSON line.
+fn send(name: &str, request: &Request) -> io::Result<UnixStream> {
     let path = socket_path(name);
     let mut stream = UnixStream::connect(&path).map_err(|err| match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => io::Error::new(
@@ -132,16 +128,16 @@ pub fn subscribe(name: &str) -> io::Result<impl BufRead> {
         ),
         _ => io::Error::new(err.kind(), format!("{}: {err}", path.display())),
     })?;
-    let mut line = serde_json::to_string(&Request::Events).map_err(io::Error::other)?;
+    let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
     line.push('\n');
     stream.write_all(line.as_bytes())?;
-    Ok(BufReader::new(stream))
+    Ok(stream)
 }
 
 /// The server's end: the socket, removed when dropped.
 pub(crate) struct Server {
     path: PathBuf,
-    id: (u64, u64),
+    file: SocketFile,
 }
 
 /// Where `server` listens, for the event that says so.
@@ -151,8 +147,8 @@ pub(crate) fn socket_path_display(server: &Server) -> String {
 
 impl Server {
     /// The socket file, for the stop hook to remove.
-    pub(crate) fn file(&self) -> crate::listen::SocketFile {
-        crate::listen::SocketFile::made(&self.path).expect("the socket was just made")
+    pub(crate) fn file(&self) -> SocketFile {
+        self.file.clone()
     }
 }
 
@@ -168,7 +164,6 @@ impl Server {
         shared: Arc<Shared>,
         subscribers: Arc<Subscribers>,
     ) -> io::Result<(Server, String)> {
-        use std::os::unix::fs::MetadataExt;
         let dir = socket_dir();
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -200,7 +195,7 @@ impl Server {
             }
         };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        let meta = std::fs::symlink_metadata(&path)?;
+        let file = SocketFile::made(&path)?;
         let context = Context {
             name: name.clone(),
             about,
@@ -214,10 +209,7 @@ impl Server {
                     let _ = serve(stream, &context);
                 }
             })?;
-        let server = Server {
-            path,
-            id: (meta.dev(), meta.ino()),
-        };
+        let server = Server { path, file };
         Ok((server, name))
     }
 }
@@ -239,10 +231,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        self.file.remove();
     }
 }
 
@@ -363,21 +352,11 @@ fn own_command_line() -> Vec<String> {
     argv
 }
 
-/// Resident bytes and CPU milliseconds of `pid`, from `/proc` (Linux).
+/// Resident bytes and CPU milliseconds of `pid` (Linux; 0 elsewhere).
 fn usage(pid: u32) -> (u64, u64) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096);
-    // utime and stime, in clock ticks of 1/100 s (USER_HZ on Linux).
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-            let user: u64 = fields.next()?.parse().ok()?;
-            let system: u64 = fields.next()?.parse().ok()?;
-            Some((user + system) * 10)
-        })
-        .unwrap_or(0);
-    (rss, cpu)
+    #[cfg(target_os = "linux")]
+    let cpu = os::stat(pid).map_or(0, |stat| stat.cpu_ms);
+    #[cfg(not(target_os = "linux"))]
+    let cpu = 0;
+    (os::resident_bytes(pid).unwrap_or(0), cpu)
 }

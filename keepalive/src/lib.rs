@@ -640,7 +640,7 @@ impl Supervisor {
                     format!("cannot open the log file {}: {err}", path.display()),
                 ))
             })?;
-            reopen.push(SignalFlag::register(REOPEN_SIGNAL, flag)?);
+            reopen.push(SignalFlag::register(REOPEN_SIGNAL, "SIGUSR1", flag)?);
             Ok(Some(logfile::LogSink(Arc::new(std::sync::Mutex::new(log)))))
         };
         let sinks = cluster::Sinks {
@@ -694,6 +694,7 @@ impl SignalFlag {
     #[cfg_attr(not(unix), allow(unused_variables))]
     fn register(
         signal: i32,
+        name: &str,
         flag: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<SignalFlag, Error> {
         #[cfg(unix)]
@@ -701,7 +702,7 @@ impl SignalFlag {
             let id = signal_hook::flag::register(signal, flag).map_err(|err| {
                 Error::Setup(io::Error::new(
                     err.kind(),
-                    format!("cannot handle signal {signal}: {err}"),
+                    format!("cannot handle {name}: {err}"),
                 ))
             })?;
             Ok(SignalFlag { id })
@@ -721,47 +722,31 @@ impl Drop for SignalFlag {
 /// SIGHUP, registered for the duration of a run when it reloads.
 struct ReloadSignal {
     flag: Option<Arc<std::sync::atomic::AtomicBool>>,
-    #[cfg(unix)]
-    id: Option<signal_hook::SigId>,
+    _handler: Option<SignalFlag>,
 }
 
 impl ReloadSignal {
     fn register(on: bool) -> Result<ReloadSignal, Error> {
-        #[cfg(unix)]
-        if on {
-            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let id = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
-                .map_err(|err| {
-                    Error::Setup(io::Error::new(
-                        err.kind(),
-                        format!("cannot handle SIGHUP: {err}"),
-                    ))
-                })?;
+        if !on {
             return Ok(ReloadSignal {
-                flag: Some(flag),
-                id: Some(id),
+                flag: None,
+                _handler: None,
             });
         }
         #[cfg(not(unix))]
-        if on {
-            return Err(Error::Setup(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "reloading on SIGHUP is Unix only",
-            )));
-        }
-        Ok(ReloadSignal {
-            flag: None,
-            #[cfg(unix)]
-            id: None,
-        })
-    }
-}
-
-impl Drop for ReloadSignal {
-    fn drop(&mut self) {
+        return Err(Error::Setup(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "reloading on SIGHUP is Unix only",
+        )));
         #[cfg(unix)]
-        if let Some(id) = self.id.take() {
-            signal_hook::low_level::unregister(id);
+        {
+            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let handler =
+                SignalFlag::register(signal_hook::consts::SIGHUP, "SIGHUP", flag.clone())?;
+            Ok(ReloadSignal {
+                flag: Some(flag),
+                _handler: Some(handler),
+            })
         }
     }
 }

@@ -35,6 +35,14 @@ pub(crate) fn separate_process_group(command: &mut std::process::Command) {
     let _ = command;
 }
 
+/// A process's resident memory in bytes, from `/proc/PID/statm` (Linux;
+/// `None` elsewhere, or when the process is gone).
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 /// How long to sleep to wake at `until` (at once if it passed).
 fn timeout(until: Option<Instant>) -> Option<std::time::Duration> {
     until.map(|at| at.saturating_duration_since(Instant::now()))
@@ -216,15 +224,21 @@ mod unix {
         pub(crate) struct Stat {
             pub(crate) parent: u32,
             pub(crate) group: u32,
+            /// User and system CPU time, in milliseconds.
+            pub(crate) cpu_ms: u64,
         }
 
         pub(crate) fn stat(pid: u32) -> Option<Stat> {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and ')'.
-            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
+            // `pid (comm) state ppid pgrp ... utime stime ...`; comm may
+            // hold spaces and ')'.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let number = |at: usize| fields.get(at)?.parse::<u64>().ok();
             Some(Stat {
-                parent: fields.next()?.parse().ok()?,
-                group: fields.next()?.parse().ok()?,
+                parent: fields.get(1)?.parse().ok()?,
+                group: fields.get(2)?.parse().ok()?,
+                // utime and stime, in clock ticks of 1/100 s (USER_HZ).
+                cpu_ms: (number(11)? + number(12)?) * 10,
             })
         }
 

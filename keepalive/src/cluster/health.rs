@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{Cluster, Role};
 use crate::event::Event;
+use crate::os;
 
 /// How often resident memory is read, with `max_memory`.
 const MEMORY_EVERY: Duration = Duration::from_secs(1);
@@ -38,7 +39,7 @@ impl Cluster<'_> {
             if self.memory_check_at.is_some_and(|at| at <= now) {
                 self.memory_check_at = Some(now + MEMORY_EVERY);
                 unhealthy = self.serving().find_map(|w| {
-                    let rss = resident_bytes(w.pid)?;
+                    let rss = os::resident_bytes(w.pid)?;
                     (rss > limit).then(|| {
                         (
                             w.slot,
@@ -78,11 +79,4 @@ impl Cluster<'_> {
     fn serving(&self) -> impl Iterator<Item = &super::Worker> {
         self.workers.iter().filter(|w| w.role == Role::Serving)
     }
-}
-
-/// A process's resident memory, in bytes (Linux's `/proc/PID/statm`).
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }

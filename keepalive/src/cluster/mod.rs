@@ -242,6 +242,9 @@ impl<'a> Cluster<'a> {
 
     /// The workers as the control socket shows them.
     fn publish(&self) {
+        if self.supervisor.control.is_none() {
+            return; // nobody can ask
+        }
         let view = self
             .workers
             .iter()
