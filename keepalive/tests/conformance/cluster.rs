@@ -62,13 +62,32 @@ pub(crate) fn is_gone(pid: u32) -> bool {
     })
 }
 
-/// Waits (up to 5 s) for `pid` to be gone.
-pub(crate) fn assert_gone_soon(pid: u32) {
+/// Whether `pid` is gone within 5 s.
+pub(crate) fn is_gone_soon(pid: u32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !is_gone(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} is still running");
+        if Instant::now() >= deadline {
+            return false;
+        }
         thread::sleep(Duration::from_millis(10));
     }
+    true
+}
+
+/// Waits (up to 5 s) for `pid` to be gone.
+pub(crate) fn assert_gone_soon(pid: u32) {
+    assert!(is_gone_soon(pid), "pid {pid} is still running");
+}
+
+/// The worker `pid` (a `worker` or `ready_server`) was stopped by SIGTERM,
+/// and its hook ran once.
+#[track_caller]
+pub(crate) fn assert_stopped_once(outcome: &crate::harness::Outcome, pid: u32) {
+    assert_eq!(
+        outcome.lines_starting(&format!("hook {pid}: ")),
+        [format!("hook {pid}: SIGTERM (15), exit status 143")],
+        "{outcome:#?}"
+    );
 }
 
 /// The workers (and their children) a test learned of: killed when the
@@ -285,11 +304,7 @@ fn keepalive_reload_replaces_every_worker_without_a_refused_connection() {
     // Each worker, old and new, ran its hooks once: the old ones when
     // replaced, the new ones at the stop.
     for pid in old.iter().chain(&new) {
-        assert_eq!(
-            outcome.lines_starting(&format!("hook {pid}: ")),
-            [format!("hook {pid}: SIGTERM (15), exit status 143")],
-            "{outcome:#?}"
-        );
+        assert_stopped_once(&outcome, *pid);
     }
 }
 
@@ -331,10 +346,7 @@ fn keepalive_kills_a_new_worker_that_is_never_ready_and_keeps_the_old_one() {
         "reload failed: the new worker (pid {never}) was not ready within 500 ms; the old workers keep serving"
     );
     assert!(events(&outcome).contains(&failed.as_str()), "{outcome:#?}");
-    assert_eq!(
-        outcome.lines_starting(&format!("hook {old}: ")),
-        [format!("hook {old}: SIGTERM (15), exit status 143")]
-    );
+    assert_stopped_once(&outcome, old);
     assert_gone_soon(old);
 }
 
@@ -400,10 +412,7 @@ fn keepalive_queues_a_sighup_that_comes_during_a_reload() {
         "two reloads, one after the other: {outcome:#?}"
     );
     assert_eq!(count("reload done"), 2, "{outcome:#?}");
-    assert_eq!(
-        outcome.lines_starting(&format!("hook {third}: ")),
-        [format!("hook {third}: SIGTERM (15), exit status 143")]
-    );
+    assert_stopped_once(&outcome, third);
 }
 
 fn keepalive_reload_starts_the_program_found_on_path_again() {

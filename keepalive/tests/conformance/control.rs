@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::Trial;
 
 use crate::child::wait_forever;
-use crate::cluster::{Watchdog, assert_gone_soon, next_number};
+use crate::cluster::{Watchdog, assert_gone_soon, assert_stopped_once, next_number};
 use crate::harness::Child;
 use crate::trials;
 
@@ -253,11 +253,7 @@ fn keepalive_reload_signal_and_stop_by_name() {
     let outcome = keepalive.finish();
     outcome.assert_code(143);
     for pid in old.iter().chain(&new) {
-        assert_eq!(
-            outcome.lines_starting(&format!("hook {pid}: ")),
-            [format!("hook {pid}: SIGTERM (15), exit status 143")],
-            "{outcome:#?}"
-        );
+        assert_stopped_once(&outcome, *pid);
     }
     // A command that is not one: a usage error.
     assert_eq!(dir.client(&["frobnicate", "api"]).status.code(), Some(2));

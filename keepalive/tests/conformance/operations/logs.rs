@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
-use super::{TempDir, keepalive_role};
+use super::{TempDir, keepalive_role, say_err};
 use crate::child::wait_forever;
 use crate::cluster::{Watchdog, next_number};
 use crate::trials;
@@ -36,20 +36,20 @@ const FLOOD: u32 = 100_000;
 /// `flooded` on stderr and waits.
 fn flood() -> ! {
     let pid = std::process::id();
-    exit_hook::add(move |exit| eprintln!("hook {pid}: {exit}"));
+    exit_hook::add(move |exit| say_err(&format!("hook {pid}: {exit}")));
     let mut out = std::io::stdout().lock();
     for n in 1..=FLOOD {
         writeln!(out, "line {n:06} of the flood, padded to about fifty bytes").unwrap();
     }
     out.flush().unwrap();
     drop(out);
-    eprintln!("flooded {pid}");
+    say_err(&format!("flooded {pid}"));
     wait_forever()
 }
 
 /// `tick N` on stdout every 10 ms, and `worker PID` on stderr first.
 fn ticker() -> ! {
-    eprintln!("worker {}", std::process::id());
+    say_err(&format!("worker {}", std::process::id()));
     for n in 1.. {
         println!("tick {n}");
         std::thread::sleep(Duration::from_millis(10));

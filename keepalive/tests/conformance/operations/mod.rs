@@ -5,6 +5,7 @@
 //! keepalive, real workers (this binary's roles, each beside its test),
 //! real signals.
 
+use std::io::Write;
 use std::process::Command;
 
 use libtest_mimic::Trial;
@@ -101,6 +102,14 @@ fn event(child: &mut Child, what: &str) -> String {
 /// Waits for the event `what` followed by a pid (`started pid 42`).
 fn event_pid(child: &mut Child, what: &str) -> u32 {
     number_after(&event(child, what), what)
+}
+
+/// A line to stderr in one write: `eprintln!` may write a line in pieces,
+/// and keepalive's own lines on the same pipe would land between them.
+pub(crate) fn say_err(line: &str) {
+    std::io::stderr()
+        .write_all(format!("{line}\n").as_bytes())
+        .unwrap();
 }
 
 /// Waits for a line equal to `line`, unless it was read already (lines of

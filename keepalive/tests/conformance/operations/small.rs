@@ -47,7 +47,7 @@ fn binds_own_port() -> ! {
     let _listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("cannot bind port {port}: {err}");
+            super::say_err(&format!("cannot bind port {port}: {err}"));
             std::process::exit(1);
         }
     };
