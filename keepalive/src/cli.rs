@@ -54,9 +54,55 @@ pub(crate) enum Command {
         name: String,
     },
     /// Stops NAME gracefully: every worker, then keepalive (as SIGTERM).
+    /// An app of a `keepalive up` stops alone; the up ends with its last
+    /// app, or at once when NAME is the up itself.
     Stop {
+        /// The instance, an app, or a `keepalive up`.
+        name: String,
+    },
+    /// Stops every worker of NAME gracefully, then starts them all again
+    /// (the listeners stay bound: connections wait instead of failing).
+    /// `reload` replaces them ready-first instead.
+    Restart {
         /// The instance.
         name: String,
+    },
+    /// Starts the app NAME of a running `keepalive up` again, after a
+    /// `stop NAME` or after it gave up.
+    Start {
+        /// The app.
+        name: String,
+    },
+    /// Runs every app of a config file, each as an instance of its own
+    /// (controlled by its name), until stopped. Relative paths in the file
+    /// are its directory's.
+    Up {
+        /// The config file.
+        #[arg(
+            short = 'f',
+            long = "file",
+            value_name = "FILE",
+            default_value = "keepalive.toml"
+        )]
+        file: std::path::PathBuf,
+        /// Detaches: runs in the background, its own lines (and the apps'
+        /// output not sent to log files) in a log file it names.
+        #[arg(long)]
+        daemon: bool,
+        /// Run by `--daemon`: starts a session of its own.
+        #[arg(long, hide = true)]
+        detached: bool,
+    },
+    /// Checks a config file: every error, with its line; exit 2 if any.
+    Validate {
+        /// The config file.
+        #[arg(
+            short = 'f',
+            long = "file",
+            value_name = "FILE",
+            default_value = "keepalive.toml"
+        )]
+        file: std::path::PathBuf,
     },
     /// Prints a systemd unit that runs NAME as it runs now (its command
     /// line, its directory), as `pm2 startup` does: reload is a rolling
@@ -289,6 +335,17 @@ pub(crate) struct RunArgs {
     /// default: the program's file name (with -2, -3, ... if taken).
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,
+    /// Detaches: runs in the background, its own lines (and the workers'
+    /// output not sent to log files) in a log file it names.
+    #[arg(long)]
+    pub(crate) daemon: bool,
+    /// Run by the `keepalive up` of pid UP: its lines say which app, and
+    /// it stops when that process ends.
+    #[arg(long, hide = true, value_name = "UP")]
+    pub(crate) up_app: Option<u32>,
+    /// Run by `--daemon`: starts a session of its own.
+    #[arg(long, hide = true)]
+    pub(crate) detached: bool,
     /// The program and its arguments, after `--`.
     #[arg(value_name = "PROGRAM", required = true, num_args = 1.., last = true)]
     program: Vec<OsString>,
@@ -378,6 +435,34 @@ impl RunArgs {
             supervisor = supervisor.kill_signal(exit_hook::Signal::from_raw(signal));
         }
         supervisor
+    }
+}
+
+/// Whether `run` has the option `--long` (hidden ones aside), and if so,
+/// whether it takes a value (else it is a flag).
+pub(crate) fn run_option(long: &str) -> Option<bool> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let run = cli.find_subcommand("run")?;
+    run.get_arguments()
+        .find(|arg| !arg.is_hide_set() && arg.get_long() == Some(long))
+        .map(|arg| arg.get_action().takes_values())
+}
+
+/// `keepalive run ARGV`, parsed: clap's message on its first line, as the
+/// config file reports it.
+pub(crate) fn parse_run(argv: &[OsString]) -> Result<RunArgs, String> {
+    let words = ["keepalive".into(), "run".into()]
+        .into_iter()
+        .chain(argv.iter().cloned());
+    match Cli::try_parse_from(words).map(Cli::into_command) {
+        Ok(Command::Run(run)) => Ok(run),
+        Ok(_) => unreachable!("parsed as run"),
+        Err(err) => {
+            let text = err.to_string();
+            let line = text.lines().next().unwrap_or_default();
+            Err(line.strip_prefix("error: ").unwrap_or(line).to_owned())
+        }
     }
 }
 

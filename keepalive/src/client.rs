@@ -14,7 +14,11 @@ use crate::cli::{Command, RunArgs};
 /// when there is no such instance.
 pub(crate) fn command(command: Command) -> ExitCode {
     let result = match command {
-        Command::Run(_) => unreachable!("run is not a control command"),
+        Command::Run(_) | Command::Up { .. } | Command::Validate { .. } => {
+            unreachable!("not a control command")
+        }
+        Command::Restart { name } => ask(&name, &Request::Restart).map(|_| ()),
+        Command::Start { name } => start(&name),
         Command::Status { name, json } => status(name, json),
         Command::Reload { name } => ask(&name, &Request::Reload).map(|_| ()),
         Command::Stop { name } => ask(&name, &Request::Stop).map(|_| ()),
@@ -79,12 +83,69 @@ fn status(name: Option<String>, json: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// `keepalive start APP`: asks the `keepalive up` that has APP to start it,
+/// and returns once APP answers.
+fn start(app: &str) -> Result<(), String> {
+    if let Ok(reply) = control::request(app, &Request::Status) {
+        if reply.status.is_some_and(|status| status.apps.is_empty()) {
+            return Err(format!("{app} is running"));
+        }
+    }
+    let owner = control::names().into_iter().find(|name| {
+        control::request(name, &Request::Status)
+            .ok()
+            .and_then(|reply| reply.status)
+            .is_some_and(|status| status.apps.iter().any(|a| a.name == app))
+    });
+    let Some(owner) = owner else {
+        return Err(format!(
+            "no keepalive up has an app named {app} (`keepalive up -f FILE` runs one)"
+        ));
+    };
+    ask(
+        &owner,
+        &Request::Start {
+            app: app.to_owned(),
+        },
+    )?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if control::request(app, &Request::Status).is_ok() {
+            println!("started {app}");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(format!("{app} was started but does not answer yet"))
+}
+
 fn print_table(statuses: &[Status]) {
     println!(
         "{:<16} {:>7} {:>4} {:>7} {:<8} {:>9} {:>8} {:>9} {:>9}  LAST EXIT",
         "NAME", "PID", "SLOT", "WORKER", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU"
     );
+    let running: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
     for status in statuses {
+        // A `keepalive up`: the apps that do not show as instances.
+        for app in &status.apps {
+            if statuses.len() > 1 && running.contains(&app.name.as_str()) {
+                continue;
+            }
+            println!(
+                "{:<16} {:>7} {:>4} {:>7} {:<8} {:>9} {:>8} {:>9} {:>9}  {}",
+                app.name,
+                app.pid
+                    .map_or_else(|| "-".to_owned(), |pid| pid.to_string()),
+                "-",
+                "-",
+                app.state,
+                "-",
+                "-",
+                "-",
+                "-",
+                app.last_exit.as_deref().unwrap_or("-")
+            );
+        }
         for worker in &status.workers {
             println!(
                 "{:<16} {:>7} {:>4} {:>7} {:<8} {:>9} {:>8} {:>9} {:>9}  {}",

@@ -164,37 +164,7 @@ impl Server {
         shared: Arc<Shared>,
         subscribers: Arc<Subscribers>,
     ) -> io::Result<(Server, String)> {
-        let dir = socket_dir();
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        let mut n = 1;
-        let (listener, name, path) = loop {
-            let candidate = if n == 1 {
-                name.to_owned()
-            } else {
-                format!("{name}-{n}")
-            };
-            let path = socket_path(&candidate);
-            match bind(&path) {
-                Ok(listener) => break (listener, candidate, path),
-                Err(err) if err.kind() == io::ErrorKind::AddrInUse && numbered && n < 1000 => {
-                    n += 1;
-                }
-                Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!(
-                            "a keepalive named {candidate} is already running ({})",
-                            path.display()
-                        ),
-                    ));
-                }
-                Err(err) => return Err(err),
-            }
-        };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let (listener, name, path) = listen(name, numbered)?;
         let file = SocketFile::made(&path)?;
         let context = Context {
             name: name.clone(),
@@ -202,16 +172,138 @@ impl Server {
             shared,
             subscribers,
         };
-        std::thread::Builder::new()
-            .name("keepalive-control".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let _ = serve(stream, &context);
-                }
-            })?;
+        spawn_server(listener, move |request, stream| match request {
+            Ok(Request::Events) => {
+                context.subscribers.add(stream);
+                None
+            }
+            request => Some((stream, answer_request(request, &context))),
+        })?;
         let server = Server { path, file };
         Ok((server, name))
     }
+}
+
+/// A control socket of one's own: `keepalive up` answers for the apps of
+/// its config file on one, with the same directory, modes and peer check
+/// as an instance's.
+#[derive(Debug)]
+pub struct Endpoint {
+    name: String,
+    file: SocketFile,
+}
+
+/// What an [`Endpoint`]'s owner answers a request with.
+#[derive(Debug, Default)]
+pub struct Answer {
+    /// The reply.
+    pub reply: Reply,
+    /// Stop this process once the reply is out (SIGTERM to itself, so
+    /// `exit_hook` runs its hooks as for any SIGTERM).
+    pub then_stop: bool,
+}
+
+impl Endpoint {
+    /// Listens as `name` (an instance of that name already running is
+    /// [`io::ErrorKind::AddrInUse`]; a stale socket is replaced) and answers
+    /// each request with `answer`, on a thread of its own.
+    ///
+    /// # Errors
+    ///
+    /// The socket's, and `AddrInUse` when the name is taken.
+    pub fn serve(
+        name: &str,
+        answer: impl Fn(Request) -> Answer + Send + 'static,
+    ) -> io::Result<Endpoint> {
+        let (listener, name, path) = listen(name, false)?;
+        let file = SocketFile::made(&path)?;
+        spawn_server(listener, move |request, stream| {
+            Some((
+                stream,
+                match request {
+                    Ok(request) => answer(request),
+                    Err(err) => Answer {
+                        reply: Reply::error(err),
+                        then_stop: false,
+                    },
+                },
+            ))
+        })?;
+        Ok(Endpoint { name, file })
+    }
+
+    /// The name it listens as.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Removes the socket: no request reaches this process any more (also
+    /// when dropped).
+    pub fn close(&self) {
+        self.file.remove();
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The socket of `name` (numbered: the first free of `name`, `name-2`, ...)
+/// in its private directory, mode 0600.
+fn listen(name: &str, numbered: bool) -> io::Result<(UnixListener, String, PathBuf)> {
+    let dir = socket_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let mut n = 1;
+    let (listener, name, path) = loop {
+        let candidate = if n == 1 {
+            name.to_owned()
+        } else {
+            format!("{name}-{n}")
+        };
+        let path = socket_path(&candidate);
+        match bind(&path) {
+            Ok(listener) => break (listener, candidate, path),
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse && numbered && n < 1000 => {
+                n += 1;
+            }
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "a keepalive named {candidate} is already running ({})",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, name, path))
+}
+
+/// Serves `listener` on a thread of its own: each connection from an
+/// allowed peer carries one request; `handle` keeps the stream (for
+/// events) or gives it back with the answer to write.
+fn spawn_server(
+    listener: UnixListener,
+    handle: impl Fn(Result<Request, String>, UnixStream) -> Option<(UnixStream, Answer)>
+    + Send
+    + 'static,
+) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("keepalive-control".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = serve(stream, &handle);
+            }
+        })?;
+    Ok(())
 }
 
 /// Binds `path`; a socket there that nobody accepts on (a killed
@@ -258,37 +350,56 @@ fn allowed(stream: &UnixStream) -> bool {
     }
 }
 
-fn serve(stream: UnixStream, context: &Context) -> io::Result<()> {
+fn serve(
+    stream: UnixStream,
+    handle: &impl Fn(Result<Request, String>, UnixStream) -> Option<(UnixStream, Answer)>,
+) -> io::Result<()> {
     if !allowed(&stream) {
         return Ok(()); // closed unanswered
     }
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
-    let mut stop = false;
-    if serde_json::from_str::<Request>(&line).is_ok_and(|r| r == Request::Events) {
-        context.subscribers.add(stream);
+    let request =
+        serde_json::from_str::<Request>(&line).map_err(|err| format!("not a request: {err}"));
+    let Some((stream, answer)) = handle(request, stream) else {
         return Ok(());
-    }
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Err(err) => Reply {
-            error: Some(format!("not a request: {err}")),
-            ..Reply::default()
-        },
-        Ok(request) => answer(request, context, &mut stop),
     };
-    let mut text = serde_json::to_string(&reply).map_err(io::Error::other)?;
+    let mut text = serde_json::to_string(&answer.reply).map_err(io::Error::other)?;
     text.push('\n');
     (&stream).write_all(text.as_bytes())?;
     drop(stream);
-    if stop {
+    if answer.then_stop {
         // The stop a SIGTERM makes: exit_hook's run, the stop hook, 143.
         let _ = os::signal_process(std::process::id(), rustix::process::Signal::TERM.as_raw());
     }
     Ok(())
 }
 
-fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
+fn answer_request(request: Result<Request, String>, context: &Context) -> Answer {
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => return Answer::from(Reply::error(err)),
+    };
+    if request == Request::Stop {
+        return Answer {
+            reply: Reply::default(),
+            then_stop: true,
+        };
+    }
+    Answer::from(answer(request, context))
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer {
+            reply,
+            then_stop: false,
+        }
+    }
+}
+
+fn answer(request: Request, context: &Context) -> Reply {
     let mut state = context.shared.lock();
     match request {
         Request::Status => Reply {
@@ -307,20 +418,26 @@ fn answer(request: Request, context: &Context, stop: &mut bool) -> Reply {
                     .iter()
                     .map(|seen| seen.status(usage(seen.pid)))
                     .collect(),
+                apps: Vec::new(),
             }),
             ..Reply::default()
         },
-        Request::Reload => {
-            state.reload_asked = true;
+        Request::Reload | Request::Restart => {
+            if request == Request::Reload {
+                state.reload_asked = true;
+            } else {
+                state.restart_asked = true;
+            }
             drop(state);
             context.shared.bell.ring();
             Reply::default()
         }
-        Request::Events => Reply::default(), // answered in `serve`
-        Request::Stop => {
-            *stop = true;
-            Reply::default()
-        }
+        // Answered before: the stream joined the subscribers; the stop.
+        Request::Events | Request::Stop => Reply::default(),
+        Request::Start { .. } => Reply::error(format!(
+            "{} is an instance, not a `keepalive up`: it starts nothing by name",
+            context.name
+        )),
         Request::Signal { signal } => {
             let mut signalled = Vec::new();
             for started in &state.children {

@@ -82,6 +82,12 @@ pub enum Event {
     },
     /// Every worker was replaced.
     Reloaded,
+    /// A restart (`keepalive restart NAME`): every worker is stopped, then
+    /// every slot starts afresh; the listeners stay bound meanwhile.
+    Restart {
+        /// How many workers are stopped.
+        workers: usize,
+    },
     /// A reload stopped: a new worker did not become ready. The workers
     /// not replaced yet keep serving.
     ReloadFailed {
@@ -185,6 +191,10 @@ impl fmt::Display for Event {
                 write!(f, "reloading: replacing {workers} worker(s) one at a time")
             }
             Event::Reloaded => f.write_str("reload done: every worker replaced"),
+            Event::Restart { workers } => write!(
+                f,
+                "restart: stopping {workers} worker(s), then starting them again"
+            ),
             Event::ReloadFailed { reason } => {
                 write!(f, "reload failed: {reason}; the old workers keep serving")
             }

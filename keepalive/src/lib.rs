@@ -109,7 +109,7 @@ use stop::{Shared, stop};
 
 pub use error::Error;
 pub use logfile::Rotation;
-pub use protocol::{Reply, Request, Status, WorkerStatus};
+pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
 
 /// The name an instance gets when none is given: its program's file name
 /// (`/usr/bin/my-server` → `my-server`).

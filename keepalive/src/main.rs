@@ -28,6 +28,11 @@ use keepalive::StopReason;
 mod cli;
 #[cfg(unix)]
 mod client;
+mod config;
+#[cfg(unix)]
+mod daemon;
+#[cfg(unix)]
+mod up;
 
 /// Writes a line to stderr in one `write`, so it does not mix with the
 /// workers' output on the same stderr; a failed write (EPIPE, a full disk)
@@ -45,6 +50,25 @@ fn main() -> ExitCode {
     // Bad arguments: clap's message and exit status 2.
     match cli::Cli::parse().into_command() {
         cli::Command::Run(run) => keep(&run),
+        cli::Command::Validate { file } => validate(&file),
+        #[cfg(unix)]
+        cli::Command::Up {
+            file,
+            daemon,
+            detached,
+        } => {
+            if detached {
+                daemon::leave_the_terminal();
+            }
+            let config = match config::load(&file) {
+                Ok(config) => config,
+                Err(problems) => return report(&file, &problems),
+            };
+            if daemon {
+                return daemon::detach(&daemon::log_path(&config.name));
+            }
+            up::up(config)
+        }
         #[cfg(unix)]
         other => client::command(other),
         #[cfg(not(unix))]
@@ -55,8 +79,68 @@ fn main() -> ExitCode {
     }
 }
 
+/// `keepalive validate`: every problem of the file with its line, exit 2
+/// if there is one.
+fn validate(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(config) => {
+            let names: Vec<&str> = config.apps.iter().map(|app| app.name.as_str()).collect();
+            println!(
+                "{}: {} app(s), {}; `keepalive up` is controlled as {}",
+                file.display(),
+                names.len(),
+                names.join(", "),
+                config.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => report(file, &problems),
+    }
+}
+
+/// A config file's problems, `FILE:LINE: message` each; exit 2, as for bad
+/// arguments.
+fn report(file: &std::path::Path, problems: &[config::Problem]) -> ExitCode {
+    for problem in problems {
+        match problem.line {
+            0 => say!("{}: {}", file.display(), problem.message),
+            line => say!("{}:{line}: {}", file.display(), problem.message),
+        }
+    }
+    ExitCode::from(2)
+}
+
 /// `keepalive run`: supervises until stopped, then exits as the run says.
 fn keep(run: &cli::RunArgs) -> ExitCode {
+    #[cfg(unix)]
+    {
+        if run.detached {
+            daemon::leave_the_terminal();
+        }
+        if run.daemon {
+            let name = run
+                .name
+                .clone()
+                .unwrap_or_else(|| keepalive::default_name(std::path::Path::new(run.program())));
+            return daemon::detach(&daemon::log_path(&name));
+        }
+        if let Some(up) = run.up_app {
+            // Stops (gracefully: SIGTERM) when its `keepalive up` ends, even
+            // by SIGKILL; and at once if that already happened.
+            #[cfg(target_os = "linux")]
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::TERM,
+            ));
+            if rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32) != Some(up) {
+                say!("keepalive: its keepalive up (pid {up}) is gone");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let tag = match (&run.up_app, &run.name) {
+        (Some(_), Some(name)) => format!("keepalive[{name}]"),
+        _ => "keepalive".to_owned(),
+    };
     // The supervisor's own deadline leaves the command its kill timeout.
     // SIGHUP reloads the workers instead of stopping the supervisor.
     if let Err(err) = exit_hook::Builder::new()
@@ -85,7 +169,7 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
     #[cfg(unix)]
     let supervisor = client::listen_for_control(run, supervisor);
     let code = match supervisor
-        .on_event(|event| say!("keepalive: {event}"))
+        .on_event(move |event| say!("{tag}: {event}"))
         .run()
     {
         Ok(StopReason::ExitCode(code)) => code,

@@ -58,10 +58,18 @@ pub enum Request {
     Status,
     /// A rolling reload, as SIGHUP (when the instance reloads on SIGHUP).
     Reload,
+    /// Every worker stopped gracefully, then started again (pm2's
+    /// restart; a reload replaces them ready-first instead).
+    Restart,
     /// A graceful stop of the whole instance, as SIGTERM.
     Stop,
     /// Every event from now on, one JSON line each, until the instance ends.
     Events,
+    /// Starts the app `app` of a `keepalive up` again.
+    Start {
+        /// The app's name.
+        app: String,
+    },
     /// Sends `signal` (a number) to every worker.
     Signal {
         /// The signal's number.
@@ -82,6 +90,16 @@ pub struct Reply {
     /// The workers a signal was sent to, for [`Request::Signal`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signalled: Option<Vec<u32>>,
+}
+
+impl Reply {
+    /// A reply that says what went wrong.
+    pub fn error(message: impl Into<String>) -> Reply {
+        Reply {
+            error: Some(message.into()),
+            ..Reply::default()
+        }
+    }
 }
 
 /// One instance, as `keepalive status --json` prints it.
@@ -109,6 +127,26 @@ pub struct Status {
     /// Where the workers' stderr goes, if to a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stderr_log: Option<String>,
+    /// For a `keepalive up`: its apps, each one an instance of its own
+    /// while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<AppStatus>,
+}
+
+/// An app of a `keepalive up`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AppStatus {
+    /// Its name (its table's in the config file).
+    pub name: String,
+    /// `running`, or `stopped` (it ended: asked to, or it gave up).
+    pub state: String,
+    /// Its keepalive's pid, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// How its keepalive last ended (`exit status: 143`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
 }
 
 /// What the control server knows of its instance besides the workers.
@@ -154,6 +192,7 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         E::Said { pid, line } => ("said", json!({ "pid": pid, "line": line })),
         E::Reloading { workers } => ("reloading", json!({ "workers": workers })),
         E::Reloaded => ("reload-done", json!({})),
+        E::Restart { workers } => ("restart", json!({ "workers": workers })),
         E::ReloadFailed { reason } => ("reload-failed", json!({ "reason": reason })),
         E::StartFailed { slot, reason } => {
             ("start-failed", json!({ "slot": slot, "reason": reason }))

@@ -50,6 +50,8 @@ pub(crate) struct State {
     pub(crate) stop_signal: i32,
     /// A reload asked for by the control socket, for the loop to take.
     pub(crate) reload_asked: bool,
+    /// A restart asked for by the control socket, for the loop to take.
+    pub(crate) restart_asked: bool,
 }
 
 /// A worker process, not reaped yet.

@@ -18,7 +18,7 @@ const MEMORY_EVERY: Duration = Duration::from_secs(1);
 impl Cluster<'_> {
     /// Replaces the first unhealthy serving worker, if any.
     pub(super) fn check_health(&mut self) {
-        if self.reloading.is_some() {
+        if self.reloading.is_some() || self.restarting {
             return;
         }
         let now = Instant::now();

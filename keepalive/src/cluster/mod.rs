@@ -17,6 +17,9 @@
 //!   that exits first or misses the listen timeout is killed, the old
 //!   worker keeps serving, and the reload ends as failed. A SIGHUP during a
 //!   reload is queued: one more reload follows;
+//! - a **restart** (`keepalive restart NAME`) stops every worker, waits
+//!   until they are gone, then starts every slot afresh; the listeners
+//!   stay bound, so connections wait in the backlog meanwhile;
 //! - a **retiring** worker (replaced) is killed, with its process group, if
 //!   it has not exited at the kill timeout;
 //! - whatever an ended worker **left behind** (its process group; on Linux
@@ -35,6 +38,7 @@ mod health;
 mod readiness;
 mod reap;
 mod reload;
+mod restart;
 mod start;
 
 pub(crate) use start::Sinks;
@@ -114,6 +118,8 @@ pub(crate) struct Cluster<'a> {
     next_id: u64,
     reloading: Option<Reload>,
     reload_pending: bool,
+    /// A restart waits for the old workers to be gone.
+    restarting: bool,
     /// When to look at the workers' memory next (`max_memory`).
     memory_check_at: Option<Instant>,
     /// The log files the workers' streams go to.
@@ -174,6 +180,7 @@ impl<'a> Cluster<'a> {
             next_id: 0,
             reloading: None,
             reload_pending: false,
+            restarting: false,
             memory_check_at: supervisor.max_memory.map(|_| now),
             sinks,
         })
@@ -218,10 +225,14 @@ impl<'a> Cluster<'a> {
             if by_signal || by_control {
                 self.reload_pending = true;
             }
-            if self.reload_pending && self.reloading.is_none() {
+            if std::mem::take(&mut self.shared.lock().restart_asked) {
+                self.start_restart();
+            }
+            if self.reload_pending && self.reloading.is_none() && !self.restarting {
                 self.reload_pending = false;
                 self.start_reload();
             }
+            self.progress_restart();
             self.sleep();
         }
     }

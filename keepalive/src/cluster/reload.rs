@@ -81,23 +81,29 @@ impl Cluster<'_> {
     /// Asks the serving workers of `slot` other than `keep` to stop, once:
     /// under the lock, so that the stop hook does not ask them again.
     fn retire(&mut self, slot: usize, keep: u32) {
+        self.retire_where(|w| w.slot == slot && w.role == Role::Serving && w.pid != keep);
+    }
+
+    /// Asks the workers `which` picks to stop, once each.
+    pub(super) fn retire_where(&mut self, which: impl Fn(&super::Worker) -> bool) {
         let kill_at = Instant::now() + self.supervisor.kill_timeout;
         let signal = self.kill_signal();
         let mut state = self.shared.lock();
         for worker in &mut self.workers {
-            if worker.slot == slot && worker.role == Role::Serving && worker.pid != keep {
-                worker.role = Role::Retiring {
-                    kill_at,
-                    killed: false,
-                };
-                let pid = worker.pid;
-                let Some(started) = state.children.iter_mut().find(|s| s.child.id() == pid) else {
-                    continue;
-                };
-                if !std::mem::replace(&mut started.signalled, true) {
-                    self.supervisor.emit(Event::Stopping { pid, signal });
-                    let _ = os::signal_process(pid, signal.as_raw());
-                }
+            if !which(worker) || matches!(worker.role, Role::Retiring { .. }) {
+                continue;
+            }
+            worker.role = Role::Retiring {
+                kill_at,
+                killed: false,
+            };
+            let pid = worker.pid;
+            let Some(started) = state.children.iter_mut().find(|s| s.child.id() == pid) else {
+                continue;
+            };
+            if !std::mem::replace(&mut started.signalled, true) {
+                self.supervisor.emit(Event::Stopping { pid, signal });
+                let _ = os::signal_process(pid, signal.as_raw());
             }
         }
     }

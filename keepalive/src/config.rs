@@ -1,0 +1,418 @@
+//! `keepalive.toml`: one `[apps.NAME]` table per app, its keys the long
+//! options of `keepalive run`, its `command` the program.
+//!
+//! ```toml
+//! [apps.web]
+//! command = ["./server", "--port", "0"]   # or "./server" alone
+//! workers = 2
+//! listen = ["127.0.0.1:8080"]
+//! wait-ready = true
+//! kill-timeout = "10s"
+//! env = { RUST_LOG = "info" }
+//! ```
+//!
+//! Each table becomes the command line of a `keepalive run` (a `true`
+//! flag is `--flag`, a list repeats the option, a table is `--env K=V` per
+//! entry), which clap checks as it checks the real command line: the file
+//! means exactly what the options mean. Each key is also checked alone, so
+//! an error names its line. Relative paths are the config file's
+//! directory's: every app runs from there.
+
+use std::ffi::OsString;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::{Spanned, Value};
+
+use crate::cli::RunArgs;
+
+/// A config file, read and checked.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// Its directory, where every app runs.
+    pub(crate) dir: PathBuf,
+    /// What `keepalive up` is controlled by: `name = "..."`, else the
+    /// directory's name.
+    pub(crate) name: String,
+    /// In the file's order.
+    pub(crate) apps: Vec<App>,
+}
+
+/// One `[apps.NAME]`.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) name: String,
+    /// `keepalive run`'s arguments for it (after `run`).
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) run: RunArgs,
+}
+
+/// What is wrong with a config file, with where.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// 1-based; 0 when it is the file's as a whole.
+    pub(crate) line: usize,
+    pub(crate) message: String,
+}
+
+/// The file's top level.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: Option<Spanned<String>>,
+    apps: Spanned<toml::Table>,
+}
+
+/// Reads and checks `path`.
+pub(crate) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        vec![Problem {
+            line: 0,
+            message: format!("cannot read {}: {err}", path.display()),
+        }]
+    })?;
+    let dir = std::path::absolute(path)
+        .ok()
+        .and_then(|path| path.parent().map(Path::to_owned))
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, dir)
+}
+
+/// Checks `text`, a config file in `dir`.
+pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
+    let line_of = |span: Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let file: File = toml::from_str(text).map_err(|err| {
+        vec![Problem {
+            line: err.span().map_or(0, line_of),
+            message: err.message().trim().to_owned(),
+        }]
+    })?;
+    let name = match &file.name {
+        Some(name) => name.get_ref().clone(),
+        None => dir.file_name().map_or_else(
+            || "keepalive-up".into(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+    };
+    let mut problems = Vec::new();
+    let mut apps = Vec::new();
+    if let Some(span) = file.name.as_ref().map(Spanned::span) {
+        if let Err(message) = check_name(&name) {
+            problems.push(Problem {
+                line: line_of(span),
+                message: format!("name: {message}"),
+            });
+        }
+    }
+    // In the file's order (toml's preserve_order).
+    let tables: Vec<(&String, &Value)> = file.apps.get_ref().iter().collect();
+    if tables.is_empty() {
+        problems.push(Problem {
+            line: line_of(file.apps.span()),
+            message: "no apps: add an [apps.NAME] table with a command".into(),
+        });
+    }
+    for (app, table) in tables {
+        let header = text
+            .find(&format!("apps.{app}"))
+            .map_or(0, |at| line_of(at..at));
+        match app_of(app, table, text, &line_of) {
+            Ok(app) if app.name == name => problems.push(Problem {
+                line: header,
+                message: format!(
+                    "apps.{}: the app has the name of the file's `keepalive up` (say name = \"...\" at the top)",
+                    app.name
+                ),
+            }),
+            Ok(app) => apps.push(app),
+            Err(mut more) => {
+                for problem in &mut more {
+                    if problem.line == 0 {
+                        problem.line = header;
+                    }
+                }
+                problems.extend(more);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(Config { dir, name, apps })
+    } else {
+        problems.sort_by_key(|p| p.line);
+        Err(problems)
+    }
+}
+
+/// A name a control socket can have.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+        Err(format!(
+            "{name:?} cannot name an instance (no '/', not empty, no leading '.')"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// One app's table: its `keepalive run` arguments, each key checked alone
+/// (so the error has its line), then together.
+fn app_of(
+    name: &str,
+    table: &Value,
+    text: &str,
+    line_of: &impl Fn(Range<usize>) -> usize,
+) -> Result<App, Vec<Problem>> {
+    let at = |message: String| Problem { line: 0, message };
+    let Value::Table(table) = table else {
+        return Err(vec![at(format!(
+            "apps.{name}: not a table (say [apps.{name}])"
+        ))]);
+    };
+    check_name(name).map_err(|message| vec![at(format!("apps.{name}: {message}"))])?;
+    // A key's line: where `key =` first appears after the table's header.
+    let header = text.find(&format!("apps.{name}")).unwrap_or(0);
+    let line_of_key = |key: &str| {
+        let start = text[header..]
+            .find(&format!("\n{key}"))
+            .or_else(|| text[header..].find(key))
+            .map_or(0, |at| header + at + 1);
+        line_of(start..start)
+    };
+    let mut problems = Vec::new();
+    let mut command: Vec<OsString> = Vec::new();
+    let mut args: Vec<OsString> = Vec::new();
+    let mut options: Vec<OsString> = vec!["--name".into(), name.into()];
+    for (key, value) in table {
+        let line = line_of_key(key);
+        let mut problem = |message: String| {
+            problems.push(Problem {
+                line,
+                message: format!("apps.{name}.{key}: {message}"),
+            });
+        };
+        match key.as_str() {
+            "command" => match value {
+                // Words split at white space; a list says them exactly.
+                Value::String(line) => {
+                    command = line.split_whitespace().map(OsString::from).collect();
+                }
+                _ => match strings(value) {
+                    Ok(words) => command = words.into_iter().map(OsString::from).collect(),
+                    Err(message) => problem(message),
+                },
+            },
+            "args" => match strings(value) {
+                Ok(words) => args = words.into_iter().map(OsString::from).collect(),
+                Err(message) => problem(message),
+            },
+            "name" => problem(format!("an app's name is its table's: [apps.{name}]")),
+            "daemon" => problem("--daemon is `keepalive up --daemon`'s, not an app's".into()),
+            _ => match option_args(key, value) {
+                Ok(these) => match check_alone(name, &these) {
+                    Ok(()) => options.extend(these),
+                    Err(message) => problem(message),
+                },
+                Err(message) => problem(message),
+            },
+        }
+    }
+    let command_said = format!("apps.{name}.command:");
+    if command.is_empty()
+        && !problems
+            .iter()
+            .any(|p| p.message.starts_with(&command_said))
+    {
+        problems.push(at(format!(
+            "apps.{name}: no command (say command = [\"./server\", \"--port\", \"8080\"])"
+        )));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut argv = options;
+    argv.push("--".into());
+    argv.extend(command);
+    argv.extend(args);
+    let run =
+        crate::cli::parse_run(&argv).map_err(|err| vec![at(format!("apps.{name}: {err}"))])?;
+    Ok(App {
+        name: name.to_owned(),
+        argv,
+        run,
+    })
+}
+
+/// A string, or a list of strings.
+fn strings(value: &Value) -> Result<Vec<String>, String> {
+    match value {
+        Value::String(text) => Ok(vec![text.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text.clone()),
+                other => Err(format!("not a string: {other}")),
+            })
+            .collect(),
+        other => Err(format!("not a string or a list of strings: {other}")),
+    }
+}
+
+/// The option `--key` with `value`: for a flag `true` is the flag and
+/// `false` nothing; for an option a list is the option once per item, a
+/// table `K=V` per entry.
+fn option_args(key: &str, value: &Value) -> Result<Vec<OsString>, String> {
+    let long = key.replace('_', "-");
+    let option = format!("--{long}");
+    let takes_value = crate::cli::run_option(&long).ok_or_else(|| {
+        "no such key: an app's keys are command, args and the long options of \
+         `keepalive run` (keepalive run --help)"
+            .to_owned()
+    })?;
+    let scalar = |value: &Value| -> Result<String, String> {
+        match value {
+            Value::String(text) => Ok(text.clone()),
+            Value::Integer(n) => Ok(n.to_string()),
+            Value::Float(x) => Ok(x.to_string()),
+            other => Err(format!("not a string or a number: {other}")),
+        }
+    };
+    let with = |text: String| OsString::from(format!("{option}={text}"));
+    match value {
+        _ if !takes_value => match value {
+            Value::Boolean(true) => Ok(vec![option.into()]),
+            Value::Boolean(false) => Ok(Vec::new()),
+            other => Err(format!("a flag: say true or false, not {other}")),
+        },
+        Value::Boolean(_) => Err(format!(
+            "takes a value, not {value} (see {option} in keepalive run --help)"
+        )),
+        Value::Array(items) => items.iter().map(|item| scalar(item).map(with)).collect(),
+        Value::Table(entries) => entries
+            .iter()
+            .map(|(k, v)| scalar(v).map(|v| with(format!("{k}={v}"))))
+            .collect(),
+        other => scalar(other).map(|text| vec![with(text)]),
+    }
+}
+
+/// clap's word on these options alone, for the one line they come from.
+fn check_alone(name: &str, options: &[OsString]) -> Result<(), String> {
+    let mut argv: Vec<OsString> = vec!["--name".into(), name.into()];
+    argv.extend(options.iter().cloned());
+    argv.extend(["--".into(), "true".into()]);
+    crate::cli::parse_run(&argv).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<(usize, String)> {
+        parse(text, PathBuf::from("/srv/shop"))
+            .unwrap_err()
+            .into_iter()
+            .map(|p| (p.line, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn apps_become_run_command_lines() {
+        let config = parse(
+            r#"
+[apps.web]
+command = ["./server", "--port", "0"]
+workers = 2
+listen = ["127.0.0.1:8080", "admin=127.0.0.1:8081"]
+wait-ready = true
+log-timestamps = false
+kill_timeout = "10s"
+env = { RUST_LOG = "info" }
+
+[apps.jobs]
+command = "./jobs --queue default"
+"#,
+            PathBuf::from("/srv/shop"),
+        )
+        .unwrap();
+        assert_eq!(config.name, "shop");
+        let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["web", "jobs"]);
+        let argv: Vec<String> = config.apps[0]
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "--name",
+                "web",
+                "--workers=2",
+                "--listen=127.0.0.1:8080",
+                "--listen=admin=127.0.0.1:8081",
+                "--wait-ready",
+                "--kill-timeout=10s",
+                "--env=RUST_LOG=info",
+                "--",
+                "./server",
+                "--port",
+                "0"
+            ]
+        );
+        assert_eq!(
+            config.apps[0].run.kill_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(
+            config.apps[1].argv[3..],
+            ["./jobs", "--queue", "default"].map(OsString::from)
+        );
+    }
+
+    #[test]
+    fn each_error_names_its_line() {
+        let found = problems(
+            r#"name = "shop"
+
+[apps.web]
+command = "./server"
+workers = 0
+wait-raedy = true
+
+[apps.jobs]
+kill-timeout = "soon"
+"#,
+        );
+        assert_eq!(found.len(), 4, "{found:#?}");
+        assert_eq!(found[0].0, 5);
+        assert!(found[0].1.starts_with("apps.web.workers: "), "{found:?}");
+        assert!(found[0].1.contains("'0'"), "{found:?}");
+        assert_eq!(found[1].0, 6);
+        assert!(found[1].1.contains("wait-raedy: no such key"), "{found:?}");
+        assert_eq!(found[2].0, 8);
+        assert!(found[2].1.contains("no command"), "{found:?}");
+        assert_eq!(found[3].0, 9);
+        assert!(found[3].1.contains("say 500ms"), "{found:?}");
+    }
+
+    #[test]
+    fn the_file_itself_is_checked() {
+        let found = problems("[apps.web]\ncommand = \"x\"\nworkers = \n");
+        assert_eq!(found[0].0, 3, "{found:?}");
+        let found = problems("nmae = \"x\"\n[apps.web]\ncommand = \"x\"\n");
+        assert_eq!(found[0].0, 1, "{found:?}");
+        assert!(found[0].1.contains("nmae"), "{found:?}");
+        assert!(problems("[apps]\n")[0].1.contains("no apps"));
+        let found = problems("[apps.shop]\ncommand = \"x\"\n");
+        assert!(found[0].1.contains("the name of the file's"), "{found:?}");
+        let found = problems("[apps.web]\ncommand = \"x\"\nname = \"y\"\ndaemon = true\n");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!((found[0].0, found[1].0), (3, 4), "{found:?}");
+        let found = problems("[apps.web]\ncommand = \"x\"\nwait-ready = \"yes\"\nprefix = true\n");
+        assert!(
+            found[0].1.contains("a flag: say true or false"),
+            "{found:?}"
+        );
+        assert!(found[1].1.contains("takes a value"), "{found:?}");
+    }
+}

@@ -1,0 +1,136 @@
+//! `--daemon`: keepalive in the background, as forever and pm2 run.
+//!
+//! The command starts itself again with `--detached` in place of
+//! `--daemon`: stdin from /dev/null, stdout and stderr appended to a log
+//! file, and (first thing it does) a session of its own, so that neither
+//! the terminal's Ctrl+C nor its hangup reaches it. A re-exec rather than a
+//! `fork`: a forked copy of a process that has threads may only exec, and
+//! the new process sets itself up like any other keepalive. The first one
+//! waits until the new one answers on its control socket, says where it
+//! runs and where it logs, and exits 0; if the new one exits first, its
+//! status and the end of its log are the answer.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use keepalive::{Request, control};
+
+/// How long the detached keepalive may take to answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// Where a detached keepalive named `name` logs:
+/// `$XDG_STATE_HOME/keepalive/NAME.log`, else
+/// `~/.local/state/keepalive/NAME.log`, else beside the control sockets.
+pub(crate) fn log_path(name: &str) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|dir| !dir.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/state"))
+        });
+    match state {
+        Some(dir) => dir.join("keepalive").join(format!("{name}.log")),
+        None => control::socket_dir().join(format!("{name}.log")),
+    }
+}
+
+/// Starts this command again, detached, logging to `log`; returns once it
+/// answers as an instance (exit 0) or has exited (its status).
+pub(crate) fn detach(log: &std::path::Path) -> ExitCode {
+    // keepalive's `--daemon`, not one of the program's after `--`.
+    let mut program = false;
+    let argv: Vec<OsString> = std::env::args_os()
+        .skip(1)
+        .map(|arg| {
+            program |= arg == "--";
+            if arg == "--daemon" && !program {
+                "--detached".into()
+            } else {
+                arg
+            }
+        })
+        .collect();
+    let opened = log
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+        });
+    let file = match opened {
+        Ok(file) => file,
+        Err(err) => return fail(&format!("cannot open the log {}: {err}", log.display())),
+    };
+    let exe = std::env::current_exe().unwrap_or_else(|_| "keepalive".into());
+    let spawned = file.try_clone().and_then(|out| {
+        Command::new(exe)
+            .args(&argv)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(file)
+            .spawn()
+    });
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => return fail(&format!("cannot start in the background: {err}")),
+    };
+    let pid = child.id();
+    let until = Instant::now() + ANSWER_WITHIN;
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return fail(&format!(
+                "the background keepalive exited ({status}); the end of {}:\n{}",
+                log.display(),
+                tail.join("\n")
+            ));
+        }
+        if let Some(name) = instance_of(pid) {
+            say(&format!(
+                "keepalive: {name} runs in the background (pid {pid}); its log: {}",
+                log.display()
+            ));
+            return ExitCode::SUCCESS;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fail(&format!(
+        "the background keepalive (pid {pid}) did not answer within {} s; its log: {}",
+        ANSWER_WITHIN.as_secs(),
+        log.display()
+    ))
+}
+
+/// Called first by a `--detached` keepalive: a session of its own.
+pub(crate) fn leave_the_terminal() {
+    // Fails only for a process group leader, which a spawned child is not.
+    let _ = rustix::process::setsid();
+}
+
+/// The name of the instance whose keepalive is `pid`, once it answers.
+fn instance_of(pid: u32) -> Option<String> {
+    control::names().into_iter().find(|name| {
+        control::request(name, &Request::Status)
+            .ok()
+            .and_then(|reply| reply.status)
+            .is_some_and(|status| status.pid == pid)
+    })
+}
+
+fn fail(message: &str) -> ExitCode {
+    say(&format!("keepalive: {message}"));
+    ExitCode::FAILURE
+}
+
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}

@@ -1,0 +1,319 @@
+//! `keepalive up`: every app of a config file, each an instance of its own.
+//!
+//! Each app runs as a child `keepalive run --name APP …` (the arguments its
+//! table makes, from the file's directory): its own loop, reaper, stop hook
+//! and control socket, so every `run` option and every control command
+//! works per app, and one app's trouble is not another's. `up` itself
+//! listens as the file's `name` (default: its directory's name) and keeps
+//! the list of apps:
+//!
+//! - `keepalive status UP` lists the apps; `keepalive start APP` starts a
+//!   stopped one again; `keepalive stop UP` stops them all;
+//! - an app's keepalive that ends with a status (it was stopped, or it
+//!   gave up) stays down until `start`; one killed by a signal (SIGKILL,
+//!   the OOM killer) is started again after a second;
+//! - when the last app ends, `up` exits with that app's status;
+//! - SIGTERM, SIGINT or SIGHUP stop `up` the way `run` stops: first no
+//!   control request is taken (exit_hook's drain phase), then every app
+//!   gets SIGTERM once and is waited for (cleanup), then `up` exits
+//!   128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
+//!   `up` killed by SIGKILL still has its apps stop gracefully.
+
+use std::io::Write;
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use exit_hook::{Phase, Signal};
+use keepalive::control::{Answer, Endpoint};
+use keepalive::{AppStatus, Reply, Request, Status};
+
+use crate::config::{App, Config};
+
+/// How long after an app's keepalive was killed it is started again.
+const RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// `up`'s apps, shared by the control thread, the waiters and the stop hook.
+struct Up {
+    config: Config,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    apps: Vec<Running>,
+    /// The stop hook ran: nothing starts any more.
+    stopping: bool,
+}
+
+/// An app and its keepalive, if running.
+#[derive(Default)]
+struct Running {
+    pid: Option<u32>,
+    last_exit: Option<String>,
+}
+
+/// Runs the apps of `config` until stopped; its exit status.
+pub(crate) fn up(config: Config) -> ExitCode {
+    let deadline = config
+        .apps
+        .iter()
+        .map(|app| app.run.kill_timeout)
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(4);
+    if let Err(err) = exit_hook::Builder::new()
+        .timeout(deadline.min(exit_hook::Builder::MAX_TIMEOUT))
+        .signals([Signal::terminate(), Signal::interrupt(), Signal::hangup()])
+        .install()
+    {
+        say(&format!("keepalive up: {err}"));
+        return ExitCode::FAILURE;
+    }
+    let up = Arc::new(Up {
+        state: Mutex::new(State {
+            apps: config.apps.iter().map(|_| Running::default()).collect(),
+            stopping: false,
+        }),
+        config,
+        changed: Condvar::new(),
+    });
+    let endpoint = match Endpoint::serve(&up.config.name, {
+        let up = up.clone();
+        move |request| up.answer(request)
+    }) {
+        Ok(endpoint) => Arc::new(endpoint),
+        Err(err) => {
+            say(&format!(
+                "keepalive up: cannot listen for control as {}: {err}",
+                up.config.name
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
+    // Its own shutdown, in exit_hook's phases: no more control requests,
+    // then the apps, stopped and waited for.
+    exit_hook::in_phase(Phase::Drain).add({
+        let endpoint = endpoint.clone();
+        move |_| endpoint.close()
+    });
+    exit_hook::in_phase(Phase::Cleanup).add({
+        let up = up.clone();
+        move |exit| up.stop_all(exit.deadline())
+    });
+    say(&format!(
+        "keepalive up: {} with {} app(s), controlled as {}",
+        up.config.dir.display(),
+        up.config.apps.len(),
+        endpoint.name()
+    ));
+    for index in 0..up.config.apps.len() {
+        let _ = up.start(index);
+    }
+    loop {
+        std::thread::park(); // the waiters and exit_hook end the process
+    }
+}
+
+impl Up {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the keepalive of app `index`, and a thread that waits for it.
+    fn start(self: &Arc<Self>, index: usize) -> Result<u32, String> {
+        let app = &self.config.apps[index];
+        let mut state = self.lock();
+        if state.stopping {
+            return Err(format!("{} is stopping", self.config.name));
+        }
+        if let Some(pid) = state.apps[index].pid {
+            return Err(format!("{} is running (keepalive pid {pid})", app.name));
+        }
+        let child = match self.command(app).spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                let reason = format!("cannot start keepalive for {}: {err}", app.name);
+                state.apps[index].last_exit = Some(reason.clone());
+                drop(state);
+                say(&format!("keepalive up: {reason}"));
+                self.ended_one();
+                return Err(reason);
+            }
+        };
+        let pid = child.id();
+        state.apps[index].pid = Some(pid);
+        drop(state);
+        say(&format!("keepalive up: started {} (pid {pid})", app.name));
+        let up = self.clone();
+        std::thread::Builder::new()
+            .name(format!("keepalive-up-{}", app.name))
+            .spawn(move || up.wait(index, child))
+            .map_err(|err| err.to_string())?;
+        Ok(pid)
+    }
+
+    /// `keepalive run` for `app`: this executable, from the file's
+    /// directory, with the parent-death signal set (`--up-app`).
+    fn command(&self, app: &App) -> Command {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "keepalive".into());
+        let mut command = Command::new(exe);
+        command
+            .arg("run")
+            .arg(format!("--up-app={}", std::process::id()))
+            .args(&app.argv)
+            .current_dir(&self.config.dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Waits for app `index`'s keepalive to end, then decides: killed by
+    /// a signal, it is started again; otherwise it stays down, and the
+    /// last app down ends `up`.
+    fn wait(self: Arc<Self>, index: usize, mut child: Child) {
+        // Seen ended, but not reaped yet: the stop hook, which signals under
+        // the lock, cannot hit a reused pid.
+        let _ = rustix::process::waitid(
+            rustix::process::WaitId::Pid(
+                rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid"),
+            ),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+        );
+        let mut state = self.lock();
+        let status = child.wait();
+        state.apps[index].pid = None;
+        let name = &self.config.apps[index].name;
+        let shown = status
+            .as_ref()
+            .map_or_else(ToString::to_string, ToString::to_string);
+        state.apps[index].last_exit = Some(shown.clone());
+        let stopping = state.stopping;
+        drop(state);
+        self.changed.notify_all();
+        if stopping {
+            return;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        if status.as_ref().is_ok_and(|s| s.signal().is_some()) {
+            say(&format!(
+                "keepalive up: {name}'s keepalive was killed ({shown}); starting it again in {} s",
+                RESTART_AFTER.as_secs()
+            ));
+            std::thread::sleep(RESTART_AFTER);
+            if self.start(index).is_ok() {
+                return;
+            }
+        } else {
+            say(&format!("keepalive up: {name} ended ({shown})"));
+        }
+        self.ended_one_with(status.ok());
+    }
+
+    fn ended_one(&self) {
+        self.ended_one_with(None);
+    }
+
+    /// When no app runs any more, `up` ends, with `status`'s code.
+    fn ended_one_with(&self, status: Option<ExitStatus>) {
+        let state = self.lock();
+        if state.stopping || state.apps.iter().any(|app| app.pid.is_some()) {
+            return;
+        }
+        drop(state);
+        let code = status.and_then(|s| s.code()).unwrap_or(1);
+        say(&format!(
+            "keepalive up: no app runs any more; exiting {code}"
+        ));
+        exit_hook::exit(code);
+    }
+
+    /// The stop hook: SIGTERM to every app's keepalive once, then waits
+    /// for them until shortly before `deadline`, then kills what is left.
+    fn stop_all(&self, deadline: Instant) {
+        let mut state = self.lock();
+        state.stopping = true;
+        for pid in state.apps.iter().filter_map(|app| app.pid) {
+            let _ = signal(pid, rustix::process::Signal::TERM);
+        }
+        let left = deadline
+            .checked_sub(Duration::from_millis(500))
+            .unwrap_or(deadline)
+            .saturating_duration_since(Instant::now());
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, left, |s| s.apps.iter().any(|app| app.pid.is_some()))
+            .unwrap_or_else(PoisonError::into_inner);
+        for pid in state.apps.iter().filter_map(|app| app.pid) {
+            // Its workers have keepalive's parent-death SIGKILL.
+            let _ = signal(pid, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// A control request: `status`, `start APP`, `stop`.
+    fn answer(self: &Arc<Self>, request: Request) -> Answer {
+        match request {
+            Request::Status => {
+                let mut reply = Reply::default();
+                reply.status = Some(self.status());
+                Answer::from(reply)
+            }
+            Request::Start { app } => {
+                let Some(index) = self.config.apps.iter().position(|a| a.name == app) else {
+                    return Answer::from(Reply::error(format!("no app named {app}")));
+                };
+                match self.start(index) {
+                    Ok(_) => Answer::default(),
+                    Err(err) => Answer::from(Reply::error(err)),
+                }
+            }
+            Request::Stop => Answer {
+                reply: Reply::default(),
+                then_stop: true,
+            },
+            other => Answer::from(Reply::error(format!(
+                "{} is a `keepalive up`: ask its apps ({:?} is theirs)",
+                self.config.name, other
+            ))),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let state = self.lock();
+        let mut status = Status::default();
+        status.name = self.config.name.clone();
+        status.pid = std::process::id();
+        status.program = "keepalive up".into();
+        status.cwd = self.config.dir.display().to_string();
+        status.apps = self
+            .config
+            .apps
+            .iter()
+            .zip(&state.apps)
+            .map(|(app, running)| {
+                let mut shown = AppStatus::default();
+                shown.name = app.name.clone();
+                shown.state = if running.pid.is_some() {
+                    "running"
+                } else {
+                    "stopped"
+                }
+                .into();
+                shown.pid = running.pid;
+                shown.last_exit = running.last_exit.clone();
+                shown
+            })
+            .collect();
+        status
+    }
+}
+
+fn signal(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(pid as i32).ok_or(std::io::ErrorKind::InvalidInput)?;
+    rustix::process::kill_process(pid, signal).map_err(Into::into)
+}
+
+/// One line on stderr, in one write.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
