@@ -62,17 +62,17 @@ fn usr1_worker() -> ! {
 }
 
 /// A private `XDG_RUNTIME_DIR` for one test, removed after it.
-struct RuntimeDir(PathBuf);
+pub(crate) struct RuntimeDir(PathBuf);
 
 impl RuntimeDir {
-    fn new(name: &str) -> RuntimeDir {
+    pub(crate) fn new(name: &str) -> RuntimeDir {
         let dir = std::env::temp_dir().join(format!("exit_hook_xdg_{name}_{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         RuntimeDir(dir)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
@@ -90,7 +90,7 @@ impl RuntimeDir {
     }
 
     /// `keepalive ARGS` as a client, from another process.
-    fn client(&self, args: &[&str]) -> Output {
+    pub(crate) fn client(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_keepalive"))
             .args(args)
             .env("XDG_RUNTIME_DIR", &self.0)
@@ -99,7 +99,7 @@ impl RuntimeDir {
     }
 
     /// `keepalive status NAME --json`, parsed.
-    fn status(&self, name: &str) -> serde_json::Value {
+    pub(crate) fn status(&self, name: &str) -> serde_json::Value {
         let output = self.client(&["status", name, "--json"]);
         assert!(output.status.success(), "{output:?}");
         serde_json::from_slice(&output.stdout).unwrap()
@@ -112,12 +112,12 @@ impl Drop for RuntimeDir {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Polls `status` until `done` holds for it (up to 10 s).
-fn status_until(
+pub(crate) fn status_until(
     dir: &RuntimeDir,
     name: &str,
     done: impl Fn(&serde_json::Value) -> bool,
@@ -136,7 +136,7 @@ fn status_until(
     }
 }
 
-fn pids(status: &serde_json::Value) -> Vec<u64> {
+pub(crate) fn pids(status: &serde_json::Value) -> Vec<u64> {
     let mut pids: Vec<u64> = status["workers"]
         .as_array()
         .unwrap()

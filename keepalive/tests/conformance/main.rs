@@ -26,6 +26,8 @@ mod http;
 mod operations;
 #[cfg(unix)]
 mod supervisor;
+#[cfg(target_os = "linux")]
+mod up;
 
 /// Workers, signals and process groups are Unix; keepalive on Windows only
 /// restarts (and is not tested here).
@@ -48,7 +50,8 @@ fn main() {
         cluster::tests()
             .into_iter()
             .chain(operations::tests())
-            .chain(control::tests()),
+            .chain(control::tests())
+            .chain(up::tests()),
     );
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit();
 }

@@ -1,0 +1,356 @@
+//! `keepalive up`, `validate`, `start`, `restart` and `--daemon`: a config
+//! file's apps, each under its own name, controlled from other processes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
+
+use crate::cluster::{Watchdog, assert_gone_soon, assert_stopped_once, is_gone, next_number};
+use crate::control::{RuntimeDir, pids, status_until, text};
+use crate::harness::Child;
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![
+        keepalive_up_runs_each_app_of_its_file_under_the_app_name,
+        keepalive_validate_names_the_line_of_each_error,
+        keepalive_daemon_detaches_and_answers_by_name,
+        keepalive_up_killed_still_stops_its_apps_gracefully,
+    ]
+}
+
+/// `keepalive.toml` in the test's directory: `web` (two workers) and
+/// `jobs`, both this binary as a `worker`, under the name `shop`.
+fn write_config(dir: &RuntimeDir) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let file = dir.path().join("keepalive.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "shop"
+
+[apps.web]
+command = [{exe:?}]
+workers = 2
+min-uptime = "100ms"
+
+[apps.jobs]
+command = [{exe:?}]
+min-uptime = "100ms"
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// `keepalive up -f FILE`, its workers `worker`s.
+fn up(dir: &RuntimeDir, file: &Path) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+    command
+        .args(["up", "-f"])
+        .arg(file)
+        .env("XDG_RUNTIME_DIR", dir.path());
+    crate::operations::merge_stderr(&mut command);
+    Child::spawn_with(command, "worker")
+}
+
+/// The state of each app of `shop`, by name.
+fn apps(dir: &RuntimeDir) -> Vec<(String, String)> {
+    dir.status("shop")["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|app| {
+            (
+                app["name"].as_str().unwrap().to_owned(),
+                app["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn all_ready(status: &serde_json::Value, n: usize) -> bool {
+    let workers = status["workers"].as_array().unwrap();
+    workers.len() == n && workers.iter().all(|w| w["state"] == "ready")
+}
+
+fn keepalive_up_runs_each_app_of_its_file_under_the_app_name() {
+    let dir = RuntimeDir::new("up");
+    let file = write_config(&dir);
+    let mut watchdog = Watchdog::default();
+    let mut up = up(&dir, &file);
+    let mut first: Vec<u32> = (0..3)
+        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
+        .collect();
+    first.sort_unstable();
+    let web = status_until(&dir, "web", |s| all_ready(s, 2));
+    let jobs = status_until(&dir, "jobs", |s| all_ready(s, 1));
+    let mut seen: Vec<u32> = pids(&web)
+        .into_iter()
+        .chain(pids(&jobs))
+        .map(|p| p as u32)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, first);
+    assert_eq!(
+        apps(&dir),
+        [
+            ("web".into(), "running".into()),
+            ("jobs".into(), "running".into())
+        ]
+    );
+    // Each app's keepalive is a child of up, from the file's directory.
+    assert_eq!(web["cwd"], dir.path().display().to_string(), "{web}");
+
+    // stop one app: the other serves on; start brings it back.
+    let jobs_worker = pids(&jobs)[0] as u32;
+    let output = dir.client(&["stop", "jobs"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_gone_soon(jobs_worker);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while apps(&dir)[1].1 != "stopped" {
+        assert!(Instant::now() < deadline, "{:?}", apps(&dir));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        dir.status("shop")["apps"][1]["last_exit"],
+        "exit status: 143"
+    );
+    assert_eq!(dir.client(&["status", "jobs"]).status.code(), Some(1));
+    assert_eq!(pids(&dir.status("web")).len(), 2);
+    let output = dir.client(&["start", "jobs"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "started jobs\n");
+    let restarted = watchdog.watch(next_number(&mut up, "worker "));
+    status_until(&dir, "jobs", |s| pids(s) == [u64::from(restarted)]);
+    // Starting what runs, or what is no app, is an error.
+    let output = dir.client(&["start", "jobs"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("jobs is running"),
+        "{output:?}"
+    );
+    let output = dir.client(&["start", "nope"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("no keepalive up has an app named nope"),
+        "{output:?}"
+    );
+
+    // restart: both web workers stopped, then two new ones.
+    let old_web: Vec<u32> = pids(&web).into_iter().map(|p| p as u32).collect();
+    let output = dir.client(&["restart", "web"]);
+    assert!(output.status.success(), "{output:?}");
+    let new_web: Vec<u32> = (0..2)
+        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
+        .collect();
+    for pid in &old_web {
+        assert!(
+            is_gone(*pid),
+            "pid {pid} was not stopped before the new ones started"
+        );
+    }
+    status_until(&dir, "web", |s| {
+        all_ready(s, 2) && pids(s).iter().all(|p| new_web.contains(&(*p as u32)))
+    });
+    crate::operations::seen_or_wait(
+        &mut up,
+        "keepalive[web]: restart: stopping 2 worker(s), then starting them again",
+    );
+
+    // stop the up itself: every app, every worker once, then 143.
+    let output = dir.client(&["stop", "shop"]);
+    assert!(output.status.success(), "{output:?}");
+    let outcome = up.finish();
+    outcome.assert_code(143);
+    for pid in old_web
+        .iter()
+        .chain(&new_web)
+        .chain(&[jobs_worker, restarted])
+    {
+        assert_stopped_once(&outcome, *pid);
+    }
+    for name in ["shop", "web", "jobs"] {
+        assert!(
+            !dir.path().join(format!("keepalive/{name}.sock")).exists(),
+            "{name}"
+        );
+    }
+}
+
+fn keepalive_validate_names_the_line_of_each_error() {
+    let dir = RuntimeDir::new("validate");
+    let good = write_config(&dir);
+    let output = dir.client(&["validate", "-f", good.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text(&output.stdout).contains("2 app(s), web, jobs"),
+        "{output:?}"
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"shop\"\n\n[apps.web]\ncommand = \"./server\"\nworkers = 0\nwait-raedy = true\n\n[apps.jobs]\nkill-timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let shown = bad.display();
+    for command in ["validate", "up"] {
+        let output = dir.client(&[command, "-f", bad.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{command}: {output:?}");
+        let lines: Vec<String> = text(&output.stderr).lines().map(str::to_owned).collect();
+        let starts: Vec<String> = lines
+            .iter()
+            .map(|line| line.split(": ").next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            starts,
+            [5, 6, 8, 9].map(|n| format!("{shown}:{n}")),
+            "{command}: {lines:#?}"
+        );
+        assert!(
+            lines[0].contains("apps.web.workers: invalid value '0'"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].contains("apps.web.wait-raedy: no such key"),
+            "{lines:#?}"
+        );
+        assert!(lines[2].contains("apps.jobs: no command"), "{lines:#?}");
+        assert!(
+            lines[3].contains("apps.jobs.kill-timeout: invalid value 'soon'"),
+            "{lines:#?}"
+        );
+    }
+    // `up` started nothing.
+    assert!(!dir.path().join("keepalive/shop.sock").exists());
+    let output = dir.client(&["validate", "-f", "/nonexistent/keepalive.toml"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("cannot read /nonexistent/keepalive.toml"),
+        "{output:?}"
+    );
+}
+
+/// A process that is not the test's child, killed when the test ends.
+struct NotOurs(u32);
+
+impl Drop for NotOurs {
+    fn drop(&mut self) {
+        if !is_gone(self.0) {
+            // SAFETY: kill(2) on the pid the detached keepalive reported.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+fn keepalive_daemon_detaches_and_answers_by_name() {
+    let dir = RuntimeDir::new("daemon");
+    let state = dir.path().join("state");
+    let output = Command::new(env!("CARGO_BIN_EXE_keepalive"))
+        .args([
+            "run",
+            "--daemon",
+            "--name",
+            "bg",
+            "--min-uptime",
+            "100ms",
+            "--",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_STATE_HOME", &state)
+        .env(crate::harness::ROLE, "worker")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let said = text(&output.stderr);
+    let log = state.join("keepalive/bg.log");
+    let pid: u32 = said
+        .strip_prefix("keepalive: bg runs in the background (pid ")
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    let _guard = NotOurs(pid);
+    assert!(
+        said.ends_with(&format!("its log: {}\n", log.display())),
+        "{said}"
+    );
+    let status = status_until(&dir, "bg", |s| all_ready(s, 1));
+    assert_eq!(status["pid"], pid);
+    let mut watchdog = Watchdog::default();
+    let worker = watchdog.watch(pids(&status)[0] as u32);
+    // A session of its own: the terminal's signals do not reach it.
+    // SAFETY: getsid(2) has no memory effects.
+    assert_eq!(unsafe { libc::getsid(pid as i32) }, pid as i32);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&format!("worker {worker}"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            std::fs::read_to_string(&log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = dir.client(&["stop", "bg"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_gone_soon(pid);
+    assert_gone_soon(worker);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains(&format!("hook {worker}: SIGTERM (15), exit status 143")),
+        "{logged}"
+    );
+}
+
+fn keepalive_up_killed_still_stops_its_apps_gracefully() {
+    let dir = RuntimeDir::new("upkill");
+    let file = write_config(&dir);
+    let mut watchdog = Watchdog::default();
+    let mut up = up(&dir, &file);
+    let workers: Vec<u32> = (0..3)
+        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
+        .collect();
+    let keepalives: Vec<u32> = ["web", "jobs"]
+        .map(|name| {
+            status_until(&dir, name, |s| !pids(s).is_empty())["pid"]
+                .as_u64()
+                .unwrap() as u32
+        })
+        .to_vec();
+    for pid in &keepalives {
+        watchdog.watch(*pid);
+    }
+    // An app's keepalive killed: up starts it again.
+    // SAFETY: kill(2) on the web app's keepalive, alive.
+    assert_eq!(
+        unsafe { libc::kill(keepalives[0] as i32, libc::SIGKILL) },
+        0
+    );
+    crate::operations::seen_or_wait(
+        &mut up,
+        "keepalive up: web's keepalive was killed (signal: 9 (SIGKILL)); starting it again in 1 s",
+    );
+    let again: Vec<u32> = (0..2)
+        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
+        .collect();
+    let web = status_until(&dir, "web", |s| all_ready(s, 2));
+    watchdog.watch(web["pid"].as_u64().unwrap() as u32);
+    // up itself killed: each app's keepalive gets SIGTERM (its parent-death
+    // signal) and stops its workers gracefully.
+    // Looked at before `finish`, which reads up's output to its end: an
+    // app still running would hold it open.
+    let up = up.signal(libc::SIGKILL);
+    for pid in workers.iter().chain(&again) {
+        assert_gone_soon(*pid);
+    }
+    assert_gone_soon(web["pid"].as_u64().unwrap() as u32);
+    assert_gone_soon(keepalives[1]);
+    let outcome = up.finish();
+    assert_eq!(outcome.status.code(), None);
+}
