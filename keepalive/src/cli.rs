@@ -308,6 +308,19 @@ pub(crate) struct RunArgs {
     /// replaced, the new one ready first.
     #[arg(long, value_name = "SIZE", value_parser = size)]
     max_memory: Option<u64>,
+    /// Checks the workers with GET URL (http://127.0.0.1:PORT/healthz)
+    /// every --health-interval: after --health-fails failures in a row
+    /// (not 2xx/3xx, no answer, refused) the workers are replaced, each new
+    /// one ready first.
+    #[arg(long, value_name = "URL")]
+    health_url: Option<keepalive::HealthUrl>,
+    /// How often --health-url is asked (each check may take as long, at
+    /// most 10s).
+    #[arg(long, value_name = "D", default_value = "5s", value_parser = health_interval)]
+    health_interval: Duration,
+    /// How many failed checks in a row make the workers unhealthy.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    health_fails: u32,
     /// Appends the workers' stdout to FILE (SIGUSR1 reopens it).
     #[arg(long = "stdout", value_name = "FILE")]
     stdout_file: Option<std::path::PathBuf>,
@@ -431,6 +444,13 @@ impl RunArgs {
         if let Some(bytes) = self.max_memory {
             supervisor = supervisor.max_memory(bytes);
         }
+        if let Some(url) = &self.health_url {
+            supervisor = supervisor.health_check(keepalive::HealthCheck {
+                url: url.clone(),
+                interval: self.health_interval,
+                fails: self.health_fails,
+            });
+        }
         if let Some(signal) = self.kill_signal {
             supervisor = supervisor.kill_signal(exit_hook::Signal::from_raw(signal));
         }
@@ -475,6 +495,14 @@ fn duration(text: &str) -> Result<Duration, String> {
             .map_err(|err| format!("{err}"));
     }
     humantime::parse_duration(text).map_err(|err| format!("{err} (say 500ms, 2s or 1m 30s)"))
+}
+
+fn health_interval(text: &str) -> Result<Duration, String> {
+    let every = duration(text)?;
+    if every < Duration::from_millis(100) {
+        return Err("shorter than 100ms: a health check is not a busy loop".into());
+    }
+    Ok(every)
 }
 
 fn kill_timeout(text: &str) -> Result<Duration, String> {
@@ -599,6 +627,9 @@ mod tests {
             &["--workers", "0", "x"],
             &["--bogus", "x"],
             &["--min-uptime", "soon", "x"],
+            &["--health-interval", "10ms", "--", "x"],
+            &["--health-url", "https://a/", "--", "x"],
+            &["--health-fails", "0", "--", "x"],
             &["--max-restarts", "-1", "x"],
             &["--"],
             // Without `--` a word is a command, and this one is none.

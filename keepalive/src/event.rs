@@ -138,6 +138,13 @@ pub enum Event {
         /// Whether `pid` is the worker's process group (the rest of it).
         group: bool,
     },
+    /// The HTTP health check failed too often: every worker is replaced,
+    /// one at a time, each new one ready first (with one worker, a
+    /// [`Replacing`](Event::Replacing) follows instead).
+    HealthFailed {
+        /// What the checks found.
+        reason: String,
+    },
     /// An unhealthy worker is being replaced, ready-first: its replacement
     /// starts, and it is stopped once the replacement is ready.
     Replacing {
@@ -225,6 +232,10 @@ impl fmt::Display for Event {
             Event::LeftBehind { pid, group: false } => {
                 write!(f, "stopping pid {pid}, left behind by an ended worker")
             }
+            Event::HealthFailed { reason } => write!(
+                f,
+                "health check: {reason}; replacing every worker, one at a time"
+            ),
             Event::Replacing { pid, reason } => {
                 write!(f, "replacing pid {pid}: {reason}")
             }

@@ -81,6 +81,7 @@ mod event;
 #[cfg(unix)]
 #[allow(unsafe_code, reason = "between fork and exec: see the module's docs")]
 mod exec;
+mod http_check;
 mod listen;
 mod logfile;
 #[cfg(unix)]
@@ -108,6 +109,7 @@ pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
 use stop::{Shared, stop};
 
 pub use error::Error;
+pub use http_check::{HealthCheck, HealthUrl};
 pub use logfile::Rotation;
 pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
 
@@ -194,6 +196,7 @@ pub struct Supervisor {
     kill_signal: Option<exit_hook::Signal>,
     watchdog: Option<Duration>,
     max_memory: Option<u64>,
+    health_check: Option<HealthCheck>,
     watch: watch::WatchSpec,
     logs: logfile::LogOptions,
     listener: Option<Listener>,
@@ -237,6 +240,7 @@ impl Supervisor {
             kill_signal: None,
             watchdog: None,
             max_memory: None,
+            health_check: None,
             logs: logfile::LogOptions::default(),
             watch: watch::WatchSpec {
                 paths: Vec::new(),
@@ -476,6 +480,28 @@ impl Supervisor {
         self
     }
 
+    /// An HTTP check of the workers (`--health-url`): after
+    /// [`fails`](HealthCheck::fails) failed checks in a row, the workers
+    /// are replaced ready-first — the one worker, or with several every
+    /// worker one at a time, as a request to the port they share reaches
+    /// whichever one the kernel picks ([`Event::HealthFailed`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keepalive::{HealthCheck, Supervisor};
+    ///
+    /// let check = HealthCheck {
+    ///     url: "http://127.0.0.1:8080/healthz".parse().unwrap(),
+    ///     interval: Duration::from_secs(5),
+    ///     fails: 3,
+    /// };
+    /// let supervisor = Supervisor::new("my-server").health_check(check);
+    /// ```
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health_check = Some(check);
+        self
+    }
+
     /// The signal that asks a worker to stop, for a stop, a reload and
     /// whatever a worker left (pm2's `kill_signal`; default: the signal
     /// that stops the supervisor, SIGTERM for a reload or another trigger).
@@ -593,6 +619,9 @@ impl Supervisor {
             }
             None => None,
         };
+        if let Some(check) = &self.health_check {
+            http_check::start(check.clone(), shared.clone()).map_err(Error::Setup)?;
+        }
         let stop_hook = exit_hook::try_add({
             let (shared, listener, kill_timeout, kill_signal) = (
                 shared.clone(),

@@ -26,10 +26,19 @@ pub(crate) struct Seen {
 
 #[cfg_attr(not(unix), allow(dead_code, reason = "no control socket to show it"))]
 impl Seen {
+    /// Ready now: it said so, or (without `wait_ready`) it has been up long
+    /// enough.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.said_ready
+            || self
+                .ready_after
+                .is_some_and(|after| self.started.elapsed() >= after)
+    }
+
     /// What `status` says of it now (memory and CPU: `usage`).
     pub(crate) fn status(&self, (rss_bytes, cpu_ms): (u64, u64)) -> WorkerStatus {
         let uptime = self.started.elapsed();
-        let ready = self.said_ready || self.ready_after.is_some_and(|after| uptime >= after);
+        let ready = self.is_ready();
         let state = match (self.stopping, ready) {
             (true, _) => "stopping",
             (false, true) => "ready",
@@ -212,6 +221,7 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         ),
         E::LeftBehind { pid, group } => ("left-behind", json!({ "pid": pid, "group": group })),
         E::Replacing { pid, reason } => ("replacing", json!({ "pid": pid, "reason": reason })),
+        E::HealthFailed { reason } => ("health-failed", json!({ "reason": reason })),
         E::Changed { path } => ("changed", json!({ "path": path })),
         E::Control { name, socket } => ("control", json!({ "name": name, "socket": socket })),
         E::Done(_) => ("done", json!({})),

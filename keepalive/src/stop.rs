@@ -52,6 +52,11 @@ pub(crate) struct State {
     pub(crate) reload_asked: bool,
     /// A restart asked for by the control socket, for the loop to take.
     pub(crate) restart_asked: bool,
+    /// Workers are being replaced (a reload, a restart): the health check
+    /// counts nothing meanwhile.
+    pub(crate) replacing: bool,
+    /// What the health check found, for the loop to act on.
+    pub(crate) unhealthy: Option<String>,
 }
 
 /// A worker process, not reaped yet.

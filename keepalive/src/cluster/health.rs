@@ -54,6 +54,17 @@ impl Cluster<'_> {
                 });
             }
         }
+        let failed_check = self.shared.lock().unhealthy.take();
+        if let (None, Some(reason)) = (&unhealthy, failed_check) {
+            let serving: Vec<(usize, u32)> = self.serving().map(|w| (w.slot, w.pid)).collect();
+            if let [(slot, pid)] = serving[..] {
+                unhealthy = Some((slot, pid, format!("health check: {reason}")));
+            } else {
+                self.supervisor.emit(Event::HealthFailed { reason });
+                self.start_reload();
+                return;
+            }
+        }
         if let Some((slot, pid, reason)) = unhealthy {
             self.supervisor.emit(Event::Replacing { pid, reason });
             if let Some(worker) = self.workers.iter_mut().find(|w| w.pid == pid) {

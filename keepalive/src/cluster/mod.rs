@@ -253,7 +253,7 @@ impl<'a> Cluster<'a> {
 
     /// The workers as the control socket shows them.
     fn publish(&self) {
-        if self.supervisor.control.is_none() {
+        if self.supervisor.control.is_none() && self.supervisor.health_check.is_none() {
             return; // nobody can ask
         }
         let view = self
@@ -278,6 +278,7 @@ impl<'a> Cluster<'a> {
         let mut state = self.shared.lock();
         let stopping = state.stopping.is_some();
         state.view = view;
+        state.replacing = self.reloading.is_some() || self.restarting;
         if stopping {
             for seen in &mut state.view {
                 seen.stopping = true;

@@ -1,0 +1,233 @@
+//! `--health-url`: an HTTP check of the workers, on a thread of its own.
+//!
+//! Every interval the thread asks `GET URL` (HTTP/1.1, `Connection:
+//! close`) and reads the status line: 2xx and 3xx are healthy; anything
+//! else, no answer within the interval (at most 10 s), or a refused
+//! connection is a failure. After `fails` failures in a row it tells the
+//! loop (the shared state, and the loop's bell), which replaces the
+//! workers ready-first; it counts nothing while workers are being
+//! replaced, or while none is ready yet (a worker starting is not a
+//! worker failing).
+//!
+//! A request to a port the workers share reaches whichever worker the
+//! kernel picks, so a failure cannot be pinned on one of several workers:
+//! with one worker it is replaced, with more every worker is, one at a
+//! time. The check is a few lines over `TcpStream` rather than an HTTP
+//! client crate: it sends one fixed request to a plain-HTTP address and
+//! reads one line.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::stop::Shared;
+
+/// What `--health-url` checks, and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `http://HOST:PORT/PATH`.
+    pub url: HealthUrl,
+    /// How often it is asked.
+    pub interval: Duration,
+    /// How many failures in a row make the workers unhealthy (at least 1).
+    pub fails: u32,
+}
+
+/// A plain-HTTP URL, split: `http://127.0.0.1:8080/healthz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthUrl {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl std::str::FromStr for HealthUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HealthUrl, String> {
+        let rest = text.strip_prefix("http://").ok_or_else(|| {
+            format!("not an http:// URL: {text} (the check speaks plain HTTP, as to a worker on this host)")
+        })?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("not a port: {port} in {text}"))?,
+            ),
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(format!("no host in {text}"));
+        }
+        Ok(HealthUrl {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for HealthUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
+/// Asks `url` once: `Ok` for a 2xx or 3xx answer, else what was wrong.
+fn ask(url: &HealthUrl, timeout: Duration) -> Result<(), String> {
+    let addr = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|err| err.to_string())?
+        .next()
+        .ok_or_else(|| format!("{} has no address", url.host))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|err| err.to_string())?;
+    let talk = || -> io::Result<String> {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            &stream,
+            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: keepalive\r\nConnection: close\r\n\r\n",
+            url.path, url.host, url.port
+        )?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        Ok(line)
+    };
+    let line = talk().map_err(|err| match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("no answer within {} ms", timeout.as_millis())
+        }
+        _ => err.to_string(),
+    })?;
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {:?}", line.trim_end()))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("HTTP {code}"))
+    }
+}
+
+/// Starts the checking thread, for as long as the process lives; it stops
+/// asking once the supervisor is stopping.
+pub(crate) fn start(check: HealthCheck, shared: Arc<Shared>) -> io::Result<()> {
+    let timeout = check
+        .interval
+        .clamp(Duration::from_millis(100), Duration::from_secs(10));
+    std::thread::Builder::new()
+        .name("keepalive-health".into())
+        .spawn(move || {
+            let mut failed = 0;
+            loop {
+                std::thread::sleep(check.interval);
+                let counts = {
+                    let state = shared.lock();
+                    if state.stopping.is_some() {
+                        return;
+                    }
+                    !state.replacing && state.view.iter().any(|seen| seen.is_ready())
+                };
+                if !counts {
+                    failed = 0;
+                    continue;
+                }
+                match ask(&check.url, timeout) {
+                    Ok(()) => failed = 0,
+                    Err(reason) => {
+                        failed += 1;
+                        if failed >= check.fails.max(1) {
+                            failed = 0;
+                            shared.lock().unhealthy = Some(format!(
+                                "{} failed {} time(s) in a row (last: {reason})",
+                                check.url, check.fails
+                            ));
+                            shared.bell.ring();
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_plain_http() {
+        let url: HealthUrl = "http://127.0.0.1:8080/healthz".parse().unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8080, "/healthz")
+        );
+        assert_eq!(url.to_string(), "http://127.0.0.1:8080/healthz");
+        let url: HealthUrl = "http://[::1]:81".parse().unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 81, "/")
+        );
+        assert_eq!(url.to_string(), "http://[::1]:81/");
+        assert_eq!("http://localhost/x".parse::<HealthUrl>().unwrap().port, 80);
+        assert!(
+            "https://a/"
+                .parse::<HealthUrl>()
+                .unwrap_err()
+                .contains("plain HTTP")
+        );
+        assert!("http://a:port/".parse::<HealthUrl>().is_err());
+        assert!("http:///x".parse::<HealthUrl>().is_err());
+    }
+
+    #[test]
+    fn a_refused_connection_is_a_failure() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        assert!(ask(&url, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn the_status_line_decides() {
+        for (answer, healthy) in [
+            ("HTTP/1.1 200 OK\r\n", true),
+            ("HTTP/1.1 302 Found\r\n", true),
+            ("HTTP/1.1 503 Busy\r\n", false),
+            ("nonsense\r\n", false),
+        ] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut request = String::new();
+                BufReader::new(&stream).read_line(&mut request).unwrap();
+                stream.write_all(answer.as_bytes()).unwrap();
+                request
+            });
+            let url = format!("http://127.0.0.1:{port}/healthz").parse().unwrap();
+            assert_eq!(
+                ask(&url, Duration::from_secs(5)).is_ok(),
+                healthy,
+                "{answer}"
+            );
+            assert_eq!(server.join().unwrap(), "GET /healthz HTTP/1.1\r\n");
+        }
+    }
+}
