@@ -622,15 +622,32 @@ impl Supervisor {
         if let Some(check) = &self.health_check {
             http_check::start(check.clone(), shared.clone()).map_err(Error::Setup)?;
         }
-        let stop_hook = exit_hook::try_add({
-            let (shared, listener, kill_timeout, kill_signal) = (
-                shared.clone(),
-                self.listener.clone(),
-                self.kill_timeout,
-                self.kill_signal,
-            );
-            move |exit| stop(&shared, listener.as_ref(), kill_timeout, kill_signal, exit)
-        })?;
+        // keepalive's own shutdown, in exit_hook's phases: no control
+        // request is taken any more (drain); the workers are stopped and
+        // waited for (cleanup); their last lines are copied out (flush).
+        #[cfg(unix)]
+        let control_file = _control.as_ref().map(control::Server::file);
+        let stop_hooks = [
+            exit_hook::in_phase(exit_hook::Phase::Drain).try_add(move |_| {
+                #[cfg(unix)]
+                if let Some(file) = control_file {
+                    file.remove();
+                }
+            })?,
+            exit_hook::in_phase(exit_hook::Phase::Cleanup).try_add({
+                let (shared, listener, kill_timeout, kill_signal) = (
+                    shared.clone(),
+                    self.listener.clone(),
+                    self.kill_timeout,
+                    self.kill_signal,
+                );
+                move |exit| stop(&shared, listener.as_ref(), kill_timeout, kill_signal, exit)
+            })?,
+            exit_hook::in_phase(exit_hook::Phase::Flush).try_add({
+                let shared = shared.clone();
+                move |exit| shared.copiers.wait(exit.deadline())
+            })?,
+        ];
         let (sinks, _reopen) = self.open_logs()?;
         let result = ReloadSignal::register(self.reload_on_hangup).and_then(|reload| {
             let result = cluster::Cluster::new(&self, &shared, &alarm, reload.flag.clone(), sinks)
@@ -638,7 +655,9 @@ impl Supervisor {
             drop(reload);
             result
         });
-        stop_hook.unregister();
+        for hook in stop_hooks {
+            hook.unregister();
+        }
         // The workers' last lines, copied out before the caller exits.
         shared
             .copiers

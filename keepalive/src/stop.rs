@@ -3,7 +3,8 @@
 //! reload already asked to stop is not asked again, since a second SIGTERM
 //! means "force the exit" to an `exit_hook` program — waits for the loop to
 //! see them and what they left behind gone, and kills what is left at the
-//! kill timeout; then waits for the workers' output to be copied out.
+//! kill timeout. (The flush phase then waits for the workers' output to
+//! be copied out.)
 
 use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -160,7 +161,4 @@ pub(crate) fn stop(
     for file in &state.socket_files {
         file.remove();
     }
-    drop(state);
-    // The last lines the workers wrote, out before the process ends.
-    shared.copiers.wait(exit.deadline());
 }

@@ -22,12 +22,23 @@ pub fn tests() -> Vec<Trial> {
         keepalive_prints_a_systemd_unit_for_a_running_instance,
         keepalive_streams_its_events_and_shows_its_logs,
         keepalive_shows_what_a_worker_says_on_its_notify_socket,
+        keepalive_takes_no_control_request_once_it_stops,
     ]
 }
 
 pub fn run_role(role: &str) -> bool {
     match role {
         "usr1_worker" => usr1_worker(),
+        "slow_stop" => {
+            let pid = std::process::id();
+            exit_hook::add(move |exit| {
+                println!("stopping {pid}");
+                std::thread::sleep(Duration::from_millis(1500));
+                println!("hook {pid}: {exit}");
+            });
+            println!("worker {pid}");
+            wait_forever()
+        }
         "says_status" => {
             let pid = std::process::id();
             exit_hook::add(|_| {});
@@ -464,4 +475,26 @@ fn keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name() {
     );
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
+}
+
+/// keepalive's own shutdown is exit_hook's phases: its control socket is
+/// gone (drain) while its workers are still being stopped (cleanup).
+fn keepalive_takes_no_control_request_once_it_stops() {
+    let dir = RuntimeDir::new("phases");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive("slow", &["--min-uptime", "100ms"], "slow_stop");
+    let worker = watchdog.watch(next_number(&mut keepalive, "worker "));
+    status_until(&dir, "slow", |s| pids(s) == [u64::from(worker)]);
+    keepalive.send(libc::SIGTERM);
+    keepalive.wait_line("stopping", |l| l == format!("stopping {worker}"));
+    let output = dir.client(&["status", "slow"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(text(&output.stderr), "keepalive: no keepalive named slow\n");
+    assert!(
+        !crate::cluster::is_gone(worker),
+        "the worker is still stopping"
+    );
+    let outcome = keepalive.finish();
+    outcome.assert_code(143);
+    assert_stopped_once(&outcome, worker);
 }
