@@ -12,12 +12,19 @@ if need be) before it ends, and each supervisor gets its own home
 Measured, for each supervisor:
 - crash -> answering: SIGKILL to the worker (the HTTP example), then
   connections until one is answered; the median of ROUNDS (default 15);
+- requests failed while the worker is replaced under a bounded load (4
+  clients, each one request at a time): by a reload (`keepalive reload`,
+  `pm2 reload`, `forever restart`) and by a change to a watched file
+  (`--watch`), REPLACEMENTS times each (default 5). One worker each: a
+  program that is not Node runs in pm2's fork mode, where two instances
+  cannot share a port;
 - the supervisor's own RSS with one idle worker (`sleep 3600`) and with
   100, and its CPU time over 30 s idle with one (schedstat, ns).
 """
 
 import json
 import os
+import threading
 import shutil
 import signal
 import socket
@@ -34,6 +41,7 @@ NODE_DIR = os.path.join(ROOT, "target/bench-pm2")
 PM2 = os.path.join(NODE_DIR, "node_modules/.bin/pm2")
 FOREVER = os.path.join(NODE_DIR, "node_modules/.bin/forever")
 ROUNDS = int(os.environ.get("ROUNDS", "15"))
+REPLACEMENTS = int(os.environ.get("REPLACEMENTS", "5"))
 IDLE_SECS = int(os.environ.get("IDLE_SECS", "30"))
 
 
@@ -125,16 +133,21 @@ class Keepalive:
         self.env = dict(os.environ, XDG_RUNTIME_DIR=home)
         self.proc = None
 
-    def start(self, program, workers=1, port=None):
+    def start(self, program, workers=1, port=None, watch=None):
         args = [KEEPALIVE, "run", "--name", "bench", "--workers", str(workers)]
         if port:
             args += ["--listen", f"127.0.0.1:{port}", "--wait-ready", "--min-uptime", "0ms"]
+        if watch:
+            args += ["--watch", watch]
         self.proc = subprocess.Popen(args + ["--"] + program, env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait("workers", lambda: len(self.workers()) >= workers)
 
     def supervisors(self):
         return [self.proc.pid]
+
+    def reload(self):
+        sh(KEEPALIVE, "reload", "bench", env=self.env)
 
     def workers(self):
         return children(self.proc.pid)
@@ -157,10 +170,12 @@ class Pm2:
     def __init__(self, home):
         self.env = dict(os.environ, PM2_HOME=home)
 
-    def start(self, program, workers=1, port=None):
+    def start(self, program, workers=1, port=None, watch=None):
         env = dict(self.env, PORT=str(port or 0))
         rest = ["--", *program[1:]] if program[1:] else []
-        sh(PM2, "start", program[0], "--name", "bench", "-i", str(workers), *rest, env=env)
+        watching = ["--watch", watch] if watch else []
+        sh(PM2, "start", program[0], "--name", "bench", "-i", str(workers), *watching, *rest,
+           env=env)
         wait("workers", lambda: len(self.workers()) >= workers)
 
     def daemon(self):
@@ -169,6 +184,9 @@ class Pm2:
 
     def supervisors(self):
         return [self.daemon()]
+
+    def reload(self):
+        sh(PM2, "reload", "bench", env=self.env)
 
     def workers(self):
         return children(self.daemon())
@@ -184,8 +202,9 @@ class Forever:
         self.env = dict(os.environ, FOREVER_ROOT=home)
         self.uids = []
 
-    def start(self, program, workers=1, port=None):
+    def start(self, program, workers=1, port=None, watch=None):
         env = dict(self.env, PORT=str(port or 0))
+        watching = ["--watch", "--watchDirectory", watch] if watch else []
         # forever runs `COMMAND SCRIPT`: the program, through a script that
         # execs it (same pid).
         script = os.path.join(self.env["FOREVER_ROOT"], "run.sh")
@@ -194,9 +213,13 @@ class Forever:
         for n in range(workers):
             uid = f"bench{n}"
             sh(FOREVER, "start", "--uid", uid, "--minUptime", "1", "--spinSleepTime", "1",
-               "-c", "/bin/sh", script, env=env)
+               *watching, "-c", "/bin/sh", script, env=env)
             self.uids.append(uid)
         wait("workers", lambda: len(self.workers()) >= workers)
+
+    def reload(self):
+        for uid in self.uids:
+            sh(FOREVER, "restart", uid, env=self.env)
 
     def supervisors(self):
         """The monitor processes (one per app) and forever's daemon."""
@@ -251,6 +274,63 @@ def crash_to_answering(sup):
         sup.stop()
 
 
+class Load:
+    """CLIENTS threads, each sending one `GET /` at a time and counting the
+    answers that are not 200 (refused, reset, timed out, another status)."""
+
+    CLIENTS = 4
+
+    def __init__(self, port):
+        self.port, self.sent, self.failed = port, 0, 0
+        self.lock, self.done = threading.Lock(), threading.Event()
+        self.threads = [threading.Thread(target=self.client) for _ in range(self.CLIENTS)]
+
+    def client(self):
+        while not self.done.is_set():
+            ok = answered(self.port)
+            with self.lock:
+                self.sent += 1
+                self.failed += 0 if ok else 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_):
+        self.done.set()
+        for t in self.threads:
+            t.join()
+
+
+def replaced_under_load(sup, how):
+    """Requests sent and failed over REPLACEMENTS replacements by `how`
+    ("reload" or "watch"), each from 0.5 s before it until 1 s after the new
+    worker answers alone."""
+    port = free_port()
+    watched = tempfile.mkdtemp(prefix="bench-watch-")
+    try:
+        sup.start([SERVER], 1, port, watch=watched if how == "watch" else None)
+        wait("an answer", lambda: answered(port))
+        time.sleep(1)
+        with Load(port) as load:
+            for n in range(REPLACEMENTS):
+                [old] = wait("one worker", lambda: sup.workers() if len(sup.workers()) == 1 else None)
+                time.sleep(0.5)
+                if how == "reload":
+                    sup.reload()
+                else:
+                    with open(os.path.join(watched, "config"), "w") as f:
+                        f.write(f"change {n}\n")
+                wait("the new worker alone",
+                     lambda: (w := sup.workers()) and old not in w and len(w) == 1 and answered(port))
+                time.sleep(1)
+        return load.sent, load.failed
+    finally:
+        sup.stop()
+        shutil.rmtree(watched, ignore_errors=True)
+
+
 def footprint(sup, workers):
     try:
         sup.start(["sleep", "3600"], workers)
@@ -278,18 +358,26 @@ def main():
 
         try:
             crash = crash_to_answering(fresh())
+            reload = replaced_under_load(fresh(), "reload")
+            watch = replaced_under_load(fresh(), "watch")
             rss1, cpu = footprint(fresh(), 1)
             rss100, _ = footprint(fresh(), 100)
-            rows.append((kind.name, crash, rss1, rss100, cpu))
+            rows.append((kind.name, crash, reload, watch, rss1, rss100, cpu))
             print(f"{kind.name}: done", file=sys.stderr)
         finally:
             for home in homes:
                 shutil.rmtree(home, ignore_errors=True)
-    print(f"| supervisor | crash → answering, median (min–max) of {ROUNDS} | its RSS, 1 idle worker | its RSS, 100 workers | its CPU per 30 s idle |")
-    print("|---|---|---|---|---|")
-    for name, (med, lo, hi), rss1, rss100, cpu in rows:
-        print(f"| {name} | {med:.1f} ms ({lo:.1f}–{hi:.1f}) | {rss1 / 1024:.1f} MB | {rss100 / 1024:.1f} MB | {cpu:.3f} ms |")
-    print(json.dumps({"rounds": ROUNDS, "idle_secs": IDLE_SECS}), file=sys.stderr)
+    print(f"| supervisor | crash → answering, median (min–max) of {ROUNDS} "
+          f"| failed / sent, {REPLACEMENTS} reloads under load "
+          f"| failed / sent, {REPLACEMENTS} watch restarts under load "
+          "| its RSS, 1 idle worker | its RSS, 100 workers | its CPU per 30 s idle |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (med, lo, hi), reload, watch, rss1, rss100, cpu in rows:
+        print(f"| {name} | {med:.1f} ms ({lo:.1f}–{hi:.1f}) | {reload[1]} / {reload[0]} "
+              f"| {watch[1]} / {watch[0]} | {rss1 / 1024:.1f} MB | {rss100 / 1024:.1f} MB "
+              f"| {cpu:.3f} ms |")
+    print(json.dumps({"rounds": ROUNDS, "replacements": REPLACEMENTS, "idle_secs": IDLE_SECS}),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

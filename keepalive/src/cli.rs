@@ -76,6 +76,7 @@ pub(crate) enum Command {
     /// Runs every app of a config file, each as an instance of its own
     /// (controlled by its name), until stopped. Relative paths in the file
     /// are its directory's.
+    #[command(after_help = CONFIG_HELP)]
     Up {
         /// The config file.
         #[arg(
@@ -94,6 +95,7 @@ pub(crate) enum Command {
         detached: bool,
     },
     /// Checks a config file: every error, with its line; exit 2 if any.
+    #[command(after_help = CONFIG_HELP)]
     Validate {
         /// The config file.
         #[arg(
@@ -139,6 +141,23 @@ pub(crate) enum Command {
         signal: i32,
     },
 }
+
+/// The config file, as `up --help` and `validate --help` show it.
+pub(crate) const CONFIG_HELP: &str = "\
+keepalive.toml: one [apps.NAME] table per app; its keys are `keepalive run`'s
+long options (a true flag is the flag, a list repeats the option, a table is
+--env K=V per entry), and `command` is the program:
+
+    name = \"shop\"                  # what `keepalive up` is controlled as
+    [apps.web]
+    command = [\"./server\", \"--port\", \"0\"]
+    workers = 2
+    listen = [\"127.0.0.1:8080\"]
+    wait-ready = true
+    env = { RUST_LOG = \"info\" }
+
+Each app is an instance of its own: `keepalive status web`, `reload web`,
+`stop web`, `start web`; `keepalive stop shop` stops them all.";
 
 impl Cli {
     /// What to do: `run` for either form of it.

@@ -28,6 +28,7 @@ use crate::cli::RunArgs;
 
 /// A config file, read and checked.
 #[derive(Debug)]
+#[cfg_attr(not(unix), allow(dead_code, reason = "keepalive up is Unix-only"))]
 pub(crate) struct Config {
     /// Its directory, where every app runs.
     pub(crate) dir: PathBuf,
@@ -40,6 +41,7 @@ pub(crate) struct Config {
 
 /// One `[apps.NAME]`.
 #[derive(Debug)]
+#[cfg_attr(not(unix), allow(dead_code, reason = "keepalive up is Unix-only"))]
 pub(crate) struct App {
     pub(crate) name: String,
     /// `keepalive run`'s arguments for it (after `run`).
@@ -414,5 +416,26 @@ kill-timeout = "soon"
             "{found:?}"
         );
         assert!(found[1].1.contains("takes a value"), "{found:?}");
+    }
+
+    #[test]
+    fn the_examples_in_the_help_and_the_readme_are_valid() {
+        let help: String = crate::cli::CONFIG_HELP
+            .lines()
+            .filter_map(|line| line.strip_prefix("    "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = parse(&help, PathBuf::from("/srv")).unwrap();
+        assert_eq!(config.name, "shop");
+        assert_eq!(
+            config.apps[0].run.kill_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        let readme = include_str!("../README.md");
+        let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let block = &readme[start..start + readme[start..].find("```").unwrap()];
+        let config = parse(block, PathBuf::from("/srv")).unwrap();
+        let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["web", "jobs"]);
     }
 }

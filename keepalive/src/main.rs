@@ -73,7 +73,9 @@ fn main() -> ExitCode {
         other => client::command(other),
         #[cfg(not(unix))]
         _ => {
-            say!("keepalive: controlling an instance is Unix-only");
+            say!(
+                "keepalive: this command is Unix-only (on Windows, keepalive run keeps a program running)"
+            );
             ExitCode::FAILURE
         }
     }

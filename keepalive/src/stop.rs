@@ -161,4 +161,6 @@ pub(crate) fn stop(
     for file in &state.socket_files {
         file.remove();
     }
+    #[cfg(not(unix))]
+    drop(state);
 }
