@@ -78,14 +78,8 @@ pub(crate) enum Command {
     /// are its directory's.
     #[command(after_help = CONFIG_HELP)]
     Up {
-        /// The config file.
-        #[arg(
-            short = 'f',
-            long = "file",
-            value_name = "FILE",
-            default_value = "keepalive.toml"
-        )]
-        file: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Detaches: runs in the background, its own lines (and the apps'
         /// output not sent to log files) in a log file it names.
         #[arg(long)]
@@ -97,14 +91,8 @@ pub(crate) enum Command {
     /// Checks a config file: every error, with its line; exit 2 if any.
     #[command(after_help = CONFIG_HELP)]
     Validate {
-        /// The config file.
-        #[arg(
-            short = 'f',
-            long = "file",
-            value_name = "FILE",
-            default_value = "keepalive.toml"
-        )]
-        file: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Prints a systemd unit that runs NAME as it runs now (its command
     /// line, its directory), as `pm2 startup` does: reload is a rolling
@@ -140,6 +128,19 @@ pub(crate) enum Command {
         #[arg(value_parser = signal_number)]
         signal: i32,
     },
+}
+
+/// `-f FILE`, for `up` and `validate`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigFile {
+    /// The config file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "keepalive.toml"
+    )]
+    pub(crate) file: std::path::PathBuf,
 }
 
 /// The config file, as `up --help` and `validate --help` show it.

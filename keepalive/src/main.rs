@@ -50,10 +50,10 @@ fn main() -> ExitCode {
     // Bad arguments: clap's message and exit status 2.
     match cli::Cli::parse().into_command() {
         cli::Command::Run(run) => keep(&run),
-        cli::Command::Validate { file } => validate(&file),
+        cli::Command::Validate { config } => validate(&config.file),
         #[cfg(unix)]
         cli::Command::Up {
-            file,
+            config: cli::ConfigFile { file },
             daemon,
             detached,
         } => {

@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_streams_its_events_and_shows_its_logs,
         keepalive_shows_what_a_worker_says_on_its_notify_socket,
         keepalive_takes_no_control_request_once_it_stops,
+        keepalive_restart_by_name_refuses_no_connection,
     ]
 }
 
@@ -497,4 +498,65 @@ fn keepalive_takes_no_control_request_once_it_stops() {
     let outcome = keepalive.finish();
     outcome.assert_code(143);
     assert_stopped_once(&outcome, worker);
+}
+
+/// `keepalive restart NAME`: the workers stop, then new ones start; the
+/// socket keepalive holds queues the connections made in between, so
+/// every one is answered (by an old worker, or a new one).
+fn keepalive_restart_by_name_refuses_no_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = RuntimeDir::new("restart");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive(
+        "web",
+        &["--workers", "2", "--listen", "127.0.0.1:0", "--wait-ready"],
+        "ready_server",
+    );
+    let port = next_number(&mut keepalive, "port ");
+    let old: Vec<u32> = (0..2)
+        .map(|_| watchdog.watch(next_number(&mut keepalive, "ready ")))
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let client = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let (mut answers, mut failures) = (Vec::new(), Vec::new());
+            while !done.load(Ordering::Relaxed) {
+                match crate::cluster::ask(port) {
+                    Ok(pid) => answers.push(pid),
+                    Err(err) => failures.push(err),
+                }
+            }
+            (answers, failures)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let output = dir.client(&["restart", "web"]);
+    assert!(output.status.success(), "{output:?}");
+    let new: Vec<u32> = (0..2)
+        .map(|_| watchdog.watch(next_number(&mut keepalive, "ready ")))
+        .collect();
+    // Stopped before the new ones started: a restart, not a reload.
+    for pid in &old {
+        assert!(crate::cluster::is_gone(*pid), "{pid} outlived the restart");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let (answers, failures) = client.join().unwrap();
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "refused or unanswered connections"
+    );
+    assert!(answers.iter().any(|pid| old.contains(pid)), "{answers:?}");
+    assert!(answers.iter().any(|pid| new.contains(pid)), "{answers:?}");
+    let status = outcome
+        .stdout
+        .iter()
+        .filter(|l| l.contains("keepalive: restart: stopping 2 worker(s)"))
+        .count();
+    assert_eq!(status, 1, "{outcome:#?}");
 }
