@@ -64,7 +64,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("exit_hook_access.log"));
 
-    exit_hook::Builder::new().timeout(timeout).install()?;
+    // The whole shutdown within `timeout`: first the drain delay (still
+    // accepting, `/readyz` already 503, for load balancers to notice), then
+    // the drain, at most 3/5 of the timeout in all, leaving the rest to
+    // close the pool and flush the log even if a request never finishes.
+    exit_hook::Builder::new()
+        .timeout(timeout)
+        .drain_delay(drain)
+        .install()?;
 
     // The access log: made first, flushed last, so it records every answer.
     let log = Arc::new(AccessLog::create(log_path)?);
@@ -86,10 +93,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    // The server: stops accepting once the shutdown starts (and the drain
-    // delay has passed), then answers every request in flight. If one never
-    // finishes, the run moves on 500 ms before the deadline, so the pool and
-    // the log are still closed in time.
+    // The server: accepts until the drain starts (after the drain delay),
+    // then answers every request in flight. If one never finishes, the
+    // drain's time runs out and the run goes on, so the pool and the log
+    // are still closed in time.
     let app = App {
         log,
         pool,
@@ -113,34 +120,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     info!(access_log = %app.log.path.display(), "listening on http://{}", listener.local_addr()?);
     let (accepting, accepting_rx) = watch::channel(true);
+    let accepting_rx_for_shutdown = accepting_rx.clone();
     let listener = LoggedListener {
         listener,
         accepting: accepting_rx,
     };
     let server = tokio::spawn(
         axum::serve(listener, router)
-            .with_graceful_shutdown(stop_accepting(drain, app.clone(), accepting))
+            .with_graceful_shutdown(stop_accepting(app.clone(), accepting_rx_for_shutdown))
             .into_future(),
     );
     // The listener queues connections from here on: tell the service
     // manager (systemd's Type=notify, keepalive --wait-ready), if any.
     #[cfg(unix)]
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let drain_limit = timeout
-        .saturating_sub(Duration::from_millis(500))
-        .max(timeout / 2);
-    exit_hook::in_phase(Phase::Drain)
-        .time_limit(drain_limit)
-        .add_async(move |_| async move {
-            let started = Instant::now();
-            match server.await {
-                Ok(Ok(())) => {
-                    info!(took = ?started.elapsed(), "every request in flight was answered")
-                }
-                Ok(Err(err)) => warn!(%err, "the server failed"),
-                Err(err) => warn!(%err, "the server task failed"),
+    exit_hook::in_phase(Phase::Drain).add_async(move |_| async move {
+        let started = Instant::now();
+        let _ = accepting.send(false);
+        match server.await {
+            Ok(Ok(())) => {
+                info!(took = ?started.elapsed(), "every request in flight was answered")
             }
-        });
+            Ok(Err(err)) => warn!(%err, "the server failed"),
+            Err(err) => warn!(%err, "the server task failed"),
+        }
+    });
 
     // Serve until the shutdown run ends the process.
     std::future::pending::<()>().await;
@@ -152,16 +156,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// that has not, and its client would see it closed unanswered.
 const ACCEPT_GRACE: Duration = Duration::from_millis(100);
 
-/// Resolves when axum should shut down: once shutdown has started, the
-/// drain delay has passed (`/readyz` already answers 503, and keep-alive
-/// clients are told to reconnect), and the listener has stopped accepting
-/// for [`ACCEPT_GRACE`]. Connections that arrive from then on wait in the
-/// socket's queue: under keepalive, another worker takes them.
-async fn stop_accepting(drain: Duration, app: App, accepting: watch::Sender<bool>) {
+/// Resolves when axum should shut down: once the drain hook stopped the
+/// listener (after the drain delay, during which `/readyz` answered 503
+/// and keep-alive clients were told to reconnect) and [`ACCEPT_GRACE`] has
+/// passed. Connections that arrive from then on wait in the socket's
+/// queue: under keepalive, another worker takes them.
+async fn stop_accepting(app: App, mut accepting: watch::Receiver<bool>) {
     exit_hook::exiting().await;
-    info!(?drain, "shutdown started: /readyz answers 503");
-    tokio::time::sleep(drain).await;
-    let _ = accepting.send(false);
+    info!("shutdown started: /readyz answers 503");
+    let _ = accepting.wait_for(|accepting| !accepting).await;
     info!(
         in_flight = app.in_flight.load(Ordering::SeqCst),
         "stopped accepting; closing the listener"

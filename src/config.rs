@@ -15,6 +15,17 @@ pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) exit_on_panic: bool,
+    /// How long into the run the drain phase (its hooks, the guards, the
+    /// drain delay) may last.
+    pub(crate) drain_timeout: Duration,
+    /// How long the run waits, `is_exiting()` already true, before the
+    /// drain's hooks start.
+    pub(crate) drain_delay: Duration,
+}
+
+/// The drain's share of a deadline unless the builder says otherwise: 3/5.
+pub(crate) fn default_drain_timeout(timeout: Duration) -> Duration {
+    timeout * 3 / 5
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -28,6 +39,16 @@ pub(crate) fn get() -> Option<&'static Config> {
 /// The deadline of a run, installed or not.
 pub(crate) fn timeout() -> Duration {
     get().map_or(DEFAULT_TIMEOUT, |config| config.timeout)
+}
+
+/// The drain delay, installed or not.
+pub(crate) fn drain_delay() -> Duration {
+    get().map_or(Duration::ZERO, |config| config.drain_delay)
+}
+
+/// The drain's timeout, installed or not.
+pub(crate) fn drain_timeout() -> Duration {
+    get().map_or_else(|| default_drain_timeout(timeout()), |c| c.drain_timeout)
 }
 
 /// Held by the one installation going on; [`Installing::set`] ends it.

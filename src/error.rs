@@ -34,6 +34,18 @@ pub enum Error {
     },
     /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
     InvalidTimeout(Duration),
+    /// The drain does not fit the deadline: a
+    /// [drain timeout](crate::Builder::drain_timeout) of zero or past the
+    /// deadline, or a [drain delay](crate::Builder::drain_delay) that leaves
+    /// the drain no time.
+    InvalidDrain {
+        /// The drain's timeout, said or by default.
+        drain_timeout: Duration,
+        /// The delay before the drain's hooks.
+        drain_delay: Duration,
+        /// The run's deadline.
+        timeout: Duration,
+    },
     /// The handlers were already installed, by an earlier [`Builder::install`](crate::Builder::install)
     /// or by the first [`add`](crate::add); configuration must come before that.
     AlreadyInstalled,
@@ -57,13 +69,25 @@ impl fmt::Display for Error {
                 "invalid shutdown timeout {timeout:?}: it must be more than zero and at most {:?}",
                 crate::config::MAX_TIMEOUT
             ),
+            Error::InvalidDrain {
+                drain_timeout,
+                drain_delay,
+                timeout,
+            } => write!(
+                f,
+                "invalid drain: a delay of {drain_delay:?} in a drain of {drain_timeout:?} \
+                 (of a {timeout:?} timeout); the drain must be more than zero and within the \
+                 timeout, the delay shorter than the drain"
+            ),
             Error::AlreadyInstalled => f.write_str(
                 "exit_hook is already installed: configure the Builder before the first add()",
             ),
             Error::Exiting => f.write_str(
                 "the process is exiting and its hooks have run: this hook would never run",
             ),
-            Error::Io(err) => write!(f, "could not install the exit handlers: {err}"),
+            // The cause is `source()`'s, not repeated here: reporters
+            // print the chain.
+            Error::Io(_) => f.write_str("could not install the exit handlers"),
         }
     }
 }

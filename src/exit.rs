@@ -26,6 +26,8 @@ struct Inner {
     trigger: Trigger,
     code: Option<i32>,
     deadline: Instant,
+    /// A [`Trigger::Requested`] run started by `start_exit`, not `exit`.
+    by_start_exit: bool,
 }
 
 /// What started the run.
@@ -63,6 +65,17 @@ impl Exit {
             trigger,
             code: code.map(status_seen_by_parent),
             deadline,
+            by_start_exit: false,
+        }))
+    }
+
+    /// The `Exit` of a run [`start_exit`](crate::start_exit) started.
+    pub(crate) fn by_start_exit(code: i32, deadline: Instant) -> Self {
+        Exit(Arc::new(Inner {
+            trigger: Trigger::Requested,
+            code: Some(status_seen_by_parent(code)),
+            deadline,
+            by_start_exit: true,
         }))
     }
 
@@ -137,6 +150,7 @@ impl fmt::Display for Exit {
             Trigger::Signal(signal) => write!(f, "{signal}")?,
             Trigger::Panic(panic) => write!(f, "{panic}")?,
             Trigger::Normal => f.write_str("process exit")?,
+            Trigger::Requested if self.0.by_start_exit => f.write_str("exit_hook::start_exit")?,
             Trigger::Requested => f.write_str("exit_hook::exit")?,
         }
         match (self.code(), self.signal()) {
@@ -257,6 +271,14 @@ mod tests {
         assert_eq!(
             Exit::new(Trigger::Normal, None, Instant::now()).to_string(),
             "process exit"
+        );
+        assert_eq!(
+            Exit::new(Trigger::Requested, Some(3), Instant::now()).to_string(),
+            "exit_hook::exit, exit status 3"
+        );
+        assert_eq!(
+            Exit::by_start_exit(3, Instant::now()).to_string(),
+            "exit_hook::start_exit, exit status 3"
         );
     }
 

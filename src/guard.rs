@@ -12,9 +12,10 @@ use crate::registry::{self, Site, registry};
 ///
 /// While any guard is alive, a run does not go past [`Phase::Drain`](crate::Phase::Drain)
 /// and does not end: hooks of the later phases start, and the process
-/// exits, once every guard is released. The run's deadline still bounds it:
-/// at the deadline the process exits anyway, and the report names where
-/// each guard still alive was taken.
+/// exits, once every guard is released. The drain's time bounds it
+/// ([`Builder::drain_timeout`](crate::Builder::drain_timeout), 3/5 of the
+/// deadline by default): then the guards still alive hold nothing, a line
+/// on stderr names where each was taken, and the later phases run.
 ///
 /// ```no_run
 /// # async fn serve() {}
@@ -40,9 +41,19 @@ use crate::registry::{self, Site, registry};
 ///   does a hook calling [`exit`](crate::exit).
 /// - **A panic** that unwinds drops the guards its thread held, as any value.
 ///   Under `panic = "abort"` the panicking thread never gets back to its
-///   guards: the run waits for them until the deadline.
+///   guards, so they hold nothing from then on.
 /// - **`main` returning** drops its own guards first; guards held by other
 ///   threads hold the run that `main`'s return starts, as for any trigger.
+/// - **A thread that calls [`exit`](crate::exit)** never gets back to the
+///   guards it took (nothing is dropped on the way out): they hold nothing
+///   from then on, and the run goes on to the later phases at once. (A
+///   guard it took and moved to another thread is let go of too: release
+///   it there, or have that thread end the process.) `std::process::exit`
+///   cannot be told from `main` returning, which must wait for guards it
+///   moved to its threads; there the drain's share of the deadline bounds
+///   the wait.
+/// - **In a child forked without exec**, the guards taken before the fork
+///   hold nothing: the threads that held them are not in the child.
 ///
 /// Like [`add`](crate::add), the first guard installs the handlers with the
 /// defaults if nothing is installed yet.

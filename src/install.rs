@@ -34,6 +34,8 @@ pub struct Builder {
     force_on_second_signal: bool,
     signal_exit: SignalExit,
     take_ignored_signals: bool,
+    drain_timeout: Option<Duration>,
+    drain_delay: Duration,
 }
 
 impl Builder {
@@ -54,6 +56,8 @@ impl Builder {
             force_on_second_signal: true,
             signal_exit: SignalExit::Code,
             take_ignored_signals: false,
+            drain_timeout: None,
+            drain_delay: Duration::ZERO,
         }
     }
 
@@ -62,6 +66,55 @@ impl Builder {
     /// on stderr names the hooks still running.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long into a run the [`Drain`](crate::Phase::Drain) phase may
+    /// last — its hooks, the [exit guards](crate::hold_exit), the
+    /// [drain delay](Self::drain_delay) — before the run goes on to the
+    /// later phases without it (default: 3/5 of the
+    /// [timeout](Self::timeout), 6 s of 10 s). The time left is the later
+    /// phases': Cleanup must be over a third of the way through it, Close
+    /// two thirds, Flush at the deadline; a phase over early leaves its
+    /// time to the next. A phase still running at its end is left behind
+    /// as a hook past its [time limit](crate::HookBuilder::time_limit) is,
+    /// and named on stderr: a stuck drain cannot keep the pool from closing
+    /// or the log from being flushed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// exit_hook::Builder::new()
+    ///     .timeout(Duration::from_secs(25))     // Kubernetes' grace period is 30 s
+    ///     .drain_timeout(Duration::from_secs(20)) // 5 s kept for cleanup, close and flush
+    ///     .install()?;
+    /// # Ok::<(), exit_hook::Error>(())
+    /// ```
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// Waits `delay` at the start of a run, [`is_exiting`](crate::is_exiting)
+    /// already true and [`exiting`](crate::exiting) resolved, before the
+    /// drain's hooks start (default: none). For load balancers: Kubernetes
+    /// takes a pod out of its Services asynchronously, so new connections
+    /// keep coming for a few seconds after SIGTERM. With a delay the server
+    /// keeps accepting them while its readiness check (`is_exiting()`)
+    /// answers 503, and drains after — what a `preStop` sleep does, without
+    /// a shell in the image. It counts against the drain's timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// exit_hook::Builder::new()
+    ///     .drain_delay(Duration::from_secs(5))
+    ///     .install()?;
+    /// // readiness: if exit_hook::is_exiting() { 503 } else { 200 }
+    /// # Ok::<(), exit_hook::Error>(())
+    /// ```
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
         self
     }
 
@@ -180,15 +233,31 @@ impl Builder {
         installing.set(Config {
             timeout: self.timeout,
             exit_on_panic: self.exit_on_panic,
+            drain_timeout: self.drain_timeout_or_default(),
+            drain_delay: self.drain_delay,
         });
         tracing::debug!(config = ?self, "exit_hook installed");
         Ok(())
+    }
+
+    /// The drain's timeout, said or by default.
+    fn drain_timeout_or_default(&self) -> Duration {
+        self.drain_timeout
+            .unwrap_or_else(|| config::default_drain_timeout(self.timeout))
     }
 
     /// Checks the configuration and plans what each signal handler does.
     fn validate(&self) -> Result<Vec<SignalPlan>, Error> {
         if self.timeout.is_zero() || self.timeout > Self::MAX_TIMEOUT {
             return Err(Error::InvalidTimeout(self.timeout));
+        }
+        let drain = self.drain_timeout_or_default();
+        if drain.is_zero() || drain > self.timeout || self.drain_delay >= drain {
+            return Err(Error::InvalidDrain {
+                drain_timeout: drain,
+                drain_delay: self.drain_delay,
+                timeout: self.timeout,
+            });
         }
         self.signals
             .iter()
@@ -229,6 +298,34 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drains_that_do_not_fit_are_rejected() {
+        let s = Duration::from_secs;
+        for builder in [
+            Builder::new().drain_timeout(Duration::ZERO),
+            Builder::new().timeout(s(5)).drain_timeout(s(6)),
+            Builder::new().drain_delay(s(6)), // the default drain is 6 s of 10
+            Builder::new().drain_timeout(s(2)).drain_delay(s(3)),
+        ] {
+            let err = builder.validate().unwrap_err();
+            assert!(matches!(err, Error::InvalidDrain { .. }), "{err}");
+        }
+        assert!(Builder::new().drain_delay(s(5)).validate().is_ok());
+        assert!(
+            Builder::new()
+                .timeout(s(25))
+                .drain_timeout(s(25))
+                .validate()
+                .is_ok()
+        );
+        let err = Builder::new().drain_delay(s(6)).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid drain: a delay of 6s in a drain of 6s (of a 10s timeout); \
+             the drain must be more than zero and within the timeout, the delay shorter than the drain"
+        );
+    }
 
     #[test]
     fn zero_and_absurd_timeouts_are_rejected() {

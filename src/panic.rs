@@ -66,6 +66,10 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
     if runner::is_runner_thread() || !config::get().is_some_and(|config| config.exit_on_panic) {
         return;
     }
+    if cfg!(panic = "abort") {
+        // This thread never unwinds back to the guards it holds.
+        trigger::let_go_of_this_threads_guards();
+    }
     if STATE.begin() {
         let trigger = Trigger::Panic(Panic::from_hook_info(info));
         if cfg!(panic = "abort") {

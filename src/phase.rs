@@ -7,7 +7,17 @@ use std::fmt;
 /// [time limit](crate::HookBuilder::time_limit)) before the hooks of the
 /// next phase start. Within a phase, hooks run as they always do: in
 /// registration order, sync hooks one after another, async hooks
-/// concurrently. One deadline bounds the whole run.
+/// concurrently.
+///
+/// One deadline bounds the whole run, and each phase has its share of it,
+/// so that a stuck step cannot keep the later ones from running: the drain
+/// must be over at its [timeout](crate::Builder::drain_timeout) (3/5 of
+/// the deadline by default), cleanup a third of the way through the time
+/// left, close two thirds, flush at the deadline. A phase over early leaves
+/// its time to the next. A phase still going at its end, with hooks of a
+/// later phase waiting, is left behind (its hooks as at a time limit) and
+/// the run goes on. With nothing later to run, a phase may use the time up
+/// to the deadline.
 ///
 /// The phases are named after what a service does while it stops, so that
 /// each hook can be registered where its resource is made, in any order,
@@ -30,7 +40,8 @@ use std::fmt;
 /// step, as if phases did not exist.
 ///
 /// [`ExitGuard`](crate::ExitGuard)s hold the run at the end of
-/// [`Phase::Drain`]: the later phases start once every guard is released.
+/// [`Phase::Drain`]: the later phases start once every guard is released,
+/// or when the drain's time is up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
     /// Stop taking new work and finish the work in flight: a server's

@@ -49,6 +49,8 @@ pub(crate) fn hook_panicked(hook: &'static Location<'static>, info: &PanicHookIn
 /// What the run left undone when the deadline passed.
 #[derive(Debug)]
 pub(crate) struct Unfinished {
+    /// Async hooks past their time limits, not reported yet.
+    pub(crate) passed_limits: Vec<(Site, Duration)>,
     pub(crate) running: Vec<Site>,
     pub(crate) not_started: Vec<Site>,
     pub(crate) guards: Vec<Site>,
@@ -56,10 +58,12 @@ pub(crate) struct Unfinished {
 
 pub(crate) fn deadline_passed(timeout: Duration, unfinished: Unfinished) {
     let Unfinished {
+        passed_limits,
         running,
         not_started,
         guards,
     } = unfinished;
+    time_limits_passed(&passed_limits);
     tracing::error!(
         ?timeout,
         still_running = ?sites(&running),
@@ -87,6 +91,28 @@ pub(crate) fn time_limit_passed(hook: Site, limit: Duration) {
     ));
 }
 
+/// Async hooks of one batch past their time limits: one event and one
+/// line, however many (10 000 hooks are not 10 000 lines).
+pub(crate) fn time_limits_passed(passed: &[(Site, Duration)]) {
+    match passed {
+        [] => {}
+        [(hook, limit)] => time_limit_passed(hook, *limit),
+        _ => {
+            let hooks: Vec<Site> = passed.iter().map(|(hook, _)| *hook).collect();
+            tracing::warn!(
+                count = passed.len(),
+                hooks = ?sites(&hooks[..hooks.len().min(SITES_NAMED)]),
+                "exit hooks passed their time limits: the run moves on"
+            );
+            stderr_line(format_args!(
+                "{} hooks passed their time limits; the run moves on: {}",
+                passed.len(),
+                named(&hooks)
+            ));
+        }
+    }
+}
+
 fn sites(sites: &[Site]) -> Vec<String> {
     sites.iter().map(ToString::to_string).collect()
 }
@@ -110,6 +136,54 @@ pub(crate) fn abandoned(hook: Option<&'static Location<'static>>, what: &str) {
     tracing::warn!(%hook, "exit hook {what}: the run ends here");
     stderr_line(format_args!(
         "the hook registered at {hook} {what}; the remaining hooks do not run"
+    ));
+}
+
+pub(crate) fn left_behind_tried(hook: Option<&'static Location<'static>>, what: &str) {
+    let hook = hook.map_or_else(|| "?".to_owned(), ToString::to_string);
+    tracing::warn!(%hook, "exit hook left behind at its time limit {what}: ignored");
+    stderr_line(format_args!(
+        "the hook registered at {hook}, left behind at its time limit, {what}; the run goes on without it"
+    ));
+}
+
+pub(crate) fn drain_delay(delay: Duration) {
+    tracing::info!(?delay, "exit hooks: drain delay, still serving");
+}
+
+/// A phase's end came with its hooks still going: the run goes on.
+pub(crate) fn phase_over(phase: crate::Phase, running: &[Site], skipped: &[Site]) {
+    tracing::error!(
+        phase = phase.name(),
+        still_running = ?sites(running),
+        never_started = ?sites(skipped),
+        "exit hooks: phase over, the run goes on to the next"
+    );
+    let mut line = format!(
+        "the {} phase's time is up; the run goes on to the next",
+        phase.name()
+    );
+    for (sites, what) in [
+        (running, "hook(s) left running:"),
+        (skipped, "hook(s) of the phase never started:"),
+    ] {
+        if !sites.is_empty() {
+            line += &format!("; {} {what} {}", sites.len(), named(sites));
+        }
+    }
+    stderr_line(format_args!("{line}"));
+}
+
+/// Guards still held when the drain's time was up: they hold nothing more.
+pub(crate) fn guards_given_up(guards: Vec<Site>) {
+    tracing::error!(
+        guards_held = ?sites(&guards),
+        "exit hooks: the drain's time is up with exit guards held: the run goes on"
+    );
+    stderr_line(format_args!(
+        "the drain phase's time is up with {} exit guard(s) held, taken at: {}; the run goes on",
+        guards.len(),
+        named(&guards)
     ));
 }
 

@@ -39,7 +39,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::state::STATE;
-use crate::{Exit, Signal, Trigger, config, report, runner, sys};
+use crate::{Exit, Phase, Signal, Trigger, config, report, runner, sys};
 
 /// How long a thread that lost the race waits beyond the deadline before it
 /// stops waiting for the initiator.
@@ -56,6 +56,11 @@ struct Run {
 fn start(trigger: Trigger, code: Option<i32>) -> Run {
     let started = Instant::now();
     let exit = Exit::new(trigger, code, started + config::timeout());
+    publish(exit, started)
+}
+
+/// Publishes `exit`, a run that began at `started`.
+fn publish(exit: Exit, started: Instant) -> Run {
     let exit = STATE.publish(exit).clone();
     Run { exit, started }
 }
@@ -91,22 +96,39 @@ impl Run {
         end_as(&self.exit)
     }
 
+    /// Waits for the run to finish, at most until its deadline. At each
+    /// phase's end on the way, a runner still in that phase is left behind
+    /// and the run goes on from the next phase ([`runner::move_on_from`]):
+    /// a stuck drain cannot keep the later phases from running.
+    fn wait_phases(&self) -> bool {
+        for phase in [Phase::Drain, Phase::Cleanup, Phase::Close] {
+            if STATE.wait_finished(runner::phase_end(phase, self.exit.deadline())) {
+                return true;
+            }
+            runner::move_on_from(phase, &self.exit);
+        }
+        STATE.wait_finished(self.exit.deadline())
+    }
+
     /// Waits for the run to finish or its deadline to pass, then closes the
     /// registry and reports. Returns `true` if every hook finished in time.
     fn wait(&self) -> bool {
-        let in_time = STATE.wait_finished(self.exit.deadline());
+        let in_time = self.wait_phases();
         // However the run ended, a hook registered from now on would never run.
         crate::registry::registry().close();
         if in_time {
             runner::completed()
         } else {
-            STATE.finish();
             // A `tracing` subscriber may write through a lock a stuck hook
             // holds: the process ends whether or not the report got out.
             let timeout = self.exit.deadline() - self.started;
             sys::within_a_moment("exit-hook-report", move || {
                 report::deadline_passed(timeout, runner::unfinished());
             });
+            // Only now: a thread waiting to end the process (`main`
+            // returned meanwhile, or called `exit`) ends it once the run is
+            // finished, and the report must be out by then.
+            STATE.finish();
             false
         }
     }
@@ -136,7 +158,12 @@ pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
 /// the process when the run is over, and the calling thread goes on. The
 /// caller has won [`RunState::begin`](crate::state::RunState::begin).
 pub(crate) fn initiate_detached(trigger: Trigger, code: Option<i32>) {
-    let run = Arc::new(start(trigger, code));
+    detach(start(trigger, code));
+}
+
+/// Has the hooks of `run` run on a new crate thread, which ends the process.
+fn detach(run: Run) {
+    let run = Arc::new(run);
     let spawned = sys::spawn("exit-hook", {
         let run = Arc::clone(&run);
         move || run_here_and_end(run)
@@ -154,7 +181,7 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
     let guard = sys::spawn("exit-hook-guard", {
         let run = Arc::clone(&run);
         move || {
-            if STATE.wait_finished(run.exit.deadline()) && runner::completed() {
+            if run.wait_phases() && runner::completed() {
                 return; // the hooks' thread reports and ends the process
             }
             run.wait();
@@ -185,6 +212,11 @@ pub(crate) fn on_process_exit(status: Option<i32>) {
     if runner::is_runner_thread() {
         abandon("called std::process::exit");
     }
+    // Its guards are not let go of here, as they are in `exit`: `main`
+    // returning comes here too, after dropping its own guards, and a guard
+    // it took and moved to a thread still at work must hold the run. A
+    // `std::process::exit` holding a guard is bounded by the drain's share
+    // of the deadline instead.
     if STATE.begin() {
         // Returning lets `exit()` go on with the status it was given.
         initiate(Trigger::Normal, status);
@@ -223,6 +255,7 @@ pub fn exit(code: i32) -> ! {
     if runner::is_runner_thread() {
         abandon("called exit_hook::exit");
     }
+    let_go_of_this_threads_guards();
     if !STATE.begin() {
         join();
     }
@@ -249,6 +282,9 @@ pub fn exit(code: i32) -> ! {
 /// Returns `true` if this call started the run, `false` if a run was
 /// already going (its status stands: the first trigger wins), in which case
 /// nothing changes. From inside a hook it does nothing and returns `false`.
+/// In a child that a hook (or any thread) forked without exec during a run,
+/// a copy of that run, not the run, it ends the child at once with `code`,
+/// as [`exit`] does there: the child has no run of its own to start.
 ///
 /// ```no_run
 /// # async fn load_config() -> Result<(), std::io::Error> { Ok(()) }
@@ -264,11 +300,25 @@ pub fn exit(code: i32) -> ! {
 /// # }
 /// ```
 pub fn start_exit(code: i32) -> bool {
+    if runner::is_forked_copy() {
+        std::process::exit(code); // see `exit`: the run is the parent's
+    }
     if !STATE.begin() {
         return false;
     }
-    initiate_detached(Trigger::Requested, Some(code));
+    let started = Instant::now();
+    detach(publish(
+        Exit::by_start_exit(code, started + config::timeout()),
+        started,
+    ));
     true
+}
+
+/// This thread is ending the process and never gets back to the guards it
+/// took (`exit` runs no destructor): they hold nothing from now on.
+pub(crate) fn let_go_of_this_threads_guards() {
+    crate::registry::registry().thread_ending();
+    crate::registry::changed();
 }
 
 /// Waits for the run another trigger started, then ends the process as it decided.
@@ -306,6 +356,12 @@ fn sleep_forever() -> ! {
 /// process with the status it already had, and this thread sleeps until then.
 pub(crate) fn abandon(what: &str) -> ! {
     runner::leave_if_forked_copy();
+    if runner::is_left_behind() {
+        // The run stopped waiting for this hook at its time limit and went
+        // on: a hook left behind cannot end it or change its status.
+        report::left_behind_tried(runner::current_hook(), what);
+        sleep_forever()
+    }
     report::abandoned(runner::current_hook(), what);
     STATE.finish();
     sleep_forever()

@@ -76,6 +76,19 @@ pub fn run(role: &str) {
             }
             ready();
         }
+        "limited_10000" | "limited_100000" => {
+            let n = if role == "limited_10000" {
+                10_000
+            } else {
+                100_000
+            };
+            for _ in 0..n {
+                exit_hook::HookBuilder::new()
+                    .time_limit(std::time::Duration::from_secs(1))
+                    .add(|_| {});
+            }
+            ready();
+        }
         "async_1" => async_hooks(1),
         "async_1000" => async_hooks(1000),
         "async_100000" => async_hooks(100_000),

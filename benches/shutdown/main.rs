@@ -158,6 +158,14 @@ fn all_signal_rows() -> Vec<Variant> {
             command: this("sync_1000"),
         },
         Variant {
+            name: "exit_hook: 10 000 sync no-op hooks, each with a time limit",
+            command: this("limited_10000"),
+        },
+        Variant {
+            name: "exit_hook: 100 000 sync no-op hooks, each with a time limit",
+            command: this("limited_100000"),
+        },
+        Variant {
             name: "exit_hook: 1 async hook × 100 ms",
             command: this("async_1"),
         },

@@ -111,8 +111,56 @@ pub(crate) enum Next {
 pub(crate) struct Registry {
     next_id: u64,
     hooks: Slab<(u64, Hook)>,
-    guards: Slab<Site>,
+    guards: Slab<Held>,
+    /// Threads that are ending the process (`exit_hook::exit`): they never
+    /// get back to the guards they took.
+    ending: Vec<u64>,
+    /// The drain's time is up: guards hold nothing any more.
+    guards_given_up: bool,
+    /// The runner taking batches: a runner left behind at its phase's end
+    /// (its generation older) gets none.
+    generation: u64,
+    /// The phase of the last batch taken.
+    phase: Option<Phase>,
     closed: bool,
+}
+
+/// A guard alive: where it was taken, by which thread, in which process.
+#[derive(Clone, Copy)]
+struct Held {
+    site: Site,
+    thread: u64,
+    pid: u32,
+}
+
+impl Held {
+    /// Whether its holder can still release it: its thread is not the one
+    /// ending the process, and is in this process (a child forked without
+    /// exec has only the forking thread, a copy).
+    fn can_be_released(&self, ending: &[u64], pid: u32) -> bool {
+        self.pid == pid && !ending.contains(&self.thread)
+    }
+}
+
+thread_local! {
+    // `const` and without a destructor: readable while the thread exits
+    // (from `exit()`, after its other thread-locals are gone).
+    static THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A number for this thread, the same for its whole life (and in a child
+/// it forks); 0 where thread-locals cannot be read.
+pub(crate) fn this_thread() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    THREAD
+        .try_with(|id| {
+            if id.get() == 0 {
+                id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            id.get()
+        })
+        .unwrap_or(0)
 }
 
 impl Registry {
@@ -121,6 +169,10 @@ impl Registry {
             next_id: 0,
             hooks: Slab::new(),
             guards: Slab::new(),
+            ending: Vec::new(),
+            guards_given_up: false,
+            generation: 0,
+            phase: None,
             closed: false,
         }
     }
@@ -168,13 +220,14 @@ impl Registry {
                 }
             }
         };
-        if self.guards.len() > 0 && first.is_none_or(|phase| phase > Phase::Drain) {
+        if self.holding() && first.is_none_or(|phase| phase > Phase::Drain) {
             return Next::WaitForGuards;
         }
         let Some(phase) = first else {
             self.closed = true;
             return Next::Done;
         };
+        self.phase = Some(phase);
         let mut batch = if last == Some(phase) {
             self.hooks.take_all() // the usual case: one phase
         } else {
@@ -184,14 +237,54 @@ impl Registry {
         Next::Batch(batch.into_iter().map(|(_, hook)| hook).collect())
     }
 
+    /// The runner of generation `runner` is still in `phase` (or before)
+    /// and hooks of a later phase wait: the run goes on without it, as the
+    /// next generation, which it returns. `None` if that runner has gone
+    /// past `phase` already, or if nothing later waits for the time.
+    pub(crate) fn move_on_from(&mut self, phase: Phase, runner: u64) -> Option<u64> {
+        if runner != self.generation || self.closed || self.phase.is_some_and(|p| p > phase) {
+            return None;
+        }
+        if !self.hooks.iter().any(|(_, hook)| hook.phase > phase) {
+            return None; // nothing later needs the time: the deadline bounds it
+        }
+        self.generation += 1;
+        Some(self.generation)
+    }
+
     /// Refuses registrations and guards from now on (the run was cut short).
     pub(crate) fn close(&mut self) {
         self.closed = true;
     }
 
+    /// Whether a guard that can still be released is alive.
+    fn holding(&self) -> bool {
+        if self.guards.len() == 0 || self.guards_given_up {
+            return false;
+        }
+        let pid = std::process::id();
+        self.guards
+            .iter()
+            .any(|held| held.can_be_released(&self.ending, pid))
+    }
+
+    /// The calling thread is ending the process and will not release its
+    /// guards: they hold nothing from now on.
+    pub(crate) fn thread_ending(&mut self) {
+        let thread = this_thread();
+        if !self.ending.contains(&thread) {
+            self.ending.push(thread);
+        }
+    }
+
     /// Records a guard taken at `site`; `None` once the registry is closed.
     pub(crate) fn hold(&mut self, site: Site) -> Option<usize> {
-        (!self.closed).then(|| self.guards.insert(site))
+        let held = Held {
+            site,
+            thread: this_thread(),
+            pid: std::process::id(),
+        };
+        (!self.closed).then(|| self.guards.insert(held))
     }
 
     /// Releases the guard [`hold`](Self::hold) returned.
@@ -206,9 +299,14 @@ impl Registry {
         hooks.into_iter().map(|(_, hook)| hook.location).collect()
     }
 
-    /// Where the guards alive were taken.
+    /// Where the guards alive that still hold the run were taken.
     pub(crate) fn guard_sites(&self) -> Vec<Site> {
-        self.guards.iter().copied().collect()
+        let pid = std::process::id();
+        self.guards
+            .iter()
+            .filter(|held| held.can_be_released(&self.ending, pid))
+            .map(|held| held.site)
+            .collect()
     }
 
     #[cfg(test)]
@@ -243,19 +341,38 @@ pub(crate) fn changed() {
     }
 }
 
-/// The run's next batch of hooks, waiting while guards hold it; `None`
-/// when nothing is left (the registry is closed then). The wait has no
-/// bound of its own: the run's deadline ends the process around it.
-pub(crate) fn next_batch() -> Option<Vec<Hook>> {
+/// The run's next batch of hooks for the runner of generation `runner`,
+/// waiting while guards hold it, at most until `drain_end`: then the
+/// guards still alive hold nothing (and `held_too_long` is told where they
+/// were taken). `None` when nothing is left (the registry is closed then),
+/// or when the run went on without this runner.
+pub(crate) fn next_batch(
+    runner: u64,
+    drain_end: std::time::Instant,
+    held_too_long: impl Fn(Vec<Site>),
+) -> Option<Vec<Hook>> {
     let mut registry = registry();
     loop {
+        if registry.generation != runner {
+            return None;
+        }
         match registry.next() {
             Next::Batch(batch) => return Some(batch),
             Next::Done => return None,
             Next::WaitForGuards => {
+                let left = drain_end.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    let sites = registry.guard_sites();
+                    registry.guards_given_up = true;
+                    drop(registry);
+                    held_too_long(sites);
+                    registry = self::registry();
+                    continue;
+                }
                 registry = CHANGED
-                    .wait(registry)
-                    .unwrap_or_else(PoisonError::into_inner);
+                    .wait_timeout(registry, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
     }

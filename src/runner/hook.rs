@@ -8,8 +8,8 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -52,34 +52,96 @@ pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
     }
 }
 
-/// Runs a sync hook on a thread of its own and waits for it up to `limit`;
-/// past it, reports the hook and leaves it running. Where no thread can
+/// Runs a sync hook on a helper thread and waits for it up to `limit`;
+/// past it, reports the hook and leaves it running, and the hook cannot end
+/// or change the run any more ([`is_left_behind`]). Where no thread can
 /// start, the hook runs here without its limit (the deadline still holds).
+///
+/// The helpers are kept: one that finished its hook waits for the next, so
+/// the run starts a thread only for the first limited hook and for each
+/// one left behind, however many limited hooks there are.
 fn run_limited(slot: Slot, hook: Box<dyn FnOnce(&Exit) + Send>, exit: Exit, limit: Duration) {
     let location = slot.location;
-    let job = move || {
-        // Like the runner: ending the process from this hook ends the run.
-        IS_RUNNER.set(true);
-        let _ = slot.run(|| hook(&exit));
-    };
+    let left = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
-    let (send_job, receive_job) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
-    let helper = sys::spawn("exit-hook-limited", move || {
-        if let Ok(job) = receive_job.recv() {
-            job();
+    let generation = super::generation();
+    let job: Job = Box::new({
+        let left = left.clone();
+        move || {
+            // Like the runner: ending the process from this hook ends the run.
+            IS_RUNNER.set(true);
+            super::GENERATION.set(generation);
+            LEFT.set(Some(left));
+            let _ = slot.run(|| hook(&exit));
+            LEFT.take();
             drop(done);
         }
     });
-    if let Err(err) = helper {
-        report::runner_failed(&err);
+    let job = match helper() {
+        Ok(helper) => helper.send(job).err().map(|mpsc::SendError(job)| job),
+        Err(err) => {
+            report::runner_failed(&err);
+            Some(job)
+        }
+    };
+    if let Some(job) = job {
         job();
         return;
     }
-    let _ = send_job.send(Box::new(job));
     if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+        left.store(true, Ordering::Release);
         LEFT_BEHIND.store(true, Ordering::Release);
         report::time_limit_passed(location, limit);
     }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The async hooks that passed their time limits, not reported yet.
+static PASSED: Mutex<Vec<(Site, Duration)>> = Mutex::new(Vec::new());
+
+/// Takes the async hooks that passed their time limits since last asked.
+pub(crate) fn take_passed() -> Vec<(Site, Duration)> {
+    std::mem::take(&mut *PASSED.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Idle helper threads, each waiting for a job on its channel.
+static IDLE: Mutex<Vec<mpsc::Sender<Job>>> = Mutex::new(Vec::new());
+
+/// A helper thread for a limited hook: an idle one, or a new one.
+fn helper() -> std::io::Result<mpsc::Sender<Job>> {
+    if let Some(idle) = IDLE.lock().unwrap_or_else(PoisonError::into_inner).pop() {
+        return Ok(idle);
+    }
+    let (send, receive) = mpsc::channel::<Job>();
+    let back = send.clone();
+    sys::spawn("exit-hook-limited", move || {
+        for job in receive.iter() {
+            job();
+            // Ready for the next limited hook (a left-behind one, too, once
+            // its hook returned).
+            IDLE.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(back.clone());
+        }
+    })?;
+    Ok(send)
+}
+
+thread_local! {
+    /// On a helper thread: set once the run left its hook behind.
+    static LEFT: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether this thread runs a hook the run left behind at its time limit:
+/// it can no longer end or change the run.
+pub(crate) fn is_left_behind() -> bool {
+    LEFT.try_with(|left| {
+        left.borrow()
+            .as_ref()
+            .is_some_and(|left| left.load(Ordering::Acquire))
+    })
+    .unwrap_or(false)
 }
 
 /// One started hook: its place in [`Progress`] and its start time.
@@ -180,7 +242,11 @@ impl Future for Tracked {
             Ok(Poll::Pending) if !this.past_limit(started, cx) => return Poll::Pending,
             Ok(Poll::Pending) => {
                 let limit = this.limit.as_ref().map_or(Duration::ZERO, |l| l.limit);
-                report::time_limit_passed(location, limit);
+                // Reported with the others of its batch, in one line.
+                PASSED
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((location, limit));
                 if let Some(slot) = &mut this.slot {
                     slot.timed_out = true;
                 }

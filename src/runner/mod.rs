@@ -26,7 +26,7 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Instant;
@@ -36,16 +36,40 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use crate::registry::{self, Hook, Site, Work, registry};
 use crate::report::{self, Unfinished};
 use crate::state::STATE;
-use crate::{Exit, sys};
+use crate::{Exit, Phase, config, sys};
 
 mod hook;
 
-use hook::start;
+use hook::{start, take_passed};
 
 thread_local! {
     // `const` and without destructors, so they stay usable while a thread exits.
     static IS_RUNNER: Cell<bool> = const { Cell::new(false) };
     static CURRENT_HOOK: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
+    /// The generation of the runner this thread is (or runs hooks for).
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The generation of the runner taking batches; a thread of an older one
+/// was left behind at its phase's end (mirrors the registry's, for checks
+/// without its lock).
+static RUNNING_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Whether this thread belongs to a runner the run went on without.
+fn superseded() -> bool {
+    IS_RUNNER.try_with(Cell::get).unwrap_or(false)
+        && GENERATION.try_with(Cell::get).unwrap_or(0) != RUNNING_GENERATION.load(Ordering::Acquire)
+}
+
+/// Whether this thread runs a hook the run no longer waits for (past its
+/// time limit, or its phase's end): it can no longer end or change the run.
+pub(crate) fn is_left_behind() -> bool {
+    hook::is_left_behind() || superseded()
+}
+
+/// This thread's runner generation, for a helper running one of its hooks.
+fn generation() -> u64 {
+    GENERATION.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Set when every hook returned: the run was not cut short by a hook ending
@@ -87,10 +111,28 @@ pub(crate) fn unfinished() -> Unfinished {
     let registry = registry();
     not_started.extend(registry.waiting_hooks());
     Unfinished {
+        passed_limits: take_passed(),
         running,
         not_started,
         guards: registry.guard_sites(),
     }
+}
+
+/// When `phase` must be over in a run whose deadline is `deadline`: the
+/// drain at its timeout into the run; cleanup and close at a third and two
+/// thirds of what is left; flush at the deadline. A phase over early leaves
+/// its time to the next.
+pub(crate) fn phase_end(phase: Phase, deadline: Instant) -> Instant {
+    let timeout = config::timeout();
+    let drain = config::drain_timeout();
+    let rest = timeout.saturating_sub(drain);
+    let into_run = match phase {
+        Phase::Drain => drain,
+        Phase::Cleanup => drain + rest / 3,
+        Phase::Close => drain + rest * 2 / 3,
+        Phase::Flush => timeout,
+    };
+    deadline - timeout + into_run
 }
 
 /// Whether every hook returned.
@@ -139,6 +181,7 @@ pub(crate) fn spawn(exit: Exit) -> io::Result<()> {
 /// run finished.
 pub(crate) fn run_here(exit: &Exit) {
     IS_RUNNER.set(true);
+    GENERATION.set(0);
     RUN_PID.store(std::process::id(), Ordering::Release);
     STATE.announce();
     sys::notify_stopping();
@@ -147,24 +190,83 @@ pub(crate) fn run_here(exit: &Exit) {
     // an application thread holds), and only the hooks may wait on it.
     let started = Instant::now();
     report::run_started(exit);
-    if catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok() && !LEFT_BEHIND.load(Ordering::Acquire)
-    {
+    let delay = config::drain_delay();
+    if !delay.is_zero() {
+        // `is_exiting()` is true and `exiting()` resolved: the application
+        // still serves, and says it is going (readiness 503).
+        report::drain_delay(delay);
+        std::thread::sleep(delay);
+    }
+    go_on(exit, started);
+}
+
+/// Runs the hooks left, then marks the run finished, unless the run went
+/// on without this thread meanwhile.
+fn go_on(exit: &Exit, started: Instant) {
+    let ran = catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok();
+    if superseded() {
+        return; // the runner that took over finishes the run
+    }
+    if ran && !LEFT_BEHIND.load(Ordering::Acquire) {
         COMPLETED.store(true, Ordering::Release);
     }
     report::run_finished(started.elapsed());
     STATE.finish();
 }
 
+/// `phase` is over (its end in the run has come): if the runner is still in
+/// it, the run goes on without that runner, on a new thread, from the next
+/// phase. Its hooks still running are left behind, as at a time limit, and
+/// the ones of that phase not started do not start.
+pub(crate) fn move_on_from(phase: Phase, exit: &Exit) {
+    if Instant::now() >= exit.deadline() {
+        return; // too late for any phase: the deadline ends the process
+    }
+    {
+        let progress = progress();
+        if progress.running.iter().all(Option::is_none) && progress.queued.is_empty() {
+            // Between batches, or waiting for guards (a wait bounded by the
+            // drain's end itself): not stuck in a hook.
+            return;
+        }
+    }
+    let next = registry().move_on_from(phase, RUNNING_GENERATION.load(Ordering::Acquire));
+    let Some(next) = next else { return };
+    RUNNING_GENERATION.store(next, Ordering::Release);
+    LEFT_BEHIND.store(true, Ordering::Release);
+    let (running, skipped) = {
+        let mut progress = progress();
+        let running: Vec<Site> = progress.running.iter().flatten().copied().collect();
+        (running, progress.queued.drain(..).collect::<Vec<_>>())
+    };
+    report::phase_over(phase, &running, &skipped);
+    let exit = exit.clone();
+    let spawned = sys::spawn("exit-hook", move || {
+        IS_RUNNER.set(true);
+        GENERATION.set(next);
+        let started = exit.deadline() - config::timeout();
+        go_on(&exit, started);
+    });
+    if let Err(err) = spawned {
+        report::runner_failed(&err);
+        STATE.finish();
+    }
+}
+
 fn run(exit: &Exit) {
     // Built for the first batch with an async hook: a run of sync hooks needs none.
     let mut runtime = None;
-    while let Some(batch) = registry::next_batch() {
+    let drain_end = phase_end(Phase::Drain, exit.deadline());
+    while let Some(batch) = registry::next_batch(generation(), drain_end, report::guards_given_up) {
         progress()
             .queued
             .extend(batch.iter().map(|hook| hook.location));
         if batch.iter().all(|hook| matches!(hook.work, Work::Sync(_))) {
             for hook in batch {
                 start(hook, exit);
+                if superseded() {
+                    return;
+                }
             }
             continue;
         }
@@ -181,7 +283,10 @@ fn run(exit: &Exit) {
             }
         }
         if let Some(runtime) = &runtime {
-            runtime.block_on(tokio::task::unconstrained(run_batch(batch, exit)));
+            run_batch(runtime, batch, exit);
+        }
+        if superseded() {
+            return;
         }
     }
     // The hooks' last lines, flushed here where no hook can hold the lock any
@@ -199,34 +304,50 @@ fn run(exit: &Exit) {
 
 /// Starts a batch's hooks in order and waits for its async hooks.
 ///
+/// A sync hook is called outside the crate's runtime, between two turns of
+/// it, as in a batch of sync hooks alone: a hook calling its application's
+/// `Handle::block_on` works whatever shares its phase. An async hook's
+/// closure is called inside it (`Runtime::enter`), so it can spawn.
+///
 /// The async hooks are polled together in one future ([`FuturesUnordered`]),
 /// not spawned as a task each: a run with 100 000 hooks pays no task
 /// header, scheduler queue or join bookkeeping per hook (100 000 hooks ×
 /// 100 ms: 172 → 136 ms from SIGTERM to reaped). A hook's panics are caught
 /// where it is polled ([`Tracked`](hook::Tracked)), so one hook cannot take
-/// the others down. The caller runs it `unconstrained`: tokio's
+/// the others down. They are polled `unconstrained`: tokio's
 /// cooperative budget is per task, and one task polling 100 000 timers
 /// would spend it at once, after which every timer answers "pending, try
 /// again" (2.6 s for that run, measured). The price: a hook whose awaits
 /// are always ready (draining a full channel) is no longer made to yield
 /// by the budget, and keeps the other hooks waiting until it waits for
 /// something; the deadline still bounds it.
-async fn run_batch(batch: Vec<Hook>, exit: &Exit) {
+fn run_batch(runtime: &tokio::runtime::Runtime, batch: Vec<Hook>, exit: &Exit) {
     let mut tasks = FuturesUnordered::new();
     let mut unpolled = false;
     for hook in batch {
-        if unpolled && matches!(hook.work, Work::Sync(_)) {
-            // Let the async hooks registered before this sync hook
-            // start their bodies first: start order is registration order.
-            poll_ready(&mut tasks).await;
-            unpolled = false;
-        }
-        if let Some(task) = start(hook, exit) {
-            tasks.push(task);
-            unpolled = true;
+        if matches!(hook.work, Work::Sync(_)) {
+            if unpolled {
+                // Let the async hooks registered before this sync hook
+                // start their bodies first: start order is registration order.
+                runtime.block_on(tokio::task::unconstrained(poll_ready(&mut tasks)));
+                unpolled = false;
+            }
+            start(hook, exit);
+            if superseded() {
+                return;
+            }
+        } else {
+            let _inside = runtime.enter();
+            if let Some(task) = start(hook, exit) {
+                tasks.push(task);
+                unpolled = true;
+            }
         }
     }
-    while tasks.next().await.is_some() {}
+    runtime.block_on(tokio::task::unconstrained(async {
+        while tasks.next().await.is_some() {}
+    }));
+    report::time_limits_passed(&take_passed());
 }
 
 /// Polls every async hook that can make progress (the new ones for the

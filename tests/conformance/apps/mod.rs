@@ -10,19 +10,28 @@ use libtest_mimic::Trial;
 use crate::harness::Child;
 
 mod guards;
+mod hostile;
 mod phases;
 mod runtimes;
 
 pub fn tests() -> Vec<Trial> {
-    [runtimes::tests(), phases::tests(), guards::tests()]
-        .into_iter()
-        .flatten()
-        .collect()
+    [
+        runtimes::tests(),
+        phases::tests(),
+        guards::tests(),
+        hostile::tests(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Runs the scenario `role` if it is one of these files'; `false` if not.
 pub fn run_role(role: &str) -> bool {
-    runtimes::run_role(role) || phases::run_role(role) || guards::run_role(role)
+    runtimes::run_role(role)
+        || phases::run_role(role)
+        || guards::run_role(role)
+        || hostile::run_role(role)
 }
 
 /// Far below the 10 s default deadline: the run did not wait it out.

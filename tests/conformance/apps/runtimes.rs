@@ -152,7 +152,7 @@ fn start_exit_from_a_task_does_not_block_a_current_thread_runtime() {
         [
             "started: true",
             "again: false",
-            "hook: exit_hook::exit, exit status 2; app: app task done",
+            "hook: exit_hook::start_exit, exit status 2; app: app task done",
         ]
     );
     assert_prompt(outcome.elapsed);
