@@ -53,6 +53,9 @@ pub enum Error {
     /// registered now would never run. (A hook registered while the run is
     /// still going joins it.)
     Exiting,
+    /// Installing was tried on a thread that is panicking (from a `Drop`
+    /// during unwinding): the panic hook cannot be set then.
+    Panicking,
     /// The operating system refused a step of the installation (registering a
     /// signal handler, creating the wake-up pipe, spawning the signal thread).
     Io(std::io::Error),
@@ -84,6 +87,9 @@ impl fmt::Display for Error {
             ),
             Error::Exiting => f.write_str(
                 "the process is exiting and its hooks have run: this hook would never run",
+            ),
+            Error::Panicking => f.write_str(
+                "cannot install exit_hook while this thread is panicking: install it at the start of main",
             ),
             // The cause is `source()`'s, not repeated here: reporters
             // print the chain.

@@ -48,10 +48,11 @@ use crate::registry::{self, Site, registry};
 ///   guards it took (nothing is dropped on the way out): they hold nothing
 ///   from then on, and the run goes on to the later phases at once. (A
 ///   guard it took and moved to another thread is let go of too: release
-///   it there, or have that thread end the process.) `std::process::exit`
-///   cannot be told from `main` returning, which must wait for guards it
-///   moved to its threads; there the drain's share of the deadline bounds
-///   the wait.
+///   it there, or have that thread end the process.) The same holds for
+///   `std::process::exit` from a thread other than `main`'s (on Linux). On
+///   `main`'s own thread it cannot be told from `main` returning, which
+///   must wait for guards it moved to its threads: there the drain's time
+///   bounds the wait.
 /// - **In a child forked without exec**, the guards taken before the fork
 ///   hold nothing: the threads that held them are not in the child.
 ///

@@ -209,9 +209,7 @@ impl Builder {
         }
         if std::thread::panicking() {
             // `std::panic::set_hook` cannot be called while unwinding.
-            return Err(Error::Io(std::io::Error::other(
-                "cannot install while this thread is panicking",
-            )));
+            return Err(Error::Panicking);
         }
         let plans = self.validate()?;
         sys::hand_over(sys::Calls {
@@ -222,9 +220,13 @@ impl Builder {
         });
         let left_ignored = sys::install_signals(&plans, self.take_ignored_signals)?;
         if !left_ignored.is_empty() {
-            tracing::debug!(
+            // A background job of a script (`app &`) starts with SIGINT
+            // ignored, `nohup` with SIGHUP: say so, since Ctrl+C or a
+            // hangup then does nothing.
+            tracing::warn!(
                 signals = ?left_ignored,
-                "exit_hook: signals inherited as ignored are left ignored"
+                "exit_hook: signals inherited as ignored are left ignored \
+                 (Builder::take_ignored_signals takes them)"
             );
         }
         sys::install_exit_handler()?;
@@ -298,6 +300,31 @@ pub(crate) fn ensure_installed() -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installing_while_panicking_is_its_own_error() {
+        struct InstallsOnDrop(std::sync::mpsc::Sender<String>);
+        impl Drop for InstallsOnDrop {
+            fn drop(&mut self) {
+                // No assertion here: a panic while unwinding aborts.
+                let said = match Builder::new().install_once(true) {
+                    Err(Error::Panicking) => Error::Panicking.to_string(),
+                    other => format!("not Panicking: {other:?}"),
+                };
+                let _ = self.0.send(said);
+            }
+        }
+        let (send, said) = std::sync::mpsc::channel();
+        let _ = std::thread::spawn(move || {
+            let _installs = InstallsOnDrop(send);
+            std::panic::panic_any("unwinding");
+        })
+        .join();
+        assert_eq!(
+            said.recv().unwrap(),
+            "cannot install exit_hook while this thread is panicking: install it at the start of main"
+        );
+    }
 
     #[test]
     fn drains_that_do_not_fit_are_rejected() {

@@ -100,15 +100,19 @@
 //!   server's drain in [`Phase::Drain`], the pool's close in [`Phase::Close`],
 //!   the log's flush in [`Phase::Flush`]. Each phase starts when the one
 //!   before has finished, so no request in flight finds the pool closed.
-//!   A [time limit](HookBuilder::time_limit) on the drain moves the run on
-//!   if a request never finishes, and [`Exit::deadline`] tells a hook how
-//!   long it may take.
+//!   Each phase has its share of the deadline: if a request never
+//!   finishes, the drain's time runs out ([`Builder::drain_timeout`]) and
+//!   the pool and the log are still closed in time. [`Exit::deadline`]
+//!   tells a hook how long it may take, and [`Builder::drain_delay`] keeps
+//!   the server accepting (`is_exiting()` already true) while load
+//!   balancers notice.
 //! - **A guard in `main`**: [`hold_exit`] in a `#[tokio::main]` that serves
 //!   until [`exiting`] fires and then cleans up itself (the
 //!   `CancellationToken` habit). The process exits when the guard is
 //!   dropped, or at the deadline.
 //!
 //! ```no_run
+//! use std::future::IntoFuture; // in the prelude from edition 2024 on
 //! use exit_hook::Phase;
 //! # #[allow(dead_code)]
 //! # async fn app(router: axum::Router) -> std::io::Result<()> {

@@ -9,7 +9,10 @@
 //! so a hook that needs them gets them), and the crate's thread ends the
 //! process with 101 when the run is over. Under `panic = "abort"` the abort
 //! would come as soon as the hook returns, so the run happens before it
-//! returns: the abort never comes, the process exits with 101.
+//! returns: the abort never comes, the process exits with 101. The same
+//! holds for the panic Rust raises, and then aborts on, when a destructor
+//! panics while its thread unwinds: the run the first panic started is
+//! waited for, and the process exits with its status.
 
 use std::panic::{self, PanicHookInfo};
 
@@ -53,10 +56,34 @@ pub(crate) fn install() {
     panic::set_hook(Box::new(move |info| on_panic(info, &previous)));
 }
 
+/// The messages of the panics Rust raises just before it aborts, while a
+/// thread unwinds (a destructor panicked during cleanup; an unwind reached
+/// a function that cannot unwind). `PanicHookInfo::can_unwind` would say
+/// so, but is unstable; these are core's own words.
+const ABORTING: [&str; 2] = [
+    "panic in a destructor during cleanup",
+    "panic in a function that cannot unwind",
+];
+
+/// Whether the process aborts when this panic hook returns: under
+/// `panic = "abort"`, or for Rust's panic during unwinding.
+fn aborts_after(info: &PanicHookInfo<'_>) -> bool {
+    cfg!(panic = "abort")
+        || (std::thread::panicking()
+            && info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|message| ABORTING.contains(message))
+            && info
+                .location()
+                .is_some_and(|at| at.file().ends_with("panicking.rs")))
+}
+
 fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + Send + Sync)) {
+    let aborts = aborts_after(info);
     if let Some(hook) = runner::current_hook() {
         report::hook_panicked(hook, info);
-        if cfg!(panic = "abort") {
+        if aborts {
             // Nothing can catch it; end the run instead of aborting.
             trigger::abandon("panicked");
         }
@@ -66,20 +93,20 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
     if runner::is_runner_thread() || !config::get().is_some_and(|config| config.exit_on_panic) {
         return;
     }
-    if cfg!(panic = "abort") {
+    if aborts {
         // This thread never unwinds back to the guards it holds.
         trigger::let_go_of_this_threads_guards();
     }
     if STATE.begin() {
         let trigger = Trigger::Panic(Panic::from_hook_info(info));
-        if cfg!(panic = "abort") {
+        if aborts {
             trigger::initiate(trigger, Some(PANIC_STATUS));
             sys::exit_now(PANIC_STATUS);
         }
         trigger::initiate_detached(trigger, Some(PANIC_STATUS));
         return;
     }
-    if cfg!(panic = "abort") {
+    if aborts {
         // Aborting would cut the run short: wait for it and end as it decided.
         trigger::join();
     }

@@ -29,12 +29,16 @@ pub(crate) fn run_finished(elapsed: Duration) {
     tracing::info!(?elapsed, "exit hooks: run finished");
 }
 
-pub(crate) fn hook_started(hook: &'static Location<'static>) {
-    tracing::debug!(%hook, "exit hook started");
+pub(crate) fn hook_started(hook: &'static Location<'static>, phase: crate::Phase) {
+    tracing::debug!(%hook, phase = phase.name(), "exit hook started");
 }
 
-pub(crate) fn hook_finished(hook: &'static Location<'static>, elapsed: Duration) {
-    tracing::debug!(%hook, ?elapsed, "exit hook finished");
+pub(crate) fn hook_finished(
+    hook: &'static Location<'static>,
+    phase: crate::Phase,
+    elapsed: Duration,
+) {
+    tracing::debug!(%hook, phase = phase.name(), ?elapsed, "exit hook finished");
 }
 
 pub(crate) fn hook_panicked(hook: &'static Location<'static>, info: &PanicHookInfo<'_>) {

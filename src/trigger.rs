@@ -212,11 +212,15 @@ pub(crate) fn on_process_exit(status: Option<i32>) {
     if runner::is_runner_thread() {
         abandon("called std::process::exit");
     }
-    // Its guards are not let go of here, as they are in `exit`: `main`
-    // returning comes here too, after dropping its own guards, and a guard
-    // it took and moved to a thread still at work must hold the run. A
-    // `std::process::exit` holding a guard is bounded by the drain's share
-    // of the deadline instead.
+    // `main` returning comes here too, after dropping its own guards, and
+    // a guard it took and moved to a thread still at work must hold the
+    // run: on the main thread, guards are not let go of (a
+    // `std::process::exit` there, which looks the same, is bounded by the
+    // drain's time). Another thread can only be calling
+    // `std::process::exit`, and never gets back to its guards.
+    if sys::is_main_thread() == Some(false) {
+        let_go_of_this_threads_guards();
+    }
     if STATE.begin() {
         // Returning lets `exit()` go on with the status it was given.
         initiate(Trigger::Normal, status);

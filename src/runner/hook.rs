@@ -21,11 +21,11 @@ use crate::{Exit, report, sys};
 pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
     let Hook {
         location,
+        phase,
         time_limit,
         work,
-        ..
     } = hook;
-    let slot = Slot::start(location, time_limit.is_some());
+    let slot = Slot::start(location, phase, time_limit.is_some());
     match work {
         Work::Sync(hook) => {
             match time_limit {
@@ -148,6 +148,7 @@ pub(crate) fn is_left_behind() -> bool {
 struct Slot {
     index: usize,
     location: Site,
+    phase: crate::Phase,
     /// Read only for a time limit, or for the `debug` event of its end:
     /// a clock read per hook is most of what 100 000 hooks cost otherwise.
     started: Option<Instant>,
@@ -156,15 +157,16 @@ struct Slot {
 }
 
 impl Slot {
-    fn start(location: Site, timed: bool) -> Self {
+    fn start(location: Site, phase: crate::Phase, timed: bool) -> Self {
         let timed = timed || tracing::enabled!(tracing::Level::DEBUG);
         let mut progress = progress();
         progress.queued.pop_front();
         progress.running.push(Some(location));
-        report::hook_started(location);
+        report::hook_started(location, phase);
         Slot {
             index: progress.running.len() - 1,
             location,
+            phase,
             started: timed.then(Instant::now),
             timed_out: false,
         }
@@ -195,7 +197,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         progress().running[self.index] = None;
         if let (false, Some(started)) = (self.timed_out, self.started) {
-            report::hook_finished(self.location, started.elapsed());
+            report::hook_finished(self.location, self.phase, started.elapsed());
         }
     }
 }

@@ -44,6 +44,21 @@ pub(crate) use imp::{
     run_on_signal_thread,
 };
 
+/// Whether the calling thread is the process's main thread, where the OS
+/// tells it cheaply (Linux: its thread id is the process id); `None`
+/// elsewhere.
+pub(crate) fn is_main_thread() -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid(2) and getpid(2) have no preconditions.
+        Some(unsafe { libc::gettid() == libc::getpid() })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
 /// What the back-ends call in the layers above them, handed over by
 /// installation before any handler is in place.
 #[derive(Clone, Copy)]

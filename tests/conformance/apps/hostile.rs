@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Trial> {
         thousands_of_hooks_past_their_limits_make_one_line,
         stuck_drain_leaves_time_for_close_and_flush,
         drain_delay_keeps_serving_while_is_exiting,
+        panic_during_unwinding_waits_for_the_run,
     ]
 }
 
@@ -39,6 +40,9 @@ pub fn run_role(role: &str) -> bool {
         "sync_beside_async" => sync_beside_async(),
         "guard_then_process_exit" => guard_then_exit(false),
         "guard_then_exit_hook_exit" => guard_then_exit(true),
+        "thread_guard_then_process_exit" => {
+            thread::spawn(|| guard_then_exit(false)).join().unwrap();
+        }
         "guard_then_fork" => guard_then_fork(),
         "fork_start_exit" => fork_start_exit(),
         "left_behind_exits" => left_behind_exits(),
@@ -46,6 +50,7 @@ pub fn run_role(role: &str) -> bool {
         "many_past_limits" => many_past_limits(),
         "stuck_drain" => stuck_drain(),
         "drain_delay" => drain_delay(),
+        "panic_in_drop" => panic_in_drop(),
         _ => return false,
     }
     true
@@ -139,7 +144,19 @@ fn guard_of_the_thread_that_exits_does_not_hold_the_run() {
     );
     assert!(outcome.elapsed < Duration::from_millis(500), "{outcome:#?}");
     assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
-    // std::process::exit (which `main` returning is too): the guard holds
+    // std::process::exit from a thread other than main's: the same.
+    let outcome = Child::spawn("thread_guard_then_process_exit")
+        .ready()
+        .finish();
+    outcome.assert_code(6);
+    assert_eq!(
+        outcome.after_ready(),
+        ["cleanup: process exit, exit status 6", "close", "flush"],
+        "{outcome:#?}"
+    );
+    assert!(outcome.elapsed < Duration::from_millis(500), "{outcome:#?}");
+    assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
+    // std::process::exit on main's thread (which `main` returning is too): the guard holds
     // until the drain's time is up (0.6 s of 1 s), then the rest runs.
     let outcome = Child::spawn("guard_then_process_exit").ready().finish();
     outcome.assert_code(6);
@@ -434,4 +451,36 @@ fn drain_delay() {
     });
     ready();
     wait_forever();
+}
+
+fn panic_during_unwinding_waits_for_the_run() {
+    let outcome = Child::spawn("panic_in_drop").ready().finish();
+    // Rust aborts on a panic during unwinding; the run the first panic
+    // started is waited for instead, and its status stands.
+    outcome.assert_code(101);
+    assert_eq!(
+        outcome.after_ready(),
+        ["hook started", "hook done"],
+        "{outcome:#?}"
+    );
+    assert!(outcome.stderr.contains("first panic"), "{outcome:#?}");
+}
+
+/// `main` panics; while it unwinds, a destructor panics too. A hook takes
+/// 300 ms.
+fn panic_in_drop() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("second panic, in a destructor");
+        }
+    }
+    exit_hook::add(|_| {
+        say("hook started");
+        thread::sleep(Duration::from_millis(300));
+        say("hook done");
+    });
+    ready();
+    let _drops = PanicsOnDrop;
+    panic!("first panic");
 }
