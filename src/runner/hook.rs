@@ -65,7 +65,7 @@ fn run_limited(slot: Slot, hook: Box<dyn FnOnce(&Exit) + Send>, exit: Exit, limi
     let left = Arc::new(AtomicBool::new(false));
     let (done, finished) = mpsc::channel::<()>();
     let generation = super::generation();
-    let job: Job = Box::new({
+    let work: Task = Box::new({
         let left = left.clone();
         move || {
             // Like the runner: ending the process from this hook ends the run.
@@ -74,28 +74,58 @@ fn run_limited(slot: Slot, hook: Box<dyn FnOnce(&Exit) + Send>, exit: Exit, limi
             LEFT.set(Some(left));
             let _ = slot.run(|| hook(&exit));
             LEFT.take();
-            drop(done);
         }
     });
     let job = match helper() {
-        Ok(helper) => helper.send(job).err().map(|mpsc::SendError(job)| job),
+        Ok(helper) => helper
+            .send((work, done))
+            .err()
+            .map(|mpsc::SendError(job)| job),
         Err(err) => {
             report::runner_failed(&err);
-            Some(job)
+            Some((work, done))
         }
     };
-    if let Some(job) = job {
-        job();
+    if let Some((work, _done)) = job {
+        work();
         return;
     }
-    if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+    // A hook that returns at once is seen without sleeping: a sleeping
+    // thread's wake-up is most of what a hand-off costs.
+    let started = Instant::now();
+    if spin_until(|| matches!(finished.try_recv(), Err(mpsc::TryRecvError::Disconnected))) {
+        return;
+    }
+    let left_of_limit = limit.saturating_sub(started.elapsed());
+    if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(left_of_limit) {
         left.store(true, Ordering::Release);
         LEFT_BEHIND.store(true, Ordering::Release);
         report::time_limit_passed(location, limit);
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A limited hook's work, and the sender dropped once the helper that ran
+/// it is ready for the next one.
+type Job = (Task, mpsc::Sender<()>);
+type Task = Box<dyn FnOnce() + Send>;
+
+/// How long the runner and an idle helper look for each other before they
+/// sleep: a little longer than the wake-up of a sleeping thread.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Checks `done` until it holds or [`SPIN`] has passed; whether it held.
+fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if started.elapsed() >= SPIN {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
 
 /// The async hooks that passed their time limits, not reported yet.
 static PASSED: Mutex<Vec<(Site, Duration)>> = Mutex::new(Vec::new());
@@ -116,13 +146,25 @@ fn helper() -> std::io::Result<mpsc::Sender<Job>> {
     let (send, receive) = mpsc::channel::<Job>();
     let back = send.clone();
     sys::spawn("exit-hook-limited", move || {
-        for job in receive.iter() {
-            job();
+        loop {
+            // The next job: looked for a moment (limited hooks usually come
+            // in a row), then waited for.
+            let mut next = None;
+            spin_until(|| {
+                next = receive.try_recv().ok();
+                next.is_some()
+            });
+            let Some((work, done)) = next.or_else(|| receive.recv().ok()) else {
+                return;
+            };
+            work();
             // Ready for the next limited hook (a left-behind one, too, once
-            // its hook returned).
+            // its hook returned) before the runner hears it is done, so
+            // that the runner finds it idle for the next one.
             IDLE.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(back.clone());
+            drop(done);
         }
     })?;
     Ok(send)
