@@ -95,9 +95,11 @@ impl Builder {
         self
     }
 
-    /// Waits `delay` at the start of a run, [`is_exiting`](crate::is_exiting)
-    /// already true and [`exiting`](crate::exiting) resolved, before the
-    /// drain's hooks start (default: none). For load balancers: Kubernetes
+    /// Waits `delay` at the start of a run a signal started,
+    /// [`is_exiting`](crate::is_exiting) already true and
+    /// [`exiting`](crate::exiting) resolved, before the drain's hooks start
+    /// (default: none; a panic, `main` returning or [`exit`](crate::exit)
+    /// start the drain at once). For load balancers: Kubernetes
     /// takes a pod out of its Services asynchronously, so new connections
     /// keep coming for a few seconds after SIGTERM. With a delay the server
     /// keeps accepting them while its readiness check (`is_exiting()`)

@@ -190,8 +190,10 @@ pub(crate) fn run_here(exit: &Exit) {
     // an application thread holds), and only the hooks may wait on it.
     let started = Instant::now();
     report::run_started(exit);
+    // For a signal (a supervisor, a load balancer's orchestrator), not for
+    // a crash or an exit the application asked for.
     let delay = config::drain_delay();
-    if !delay.is_zero() {
+    if !delay.is_zero() && exit.signal().is_some() {
         // `is_exiting()` is true and `exiting()` resolved: the application
         // still serves, and says it is going (readiness 503).
         report::drain_delay(delay);

@@ -50,6 +50,12 @@ pub fn run_role(role: &str) -> bool {
         "many_past_limits" => many_past_limits(),
         "stuck_drain" => stuck_drain(),
         "drain_delay" => drain_delay(),
+        "drain_delay_then_exit" => {
+            install(Builder::new().drain_delay(Duration::from_secs(5)));
+            exit_hook::add(|exit| say(&format!("hook: {exit}")));
+            ready();
+            exit_hook::exit(4);
+        }
         "panic_in_drop" => panic_in_drop(),
         _ => return false,
     }
@@ -433,6 +439,14 @@ fn drain_delay_keeps_serving_while_is_exiting() {
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("{outcome:#?}"));
     assert!((480..2000).contains(&waited), "{waited} ms");
+    // A run the application asked for does not wait for load balancers.
+    let outcome = Child::spawn("drain_delay_then_exit").ready().finish();
+    outcome.assert_code(4);
+    assert_eq!(
+        outcome.after_ready(),
+        ["hook: exit_hook::exit, exit status 4"]
+    );
+    assert!(outcome.elapsed < Duration::from_secs(2), "{outcome:#?}");
 }
 
 /// A 500 ms drain delay: a thread sees `is_exiting()` at once, the drain
