@@ -17,6 +17,7 @@ pub fn tests() -> Vec<Trial> {
         a_hook_signalling_its_own_process_group_does_not_force_the_exit,
         under_nohup_sighup_is_left_ignored,
         take_ignored_signals_handles_sighup_under_nohup,
+        background_job_keeps_sigint_ignored_and_says_so,
         a_sigterm_blocked_by_the_installing_thread_still_runs_the_hooks,
         reserved_signals_are_rejected_and_nothing_is_left_installed,
         exit_codes_past_255_are_told_as_the_parent_sees_them,
@@ -34,6 +35,17 @@ pub fn run_role(role: &str) -> bool {
         "nohup_take" => {
             install(Builder::new().take_ignored_signals(true));
             exit_hook::add(|exit| println!("hook: {exit}"));
+            ready();
+            wait_forever();
+        }
+        "background_job" => {
+            // The warning goes where the application's log goes.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stdout)
+                .with_ansi(false)
+                .init();
+            exit_hook::add(|exit| println!("hook: {exit}"));
+            println!("pid {}", std::process::id());
             ready();
             wait_forever();
         }
@@ -96,6 +108,52 @@ fn under_nohup_sighup_is_left_ignored() {
     assert_eq!(
         outcome.after_ready(),
         ["hook: SIGTERM (15), exit status 143"],
+        "{outcome:#?}"
+    );
+}
+
+/// A background job of a script (`app &` in `sh -c`) starts with SIGINT
+/// ignored: it stays so, and installing says it with a `tracing` warning.
+fn background_job_keeps_sigint_ignored_and_says_so() {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("\"$0\" & wait")
+        .arg(std::env::current_exe().unwrap());
+    let mut child = Child::spawn_with(command, "background_job");
+    let line = child.wait_line("pid", |l| l.starts_with("pid "));
+    let pid: i32 = line["pid ".len()..].parse().unwrap();
+    // The job is sh's child, not ours: killed if the test fails before sh
+    // (which waits for it) is reaped.
+    struct KillOnDrop(Option<i32>);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0 {
+                // SAFETY: kill(2) on the job's pid, while sh still waits for it.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let mut job = KillOnDrop(Some(pid));
+    let child = child.ready();
+    // SAFETY: kill(2) on the job, our grandchild, alive (it said READY).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: as above; SIGINT left it running.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let outcome = child.finish();
+    job.0 = None; // sh waited for it: gone
+    outcome.assert_code(0); // `wait` without a job named returns 0
+    // SIGINT ran nothing; SIGTERM ran the hook once.
+    assert_eq!(
+        outcome.lines_starting("hook: "),
+        ["hook: SIGTERM (15), exit status 143"],
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome.stdout.iter().any(|l| l.contains("WARN")
+            && l.contains("signals inherited as ignored are left ignored")
+            && l.contains("SIGINT")),
         "{outcome:#?}"
     );
 }
