@@ -115,6 +115,39 @@ impl Drop for Watchdog {
     }
 }
 
+/// A client asking the workers' port over and over on a thread of its own,
+/// until stopped: what a user's traffic is through a replacement.
+pub(crate) struct Asking {
+    done: Arc<AtomicBool>,
+    client: thread::JoinHandle<(Vec<u32>, Vec<String>)>,
+}
+
+impl Asking {
+    pub(crate) fn start(port: u32) -> Asking {
+        let done = Arc::new(AtomicBool::new(false));
+        let client = thread::spawn({
+            let done = done.clone();
+            move || {
+                let (mut answers, mut failures) = (Vec::new(), Vec::new());
+                while !done.load(Ordering::Relaxed) {
+                    match ask(port) {
+                        Ok(pid) => answers.push(pid),
+                        Err(err) => failures.push(err),
+                    }
+                }
+                (answers, failures)
+            }
+        });
+        Asking { done, client }
+    }
+
+    /// Stops asking: the pids that answered, and every failure.
+    pub(crate) fn stop(self) -> (Vec<u32>, Vec<String>) {
+        self.done.store(true, Ordering::Relaxed);
+        self.client.join().unwrap()
+    }
+}
+
 /// Connects to the workers' port and reads the pid the worker answers with.
 pub(crate) fn ask(port: u32) -> Result<u32, String> {
     let stream = TcpStream::connect(("127.0.0.1", port as u16)).map_err(|e| e.to_string())?;
@@ -247,28 +280,14 @@ fn keepalive_reload_replaces_every_worker_without_a_refused_connection() {
         .map(|_| watchdog.watch(next_number(&mut child, "ready ")))
         .collect();
     // A client connects all through the reload; every connection must be answered.
-    let done = Arc::new(AtomicBool::new(false));
-    let client = thread::spawn({
-        let done = done.clone();
-        move || {
-            let (mut answers, mut failures) = (Vec::new(), Vec::new());
-            while !done.load(Ordering::Relaxed) {
-                match ask(port) {
-                    Ok(pid) => answers.push(pid),
-                    Err(err) => failures.push(err),
-                }
-            }
-            (answers, failures)
-        }
-    });
+    let client = Asking::start(port);
     thread::sleep(Duration::from_millis(200));
     child.send(libc::SIGHUP);
     let new: Vec<u32> = (0..2)
         .map(|_| watchdog.watch(next_number(&mut child, "ready ")))
         .collect();
     thread::sleep(Duration::from_millis(300));
-    done.store(true, Ordering::Relaxed);
-    let (answers, failures) = client.join().unwrap();
+    let (answers, failures) = client.stop();
     for pid in &old {
         assert_gone_soon(*pid);
     }

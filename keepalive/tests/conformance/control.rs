@@ -504,8 +504,6 @@ fn keepalive_takes_no_control_request_once_it_stops() {
 /// socket keepalive holds queues the connections made in between, so
 /// every one is answered (by an old worker, or a new one).
 fn keepalive_restart_by_name_refuses_no_connection() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = RuntimeDir::new("restart");
     let mut watchdog = Watchdog::default();
     let mut keepalive = dir.keepalive(
@@ -517,20 +515,7 @@ fn keepalive_restart_by_name_refuses_no_connection() {
     let old: Vec<u32> = (0..2)
         .map(|_| watchdog.watch(next_number(&mut keepalive, "ready ")))
         .collect();
-    let done = Arc::new(AtomicBool::new(false));
-    let client = std::thread::spawn({
-        let done = done.clone();
-        move || {
-            let (mut answers, mut failures) = (Vec::new(), Vec::new());
-            while !done.load(Ordering::Relaxed) {
-                match crate::cluster::ask(port) {
-                    Ok(pid) => answers.push(pid),
-                    Err(err) => failures.push(err),
-                }
-            }
-            (answers, failures)
-        }
-    });
+    let client = crate::cluster::Asking::start(port);
     std::thread::sleep(Duration::from_millis(200));
     let output = dir.client(&["restart", "web"]);
     assert!(output.status.success(), "{output:?}");
@@ -542,8 +527,7 @@ fn keepalive_restart_by_name_refuses_no_connection() {
         assert!(crate::cluster::is_gone(*pid), "{pid} outlived the restart");
     }
     std::thread::sleep(Duration::from_millis(300));
-    done.store(true, Ordering::Relaxed);
-    let (answers, failures) = client.join().unwrap();
+    let (answers, failures) = client.stop();
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
     assert_eq!(
