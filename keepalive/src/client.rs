@@ -41,7 +41,7 @@ pub(crate) fn command(command: Command) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            let _ = writeln!(std::io::stderr(), "keepalive: {message}");
+            say!("keepalive: {message}");
             ExitCode::FAILURE
         }
     }
@@ -91,12 +91,7 @@ fn start(app: &str) -> Result<(), String> {
             return Err(format!("{app} is running"));
         }
     }
-    let owner = control::names().into_iter().find(|name| {
-        control::request(name, &Request::Status)
-            .ok()
-            .and_then(|reply| reply.status)
-            .is_some_and(|status| status.apps.iter().any(|a| a.name == app))
-    });
+    let owner = control::find(|status| status.apps.iter().any(|a| a.name == app));
     let Some(owner) = owner else {
         return Err(format!(
             "no keepalive up has an app named {app} (`keepalive up -f FILE` runs one)"

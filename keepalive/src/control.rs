@@ -88,6 +88,16 @@ pub fn names() -> Vec<String> {
     names
 }
 
+/// The name of the first running instance (by name) whose status `matches`.
+pub fn find(matches: impl Fn(&Status) -> bool) -> Option<String> {
+    names().into_iter().find(|name| {
+        request(name, &Request::Status)
+            .ok()
+            .and_then(|reply| reply.status)
+            .is_some_and(|status| matches(&status))
+    })
+}
+
 /// Sends `request` to the instance `name` and returns its reply.
 ///
 /// # Errors

@@ -11,12 +11,11 @@
 //! status and the end of its log are the answer.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use keepalive::{Request, control};
+use keepalive::control;
 
 /// How long the detached keepalive may take to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -94,11 +93,11 @@ pub(crate) fn detach(log: &std::path::Path) -> ExitCode {
                 tail.join("\n")
             ));
         }
-        if let Some(name) = instance_of(pid) {
-            say(&format!(
+        if let Some(name) = control::find(|status| status.pid == pid) {
+            say!(
                 "keepalive: {name} runs in the background (pid {pid}); its log: {}",
                 log.display()
-            ));
+            );
             return ExitCode::SUCCESS;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -116,21 +115,7 @@ pub(crate) fn leave_the_terminal() {
     let _ = rustix::process::setsid();
 }
 
-/// The name of the instance whose keepalive is `pid`, once it answers.
-fn instance_of(pid: u32) -> Option<String> {
-    control::names().into_iter().find(|name| {
-        control::request(name, &Request::Status)
-            .ok()
-            .and_then(|reply| reply.status)
-            .is_some_and(|status| status.pid == pid)
-    })
-}
-
 fn fail(message: &str) -> ExitCode {
-    say(&format!("keepalive: {message}"));
+    say!("keepalive: {message}");
     ExitCode::FAILURE
-}
-
-fn say(line: &str) {
-    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }

@@ -17,13 +17,25 @@
 
 #![deny(unsafe_code)]
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use exit_hook::Signal;
 use keepalive::StopReason;
+
+/// Writes a line to stderr in one `write`, so it does not mix with the
+/// workers' output on the same stderr; a failed write (EPIPE, a full disk)
+/// is ignored: keepalive's log must not take the service down. (Rust
+/// ignores SIGPIPE, so such a write fails instead of killing the process.)
+/// Defined before the modules, which use it too.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }};
+}
 
 mod cli;
 #[cfg(unix)]
@@ -33,18 +45,6 @@ mod config;
 mod daemon;
 #[cfg(unix)]
 mod up;
-
-/// Writes a line to stderr in one `write`, so it does not mix with the
-/// workers' output on the same stderr; a failed write (EPIPE, a full disk)
-/// is ignored: keepalive's log must not take the service down. (Rust
-/// ignores SIGPIPE, so such a write fails instead of killing the process.)
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        let mut line = format!($($arg)*);
-        line.push('\n');
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }};
-}
 
 fn main() -> ExitCode {
     // Bad arguments: clap's message and exit status 2.

@@ -19,7 +19,6 @@
 //!   128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
 //!   `up` killed by SIGKILL still has its apps stop gracefully.
 
-use std::io::Write;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -68,7 +67,7 @@ pub(crate) fn up(config: Config) -> ExitCode {
         .signals([Signal::terminate(), Signal::interrupt(), Signal::hangup()])
         .install()
     {
-        say(&format!("keepalive up: {err}"));
+        say!("keepalive up: {err}");
         return ExitCode::FAILURE;
     }
     let up = Arc::new(Up {
@@ -85,10 +84,10 @@ pub(crate) fn up(config: Config) -> ExitCode {
     }) {
         Ok(endpoint) => Arc::new(endpoint),
         Err(err) => {
-            say(&format!(
+            say!(
                 "keepalive up: cannot listen for control as {}: {err}",
                 up.config.name
-            ));
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -102,12 +101,12 @@ pub(crate) fn up(config: Config) -> ExitCode {
         let up = up.clone();
         move |exit| up.stop_all(exit.deadline())
     });
-    say(&format!(
+    say!(
         "keepalive up: {} with {} app(s), controlled as {}",
         up.config.dir.display(),
         up.config.apps.len(),
         endpoint.name()
-    ));
+    );
     for index in 0..up.config.apps.len() {
         let _ = up.start(index);
     }
@@ -137,15 +136,15 @@ impl Up {
                 let reason = format!("cannot start keepalive for {}: {err}", app.name);
                 state.apps[index].last_exit = Some(reason.clone());
                 drop(state);
-                say(&format!("keepalive up: {reason}"));
-                self.ended_one();
+                say!("keepalive up: {reason}");
+                self.ended_one(None);
                 return Err(reason);
             }
         };
         let pid = child.id();
         state.apps[index].pid = Some(pid);
         drop(state);
-        say(&format!("keepalive up: started {} (pid {pid})", app.name));
+        say!("keepalive up: started {} (pid {pid})", app.name);
         let up = self.clone();
         std::thread::Builder::new()
             .name(format!("keepalive-up-{}", app.name))
@@ -196,35 +195,29 @@ impl Up {
         }
         use std::os::unix::process::ExitStatusExt;
         if status.as_ref().is_ok_and(|s| s.signal().is_some()) {
-            say(&format!(
+            say!(
                 "keepalive up: {name}'s keepalive was killed ({shown}); starting it again in {} s",
                 RESTART_AFTER.as_secs()
-            ));
+            );
             std::thread::sleep(RESTART_AFTER);
             if self.start(index).is_ok() {
                 return;
             }
         } else {
-            say(&format!("keepalive up: {name} ended ({shown})"));
+            say!("keepalive up: {name} ended ({shown})");
         }
-        self.ended_one_with(status.ok());
-    }
-
-    fn ended_one(&self) {
-        self.ended_one_with(None);
+        self.ended_one(status.ok());
     }
 
     /// When no app runs any more, `up` ends, with `status`'s code.
-    fn ended_one_with(&self, status: Option<ExitStatus>) {
+    fn ended_one(&self, status: Option<ExitStatus>) {
         let state = self.lock();
         if state.stopping || state.apps.iter().any(|app| app.pid.is_some()) {
             return;
         }
         drop(state);
         let code = status.and_then(|s| s.code()).unwrap_or(1);
-        say(&format!(
-            "keepalive up: no app runs any more; exiting {code}"
-        ));
+        say!("keepalive up: no app runs any more; exiting {code}");
         exit_hook::exit(code);
     }
 
@@ -311,9 +304,4 @@ impl Up {
 fn signal(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
     let pid = rustix::process::Pid::from_raw(pid as i32).ok_or(std::io::ErrorKind::InvalidInput)?;
     rustix::process::kill_process(pid, signal).map_err(Into::into)
-}
-
-/// One line on stderr, in one write.
-fn say(line: &str) {
-    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
