@@ -114,6 +114,13 @@ impl Run {
     /// registry and reports. Returns `true` if every hook finished in time.
     fn wait(&self) -> bool {
         let in_time = self.wait_phases();
+        self.close(in_time)
+    }
+
+    /// After [`wait_phases`](Self::wait_phases) said whether the run
+    /// finished `in_time`: closes the registry and reports; `true` if every
+    /// hook finished in time.
+    fn close(&self, in_time: bool) -> bool {
         // However the run ended, a hook registered from now on would never run.
         crate::registry::registry().close();
         if in_time {
@@ -181,10 +188,11 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
     let guard = sys::spawn("exit-hook-guard", {
         let run = Arc::clone(&run);
         move || {
-            if run.wait_phases() && runner::completed() {
+            let in_time = run.wait_phases();
+            if in_time && runner::completed() {
                 return; // the hooks' thread reports and ends the process
             }
-            run.wait();
+            run.close(in_time);
             end_as(&run.exit);
         }
     });
