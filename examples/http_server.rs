@@ -10,15 +10,19 @@
 //! The shutdown is three hooks, each registered where its resource is made,
 //! and run one [`Phase`] after another: the server drains
 //! ([`Phase::Drain`]), then the database pool closes ([`Phase::Close`]),
-//! then the access log is flushed ([`Phase::Flush`]). The log shows each
-//! step with its time: `/readyz` turns 503, the drain delay passes, the
-//! listener closes ("listener closed": new connections are refused), the request in flight
-//! completes (curl prints `slept 5000 ms`), the pool closes, the access log
-//! is flushed, and the process exits with 143 (`echo $?`).
+//! then the access log is flushed ([`Phase::Flush`]). The database is a
+//! real `sqlx` pool on a SQLite file (created at start: no server to
+//! install); the access log is written by `tracing-appender`'s non-blocking
+//! writer, whose `WorkerGuard` is dropped last. The log shows each step
+//! with its time: `/readyz` turns 503, the drain delay passes, the listener
+//! closes ("listener closed": new connections are refused), the request in
+//! flight completes (curl prints `slept 5000 ms, visit N`), the pool
+//! closes, the access log is flushed, and the process exits with 143
+//! (`echo $?`).
 //!
-//! Routes: `/` (hello), `/slow?ms=N` (N ms of work, then one write through
-//! the pool), `/healthz` (200 while serving), `/readyz` (200 while
-//! serving, 503 once shutdown has started).
+//! Routes: `/` (hello), `/slow?ms=N` (N ms of work, then a write and a
+//! query through the pool), `/healthz` (200 while serving), `/readyz` (200
+//! while serving, 503 once shutdown has started).
 //!
 //! Under systemd socket activation, `systemfd` or `keepalive --listen`, the
 //! server takes its listener from `LISTEN_FDS` (with the `listenfd` crate)
@@ -29,13 +33,14 @@
 //! (default 0: how long to keep accepting after `/readyz` turns 503, so load
 //! balancers notice first), `SHUTDOWN_TIMEOUT_MS` (default 10000),
 //! `ACCESS_LOG` (default `exit_hook_access.log` in the temp directory),
+//! `DATABASE` (default `exit_hook_example.db` in the temp directory),
 //! `RUST_LOG` (default `info,exit_hook=debug`).
 
 use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -45,24 +50,30 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use exit_hook::Phase;
-use tokio::sync::{Semaphore, watch};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::sync::watch;
 use tracing::{info, warn};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder};
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,exit_hook=debug".into()),
-        )
-        .with_ansi(io::stdout().is_terminal())
-        .init();
     let port: u16 = env_or("PORT", 3000);
     let drain = Duration::from_millis(env_or("DRAIN_DELAY_MS", 0));
     let timeout = Duration::from_millis(env_or("SHUTDOWN_TIMEOUT_MS", 10_000));
-    let log_path = std::env::var_os("ACCESS_LOG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("exit_hook_access.log"));
+    let log_path = env_path("ACCESS_LOG", "exit_hook_access.log");
+    let db_path = env_path("DATABASE", "exit_hook_example.db");
+
+    // The access log: made first, flushed last, so it records every answer.
+    // Its lines are events of the `ACCESS` target, written to the file by
+    // tracing-appender's thread. Not lossy: when its queue is full, a
+    // request waits for room instead of its line being dropped (the default).
+    let (log_writer, log_guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(File::create(&log_path)?);
+    let log = Arc::new(AccessLog::new(log_path));
+    init_tracing(log_writer)?;
 
     // The whole shutdown within `timeout`: first the drain delay (still
     // accepting, `/readyz` already 503, for load balancers to notice), then
@@ -73,18 +84,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .drain_delay(drain)
         .install()?;
 
-    // The access log: made first, flushed last, so it records every answer.
-    let log = Arc::new(AccessLog::create(log_path)?);
+    // Dropping the guard waits until the writer's thread has written out
+    // every line queued before it.
     exit_hook::in_phase(Phase::Flush).add({
         let log = Arc::clone(&log);
-        move |_| match log.close() {
-            Ok(lines) => info!(lines, path = %log.path.display(), "access log flushed"),
-            Err(err) => warn!(%err, "could not flush the access log"),
+        move |_| {
+            drop(log_guard);
+            info!(lines = log.lines(), path = %log.path.display(), "access log flushed");
         }
     });
 
     // The database pool: closed once no request can use it any more.
-    let pool = Pool::connect(POOL_SIZE);
+    // `close` refuses new work, then waits for the connections lent out.
+    let pool = connect(&db_path).await?;
     exit_hook::in_phase(Phase::Close).add_async({
         let pool = pool.clone();
         move |_| async move {
@@ -209,7 +221,7 @@ impl Drop for LoggedListener {
 #[derive(Clone)]
 struct App {
     log: Arc<AccessLog>,
-    pool: Pool,
+    pool: SqlitePool,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -218,69 +230,66 @@ struct Slow {
     ms: u64,
 }
 
-/// N ms of work, then the result is written through the pool: a request in
+/// N ms of work, then a write and a query through the pool: a request in
 /// flight when the pool closes would fail here with 503.
 async fn slow(
     State(app): State<App>,
     Query(Slow { ms }): Query<Slow>,
 ) -> Result<String, (StatusCode, String)> {
     tokio::time::sleep(Duration::from_millis(ms)).await;
-    app.pool
-        .execute()
+    let unavailable = |err: sqlx::Error| (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n"));
+    sqlx::query("INSERT INTO visits (route, ms) VALUES ('/slow', ?)")
+        .bind(i64::try_from(ms).unwrap_or(i64::MAX))
+        .execute(&app.pool)
         .await
-        .map_err(|err| (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")))?;
-    Ok(format!("slept {ms} ms\n"))
+        .map_err(unavailable)?;
+    let visits: i64 = sqlx::query_scalar("SELECT count(*) FROM visits")
+        .fetch_one(&app.pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(format!("slept {ms} ms, visit {visits}\n"))
 }
 
 /// Connections in the pool.
-const POOL_SIZE: u32 = 128;
+const POOL_SIZE: u32 = 8;
 
-/// A stand-in for a database pool (sqlx's `PgPool`, deadpool), with their
-/// semantics: once the pool is closed, taking a connection fails with "pool
-/// closed"; `close` waits for the connections lent out to come back.
-#[derive(Clone)]
-struct Pool {
-    connections: Arc<Semaphore>,
-    closed: Arc<AtomicBool>,
-    size: u32,
+/// Opens (and creates, the first time) the SQLite database at `path`.
+/// Workers started together (`keepalive --workers 2`) share it: the first
+/// to create it makes the others' first statements fail at once with
+/// "database is locked" (SQLite does not wait while a file changes its
+/// journal mode), so the open is tried again for a while.
+async fn connect(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        match try_connect(path).await {
+            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("5") && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
-#[derive(Debug)]
-struct PoolClosed;
-
-impl std::fmt::Display for PoolClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("pool closed")
-    }
-}
-
-impl Pool {
-    fn connect(size: u32) -> Self {
-        Pool {
-            connections: Arc::new(Semaphore::new(size as usize)),
-            closed: Arc::default(),
-            size,
-        }
-    }
-
-    /// Takes a connection, runs one statement (a millisecond), gives it back.
-    async fn execute(&self) -> Result<(), PoolClosed> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(PoolClosed);
-        }
-        let _connection = self.connections.acquire().await.map_err(|_| PoolClosed)?;
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        Ok(())
-    }
-
-    /// Refuses new work, then waits until every connection is back.
-    async fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        if let Ok(all) = self.connections.acquire_many(self.size).await {
-            all.forget();
-        }
-        self.connections.close();
-    }
+async fn try_connect(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        // Readers do not wait for the writer; the write-ahead log is
+        // checkpointed and removed when the last connection closes.
+        .journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .connect_with(options)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS visits \
+         (id INTEGER PRIMARY KEY, route TEXT NOT NULL, ms INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    info!(database = %path.display(), "database pool open");
+    Ok(pool)
 }
 
 async fn readyz() -> (StatusCode, &'static str) {
@@ -321,36 +330,63 @@ async fn log_request(State(app): State<App>, request: Request, next: Next) -> Re
     response
 }
 
-/// The access log: one line per answered request, kept in memory until
-/// [`close`](AccessLog::close) writes it out, as a buffered log would be.
+/// The target of access-log events: the access-log layer takes them, the
+/// console layer leaves them out.
+const ACCESS: &str = "access";
+
+/// The access log: one line per answered request, as an event of the
+/// [`ACCESS`] target.
 struct AccessLog {
     path: PathBuf,
-    file: Mutex<BufWriter<File>>,
     lines: AtomicUsize,
 }
 
 impl AccessLog {
-    fn create(path: PathBuf) -> io::Result<Self> {
-        let file = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        Ok(AccessLog {
+    fn new(path: PathBuf) -> Self {
+        AccessLog {
             path,
-            file: Mutex::new(file),
             lines: AtomicUsize::new(0),
-        })
-    }
-
-    fn record(&self, line: std::fmt::Arguments<'_>) {
-        let mut file = self.file.lock().unwrap();
-        if writeln!(file, "{line}").is_ok() {
-            self.lines.fetch_add(1, Ordering::SeqCst);
         }
     }
 
-    /// Flushes the log; returns how many lines it holds.
-    fn close(&self) -> io::Result<usize> {
-        self.file.lock().unwrap().flush()?;
-        Ok(self.lines.load(Ordering::SeqCst))
+    fn record(&self, line: std::fmt::Arguments<'_>) {
+        info!(target: ACCESS, "{line}");
+        self.lines.fetch_add(1, Ordering::SeqCst);
     }
+
+    /// How many lines were recorded.
+    fn lines(&self) -> usize {
+        self.lines.load(Ordering::SeqCst)
+    }
+}
+
+/// Events to stdout, filtered by `RUST_LOG`, and the access log's events to
+/// its writer.
+fn init_tracing(access_log: NonBlocking) -> Result<(), tracing_subscriber::filter::ParseError> {
+    let console = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,exit_hook=debug".into())
+        .add_directive(format!("{ACCESS}=off").parse()?);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(io::stdout().is_terminal())
+                .with_filter(console),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(access_log)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(Targets::new().with_target(ACCESS, tracing::Level::INFO)),
+        )
+        .init();
+    Ok(())
+}
+
+fn env_path(name: &str, default: &str) -> PathBuf {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(default))
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

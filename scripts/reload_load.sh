@@ -42,7 +42,7 @@ echo "| connections | requests read | non-2xx | errors connect / read / write / 
 echo "|---|---|---|---|---|---|---|"
 for mode in close keep-alive; do
     port=$(free_port)
-    DRAIN_DELAY_MS=500 ACCESS_LOG="$WORK/access-$mode.log" RUST_LOG=warn \
+    DRAIN_DELAY_MS=500 ACCESS_LOG="$WORK/access-$mode.log" DATABASE="$WORK/visits-$mode.db" RUST_LOG=warn \
         "$KEEPALIVE" --workers 2 --listen "127.0.0.1:$port" --wait-ready --kill-timeout 8s \
         -- "$SERVER" > "$WORK/keepalive-$mode.out" 2> "$WORK/keepalive-$mode.err" &
     keepalive_pid=$!

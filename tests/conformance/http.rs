@@ -1,9 +1,9 @@
 //! The HTTP server example under real traffic (SPEC §4): `examples/http_server.rs`
-//! run as a child, a real HTTP client, real signals.
+//! run as a child, a real HTTP client, real signals, a real SQLite database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
@@ -13,6 +13,7 @@ use crate::trials;
 pub fn tests() -> Vec<Trial> {
     trials![
         sigterm_answers_every_request_in_flight_and_exits_143,
+        under_load_no_request_finds_the_pool_closed_and_every_line_reaches_the_log,
         request_that_never_finishes_is_cut_at_the_deadline,
         readyz_answers_503_during_the_drain_then_connections_are_refused,
         sigint_exits_130,
@@ -24,20 +25,47 @@ struct Server {
     child: Child,
     url: String,
     access_log: PathBuf,
+    database: PathBuf,
+}
+
+/// What the server left behind once it exited.
+struct Left {
+    /// The access log's lines.
+    access_log: Vec<String>,
+    /// The rows `/slow` wrote to the database.
+    visits: i64,
+    /// Whether the pool was closed before the process ended: the last
+    /// connection to close checkpoints SQLite's write-ahead log into the
+    /// database and removes it; an exit with the pool open leaves it.
+    pool_closed: bool,
+}
+
+impl Left {
+    #[track_caller]
+    fn assert_pool_closed(&self) {
+        assert!(
+            self.pool_closed,
+            "SQLite's write-ahead log was left: the pool was not closed"
+        );
+    }
 }
 
 impl Server {
     /// Starts the example on a free port and waits until it listens.
     fn start(name: &str, drain_ms: u64, timeout_ms: u64) -> Server {
-        let access_log =
-            std::env::temp_dir().join(format!("exit_hook_{name}_{}.log", std::process::id()));
+        let temp = |ext| {
+            std::env::temp_dir().join(format!("exit_hook_{name}_{}.{ext}", std::process::id()))
+        };
+        let (access_log, database) = (temp("log"), temp("db"));
+        remove_database(&database);
         let mut command = Command::new(build_example("http_server", None));
         command
             .env("PORT", "0")
             .env("DRAIN_DELAY_MS", drain_ms.to_string())
             .env("SHUTDOWN_TIMEOUT_MS", timeout_ms.to_string())
             .env("ACCESS_LOG", &access_log)
-            .env("RUST_LOG", "info");
+            .env("DATABASE", &database)
+            .env("RUST_LOG", "info,exit_hook=debug");
         let mut child = Child::spawn_with(command, name);
         let listening = child.wait_line("listening on", |l| l.contains("listening on http://"));
         let address = listening
@@ -51,6 +79,7 @@ impl Server {
             child,
             url: address.to_owned(),
             access_log,
+            database,
         }
     }
 
@@ -65,12 +94,54 @@ impl Server {
         })
     }
 
-    /// Waits for the exit; returns it with the access log's lines.
-    fn finish(self) -> (Outcome, Vec<String>) {
+    /// Waits for the exit; returns it with what the server left behind.
+    fn finish(self) -> (Outcome, Left) {
         let outcome = self.child.finish();
         let log = std::fs::read_to_string(&self.access_log).unwrap_or_default();
         let _ = std::fs::remove_file(&self.access_log);
-        (outcome, log.lines().map(str::to_owned).collect())
+        let pool_closed = !write_ahead_log(&self.database).exists();
+        let visits = visits(&self.database);
+        remove_database(&self.database);
+        let left = Left {
+            access_log: log.lines().map(str::to_owned).collect(),
+            visits,
+            pool_closed,
+        };
+        (outcome, left)
+    }
+}
+
+/// SQLite's write-ahead log beside `database`.
+fn write_ahead_log(database: &Path) -> PathBuf {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// The rows `/slow` wrote. The database is opened after the server exited.
+fn visits(database: &Path) -> i64 {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    runtime().block_on(async {
+        let options = SqliteConnectOptions::new().filename(database);
+        let mut connection = options
+            .connect()
+            .await
+            .expect("the example made its database");
+        let visits = sqlx::query_scalar("SELECT count(*) FROM visits WHERE route = '/slow'")
+            .fetch_one(&mut connection)
+            .await
+            .expect("the example made its table");
+        connection.close().await.expect("closing the database");
+        visits
+    })
+}
+
+fn remove_database(database: &Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let mut path = database.as_os_str().to_owned();
+        path.push(ext);
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -125,15 +196,22 @@ fn sigterm_answers_every_request_in_flight_and_exits_143() {
     rt.block_on(async {
         assert_refused(&client, server.url("/")).await;
         for request in requests {
-            let answer = request
+            let (status, body) = request
                 .await
                 .unwrap()
                 .expect("a request in flight was answered");
-            assert_eq!(answer, (200, "slept 500 ms\n".to_owned()));
+            assert_eq!(status, 200, "no request found the pool closed: {body}");
+            assert!(body.starts_with("slept 500 ms, visit "), "{body}");
         }
     });
-    let (outcome, access_log) = server.finish();
+    let (outcome, left) = server.finish();
     outcome.assert_code(143);
+    assert_eq!(
+        left.visits, 50,
+        "every answered request's write is in the database"
+    );
+    left.assert_pool_closed();
+    let access_log = left.access_log;
     assert!(
         outcome.elapsed < Duration::from_secs(10),
         "gone within drain + deadline: {:?}",
@@ -147,7 +225,7 @@ fn sigterm_answers_every_request_in_flight_and_exits_143() {
     assert_eq!(
         access_log
             .iter()
-            .filter(|l| l.starts_with("GET /slow?ms=500 200 "))
+            .filter(|l| l.contains(" GET /slow?ms=500 200 "))
             .count(),
         50
     );
@@ -176,6 +254,74 @@ fn sigterm_answers_every_request_in_flight_and_exits_143() {
         at("access log flushed"),
     );
     assert!(drained < closed && closed < flushed, "{outcome:#?}");
+    // The crate's events name each hook's phase.
+    let phases: Vec<&str> = outcome
+        .stdout
+        .iter()
+        .filter(|l| l.contains("exit hook finished") && l.contains("examples/http_server.rs:"))
+        .filter_map(|l| l.split("phase=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(phases, ["drain", "close", "flush"], "{outcome:#?}");
+}
+
+/// Steady load from 16 clients, each sending `/slow?ms=5` (a sleep, a write
+/// and a query) until its connection is refused, and SIGTERM in the middle.
+/// The answers the clients read, the access log's lines and the rows in the
+/// database are the same number: no request found the pool closed (that
+/// answer is a 503), and every answered request's line reached the file.
+fn under_load_no_request_finds_the_pool_closed_and_every_line_reaches_the_log() {
+    const CLIENTS: usize = 16;
+    let mut server = Server::start("load", 0, 10_000);
+    let client = client();
+    let rt = runtime();
+    let url = server.url("/slow?ms=5");
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            rt.spawn(async move {
+                let (mut answered, mut other, mut cut) = (0_usize, Vec::new(), 0_usize);
+                let until = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < until {
+                    match get(&client, url.clone()).await {
+                        Ok((200, _)) => answered += 1,
+                        Ok(answer) => other.push(answer),
+                        Err(err) if err.is_connect() => break,
+                        // Reset in the listener's queue when it closed: the
+                        // server never saw the request.
+                        Err(_) => cut += 1,
+                    }
+                }
+                (answered, other, cut)
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        server.log(&["request finished", "uri=/slow?ms=5"]);
+    }
+    server.child.send(libc::SIGTERM);
+    let (mut answered, mut other) = (0, Vec::new());
+    rt.block_on(async {
+        for client in clients {
+            let (ok, not_ok, _cut) = client.await.unwrap();
+            answered += ok;
+            other.extend(not_ok);
+        }
+    });
+    let (outcome, left) = server.finish();
+    outcome.assert_code(143);
+    assert!(other.is_empty(), "every answer was 200: {other:#?}");
+    assert!(answered >= 200, "{answered} answered");
+    let logged = left
+        .access_log
+        .iter()
+        .filter(|l| l.contains(" GET /slow?ms=5 200 "))
+        .count();
+    assert_eq!(
+        (logged, left.visits),
+        (answered, i64::try_from(answered).unwrap()),
+        "access-log lines and rows against the {answered} answers the clients read"
+    );
+    left.assert_pool_closed();
 }
 
 fn request_that_never_finishes_is_cut_at_the_deadline() {
@@ -189,8 +335,11 @@ fn request_that_never_finishes_is_cut_at_the_deadline() {
     let stuck = rt.spawn(get(&client, server.url("/slow?ms=600000")));
     server.log(&["request started", "uri=/slow?ms=600000"]);
     server.child.send(libc::SIGTERM);
-    let (outcome, access_log) = server.finish();
+    let (outcome, left) = server.finish();
     outcome.assert_code(143);
+    assert_eq!(left.visits, 0);
+    left.assert_pool_closed();
+    let access_log = left.access_log;
     assert!(
         outcome.elapsed < Duration::from_secs(2) + Duration::from_secs(3),
         "{:?}",
@@ -254,7 +403,7 @@ fn readyz_answers_503_during_the_drain_then_connections_are_refused() {
     server.log(&["closing the listener"]);
     server.log(&["listener closed"]);
     rt.block_on(assert_refused(&client, server.url("/readyz")));
-    let (outcome, access_log) = server.finish();
+    let (outcome, Left { access_log, .. }) = server.finish();
     outcome.assert_code(143);
     assert!(
         outcome.elapsed >= Duration::from_millis(1_400),
@@ -266,7 +415,7 @@ fn readyz_answers_503_during_the_drain_then_connections_are_refused() {
 
 fn sigint_exits_130() {
     let server = Server::start("sigint", 0, 10_000);
-    let (outcome, access_log) = Server {
+    let (outcome, Left { access_log, .. }) = Server {
         child: server.child.signal(libc::SIGINT),
         ..server
     }

@@ -11,6 +11,7 @@ use crate::harness::Child;
 
 mod guards;
 mod hostile;
+mod loggers;
 mod phases;
 mod runtimes;
 
@@ -20,6 +21,7 @@ pub fn tests() -> Vec<Trial> {
         phases::tests(),
         guards::tests(),
         hostile::tests(),
+        loggers::tests(),
     ]
     .into_iter()
     .flatten()
@@ -32,6 +34,7 @@ pub fn run_role(role: &str) -> bool {
         || phases::run_role(role)
         || guards::run_role(role)
         || hostile::run_role(role)
+        || loggers::run_role(role)
 }
 
 /// Far below the 10 s default deadline: the run did not wait it out.
