@@ -21,6 +21,8 @@ pub(crate) struct Config {
     /// How long the run waits, `is_exiting()` already true, before the
     /// drain's hooks start.
     pub(crate) drain_delay: Duration,
+    /// The numbers of the signals that start a run (those left ignored included).
+    pub(crate) signals: Vec<i32>,
 }
 
 /// The drain's share of a deadline unless the builder says otherwise: 3/5.

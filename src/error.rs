@@ -46,6 +46,10 @@ pub enum Error {
         /// The run's deadline.
         timeout: Duration,
     },
+    /// [`confirm_exit`](crate::confirm_exit) was asked for a signal that
+    /// does not start a run: it is not in the installed
+    /// [`signals`](crate::Builder::signals).
+    SignalNotHandled(Signal),
     /// The handlers were already installed, by an earlier [`Builder::install`](crate::Builder::install)
     /// or by the first [`add`](crate::add); configuration must come before that.
     AlreadyInstalled,
@@ -81,6 +85,11 @@ impl fmt::Display for Error {
                 "invalid drain: a delay of {drain_delay:?} in a drain of {drain_timeout:?} \
                  (of a {timeout:?} timeout); the drain must be more than zero and within the \
                  timeout, the delay shorter than the drain"
+            ),
+            Error::SignalNotHandled(signal) => write!(
+                f,
+                "{signal} does not start a shutdown here, so there is nothing to confirm: \
+                 add it to Builder::signals"
             ),
             Error::AlreadyInstalled => f.write_str(
                 "exit_hook is already installed: configure the Builder before the first add()",

@@ -239,6 +239,7 @@ impl Builder {
             exit_on_panic: self.exit_on_panic,
             drain_timeout: self.drain_timeout_or_default(),
             drain_delay: self.drain_delay,
+            signals: self.signals.iter().map(|signal| signal.as_raw()).collect(),
         });
         tracing::debug!(config = ?self, "exit_hook installed");
         Ok(())

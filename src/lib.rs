@@ -75,6 +75,7 @@
 //! | `main` returns / `std::process::exit(n)` | `n`, unchanged |
 //! | [`exit_hook::exit(n)`](exit), [`exit_hook::start_exit(n)`](start_exit) | `n` |
 //! | a second signal during a run | that signal's 128 + n |
+//! | the same signal again while [`confirm_exit`]'s question waits | that signal's 128 + n, no hooks |
 //! | a run that hits its deadline | the trigger's status, unchanged |
 //!
 //! A process stopped by a signal *exits* with 128 + n instead of dying by the
@@ -84,6 +85,32 @@
 //! stop but exit status 143 as a failure unless `SuccessExitStatus=143` is
 //! set. [`SignalExit::Reraise`] makes the process die by the signal instead,
 //! and [`SignalExit::Custom`] maps signals to statuses of your choice.
+//!
+//! # Command-line tools: "really stop?"
+//!
+//! A tool running a long task may ask before Ctrl+C ends it.
+//! [`confirm_exit`] registers the decision for a signal; it runs on a
+//! thread of the crate's (so it may block on the terminal), and the run
+//! starts only if it says so. Until then nothing starts: `is_exiting()`
+//! stays false, and the next Ctrl+C asks again. Ctrl+C again while the
+//! question waits forces the exit, and SIGTERM is not held by it.
+//!
+//! ```no_run
+//! use std::io::{self, BufRead};
+//!
+//! exit_hook::add(|exit| eprintln!("saving the progress ({exit})"));
+//! exit_hook::confirm_exit(exit_hook::Signal::interrupt(), |_| {
+//!     eprint!("the task is not finished, are you sure you want to exit? ");
+//!     let mut answer = String::new();
+//!     match io::stdin().lock().read_line(&mut answer) {
+//!         Ok(0) | Err(_) => true, // nobody can answer: stop
+//!         Ok(_) => answer.trim() == "y",
+//!     }
+//! })?;
+//! # Ok::<(), exit_hook::Error>(())
+//! ```
+//!
+//! `examples/06_confirm.rs` is the whole tool.
 //!
 //! # Servers
 //!
@@ -285,6 +312,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
+mod confirm;
 mod error;
 mod exit;
 mod guard;
@@ -301,6 +329,7 @@ mod sys;
 mod trigger;
 mod watch;
 
+pub use confirm::confirm_exit;
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
 pub use guard::{ExitGuard, hold_exit};

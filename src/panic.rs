@@ -17,6 +17,7 @@
 use std::panic::{self, PanicHookInfo};
 
 use crate::state::STATE;
+use crate::state::question;
 use crate::{Panic, Trigger, config, report, runner, sys, trigger};
 
 /// The status after a run started by a panic: Rust's own for a panicking `main`.
@@ -90,7 +91,10 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
         return;
     }
     previous(info);
-    if runner::is_runner_thread() || !config::get().is_some_and(|config| config.exit_on_panic) {
+    if runner::is_runner_thread()
+        || question::is_asking_thread()
+        || !config::get().is_some_and(|config| config.exit_on_panic)
+    {
         return;
     }
     if aborts {

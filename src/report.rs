@@ -191,6 +191,13 @@ pub(crate) fn guards_given_up(guards: Vec<Site>) {
     ));
 }
 
+pub(crate) fn decision_panicked(signal: crate::Signal) {
+    tracing::error!(%signal, "exit_hook: the decision before the run panicked: exiting");
+    stderr_line(format_args!(
+        "the decision for {signal} panicked: exiting as {signal} does"
+    ));
+}
+
 pub(crate) fn runner_failed(err: &io::Error) {
     tracing::error!(%err, "exit hooks: could not start the run");
     stderr_line(format_args!("could not run the exit hooks: {err}"));

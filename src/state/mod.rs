@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 
 use crate::Exit;
 
+pub(crate) mod question;
+
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
 const FINISHED: u8 = 2;

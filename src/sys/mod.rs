@@ -41,7 +41,7 @@ use windows as imp;
 pub(crate) use imp::{
     check_signal, die_by_signal, exit_now, forked, install_exit_handler, install_signals,
     mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
-    run_on_signal_thread,
+    run_on_signal_thread, start_signal_run,
 };
 
 /// Whether the calling thread is the process's main thread, where the OS
@@ -81,6 +81,28 @@ pub(crate) struct Calls {
 }
 
 static CALLS: OnceLock<Calls> = OnceLock::new();
+
+/// How a signal's pending question is asked: handed over by the first
+/// [`confirm_exit`](crate::confirm_exit), before any question can be pending.
+static ASK: OnceLock<fn(Signal)> = OnceLock::new();
+
+/// Hands the back-ends the call that asks a pending question. The first call counts.
+pub(crate) fn ask_questions_with(ask: fn(Signal)) {
+    let _ = ASK.set(ask);
+}
+
+/// On the signal thread (the console handler's on Windows): `signal`'s
+/// question is pending; has it asked, on a thread of its own.
+fn ask(signal: i32) {
+    match ASK.get() {
+        Some(ask) => ask(Signal::from_raw(signal)),
+        // Not reached (a question is armed after this is handed over): the
+        // signal does what it would without one.
+        None => {
+            start_signal_run(signal);
+        }
+    }
+}
 
 /// Hands the back-ends what they call above them. The first call counts.
 pub(crate) fn hand_over(calls: Calls) {

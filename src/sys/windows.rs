@@ -30,6 +30,7 @@ use windows_sys::core::BOOL;
 use super::SignalPlan;
 use crate::Signal;
 use crate::state::STATE;
+use crate::state::question::{QUESTIONS, Raised};
 
 const SIGHUP: i32 = Signal::hangup().as_raw();
 const SIGINT: i32 = Signal::interrupt().as_raw();
@@ -126,34 +127,81 @@ fn ends_on_return(event: u32) -> bool {
     )
 }
 
-/// Starts the run, forces the exit for a second event, or waits for the run
-/// another trigger started. Returns TRUE: the event is handled.
+/// Asks the application first (`confirm_exit`), starts the run, forces the
+/// exit for a second event, or waits for the run another trigger started.
+/// Returns TRUE: the event is handled.
 fn on_event(event: u32, plan: SignalPlan) -> BOOL {
-    let signal = Signal::from_raw(plan.signal);
-    if STATE.begin_from_signal(plan.signal) {
-        STATE.take_signal();
-        if !ends_on_return(event) {
-            let started = std::thread::Builder::new()
-                .name("exit-hook".into())
-                .spawn(move || (super::calls().signal_run)(signal, plan.status));
-            if started.is_ok() {
+    // Windows ends the process soon after a close, logoff or shutdown
+    // event: there is no time to ask.
+    if !STATE.is_exiting() && !ends_on_return(event) {
+        match QUESTIONS.raise(plan.signal) {
+            Raised::NotAsked => {}
+            Raised::Ask => {
+                if QUESTIONS.take(plan.signal) {
+                    super::ask(plan.signal);
+                }
                 return 1;
             }
+            Raised::Again if plan.force => {
+                // The question waits for its answer on the line: end it.
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\n");
+                force(plan, b" while its question is pending: ")
+            }
+            Raised::Again => return 1,
+        }
+    }
+    if STATE.begin_from_signal(plan.signal) {
+        STATE.take_signal();
+        if !ends_on_return(event) && run_on_new_thread(plan) {
+            return 1;
         }
         // Block here until the run is over: the process ends with it.
-        (super::calls().signal_run)(signal, plan.status)
+        (super::calls().signal_run)(Signal::from_raw(plan.signal), plan.status)
     } else if plan.force {
-        // The handler runs on an ordinary thread: plain std I/O is fine here.
-        let mut line = [0u8; 160];
-        let len = plan.forced_line(b" during the shutdown run: ", &mut line);
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), &line[..len]);
-        exit_now(plan.status.unwrap_or(128 + plan.signal))
+        force(plan, b" during the shutdown run: ")
     } else if ends_on_return(event) {
         // Returning would end the process before the run is over.
         (super::calls().join)()
     } else {
         1 // a run is going and forcing is off: ignore the event
     }
+}
+
+/// Starts the run for `signal` from a thread other than its handler's (the
+/// application answered its question "exit"), as its handler would have.
+/// `false` if a run had started already.
+pub(crate) fn start_signal_run(signal: i32) -> bool {
+    let plan = PLANS
+        .get()
+        .and_then(|plans| plans.iter().find(|plan| plan.signal == signal).copied());
+    let Some(plan) = plan else { return false };
+    if !STATE.begin_from_signal(signal) {
+        return false;
+    }
+    STATE.take_signal();
+    if !run_on_new_thread(plan) {
+        (super::calls().signal_run)(Signal::from_raw(signal), plan.status)
+    }
+    true
+}
+
+/// Runs a signal's run on a new crate thread, which ends the process;
+/// `false` if no thread could start.
+fn run_on_new_thread(plan: SignalPlan) -> bool {
+    let signal = Signal::from_raw(plan.signal);
+    std::thread::Builder::new()
+        .name("exit-hook".into())
+        .spawn(move || (super::calls().signal_run)(signal, plan.status))
+        .is_ok()
+}
+
+/// Ends the process at once for a signal that came again, after one line.
+fn force(plan: SignalPlan, context: &[u8]) -> ! {
+    // The handler runs on an ordinary thread: plain std I/O is fine here.
+    let mut line = [0u8; 160];
+    let len = plan.forced_line(context, &mut line);
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), &line[..len]);
+    exit_now(plan.status.unwrap_or(128 + plan.signal))
 }
 
 unsafe extern "C" {
@@ -219,6 +267,69 @@ mod tests {
         loop {
             std::thread::park();
         }
+    }
+
+    const CONFIRM: &str = "EXIT_HOOK_TEST_CONFIRM";
+
+    /// Run in a child process by the test below: a decision that says no,
+    /// then yes, and the handler routine called for Ctrl+C twice.
+    #[test]
+    fn confirm_child() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static ANSWERED: AtomicUsize = AtomicUsize::new(0);
+        if std::env::var(CONFIRM).is_err() {
+            return;
+        }
+        crate::add(|exit| println!("hook: {exit}"));
+        crate::confirm_exit(Signal::interrupt(), |_| {
+            let asked = ANSWERED.load(Ordering::SeqCst) + 1;
+            println!("asked {asked}, exiting: {}", crate::is_exiting());
+            ANSWERED.store(asked, Ordering::SeqCst);
+            asked == 2
+        })
+        .unwrap();
+        // SAFETY: calling the handler routine as Windows would.
+        assert_eq!(unsafe { console_handler(CTRL_C_EVENT) }, 1);
+        while ANSWERED.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        println!("carried on, exiting: {}", crate::is_exiting());
+        // SAFETY: as above.
+        assert_eq!(unsafe { console_handler(CTRL_C_EVENT) }, 1);
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// Ctrl+C with a decision: asked on a thread of the crate's, "no"
+    /// starts nothing, "yes" runs the hooks once and exits 130.
+    #[test]
+    fn ctrl_c_asks_the_decision_first() {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sys::windows::tests::confirm_child",
+                "--nocapture",
+            ])
+            .env(CONFIRM, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(130), "{stdout}");
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with("asked") || l.starts_with("carried") || l.starts_with("hook"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "asked 1, exiting: false",
+                "carried on, exiting: false",
+                "asked 2, exiting: false",
+                "hook: SIGINT (2), exit status 130"
+            ]
+        );
     }
 
     /// The handler routine, called directly for every event type, runs the

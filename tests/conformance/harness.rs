@@ -5,9 +5,10 @@
 //! killed and reaped when its `Child` is dropped, and every wait has a
 //! deadline: a hung child fails its test instead of hanging the suite.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,11 @@ pub struct Child {
     process: std::process::Child,
     lines: Receiver<String>,
     seen: Vec<String>,
-    stderr: Option<JoinHandle<String>>,
+    /// stderr so far, as the reading thread appends it.
+    stderr_text: Arc<Mutex<String>>,
+    stderr: Option<JoinHandle<()>>,
+    /// The child's stdin, for [`spawn_answering`](Self::spawn_answering).
+    stdin: Option<ChildStdin>,
     /// When the last signal was sent (or the child spawned).
     since: Instant,
     reaped: bool,
@@ -61,10 +66,25 @@ impl Child {
     }
 
     /// Runs `command` (any program) as the child.
-    pub fn spawn_with(mut command: Command, role: &str) -> Child {
+    pub fn spawn_with(command: Command, role: &str) -> Child {
+        Self::spawn_inner(command, role, false)
+    }
+
+    /// [`spawn_with`](Self::spawn_with), with a stdin the test writes
+    /// ([`answer`](Self::answer)) and closes ([`close_stdin`](Self::close_stdin)).
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn spawn_answering(command: Command, role: &str) -> Child {
+        Self::spawn_inner(command, role, true)
+    }
+
+    fn spawn_inner(mut command: Command, role: &str, answering: bool) -> Child {
         let mut process = command
             .env(ROLE, role)
-            .stdin(Stdio::null())
+            .stdin(if answering {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -80,16 +100,25 @@ impl Child {
                 }
             }
         });
-        let stderr = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let stderr = thread::spawn({
+            let text = Arc::clone(&stderr_text);
+            move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(read @ 1..) = stderr.read(&mut chunk) {
+                    text.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&chunk[..read]));
+                }
+            }
         });
         Child {
             role: role.to_owned(),
+            stdin: process.stdin.take(),
             process,
             lines,
             seen: Vec::new(),
+            stderr_text,
             stderr: Some(stderr),
             since: Instant::now(),
             reaped: false,
@@ -158,6 +187,50 @@ impl Child {
         }
     }
 
+    /// Waits until the child's stderr so far satisfies `matches` (it need
+    /// not end with a newline: a question waiting for its answer), and
+    /// returns it; panics on a watchdog timeout or if the child exits first.
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn wait_stderr(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            let text = self.stderr_text.lock().unwrap().clone();
+            if matches(&text) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: no {what:?} on stderr within {WATCHDOG:?}; saw {text:?}",
+                    self.role
+                );
+            }
+            if let Ok(Some(_)) = self.process.try_wait() {
+                let outcome = self.finish_inner();
+                panic!(
+                    "{}: exited before {what:?} on stderr: {outcome:#?}",
+                    self.role
+                );
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Writes `line` and a newline to the child's stdin
+    /// ([`spawn_answering`](Self::spawn_answering)).
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn answer(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("a child spawned answering");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("writing the child's stdin");
+    }
+
+    /// Closes the child's stdin: it reads end-of-file.
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
     /// The stdout lines read so far.
     #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
     pub fn seen(&self) -> &[String] {
@@ -214,11 +287,10 @@ impl Child {
         self.reaped = true;
         let mut stdout = std::mem::take(&mut self.seen);
         stdout.extend(self.lines.iter());
-        let stderr = self
-            .stderr
-            .take()
-            .map(|t| t.join().unwrap_or_default())
-            .unwrap_or_default();
+        if let Some(reader) = self.stderr.take() {
+            let _ = reader.join();
+        }
+        let stderr = std::mem::take(&mut *self.stderr_text.lock().unwrap());
         Outcome {
             status,
             stdout,

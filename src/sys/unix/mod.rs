@@ -10,7 +10,9 @@ mod signals;
 mod wake;
 
 pub(crate) use notify::{notify_stopping, read_notify_socket};
-pub(crate) use signals::{forked, install_signals, restart_after_fork, run_on_signal_thread};
+pub(crate) use signals::{
+    forked, install_signals, restart_after_fork, run_on_signal_thread, start_signal_run,
+};
 
 /// Whether `signal` can start a shutdown; the reason if not.
 pub(crate) fn check_signal(signal: i32) -> Result<(), &'static str> {

@@ -5,7 +5,9 @@
 //! signal started the run) or `_exit(2)` (a second signal forces the exit).
 //! The signal thread (named `exit-hook`) is the only thread the crate keeps
 //! before a run; it sleeps in `recv(2)` and costs nothing while idle. When a
-//! signal starts a run, it runs the hooks itself.
+//! signal starts a run, it runs the hooks itself. A signal the application
+//! asks about first ([`confirm_exit`](crate::confirm_exit)) wakes it too,
+//! and it has the question asked on a thread of its own.
 //!
 //! What a real process does around them:
 //!
@@ -35,6 +37,7 @@ use super::reraise;
 use super::wake::{self, Woken};
 use crate::Signal;
 use crate::state::STATE;
+use crate::state::question::{QUESTIONS, Raised};
 use crate::sys::SignalPlan;
 
 /// The plans installed, for the signal thread (the child's, after a fork).
@@ -143,6 +146,18 @@ pub(crate) fn run_on_signal_thread() -> bool {
     true
 }
 
+/// Starts the run for `signal` from a thread other than its handler (the
+/// application answered its question "exit"), as its handler would have:
+/// the signal thread runs it. `false` if a run had started already.
+pub(crate) fn start_signal_run(signal: i32) -> bool {
+    if STATE.begin_from_signal(signal) {
+        wake::wake();
+        true
+    } else {
+        false
+    }
+}
+
 /// Whether this process is a child forked (without exec) from the one that installed.
 pub(crate) fn forked() -> bool {
     FORKED.load(Ordering::Relaxed)
@@ -197,6 +212,26 @@ fn on_signal(plan: &SignalPlan, info: &libc::siginfo_t) {
         // A child forked without exec that has not called into the crate
         // since: no thread here can run the hooks.
         end(plan, b" in a forked child without its exit_hook thread: ");
+    }
+    if !STATE.is_exiting() {
+        // The application may want to be asked first (`confirm_exit`).
+        match QUESTIONS.raise(plan.signal) {
+            Raised::NotAsked => {}
+            Raised::Ask => {
+                // The signal thread has the question asked.
+                wake::wake();
+                return;
+            }
+            Raised::Again => {
+                if plan.force && !sent_by_this_process(info) {
+                    // The question waits for its answer on the line: end it.
+                    // SAFETY: write(2) is async-signal-safe; the byte is static.
+                    unsafe { libc::write(libc::STDERR_FILENO, b"\n".as_ptr().cast(), 1) };
+                    end(plan, b" while its question is pending: ");
+                }
+                return;
+            }
+        }
     }
     if STATE.begin_from_signal(plan.signal) {
         // If the socket is gone, the signal thread is making a new one and
@@ -253,6 +288,9 @@ fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
                 // wins meanwhile is found below.
                 Err(_) => thread::sleep(Duration::from_millis(10)),
             }
+        }
+        while let Some(signal) = QUESTIONS.take_pending() {
+            crate::sys::ask(signal);
         }
         if let Some(signal) = STATE.take_signal() {
             let plan = plans.iter().find(|plan| plan.signal == signal);

@@ -9,6 +9,7 @@ use libtest_mimic::Trial;
 
 use crate::harness::Child;
 
+mod confirm;
 mod guards;
 mod hostile;
 mod loggers;
@@ -18,6 +19,7 @@ mod runtimes;
 pub fn tests() -> Vec<Trial> {
     [
         runtimes::tests(),
+        confirm::tests(),
         phases::tests(),
         guards::tests(),
         hostile::tests(),
@@ -31,6 +33,7 @@ pub fn tests() -> Vec<Trial> {
 /// Runs the scenario `role` if it is one of these files'; `false` if not.
 pub fn run_role(role: &str) -> bool {
     runtimes::run_role(role)
+        || confirm::run_role(role)
         || phases::run_role(role)
         || guards::run_role(role)
         || hostile::run_role(role)
