@@ -215,7 +215,7 @@ impl Builder {
         }
         let plans = self.validate()?;
         sys::hand_over(sys::Calls {
-            signal_run: trigger::on_signal,
+            signal_run: trigger::run_after_signal,
             handed_run: runner::run_here,
             process_exit: trigger::on_process_exit,
             join: trigger::join,
@@ -384,7 +384,7 @@ mod tests {
             .unwrap();
         assert_eq!(plans.len(), 1, "duplicates are dropped");
         assert_eq!(plans[0].signal, Signal::terminate().as_raw());
-        assert_eq!(plans[0].status, Some(128 + Signal::terminate().as_raw()));
+        assert_eq!(plans[0].status, Some(143));
         assert!(!plans[0].force);
     }
 }

@@ -61,6 +61,13 @@ impl Signal {
         self.0
     }
 
+    /// The status a shell reports for a process ended by this signal,
+    /// 128 + n (SIGTERM → 143): the crate's default exit status after a
+    /// signal's run, the one place it is computed.
+    pub(crate) const fn shell_status(self) -> i32 {
+        128 + self.0
+    }
+
     /// The conventional name, such as `"SIGTERM"`, if the platform knows one.
     pub fn name(self) -> Option<&'static str> {
         platform::name(self.0)
@@ -166,7 +173,7 @@ impl SignalExit {
     /// or `None` when it dies by the signal itself ([`SignalExit::Reraise`]).
     pub fn status(self, signal: Signal) -> Option<i32> {
         match self {
-            SignalExit::Code => Some(128 + signal.as_raw()),
+            SignalExit::Code => Some(signal.shell_status()),
             SignalExit::Reraise => None,
             SignalExit::Custom(map) => Some(map(signal)),
         }

@@ -9,7 +9,7 @@
 //!
 //! There are two shapes of run:
 //!
-//! - **Detached** ([`on_signal`], a panic that unwinds, [`start_exit`]): the
+//! - **Detached** ([`run_after_signal`], a panic that unwinds, [`start_exit`]): the
 //!   triggering thread goes on (the signal thread is the crate's own and
 //!   runs the hooks itself; a panicking thread unwinds as usual, so tokio
 //!   turns the panic into a `JoinError` and a lock it held is released; an
@@ -156,7 +156,7 @@ pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
 ///
 /// This thread has nothing else to do, so it runs the hooks itself: no
 /// runner thread to start on the way to the exit.
-pub(crate) fn on_signal(signal: Signal, status: Option<i32>) -> ! {
+pub(crate) fn run_after_signal(signal: Signal, status: Option<i32>) -> ! {
     config::wait_for_install();
     run_here_and_end(Arc::new(start(Trigger::Signal(signal), status)))
 }

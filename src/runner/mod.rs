@@ -166,7 +166,7 @@ pub(crate) fn leave_if_forked_copy() {
         let exit = STATE.exit();
         let code = exit.and_then(|exit| {
             exit.code()
-                .or_else(|| exit.signal().map(|signal| 128 + signal.as_raw()))
+                .or_else(|| exit.signal().map(crate::Signal::shell_status))
         });
         sys::exit_now(code.unwrap_or(0));
     }

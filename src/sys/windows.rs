@@ -201,7 +201,10 @@ fn force(plan: SignalPlan, context: &[u8]) -> ! {
     let mut line = [0u8; 160];
     let len = plan.forced_line(context, &mut line);
     let _ = std::io::Write::write_all(&mut std::io::stderr(), &line[..len]);
-    exit_now(plan.status.unwrap_or(128 + plan.signal))
+    exit_now(
+        plan.status
+            .unwrap_or(Signal::from_raw(plan.signal).shell_status()),
+    )
 }
 
 unsafe extern "C" {
@@ -230,7 +233,7 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// Windows has no death by signal; the status is 128 + n as with the default policy.
 pub(crate) fn die_by_signal(signal: i32) -> ! {
-    exit_now(128 + signal)
+    exit_now(Signal::from_raw(signal).shell_status())
 }
 
 #[cfg(test)]

@@ -47,7 +47,6 @@ pub struct Child {
 }
 
 /// What a finished child did.
-#[derive(Debug)]
 pub struct Outcome {
     pub status: ExitStatus,
     /// Every stdout line, in order, `READY` included.
@@ -397,7 +396,62 @@ impl Outcome {
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.status.code(), Some(code), "{self:#?}");
+        assert!(
+            self.status.code() == Some(code),
+            "expected code={code}, got {}: {self:#?}",
+            describe(self.status)
+        );
         self
+    }
+
+    /// The child died by `signal` (it did not exit).
+    #[track_caller]
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn assert_signal(&self, signal: i32) -> &Self {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            self.status.signal() == Some(signal),
+            "expected signal={signal}, got {}: {self:#?}",
+            describe(self.status)
+        );
+        self
+    }
+
+    /// The child took a time within `range` from the last signal sent (or
+    /// its spawn) to its end. The bounds are generous: the machines are
+    /// shared and noisy.
+    #[track_caller]
+    #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
+    pub fn assert_elapsed(
+        &self,
+        range: impl std::ops::RangeBounds<Duration> + std::fmt::Debug,
+    ) -> &Self {
+        assert!(
+            range.contains(&self.elapsed),
+            "took {:?}, not within {range:?}: {self:#?}",
+            self.elapsed
+        );
+        self
+    }
+}
+
+/// An exit status as `code=143` or `signal=15`.
+pub fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("code={code}"),
+        (None, Some(signal)) => format!("signal={signal}"),
+        (None, None) => format!("{status}"),
+    }
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("status", &format_args!("{}", describe(self.status)))
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
+            .field("elapsed", &self.elapsed)
+            .finish()
     }
 }

@@ -43,11 +43,7 @@ fn async_hooks_run_concurrently() {
     // One after another they would take 100 s; together, about 100 ms
     // (measured: 108-109 ms from SIGTERM to reaped, debug build). One second
     // leaves room for a busy machine.
-    assert!(
-        outcome.elapsed < Duration::from_secs(1),
-        "{:?}",
-        outcome.elapsed
-    );
+    outcome.assert_elapsed(..Duration::from_secs(1));
 }
 
 /// The deadline passed: the status is the trigger's, and one stderr line
@@ -60,16 +56,7 @@ fn assert_cut_at_deadline(outcome: &Outcome, deadline: Duration) {
         .find_map(|l| l.strip_prefix("site: "))
         .expect("the child printed the site");
     assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 143"]);
-    assert!(
-        outcome.elapsed >= deadline - Duration::from_millis(50),
-        "{:?} before the deadline",
-        outcome.elapsed
-    );
-    assert!(
-        outcome.elapsed < deadline + Duration::from_secs(5),
-        "{:?} long after the deadline",
-        outcome.elapsed
-    );
+    outcome.assert_elapsed(deadline - Duration::from_millis(50)..deadline + Duration::from_secs(5));
     let lines = outcome.crate_lines();
     assert_eq!(lines.len(), 1, "{outcome:#?}");
     assert!(
@@ -93,11 +80,7 @@ fn hook_stuck_holding_stdout_is_cut_at_the_deadline() {
     let outcome = terminate("stuck_holding_stdout");
     outcome.assert_code(143);
     assert_eq!(outcome.after_ready(), ["holding stdout"]);
-    assert!(
-        outcome.elapsed < Duration::from_secs(5),
-        "{:?}",
-        outcome.elapsed
-    );
+    outcome.assert_elapsed(..Duration::from_secs(5));
 }
 
 fn default_deadline_is_ten_seconds() {
@@ -162,11 +145,7 @@ fn unregistering_from_a_hooks_drop_does_not_deadlock() {
             "last: SIGTERM (15), exit status 143"
         ]
     );
-    assert!(
-        outcome.elapsed < Duration::from_secs(5),
-        "{:?}",
-        outcome.elapsed
-    );
+    outcome.assert_elapsed(..Duration::from_secs(5));
 }
 
 fn hooks_registered_during_a_run_join_it() {

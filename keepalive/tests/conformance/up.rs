@@ -352,5 +352,5 @@ fn keepalive_up_killed_still_stops_its_apps_gracefully() {
     assert_gone_soon(web["pid"].as_u64().unwrap() as u32);
     assert_gone_soon(keepalives[1]);
     let outcome = up.finish();
-    assert_eq!(outcome.status.code(), None);
+    outcome.assert_signal(libc::SIGKILL);
 }

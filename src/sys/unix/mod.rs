@@ -157,7 +157,7 @@ pub(super) fn reraise(signal: i32) -> ! {
         libc::sigaddset(&mut unblock, signal);
         libc::sigprocmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
         libc::raise(signal);
-        libc::_exit(128 + signal)
+        libc::_exit(crate::Signal::from_raw(signal).shell_status())
     }
 }
 

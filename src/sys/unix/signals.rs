@@ -93,11 +93,11 @@ pub(crate) fn install_signals(plans: &[SignalPlan], take_ignored: bool) -> io::R
     let mut registered = Vec::with_capacity(taken.len());
     for (plan, previous) in &taken {
         let plan = *plan;
-        // SAFETY: `on_signal` is async-signal-safe: atomics, fstat(2),
+        // SAFETY: `in_handler` is async-signal-safe: atomics, fstat(2),
         // send(2), write(2), getpid(2), _exit(2) and `reraise`.
         match unsafe {
             signal_hook_registry::register_sigaction(plan.signal, move |info| {
-                on_signal(&plan, info);
+                in_handler(&plan, info);
             })
         } {
             Ok(id) => registered.push((id, plan.signal, previous)),
@@ -207,7 +207,7 @@ fn register_fork_handler() -> io::Result<()> {
 }
 
 /// The signal handler's work. Async-signal-safe.
-fn on_signal(plan: &SignalPlan, info: &libc::siginfo_t) {
+fn in_handler(plan: &SignalPlan, info: &libc::siginfo_t) {
     if !THREAD_HERE.load(Ordering::Acquire) {
         // A child forked without exec that has not called into the crate
         // since: no thread here can run the hooks.
@@ -294,7 +294,9 @@ fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
         }
         if let Some(signal) = STATE.take_signal() {
             let plan = plans.iter().find(|plan| plan.signal == signal);
-            let status = plan.map_or(Some(128 + signal), |plan| plan.status);
+            let status = plan.map_or(Some(Signal::from_raw(signal).shell_status()), |plan| {
+                plan.status
+            });
             (crate::sys::calls().signal_run)(Signal::from_raw(signal), status);
         }
         if HANDED.swap(false, Ordering::AcqRel) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use exit_hook::{Builder, Signal};
 use libtest_mimic::Trial;
 
-use super::assert_prompt;
+use super::PROMPT;
 use crate::child::{hook, install, ready, wait_forever};
 use crate::harness::{Child, Outcome, build_example};
 use crate::trials;
@@ -86,7 +86,7 @@ fn confirm_example_carries_on_after_n_and_exits_130_after_y() {
         ["saving the progress (SIGINT (2), exit status 130)"],
         "{outcome:#?}"
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn confirm_example_exits_130_when_stdin_is_closed() {
@@ -113,7 +113,7 @@ fn confirm_ctrl_c_again_while_asked_forces_130_without_hooks() {
         ["exit_hook: SIGINT (2) while its question is pending: exiting now with status 130"],
         "{outcome:#?}"
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn confirm_sigterm_while_ctrl_c_is_asked_exits_143_with_hooks_once() {
@@ -127,7 +127,7 @@ fn confirm_sigterm_while_ctrl_c_is_asked_exits_143_with_hooks_once() {
         ["saving the progress (SIGTERM (15), exit status 143)"],
         "{outcome:#?}"
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn confirm_decision_that_panics_exits_as_the_signal() {

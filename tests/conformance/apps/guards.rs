@@ -8,7 +8,7 @@ use std::time::Duration;
 use exit_hook::{Builder, Phase};
 use libtest_mimic::Trial;
 
-use super::{assert_prompt, bind, listening_address, router, wait_until_exiting};
+use super::{PROMPT, bind, listening_address, router, wait_until_exiting};
 use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, build_example, terminate};
 use crate::http::{client, get, runtime};
@@ -55,7 +55,7 @@ fn guard_in_tokio_main_holds_the_exit_for_its_own_cleanup() {
             "flush hook: SIGTERM (15), exit status 143"
         ]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// The `CancellationToken` habit: `main` awaits `exiting()`, then cleans up
@@ -91,12 +91,8 @@ fn guard_example_cleans_up_in_main_and_exits_130() {
         lines[2],
         "flush hook: logs flushed (SIGINT (2), exit status 130)"
     );
-    assert!(
-        outcome.elapsed >= Duration::from_millis(250),
-        "{:?}",
-        outcome.elapsed
-    );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(Duration::from_millis(250)..);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn guard_lets_axum_in_main_answer_every_request_in_flight() {
@@ -117,7 +113,7 @@ fn guard_lets_axum_in_main_answer_every_request_in_flight() {
     let outcome = child.finish();
     outcome.assert_code(143);
     assert_eq!(outcome.stdout.last().unwrap(), "main: server returned");
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 #[tokio::main]
@@ -148,7 +144,7 @@ fn second_signal_ends_the_process_while_a_guard_is_held() {
         outcome.crate_lines(),
         ["exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130"]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn guard_second_signal() {
@@ -165,7 +161,7 @@ fn panic_run_waits_for_a_guard_and_keeps_101() {
     let outcome = Child::spawn("guard_panic").finish();
     outcome.assert_code(101);
     assert_eq!(outcome.stdout, ["main: releasing", "flush: code Some(101)"]);
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn guard_panic() {
@@ -245,7 +241,7 @@ fn guard_held_by_a_thread_holds_the_run_main_returning_starts() {
         outcome.stdout,
         ["worker: done", "flush: process exit, exit status 0"]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// `main` returns at once; a worker thread holds a guard and finishes its
@@ -279,12 +275,8 @@ fn guard_never_released_holds_only_the_drain() {
              the run goes on"
         )]
     );
-    assert!(
-        outcome.elapsed >= Duration::from_millis(280),
-        "{:?}",
-        outcome.elapsed
-    );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(Duration::from_millis(280)..);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn guard_leaked() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use exit_hook::{Builder, HookBuilder, Phase};
 use libtest_mimic::Trial;
 
-use super::{assert_prompt, wait_until_exiting};
+use super::{PROMPT, wait_until_exiting};
 use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, terminate};
 use crate::trials;
@@ -163,13 +163,10 @@ fn guard_of_the_thread_that_exits_does_not_hold_the_run() {
         );
         let lines = outcome.crate_lines();
         if prompt {
-            assert_elapsed(&outcome, Duration::ZERO..Duration::from_millis(500));
+            outcome.assert_elapsed(Duration::ZERO..Duration::from_millis(500));
             assert!(lines.is_empty(), "{outcome:#?}");
         } else {
-            assert_elapsed(
-                &outcome,
-                Duration::from_millis(550)..Duration::from_millis(1000),
-            );
+            outcome.assert_elapsed(Duration::from_millis(550)..Duration::from_millis(1000));
             assert_eq!(lines.len(), 1, "{outcome:#?}");
             assert!(
                 lines[0].starts_with(
@@ -179,16 +176,6 @@ fn guard_of_the_thread_that_exits_does_not_hold_the_run() {
             );
         }
     }
-}
-
-/// The child took a time within `range` from the last signal (or spawn)
-/// to its end.
-#[track_caller]
-fn assert_elapsed(outcome: &crate::harness::Outcome, range: std::ops::Range<Duration>) {
-    assert!(
-        range.contains(&outcome.elapsed),
-        "not within {range:?}: {outcome:#?}"
-    );
 }
 
 /// `main` takes a guard, then ends the process with 6 holding it; a 1 s
@@ -217,7 +204,7 @@ fn guards_of_the_parent_do_not_hold_a_forked_childs_run() {
         ],
         "{outcome:#?}"
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// A thread holds a guard for ever; `main` forks, and the child (which has
@@ -256,7 +243,7 @@ fn start_exit_in_a_child_forked_during_the_run_ends_the_child() {
         ["child exited with 5"],
         "{outcome:#?}"
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// A hook forks; the child calls `start_exit(5)`, and would say so if it
@@ -335,7 +322,7 @@ fn thousands_of_limited_hooks_use_a_bounded_number_of_threads() {
     // The process's own (main, signal, runner, guard) and one helper.
     assert!(threads <= 8, "{threads} threads for 5000 limited hooks");
     assert_eq!(outcome.lines_starting("ran "), ["ran 5000"], "{outcome:#?}");
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// 5000 trivial hooks with a time limit; the last prints the thread count.
@@ -374,7 +361,7 @@ fn thousands_of_hooks_past_their_limits_make_one_line() {
         "{lines:?}"
     );
     assert!(lines[0].ends_with(" and 1995 more"), "{lines:?}");
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// 2000 async hooks that never finish, each limited to 100 ms.
@@ -394,10 +381,7 @@ fn stuck_drain_leaves_time_for_close_and_flush() {
     outcome.assert_code(143);
     assert_eq!(outcome.after_ready(), ["close", "flush"], "{outcome:#?}");
     // The drain's end is 1.2 s into the 2 s deadline; then the rest.
-    assert_elapsed(
-        &outcome,
-        Duration::from_millis(1150)..Duration::from_millis(2000),
-    );
+    outcome.assert_elapsed(Duration::from_millis(1150)..Duration::from_millis(2000));
     let lines = outcome.crate_lines();
     assert_eq!(lines.len(), 2, "{outcome:#?}");
     assert!(
@@ -444,7 +428,7 @@ fn drain_delay_keeps_serving_while_is_exiting() {
         outcome.after_ready(),
         ["hook: exit_hook::exit, exit status 4"]
     );
-    assert_elapsed(&outcome, Duration::ZERO..Duration::from_secs(2));
+    outcome.assert_elapsed(Duration::ZERO..Duration::from_secs(2));
 }
 
 /// A 500 ms drain delay: a thread sees `is_exiting()` at once, the drain

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
-use super::{assert_prompt, bind, listening_address, router};
+use super::{PROMPT, assert_prompt, bind, listening_address, router};
 use crate::child::{ready, wait_forever};
 use crate::harness::Child;
 use crate::http::{client, get, runtime};
@@ -53,7 +53,7 @@ fn assert_panic_in_task(role: &str) {
         "{}",
         lines[1]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 fn panic_in_a_task_wakes_the_app_on_a_multi_thread_runtime() {
@@ -155,7 +155,7 @@ fn start_exit_from_a_task_does_not_block_a_current_thread_runtime() {
             "hook: exit_hook::start_exit, exit status 2; app: app task done",
         ]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// A task starts the exit while an async hook awaits another task of the
@@ -185,7 +185,7 @@ fn exit_from_a_task_wakes_the_app_on_another_worker() {
         outcome.after_ready(),
         ["hook: exit_hook::exit, exit status 3; app: app task done"]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// `exit_hook::exit` blocks the worker that calls it; the task waiting on
@@ -212,7 +212,7 @@ fn panic_holding_a_lock_the_hooks_need_does_not_wait_for_the_deadline() {
         outcome.stdout,
         ["hook: got the lock, poisoned=true, code Some(101)"]
     );
-    assert_prompt(outcome.elapsed);
+    outcome.assert_elapsed(..PROMPT);
 }
 
 /// A thread panics while it holds a mutex the hook needs and stdout's lock.
