@@ -32,6 +32,28 @@ pub fn run(role: &str) {
             });
             ready();
         }
+        // The same with the guard thread started beforehand and parked:
+        // at the signal it is woken, not spawned.
+        "signal_hook_parked_guard" => {
+            let (arm, armed) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                if armed.recv().is_ok() {
+                    std::thread::sleep(Duration::from_secs(10));
+                    // SAFETY: _exit(2) ends the process.
+                    unsafe { libc::_exit(143) }
+                }
+            });
+            let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();
+            std::thread::spawn(move || {
+                if signals.forever().next().is_some() {
+                    let _ = arm.send(());
+                    std::hint::black_box(|| {})();
+                    // SAFETY: _exit(2) ends the process.
+                    unsafe { libc::_exit(143) }
+                }
+            });
+            ready();
+        }
         // What the guard thread costs: the same without any deadline kept.
         "signal_hook_exit_now" => {
             let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM]).unwrap();

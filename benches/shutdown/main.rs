@@ -29,7 +29,7 @@ const ROLE: &str = "EXIT_HOOK_BENCH_ROLE";
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
-        if !short_lived::run(&role) {
+        if !short_lived::run(&role) && !peers::run(&role) {
             child::run(&role);
         }
         return;
@@ -47,6 +47,14 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
     let only = std::env::var("EXIT_HOOK_BENCH_ONLY").unwrap_or_default();
+    let peer_rounds = std::env::var("EXIT_HOOK_BENCH_PEER_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200);
+    if only == "peers" {
+        peers::table(peer_rounds);
+        return;
+    }
     if only == "signal_path" {
         signal_to_reaped(rounds, SignalRows::OneHook);
         return;
@@ -55,6 +63,7 @@ fn main() {
     if only == "short_lived" {
         return;
     }
+    peers::table(peer_rounds);
     signal_to_reaped(rounds, SignalRows::All);
     exit_to_reaped(rounds);
     idle();
@@ -274,6 +283,12 @@ fn registry_memory() {
 
 /// Spawns, waits for READY, sends SIGTERM, times until reaped.
 fn measure_signal(command: &mut Command) -> (Duration, String) {
+    measure_signal_after(command, Duration::ZERO)
+}
+
+/// [`measure_signal`], sending SIGTERM `settle` after READY: a process that
+/// has been running a while, as a server has when it is stopped.
+fn measure_signal_after(command: &mut Command, settle: Duration) -> (Duration, String) {
     let mut child = spawn(command);
     let watchdog = Watchdog::new(&child);
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -288,6 +303,7 @@ fn measure_signal(command: &mut Command) -> (Duration, String) {
         }
     }
     let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    std::thread::sleep(settle);
     let sent = Instant::now();
     // SAFETY: kill(2) on the pid of our own child, not reaped yet.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
@@ -419,4 +435,5 @@ fn ms(duration: Duration) -> String {
 
 mod child;
 mod node;
+mod peers;
 mod short_lived;

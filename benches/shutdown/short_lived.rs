@@ -37,7 +37,7 @@ pub fn exec_to_reaped(rounds: usize) {
     let mut samples = vec![Vec::with_capacity(rounds); VARIANTS.len()];
     for _ in 0..rounds {
         for (i, (_, role)) in VARIANTS.iter().enumerate() {
-            samples[i].push(measure(this(role)));
+            samples[i].push(measure(&mut this(role)));
         }
     }
     let medians: Vec<Duration> = samples.iter_mut().map(|s| median(s)).collect();
@@ -61,7 +61,7 @@ pub fn exec_to_reaped(rounds: usize) {
 }
 
 /// From spawn to reaped; the program must exit 0.
-fn measure(mut command: Command) -> Duration {
+pub(super) fn measure(command: &mut Command) -> Duration {
     let started = Instant::now();
     let status = command
         .stdin(Stdio::null())
