@@ -150,13 +150,8 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
             Raised::Again => return 1,
         }
     }
-    if STATE.begin_from_signal(plan.signal) {
-        STATE.take_signal();
-        if !ends_on_return(event) && run_on_new_thread(plan) {
-            return 1;
-        }
-        // Block here until the run is over: the process ends with it.
-        (super::calls().signal_run)(Signal::from_raw(plan.signal), plan.status)
+    if start_run(plan, !ends_on_return(event)) {
+        1
     } else if plan.force {
         force(plan, b" during the shutdown run: ")
     } else if ends_on_return(event) {
@@ -171,28 +166,31 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
 /// application answered its question "exit"), as its handler would have.
 /// `false` if a run had started already.
 pub(crate) fn start_signal_run(signal: i32) -> bool {
-    let plan = PLANS
+    PLANS
         .get()
-        .and_then(|plans| plans.iter().find(|plan| plan.signal == signal).copied());
-    let Some(plan) = plan else { return false };
-    if !STATE.begin_from_signal(signal) {
+        .and_then(|plans| plans.iter().find(|plan| plan.signal == signal).copied())
+        .is_some_and(|plan| start_run(plan, true))
+}
+
+/// Wins the run for `plan`'s signal and has its hooks run: on a new crate
+/// thread, which ends the process, when `detached`; otherwise (or if no
+/// thread can start) here, never returning. `false` if a run had started.
+fn start_run(plan: SignalPlan, detached: bool) -> bool {
+    if !STATE.begin_from_signal(plan.signal) {
         return false;
     }
     STATE.take_signal();
-    if !run_on_new_thread(plan) {
-        (super::calls().signal_run)(Signal::from_raw(signal), plan.status)
+    let signal = Signal::from_raw(plan.signal);
+    let started = detached
+        && std::thread::Builder::new()
+            .name("exit-hook".into())
+            .spawn(move || (super::calls().signal_run)(signal, plan.status))
+            .is_ok();
+    if !started {
+        // Block here until the run is over: the process ends with it.
+        (super::calls().signal_run)(signal, plan.status)
     }
     true
-}
-
-/// Runs a signal's run on a new crate thread, which ends the process;
-/// `false` if no thread could start.
-fn run_on_new_thread(plan: SignalPlan) -> bool {
-    let signal = Signal::from_raw(plan.signal);
-    std::thread::Builder::new()
-        .name("exit-hook".into())
-        .spawn(move || (super::calls().signal_run)(signal, plan.status))
-        .is_ok()
 }
 
 /// Ends the process at once for a signal that came again, after one line.
