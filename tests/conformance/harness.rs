@@ -396,24 +396,21 @@ impl Outcome {
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert!(
-            self.status.code() == Some(code),
-            "expected code={code}, got {}: {self:#?}",
-            describe(self.status)
-        );
-        self
+        self.assert_status(format!("code={code}"))
     }
 
     /// The child died by `signal` (it did not exit).
     #[track_caller]
     #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
     pub fn assert_signal(&self, signal: i32) -> &Self {
-        use std::os::unix::process::ExitStatusExt;
-        assert!(
-            self.status.signal() == Some(signal),
-            "expected signal={signal}, got {}: {self:#?}",
-            describe(self.status)
-        );
+        self.assert_status(format!("signal={signal}"))
+    }
+
+    /// The status, as [`describe`] gives it, is `expected`.
+    #[track_caller]
+    fn assert_status(&self, expected: String) -> &Self {
+        let got = describe(self.status);
+        assert!(got == expected, "expected {expected}, got {got}: {self:#?}");
         self
     }
 

@@ -99,7 +99,7 @@ impl Server {
         let outcome = self.child.finish();
         let log = std::fs::read_to_string(&self.access_log).unwrap_or_default();
         let _ = std::fs::remove_file(&self.access_log);
-        let pool_closed = !write_ahead_log(&self.database).exists();
+        let pool_closed = !beside(&self.database, "-wal").exists();
         let visits = visits(&self.database);
         remove_database(&self.database);
         let left = Left {
@@ -111,11 +111,12 @@ impl Server {
     }
 }
 
-/// SQLite's write-ahead log beside `database`.
-fn write_ahead_log(database: &Path) -> PathBuf {
-    let mut wal = database.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
+/// The file SQLite keeps beside `database` under its name plus `suffix`
+/// (`-wal`, the write-ahead log; `-shm`).
+fn beside(database: &Path, suffix: &str) -> PathBuf {
+    let mut path = database.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// The rows `/slow` wrote. The database is opened after the server exited.
@@ -138,10 +139,8 @@ fn visits(database: &Path) -> i64 {
 }
 
 fn remove_database(database: &Path) {
-    for ext in ["", "-wal", "-shm"] {
-        let mut path = database.as_os_str().to_owned();
-        path.push(ext);
-        let _ = std::fs::remove_file(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(beside(database, suffix));
     }
 }
 
