@@ -159,19 +159,25 @@ pub fn run(role: &str) -> bool {
     };
     let say = if short { "hello" } else { "READY" };
     match peer {
-        "none" => {
+        // The async peers wait on their runtime.
+        "tokio" => tokio_signal(say, short),
+        "tgs" => graceful_shutdown(say, short),
+        _ => {
+            set_up(peer);
             println!("{say}");
             if !short {
                 idle();
             }
         }
-        "ctrlc" => {
-            ctrlc::set_handler(|| std::process::exit(143)).unwrap();
-            println!("{say}");
-            if !short {
-                idle();
-            }
-        }
+    }
+    true
+}
+
+/// Sets up a peer whose handling runs on a thread of its own.
+fn set_up(peer: &str) {
+    match peer {
+        "none" => {}
+        "ctrlc" => ctrlc::set_handler(|| std::process::exit(143)).unwrap(),
         "signal_hook" => {
             use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
             let mut signals =
@@ -181,23 +187,12 @@ pub fn run(role: &str) -> bool {
                     std::process::exit(128 + signal);
                 }
             });
-            println!("{say}");
-            if !short {
-                idle();
-            }
         }
-        "tokio" => tokio_signal(say, short),
-        "tgs" => graceful_shutdown(say, short),
         "exit_hook" => {
             exit_hook::add(|_| {});
-            println!("{say}");
-            if !short {
-                idle();
-            }
         }
         _ => panic!("unknown peer {peer}"),
     }
-    true
 }
 
 fn idle() -> ! {
