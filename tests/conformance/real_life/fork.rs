@@ -56,7 +56,13 @@ fn who() -> &'static str {
 /// parent waits for the child to end, says so, and waits for its signal.
 fn fork_after_install(in_child: fn()) {
     PARENT.store(std::process::id(), Ordering::Relaxed);
-    exit_hook::add(|exit| println!("hook in {}: {exit}", who()));
+    exit_hook::add(|exit| {
+        // One write(2): inside exit() std's stdout is unbuffered, and the
+        // pieces of a println! would interleave on the shared pipe with the
+        // other process's lines (seen once: "hook in forked 25054").
+        let line = format!("hook in {}: {exit}\n", who());
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+    });
     let pid = fork();
     if pid == 0 {
         in_child();
