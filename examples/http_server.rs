@@ -95,14 +95,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // The database pool: closed once no request can use it any more.
-    // `close` refuses new work, then waits for the connections lent out.
     let pool = connect(&db_path).await?;
     exit_hook::in_phase(Phase::Close).add_async({
         let pool = pool.clone();
-        move |_| async move {
-            pool.close().await;
-            info!("database pool closed");
-        }
+        move |_| close(pool)
     });
 
     // The server: accepts until the drain starts (after the drain delay),
@@ -275,8 +271,7 @@ async fn try_connect(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error> 
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
-        // Readers do not wait for the writer; the write-ahead log is
-        // checkpointed and removed when the last connection closes.
+        // Readers do not wait for the writer.
         .journal_mode(SqliteJournalMode::Wal);
     let pool = SqlitePoolOptions::new()
         .max_connections(POOL_SIZE)
@@ -290,6 +285,21 @@ async fn try_connect(path: &std::path::Path) -> Result<SqlitePool, sqlx::Error> 
     .await?;
     info!(database = %path.display(), "database pool open");
     Ok(pool)
+}
+
+/// Closes the pool once every connection is back in it: `close` refuses new
+/// work, closes the idle connections one by one, and the last to close folds
+/// SQLite's write-ahead log into the database and removes it. In sqlx 0.8 a
+/// finished request's connection goes back to the pool on a task of its own,
+/// and `close` can return while one is still on its way (sqlx#3217): that one
+/// would stay open, and the log with it. After the drain no request borrows a
+/// connection, so waiting for them all to be back takes moments.
+async fn close(pool: SqlitePool) {
+    while pool.num_idle() < pool.size() as usize {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    pool.close().await;
+    info!("database pool closed");
 }
 
 async fn readyz() -> (StatusCode, &'static str) {
