@@ -1,19 +1,7 @@
 //! A signal the application may decline: [`confirm_exit`] registers the
-//! decision, and the crate asks it on a thread of its own before the
-//! signal's run.
+//! decision; `ask` asks it on a thread of its own before the signal's run.
 
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use crate::state::STATE;
-use crate::state::question::{self, QUESTIONS};
-use crate::{Error, Signal, config, install, report, sys};
-
-/// A decision: `true` exits, `false` carries on.
-type Decision = Arc<Mutex<Box<dyn FnMut(Signal) -> bool + Send>>>;
-
-/// The decision registered for each signal, the latest one.
-static DECISIONS: Mutex<Vec<(Signal, Decision)>> = Mutex::new(Vec::new());
+use crate::{Error, Signal, ask, config, install};
 
 /// Asks the application before `signal` starts the run: when it arrives,
 /// `decide` is called, and its answer says whether the process exits.
@@ -82,57 +70,6 @@ where
     if !config::get().is_some_and(|config| config.signals.contains(&signal.as_raw())) {
         return Err(Error::SignalNotHandled(signal));
     }
-    let decision: Decision = Arc::new(Mutex::new(Box::new(decide)));
-    {
-        let mut decisions = lock(&DECISIONS);
-        match decisions.iter_mut().find(|(asked, _)| *asked == signal) {
-            Some((_, old)) => *old = decision,
-            None => decisions.push((signal, decision)),
-        }
-    }
-    sys::ask_questions_with(ask);
-    QUESTIONS.arm(signal.as_raw());
+    ask::register(signal, Box::new(decide));
     Ok(())
-}
-
-/// `signal`'s question is pending (called on the signal thread, or the
-/// console handler's on Windows): asks it on a thread of its own, so that
-/// the other signals still reach theirs.
-fn ask(signal: Signal) {
-    if let Err(err) = sys::spawn("exit-hook-ask", move || answer(signal)) {
-        // No thread to ask on: the signal does what it would without a question.
-        report::runner_failed(&err);
-        sys::start_signal_run(signal.as_raw());
-        QUESTIONS.answered(signal.as_raw());
-    }
-}
-
-/// Asks the decision and acts on its answer.
-fn answer(signal: Signal) {
-    question::mark_asking_thread();
-    // A run that started meanwhile (SIGTERM, a panic) has made the question moot.
-    if !STATE.is_exiting() && decide(signal) {
-        sys::start_signal_run(signal.as_raw());
-    }
-    QUESTIONS.answered(signal.as_raw());
-}
-
-/// The registered decision's answer; `true` if it panicked.
-fn decide(signal: Signal) -> bool {
-    let decision = lock(&DECISIONS)
-        .iter()
-        .find(|(asked, _)| *asked == signal)
-        .map(|(_, decision)| Arc::clone(decision));
-    let Some(decision) = decision else {
-        return true;
-    };
-    let mut decide = lock(&decision);
-    panic::catch_unwind(AssertUnwindSafe(|| decide(signal))).unwrap_or_else(|_| {
-        report::decision_panicked(signal);
-        true
-    })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

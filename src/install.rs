@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::config::{self, Config};
 use crate::sys::{self, SignalPlan};
 use crate::{Error, Signal, SignalExit};
-use crate::{report, runner, trigger};
+use crate::{ask, report, trigger};
 
 /// Configures and installs the handlers before the first hook is registered.
 ///
@@ -215,12 +215,16 @@ impl Builder {
         }
         let plans = self.validate()?;
         sys::hand_over(sys::Calls {
-            signal_run: trigger::run_after_signal,
-            handed_run: runner::run_here,
             process_exit: trigger::on_process_exit,
-            join: trigger::join,
+            console_run: trigger::run_after_signal,
+            console_join: trigger::join,
+            console_ask: ask::ask,
         });
-        let left_ignored = sys::install_signals(&plans, self.take_ignored_signals)?;
+        let left_ignored = sys::install_signals(
+            &plans,
+            self.take_ignored_signals,
+            trigger::start_signal_thread,
+        )?;
         if !left_ignored.is_empty() {
             // A background job of a script (`app &`) starts with SIGINT
             // ignored, `nohup` with SIGHUP: say so, since Ctrl+C or a
@@ -292,7 +296,7 @@ impl Default for Builder {
 /// starts the child's own signal thread.
 pub(crate) fn ensure_installed() -> Result<(), Error> {
     if config::get().is_some() {
-        if let Err(err) = sys::restart_after_fork() {
+        if let Err(err) = sys::restart_after_fork(trigger::start_signal_thread) {
             report::runner_failed(&err);
         }
         return Ok(());

@@ -311,6 +311,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod ask;
 mod config;
 mod confirm;
 mod error;

@@ -18,7 +18,7 @@ use std::panic::{self, PanicHookInfo};
 
 use crate::state::STATE;
 use crate::state::question;
-use crate::{Panic, Trigger, config, report, runner, sys, trigger};
+use crate::{Panic, Trigger, config, report, runner, trigger};
 
 /// The status after a run started by a panic: Rust's own for a panicking `main`.
 pub(crate) const PANIC_STATUS: i32 = 101;
@@ -104,8 +104,8 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
     if STATE.begin() {
         let trigger = Trigger::Panic(Panic::from_hook_info(info));
         if aborts {
-            trigger::initiate(trigger, Some(PANIC_STATUS));
-            sys::exit_now(PANIC_STATUS);
+            let (exit, _) = trigger::initiate(trigger, Some(PANIC_STATUS));
+            trigger::end_as(&exit);
         }
         trigger::initiate_detached(trigger, Some(PANIC_STATUS));
         return;

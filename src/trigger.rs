@@ -34,12 +34,14 @@
 //! the way the initiator decided ("the first trigger wins"). A hook that ends
 //! the process itself ends the run instead: see [`abandon`].
 
+use std::io;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::state::STATE;
-use crate::{Exit, Phase, Signal, Trigger, config, report, runner, sys};
+use crate::state::{Ended, STATE};
+use crate::sys::Wake;
+use crate::{Exit, Phase, Signal, Trigger, ask, config, report, runner, sys};
 
 /// How long a thread that lost the race waits beyond the deadline before it
 /// stops waiting for the initiator.
@@ -81,7 +83,7 @@ impl Run {
     fn on_new_thread(&self) -> bool {
         if let Err(err) = runner::spawn(self.exit.clone()) {
             report::runner_failed(&err);
-            STATE.finish();
+            STATE.finish(Ended::CutShort);
         }
         self.wait()
     }
@@ -124,7 +126,7 @@ impl Run {
         // However the run ended, a hook registered from now on would never run.
         crate::registry::registry().close();
         if in_time {
-            runner::completed()
+            STATE.completed()
         } else {
             // A `tracing` subscriber may write through a lock a stuck hook
             // holds: the process ends whether or not the report got out.
@@ -135,7 +137,7 @@ impl Run {
             // Only now: a thread waiting to end the process (`main`
             // returned meanwhile, or called `exit`) ends it once the run is
             // finished, and the report must be out by then.
-            STATE.finish();
+            STATE.finish(Ended::CutShort);
             false
         }
     }
@@ -151,11 +153,35 @@ pub(crate) fn initiate(trigger: Trigger, code: Option<i32>) -> (Exit, bool) {
     (run.exit, in_time)
 }
 
-/// The signal thread, after a handler won the run with `signal`;
-/// `status` is the one its plan was given at install (`None`: die by the signal).
-///
-/// This thread has nothing else to do, so it runs the hooks itself: no
-/// runner thread to start on the way to the exit.
+/// Starts the signal thread (Unix): installation hands this to
+/// [`sys::install_signals`], and to [`sys::restart_after_fork`] in a forked child.
+pub(crate) fn start_signal_thread(waiter: sys::SignalWaiter) -> io::Result<()> {
+    sys::spawn("exit-hook", move || signal_thread(waiter))
+}
+
+/// The signal thread: the crate's one thread before a run. It sleeps until
+/// a handler wakes it, and turns what woke it into a run: the hooks of a
+/// signal's run, or of one handed over, run here, so no thread starts on
+/// the way to the exit.
+fn signal_thread(mut waiter: sys::SignalWaiter) {
+    // Its first allocation makes the C library set up a malloc arena for
+    // this thread (mmap, munmap, mprotect): do that now, at install, rather
+    // than between the signal and the exit.
+    drop(std::hint::black_box(Box::new(0u64)));
+    loop {
+        match waiter.wait() {
+            Wake::Question(signal) => ask::ask(signal),
+            Wake::Run(signal, status) => run_after_signal(signal, status),
+            Wake::Handed(exit) => runner::run_here(&exit),
+            Wake::Uninstalled => return,
+        }
+    }
+}
+
+/// A handler won the run with `signal` (on the signal thread; on Windows
+/// the console handler's): `status` is the one its plan was given at
+/// install (`None`: die by the signal). Runs the hooks on this thread, then
+/// ends the process.
 pub(crate) fn run_after_signal(signal: Signal, status: Option<i32>) -> ! {
     config::wait_for_install();
     run_here_and_end(Arc::new(start(Trigger::Signal(signal), status)))
@@ -189,7 +215,7 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
         let run = Arc::clone(&run);
         move || {
             let in_time = run.wait_phases();
-            if in_time && runner::completed() {
+            if in_time && STATE.completed() {
                 return; // the hooks' thread reports and ends the process
             }
             run.close(in_time);
@@ -200,7 +226,7 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
         run.without_thread(&err);
     }
     runner::run_here(&run.exit);
-    if runner::completed() {
+    if STATE.completed() {
         run.wait(); // finished already: closes the registry and reports
         end_as(&run.exit);
     }
@@ -342,8 +368,12 @@ pub(crate) fn join() -> ! {
     }
 }
 
-/// Ends the process the way a run for `exit` decided.
-fn end_as(exit: &Exit) -> ! {
+/// Ends the process the way a run for `exit` decided: the door every run
+/// leaves by. (The others: a signal's handler ending the process at once,
+/// before or beside a run, in `sys`; `exit`'s `std::process::exit` once
+/// every hook returned; a child forked during a run leaving its copy of it,
+/// in `runner`.)
+pub(crate) fn end_as(exit: &Exit) -> ! {
     match (exit.code(), exit.signal()) {
         (Some(code), _) => sys::exit_now(code),
         (None, Some(signal)) => sys::die_by_signal(signal.as_raw()),
@@ -375,6 +405,6 @@ pub(crate) fn abandon(what: &str) -> ! {
         sleep_forever()
     }
     report::abandoned(runner::current_hook(), what);
-    STATE.finish();
+    STATE.finish(Ended::CutShort);
     sleep_forever()
 }

@@ -35,7 +35,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::registry::{self, Hook, Site, Work, registry};
 use crate::report::{self, Unfinished};
-use crate::state::STATE;
+use crate::state::{Ended, STATE};
 use crate::{Exit, Phase, config, sys};
 
 mod hook;
@@ -71,10 +71,6 @@ pub(crate) fn is_left_behind() -> bool {
 fn generation() -> u64 {
     GENERATION.try_with(Cell::get).unwrap_or(0)
 }
-
-/// Set when every hook returned: the run was not cut short by a hook ending
-/// the process, and no hook was left behind at its time limit.
-static COMPLETED: AtomicBool = AtomicBool::new(false);
 
 /// Set when a sync hook was left running at its time limit.
 static LEFT_BEHIND: AtomicBool = AtomicBool::new(false);
@@ -133,11 +129,6 @@ pub(crate) fn phase_end(phase: Phase, deadline: Instant) -> Instant {
         Phase::Flush => timeout,
     };
     deadline - timeout + into_run
-}
-
-/// Whether every hook returned.
-pub(crate) fn completed() -> bool {
-    COMPLETED.load(Ordering::Acquire)
 }
 
 /// Whether this thread is the runner (hooks run on it).
@@ -205,15 +196,22 @@ pub(crate) fn run_here(exit: &Exit) {
 /// Runs the hooks left, then marks the run finished, unless the run went
 /// on without this thread meanwhile.
 fn go_on(exit: &Exit, started: Instant) {
-    let ran = catch_unwind(AssertUnwindSafe(|| run(exit))).is_ok();
+    let ran_all = catch_unwind(AssertUnwindSafe(|| run(exit))).unwrap_or(false);
     if superseded() {
         return; // the runner that took over finishes the run
     }
-    if ran && !LEFT_BEHIND.load(Ordering::Acquire) {
-        COMPLETED.store(true, Ordering::Release);
-    }
+    let ended = if ran_all && !LEFT_BEHIND.load(Ordering::Acquire) {
+        // The hooks' last lines, flushed here where no hook can hold the
+        // lock any more (and within the deadline), so ending the process
+        // need not. A hook left behind might hold it: ending the process
+        // flushes then, without waiting on the lock for ever.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        Ended::Completed
+    } else {
+        Ended::CutShort
+    };
     report::run_finished(started.elapsed());
-    STATE.finish();
+    STATE.finish(ended);
 }
 
 /// `phase` is over (its end in the run has come): if the runner is still in
@@ -251,11 +249,13 @@ pub(crate) fn move_on_from(phase: Phase, exit: &Exit) {
     });
     if let Err(err) = spawned {
         report::runner_failed(&err);
-        STATE.finish();
+        STATE.finish(Ended::CutShort);
     }
 }
 
-fn run(exit: &Exit) {
+/// Runs every batch of hooks; `false` if the run could not go on (no
+/// runtime for async hooks) or went on without this thread.
+fn run(exit: &Exit) -> bool {
     // Built for the first batch with an async hook: a run of sync hooks needs none.
     let mut runtime = None;
     let drain_end = phase_end(Phase::Drain, exit.deadline());
@@ -267,7 +267,7 @@ fn run(exit: &Exit) {
             for hook in batch {
                 start(hook, exit);
                 if superseded() {
-                    return;
+                    return false;
                 }
             }
             continue;
@@ -280,7 +280,7 @@ fn run(exit: &Exit) {
                 Ok(built) => runtime = Some(built),
                 Err(err) => {
                     report::runner_failed(&err);
-                    return;
+                    return false;
                 }
             }
         }
@@ -288,20 +288,14 @@ fn run(exit: &Exit) {
             run_batch(runtime, batch, exit);
         }
         if superseded() {
-            return;
+            return false;
         }
-    }
-    // The hooks' last lines, flushed here where no hook can hold the lock any
-    // more (and within the deadline), so ending the process need not. A hook
-    // left behind at its time limit might hold it: ending the process
-    // flushes then, without waiting on the lock for ever.
-    if !LEFT_BEHIND.load(Ordering::Acquire) {
-        sys::flush_stdout_after_run();
     }
     if let Some(runtime) = runtime {
         // Drop without waiting for blocking tasks a hook may have left behind.
         runtime.shutdown_background();
     }
+    true
 }
 
 /// Starts a batch's hooks in order and waits for its async hooks.

@@ -25,7 +25,22 @@ pub(crate) mod question;
 
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
-const FINISHED: u8 = 2;
+/// Finished: every hook returned, and stdout was flushed after them.
+const COMPLETED: u8 = 2;
+/// Finished: cut short (the deadline passed, a hook ended the run or was
+/// left behind at its time limit, no runner could start).
+const CUT_SHORT: u8 = 3;
+
+/// How a run ended, handed to [`RunState::finish`] by whoever ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Every hook returned, and the runner flushed stdout after them: the
+    /// process may end as its trigger asks (`exit()`'s handlers included).
+    Completed,
+    /// The deadline passed, a hook ended the run or was left behind, or no
+    /// runner could start: a hook may still hold what `exit()` and stdout need.
+    CutShort,
+}
 
 /// The phase of the process's run, and how to wait for its end.
 #[derive(Debug)]
@@ -120,17 +135,35 @@ impl RunState {
 
     /// Whether the run has ended (its hooks returned, or it was cut short).
     pub(crate) fn is_finished(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == FINISHED
+        self.phase.load(Ordering::Acquire) >= COMPLETED
     }
 
-    /// Marks the run as ended and wakes everyone waiting for it. Idempotent:
-    /// the runner, the deadline and a hook that exits may all call it.
-    /// Returns `true` for the call that ended it. Only a running run ends:
-    /// a call before any run started changes nothing.
-    pub(crate) fn finish(&self) -> bool {
+    /// How the run ended; `None` while it has not.
+    pub(crate) fn ended(&self) -> Option<Ended> {
+        match self.phase.load(Ordering::Acquire) {
+            COMPLETED => Some(Ended::Completed),
+            CUT_SHORT => Some(Ended::CutShort),
+            _ => None,
+        }
+    }
+
+    /// Whether the run ended with every hook returned ([`Ended::Completed`]).
+    pub(crate) fn completed(&self) -> bool {
+        self.ended() == Some(Ended::Completed)
+    }
+
+    /// Marks the run as ended, `how`, and wakes everyone waiting for it.
+    /// The first call decides: the runner, the deadline and a hook that
+    /// exits may all call it. Returns `true` for the call that ended it.
+    /// Only a running run ends: a call before any run started changes nothing.
+    pub(crate) fn finish(&self, how: Ended) -> bool {
+        let ended = match how {
+            Ended::Completed => COMPLETED,
+            Ended::CutShort => CUT_SHORT,
+        };
         let first = self
             .phase
-            .compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(RUNNING, ended, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         // Taking the lock orders this wake-up after any waiter's check of the phase.
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -226,22 +259,23 @@ mod tests {
             let state = state.clone();
             thread::spawn(move || state.wait_finished(Instant::now() + Duration::from_secs(60)))
         };
-        assert!(state.finish());
-        assert!(!state.finish());
+        assert!(state.finish(Ended::Completed));
+        assert!(!state.finish(Ended::CutShort), "the first finish decides");
         assert!(waiter.join().unwrap());
         assert!(state.is_finished() && state.is_exiting());
+        assert_eq!(state.ended(), Some(Ended::Completed));
     }
 
     #[test]
     fn finish_before_any_run_changes_nothing() {
         let state = RunState::new();
-        assert!(!state.finish());
+        assert!(!state.finish(Ended::CutShort));
         assert!(
             !state.is_exiting(),
             "a stray finish must not disable shutdown"
         );
         assert!(state.begin());
-        assert!(state.finish());
+        assert!(state.finish(Ended::CutShort));
     }
 
     #[test]

@@ -78,7 +78,9 @@ fn replay(schedule: &[usize]) -> (RunState, Replay) {
                 }
             }
             (Actor::Watcher, _) => r.taken.push(state.take_signal()),
-            (Actor::Finisher, _) => r.finished_first += usize::from(state.finish()),
+            (Actor::Finisher, _) => {
+                r.finished_first += usize::from(state.finish(super::Ended::CutShort))
+            }
             step => unreachable!("{step:?}"),
         }
         r.steps[actor] += 1;

@@ -3,8 +3,10 @@
 //!
 //! This is the bottom of the crate's machinery: it imports the plain types
 //! ([`Signal`], [`Exit`]) and the run's once-only [`STATE`](crate::state::STATE),
-//! nothing above them. What it calls in the layers above (the triggers,
-//! the runner) it is handed at installation as [`Calls`].
+//! nothing above them. It calls nothing above it, except where the OS calls
+//! back (the C library's exit handler, Windows' console handler): those
+//! calls it is handed at installation as [`Calls`]. The signal thread is
+//! the trigger's: it sleeps in [`SignalWaiter::wait`], which says what woke it.
 //!
 //! Both back-ends offer the same crate-private items, so no other file needs
 //! a `cfg` for the platform:
@@ -12,8 +14,10 @@
 //! - `check_signal`, which says which signals can start a shutdown;
 //! - `install_exit_handler`, which makes `exit()` call [`Calls::process_exit`];
 //! - `install_signals`, whose handlers race for the run through
-//!   [`STATE`](crate::state::STATE) and whose thread calls [`Calls::signal_run`];
-//! - `run_on_signal_thread`, which hands a run to that thread ([`Calls::handed_run`]);
+//!   [`STATE`](crate::state::STATE) and wake the signal thread it has
+//!   started ([`StartThread`]) with its [`SignalWaiter`];
+//! - `run_on_signal_thread`, which hands a run to that thread ([`Wake::Handed`]);
+//! - `start_signal_run`, a signal's run started off its handler (a "yes");
 //! - `forked` and `restart_after_fork`, for a child forked without exec;
 //! - `read_notify_socket` and `notify_stopping`: `STOPPING=1` to systemd's
 //!   `NOTIFY_SOCKET` (or keepalive's) when a run starts;
@@ -21,11 +25,11 @@
 //!   anything else.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use crate::state::STATE;
 use crate::{Exit, Signal};
 
 #[cfg(unix)]
@@ -39,8 +43,8 @@ mod windows;
 use windows as imp;
 
 pub(crate) use imp::{
-    check_signal, die_by_signal, exit_now, forked, install_exit_handler, install_signals,
-    mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
+    SignalWaiter, check_signal, die_by_signal, exit_now, forked, install_exit_handler,
+    install_signals, mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
     run_on_signal_thread, start_signal_run,
 };
 
@@ -59,52 +63,32 @@ pub(crate) fn is_main_thread() -> Option<bool> {
     }
 }
 
-/// What the back-ends call in the layers above them, handed over by
-/// installation before any handler is in place.
+/// What the OS itself calls back into the layers above: the C library's
+/// exit handler, and on Windows the console handler (a thread of Windows'),
+/// handed over by installation before any handler is in place. The signal
+/// thread of Unix is not among them: it is the trigger's, and asks `sys`
+/// what woke it ([`SignalWaiter::wait`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Calls {
-    /// On the signal thread, once a handler won the run with this signal
-    /// (and its plan's status, `None` to die by it): run the hooks and end
-    /// the process.
-    pub(crate) signal_run: fn(Signal, Option<i32>) -> !,
-    /// On the signal thread: run the hooks of a run another trigger
-    /// published and handed over ([`run_on_signal_thread`]; Unix).
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) handed_run: fn(&Exit),
     /// From the C library's exit handler (`main` returned or
     /// `std::process::exit`), with the status when the C library tells it.
     pub(crate) process_exit: fn(Option<i32>),
-    /// A console event that lost the race and must not return (Windows):
-    /// wait for the run and end the process as it decided.
+    /// The console handler won the run with this signal (and its plan's
+    /// status): run the hooks and end the process (Windows).
     #[cfg_attr(not(windows), allow(dead_code))]
-    pub(crate) join: fn() -> !,
+    pub(crate) console_run: fn(Signal, Option<i32>) -> !,
+    /// A console event that lost the race and must not return: wait for the
+    /// run and end the process as it decided (Windows).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) console_join: fn() -> !,
+    /// A console event's question is pending: have it asked (Windows).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) console_ask: fn(Signal),
 }
 
 static CALLS: OnceLock<Calls> = OnceLock::new();
 
-/// How a signal's pending question is asked: handed over by the first
-/// [`confirm_exit`](crate::confirm_exit), before any question can be pending.
-static ASK: OnceLock<fn(Signal)> = OnceLock::new();
-
-/// Hands the back-ends the call that asks a pending question. The first call counts.
-pub(crate) fn ask_questions_with(ask: fn(Signal)) {
-    let _ = ASK.set(ask);
-}
-
-/// On the signal thread (the console handler's on Windows): `signal`'s
-/// question is pending; has it asked, on a thread of its own.
-fn ask(signal: i32) {
-    match ASK.get() {
-        Some(ask) => ask(Signal::from_raw(signal)),
-        // Not reached (a question is armed after this is handed over): the
-        // signal does what it would without one.
-        None => {
-            start_signal_run(signal);
-        }
-    }
-}
-
-/// Hands the back-ends what they call above them. The first call counts.
+/// Hands the back-ends what the OS calls back. The first call counts.
 pub(crate) fn hand_over(calls: Calls) {
     let _ = CALLS.set(calls);
 }
@@ -115,6 +99,24 @@ fn calls() -> &'static Calls {
         .get()
         .expect("exit_hook: installation hands its calls over before installing handlers")
 }
+
+/// What woke the signal thread ([`SignalWaiter::wait`]).
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) enum Wake {
+    /// The signal's question is pending ([`confirm_exit`](crate::confirm_exit)): have it asked.
+    Question(Signal),
+    /// A handler won the run with this signal; the status its plan was given
+    /// at install (`None`: die by the signal).
+    Run(Signal, Option<i32>),
+    /// Another trigger published this run and handed it to the signal
+    /// thread ([`run_on_signal_thread`]) to run its hooks.
+    Handed(Exit),
+    /// Installation failed after the thread started: it ends.
+    Uninstalled,
+}
+
+/// Starts the signal thread that sleeps on a [`SignalWaiter`]: the trigger's.
+pub(crate) type StartThread = fn(SignalWaiter) -> io::Result<()>;
 
 /// What a signal handler does, decided at install time so that the handler
 /// itself only reads it.
@@ -202,26 +204,16 @@ pub(crate) fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> io::Res
 /// deadline's report.
 const FLUSH_WAIT: Duration = Duration::from_millis(100);
 
-/// Set once a run's hooks have returned and the runner flushed stdout.
-static STDOUT_FLUSHED: AtomicBool = AtomicBool::new(false);
-
-/// Flushes stdout at the end of a run whose hooks all returned: no hook
-/// can hold its lock any more, and ending the process need not flush again.
-pub(crate) fn flush_stdout_after_run() {
-    let _ = io::stdout().flush();
-    STDOUT_FLUSHED.store(true, Ordering::Release);
-}
-
 /// Flushes what the standard library buffers for stdout, so the hooks' last
 /// lines are not lost when the process ends without `exit()`.
 ///
 /// A run whose hooks all returned has flushed already
-/// ([`flush_stdout_after_run`]). Otherwise the flush takes stdout's lock,
+/// ([`Ended::Completed`](crate::state::Ended::Completed)). Otherwise the flush takes stdout's lock,
 /// which a hook stuck at the deadline may hold for ever (as may a thread
 /// blocked writing to a full pipe), so it happens on a helper thread and
 /// the process waits for it at most [`FLUSH_WAIT`].
 fn flush_stdout() {
-    if STDOUT_FLUSHED.load(Ordering::Acquire) {
+    if STATE.completed() {
         return;
     }
     within_a_moment("exit-hook-flush", || {

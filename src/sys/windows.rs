@@ -27,7 +27,7 @@ use windows_sys::Win32::System::Console::{
 };
 use windows_sys::core::BOOL;
 
-use super::SignalPlan;
+use super::{SignalPlan, StartThread, Wake};
 use crate::Signal;
 use crate::state::STATE;
 use crate::state::question::{QUESTIONS, Raised};
@@ -61,9 +61,12 @@ static PLANS: OnceLock<Vec<SignalPlan>> = OnceLock::new();
 
 /// Installs the console handler for the planned events. Windows has no
 /// inherited "ignored" disposition to respect, so nothing is left alone.
+/// The console handler runs on threads of Windows': there is no signal
+/// thread to start.
 pub(crate) fn install_signals(
     plans: &[SignalPlan],
     _take_ignored: bool,
+    _start_thread: StartThread,
 ) -> io::Result<Vec<Signal>> {
     if plans.is_empty() {
         return Ok(Vec::new());
@@ -91,8 +94,17 @@ pub(crate) fn forked() -> bool {
 }
 
 /// Windows has no fork.
-pub(crate) fn restart_after_fork() -> io::Result<()> {
+pub(crate) fn restart_after_fork(_start_thread: StartThread) -> io::Result<()> {
     Ok(())
+}
+
+/// Windows has no signal thread: nothing ever waits.
+pub(crate) enum SignalWaiter {}
+
+impl SignalWaiter {
+    pub(crate) fn wait(&mut self) -> Wake {
+        match *self {}
+    }
 }
 
 /// The console handler's threads are Windows': a run starts a thread.
@@ -138,7 +150,7 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
             Raised::NotAsked => {}
             Raised::Ask => {
                 if QUESTIONS.take(plan.signal) {
-                    super::ask(plan.signal);
+                    (super::calls().console_ask)(Signal::from_raw(plan.signal));
                 }
                 return 1;
             }
@@ -156,7 +168,7 @@ fn on_event(event: u32, plan: SignalPlan) -> BOOL {
         force(plan, b" during the shutdown run: ")
     } else if ends_on_return(event) {
         // Returning would end the process before the run is over.
-        (super::calls().join)()
+        (super::calls().console_join)()
     } else {
         1 // a run is going and forcing is off: ignore the event
     }
@@ -184,11 +196,11 @@ fn start_run(plan: SignalPlan, detached: bool) -> bool {
     let started = detached
         && std::thread::Builder::new()
             .name("exit-hook".into())
-            .spawn(move || (super::calls().signal_run)(signal, plan.status))
+            .spawn(move || (super::calls().console_run)(signal, plan.status))
             .is_ok();
     if !started {
         // Block here until the run is over: the process ends with it.
-        (super::calls().signal_run)(signal, plan.status)
+        (super::calls().console_run)(signal, plan.status)
     }
     true
 }

@@ -11,7 +11,8 @@ mod wake;
 
 pub(crate) use notify::{notify_stopping, read_notify_socket};
 pub(crate) use signals::{
-    forked, install_signals, restart_after_fork, run_on_signal_thread, start_signal_run,
+    SignalWaiter, forked, install_signals, restart_after_fork, run_on_signal_thread,
+    start_signal_run,
 };
 
 /// Whether `signal` can start a shutdown; the reason if not.

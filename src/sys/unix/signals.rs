@@ -4,10 +4,10 @@
 //! run state, then either a one-byte wake-up of the signal thread (the
 //! signal started the run) or `_exit(2)` (a second signal forces the exit).
 //! The signal thread (named `exit-hook`) is the only thread the crate keeps
-//! before a run; it sleeps in `recv(2)` and costs nothing while idle. When a
-//! signal starts a run, it runs the hooks itself. A signal the application
-//! asks about first ([`confirm_exit`](crate::confirm_exit)) wakes it too,
-//! and it has the question asked on a thread of its own.
+//! before a run. It is the trigger's ([`StartThread`]); here is what it
+//! sleeps on, [`SignalWaiter::wait`]: `recv(2)` on the wake-up socket,
+//! costing nothing while idle, then what woke it (a run a handler won, a
+//! question pending, a run handed over), as a [`Wake`].
 //!
 //! What a real process does around them:
 //!
@@ -21,8 +21,9 @@
 //! - **fork() without exec.** The child has the handlers but not the signal
 //!   thread, and shares the wake-up socket with the parent. A fork handler
 //!   closes the child's copies; until the child calls into the crate again
-//!   (which starts its own signal thread), a signal ends it as the signal's
-//!   plan says, without hooks, and never reaches the parent.
+//!   (which starts its own signal thread, [`restart_after_fork`]), a signal
+//!   ends it as the signal's plan says, without hooks, and never reaches
+//!   the parent.
 //! - **Signal masks.** The signal thread unblocks the planned signals (the
 //!   installing thread may have blocked them) and blocks SIGPIPE.
 
@@ -38,7 +39,7 @@ use super::wake::{self, Woken};
 use crate::Signal;
 use crate::state::STATE;
 use crate::state::question::{QUESTIONS, Raised};
-use crate::sys::SignalPlan;
+use crate::sys::{SignalPlan, StartThread, Wake};
 
 /// The plans installed, for the signal thread (the child's, after a fork).
 static PLANS: OnceLock<Arc<[SignalPlan]>> = OnceLock::new();
@@ -61,11 +62,16 @@ pub(super) fn planned() -> impl Iterator<Item = i32> {
     (1..64).filter(move |signal| set & (1 << signal) != 0)
 }
 
-/// Registers a handler for every planned signal and starts the signal
-/// thread; returns the signals left alone because they were inherited as
-/// ignored (unless `take_ignored`). All or nothing: on an error every
-/// signal's previous disposition is back.
-pub(crate) fn install_signals(plans: &[SignalPlan], take_ignored: bool) -> io::Result<Vec<Signal>> {
+/// Registers a handler for every planned signal and has `start_thread`
+/// start the signal thread with its [`SignalWaiter`]; returns the signals
+/// left alone because they were inherited as ignored (unless
+/// `take_ignored`). All or nothing: on an error every signal's previous
+/// disposition is back.
+pub(crate) fn install_signals(
+    plans: &[SignalPlan],
+    take_ignored: bool,
+    start_thread: StartThread,
+) -> io::Result<Vec<Signal>> {
     let mut left_ignored = Vec::new();
     let mut taken = Vec::with_capacity(plans.len());
     for &plan in plans {
@@ -86,7 +92,7 @@ pub(crate) fn install_signals(plans: &[SignalPlan], take_ignored: bool) -> io::R
         .fold(0, |set, plan| set | 1 << plan.signal);
     PLANNED.store(set, Ordering::Release);
     register_fork_handler()?;
-    if let Err(err) = start_thread(Arc::clone(&plans)) {
+    if let Err(err) = start(start_thread, Arc::clone(&plans)) {
         PLANNED.store(0, Ordering::Release);
         return Err(err);
     }
@@ -121,12 +127,12 @@ pub(crate) fn install_signals(plans: &[SignalPlan], take_ignored: bool) -> io::R
     Ok(left_ignored)
 }
 
-/// In a child forked without exec, starts its own signal thread: the
-/// crate's calls (`add`, `hold_exit`, `exiting`, …) call this.
-pub(crate) fn restart_after_fork() -> io::Result<()> {
+/// In a child forked without exec, has `start_thread` start its own signal
+/// thread: the crate's calls (`add`, `hold_exit`, `exiting`, …) call this.
+pub(crate) fn restart_after_fork(start_thread: StartThread) -> io::Result<()> {
     if NEEDS_THREAD.load(Ordering::Relaxed) && NEEDS_THREAD.swap(false, Ordering::AcqRel) {
         if let Some(plans) = PLANS.get() {
-            return start_thread(Arc::clone(plans));
+            return start(start_thread, Arc::clone(plans));
         }
     }
     Ok(())
@@ -163,10 +169,12 @@ pub(crate) fn forked() -> bool {
     FORKED.load(Ordering::Relaxed)
 }
 
-fn start_thread(plans: Arc<[SignalPlan]>) -> io::Result<()> {
+/// Makes the wake-up socket and has `start_thread` start the signal thread
+/// that waits on it.
+fn start(start_thread: StartThread, plans: Arc<[SignalPlan]>) -> io::Result<()> {
     let receiver = wake::pair()?;
     THREAD_HERE.store(true, Ordering::Release);
-    if let Err(err) = crate::sys::spawn("exit-hook", move || watch(receiver, &plans)) {
+    if let Err(err) = start_thread(SignalWaiter { receiver, plans }) {
         THREAD_HERE.store(false, Ordering::Release);
         wake::close();
         return Err(err);
@@ -271,37 +279,44 @@ fn sent_by_this_process(info: &libc::siginfo_t) -> bool {
     from_a_process && unsafe { info.si_pid() == libc::getpid() }
 }
 
-/// The signal thread: sleeps until a handler wins the run, then runs it.
-fn watch(mut receiver: wake::Receiver, plans: &[SignalPlan]) {
-    // This thread runs the hooks of a signal run. Its first allocation makes
-    // the C library set up a malloc arena for it (mmap, munmap, mprotect):
-    // do that now, at install, rather than between the signal and the exit.
-    drop(std::hint::black_box(Box::new(0u64)));
-    loop {
-        if let Woken::Gone = receiver.wait() {
-            if !THREAD_HERE.load(Ordering::Acquire) {
-                return; // installation failed
+/// The signal thread's side of the handlers: what it sleeps on.
+pub(crate) struct SignalWaiter {
+    receiver: wake::Receiver,
+    plans: Arc<[SignalPlan]>,
+}
+
+impl SignalWaiter {
+    /// Sleeps until there is something for the signal thread to do, and
+    /// says what. Whatever was pending when it is called comes first, so a
+    /// signal that won the run before the thread started is not lost, nor
+    /// one that won it while the socket was being made anew.
+    pub(crate) fn wait(&mut self) -> Wake {
+        loop {
+            if let Some(signal) = QUESTIONS.take_pending() {
+                return Wake::Question(Signal::from_raw(signal));
             }
-            match wake::pair() {
-                Ok(new) => receiver = new,
-                // Out of descriptors, say: try again soon; a signal that
-                // wins meanwhile is found below.
-                Err(_) => thread::sleep(Duration::from_millis(10)),
+            if let Some(signal) = STATE.take_signal() {
+                let status = match self.plans.iter().find(|plan| plan.signal == signal) {
+                    Some(plan) => plan.status,
+                    None => Some(Signal::from_raw(signal).shell_status()),
+                };
+                return Wake::Run(Signal::from_raw(signal), status);
             }
-        }
-        while let Some(signal) = QUESTIONS.take_pending() {
-            crate::sys::ask(signal);
-        }
-        if let Some(signal) = STATE.take_signal() {
-            let plan = plans.iter().find(|plan| plan.signal == signal);
-            let status = plan.map_or(Some(Signal::from_raw(signal).shell_status()), |plan| {
-                plan.status
-            });
-            (crate::sys::calls().signal_run)(Signal::from_raw(signal), status);
-        }
-        if HANDED.swap(false, Ordering::AcqRel) {
-            if let Some(exit) = STATE.exit() {
-                (crate::sys::calls().handed_run)(exit);
+            if HANDED.swap(false, Ordering::AcqRel) {
+                if let Some(exit) = STATE.exit() {
+                    return Wake::Handed(exit.clone());
+                }
+            }
+            if let Woken::Gone = self.receiver.wait() {
+                if !THREAD_HERE.load(Ordering::Acquire) {
+                    return Wake::Uninstalled;
+                }
+                match wake::pair() {
+                    Ok(new) => self.receiver = new,
+                    // Out of descriptors, say: try again soon; a signal that
+                    // wins meanwhile is found above.
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
             }
         }
     }
