@@ -97,11 +97,14 @@ fn ask(url: &HealthUrl, timeout: Duration) -> Result<(), String> {
     let talk = || -> io::Result<String> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        write!(
-            &stream,
+        // In one write: `write!` on the stream would send each piece of
+        // the format apart, and a server that answers once it has the
+        // request line, closing the connection, resets it under the rest.
+        let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: keepalive\r\nConnection: close\r\n\r\n",
             url.path, url.host, url.port
-        )?;
+        );
+        (&stream).write_all(request.as_bytes())?;
         let mut line = String::new();
         BufReader::new(&stream).read_line(&mut line)?;
         Ok(line)

@@ -120,8 +120,47 @@ impl Up {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the keepalive of app `index`, and a thread that waits for it.
+    /// Starts the keepalive of app `index` on a thread of its own, which
+    /// then waits for it (and starts it again after a kill): the thread
+    /// that spawned a child lives as long as the child. The child's
+    /// parent-death signal (`--up-app`) comes when that *thread* ends, not
+    /// `up`: a child spawned by a thread that then returned would be sent
+    /// SIGTERM as soon as it set the signal.
     fn start(self: &Arc<Self>, index: usize) -> Result<u32, String> {
+        let (started, pid) = std::sync::mpsc::channel();
+        let up = self.clone();
+        std::thread::Builder::new()
+            .name(format!("keepalive-up-{}", self.config.apps[index].name))
+            .spawn(move || up.keep(index, &started))
+            .map_err(|err| err.to_string())?;
+        pid.recv()
+            .unwrap_or_else(|_| Err("the starting thread ended".to_owned()))
+    }
+
+    /// The thread of app `index`: starts its keepalive, says the pid (or
+    /// why not) through `started`, and [`wait`](Self::wait)s; while `wait`
+    /// says to start it again, does so here.
+    fn keep(self: Arc<Self>, index: usize, started: &std::sync::mpsc::Sender<Result<u32, String>>) {
+        let mut child = match self.spawn(index) {
+            Ok(child) => {
+                let _ = started.send(Ok(child.id()));
+                child
+            }
+            Err(reason) => {
+                let _ = started.send(Err(reason));
+                return;
+            }
+        };
+        loop {
+            match self.wait(index, child) {
+                Some(again) => child = again,
+                None => return,
+            }
+        }
+    }
+
+    /// Spawns app `index`'s keepalive, unless `up` is stopping or it runs.
+    fn spawn(&self, index: usize) -> Result<Child, String> {
         let app = &self.config.apps[index];
         let mut state = self.lock();
         if state.stopping {
@@ -145,12 +184,7 @@ impl Up {
         state.apps[index].pid = Some(pid);
         drop(state);
         say!("keepalive up: started {} (pid {pid})", app.name);
-        let up = self.clone();
-        std::thread::Builder::new()
-            .name(format!("keepalive-up-{}", app.name))
-            .spawn(move || up.wait(index, child))
-            .map_err(|err| err.to_string())?;
-        Ok(pid)
+        Ok(child)
     }
 
     /// `keepalive run` for `app`: this executable, from the file's
@@ -168,9 +202,10 @@ impl Up {
     }
 
     /// Waits for app `index`'s keepalive to end, then decides: killed by
-    /// a signal, it is started again; otherwise it stays down, and the
-    /// last app down ends `up`.
-    fn wait(self: Arc<Self>, index: usize, mut child: Child) {
+    /// a signal, it is started again (the new child is returned, for this
+    /// thread to wait on); otherwise it stays down, and the last app down
+    /// ends `up`.
+    fn wait(&self, index: usize, mut child: Child) -> Option<Child> {
         // Seen ended, but not reaped yet: the stop hook, which signals under
         // the lock, cannot hit a reused pid.
         let _ = rustix::process::waitid(
@@ -191,7 +226,7 @@ impl Up {
         drop(state);
         self.changed.notify_all();
         if stopping {
-            return;
+            return None;
         }
         use std::os::unix::process::ExitStatusExt;
         if status.as_ref().is_ok_and(|s| s.signal().is_some()) {
@@ -200,13 +235,14 @@ impl Up {
                 RESTART_AFTER.as_secs()
             );
             std::thread::sleep(RESTART_AFTER);
-            if self.start(index).is_ok() {
-                return;
+            if let Ok(again) = self.spawn(index) {
+                return Some(again);
             }
         } else {
             say!("keepalive up: {name} ended ({shown})");
         }
         self.ended_one(status.ok());
+        None
     }
 
     /// When no app runs any more, `up` ends, with `status`'s code.

@@ -353,4 +353,15 @@ fn keepalive_up_killed_still_stops_its_apps_gracefully() {
     assert_gone_soon(keepalives[1]);
     let outcome = up.finish();
     outcome.assert_signal(libc::SIGKILL);
+    // The keepalive started again lived until up died: the parent-death
+    // signal comes when the *thread* that spawned it ends, and up's
+    // thread for the app lives as long as the app (it came when that
+    // thread returned, once the restart was done: "web ended (143)").
+    assert!(
+        !outcome
+            .stdout
+            .iter()
+            .any(|l| l.contains("keepalive up: web ended")),
+        "{outcome:#?}"
+    );
 }

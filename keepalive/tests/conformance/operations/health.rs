@@ -89,8 +89,12 @@ fn http_health() -> ! {
         let mut answered = 0;
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { break };
+            // The whole request, up to its blank line, before the answer.
+            let mut reader = BufReader::new(&stream);
             let mut line = String::new();
-            let _ = BufReader::new(&stream).read_line(&mut line);
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
             answered += 1;
             let status = if sick && answered > 3 {
                 "503 Service Unavailable"
