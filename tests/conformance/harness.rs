@@ -1,6 +1,6 @@
 //! Child processes for the scenarios: spawn, handshake, signal, watchdog, reap.
 //!
-//! A child is this test binary run again with `EXIT_HOOK_ROLE` naming the
+//! A child is this test binary run again with `EXIT_HOOK_SCENARIO` naming the
 //! scenario, so the scenario runs as the child's real `main`. Every child is
 //! killed and reaped when its `Child` is dropped, and every wait has a
 //! deadline: a hung child fails its test instead of hanging the suite.
@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// The variable that tells the binary to run a scenario instead of the suite.
-pub const ROLE: &str = "EXIT_HOOK_ROLE";
+pub const SCENARIO: &str = "EXIT_HOOK_SCENARIO";
 
 /// Gives the signals the suites send their default disposition in this
 /// (driver) process, so the children inherit it. Started as a background
@@ -32,7 +32,7 @@ pub fn default_signal_dispositions() {
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 pub struct Child {
-    role: String,
+    scenario: String,
     process: std::process::Child,
     lines: Receiver<String>,
     seen: Vec<String>,
@@ -57,28 +57,28 @@ pub struct Outcome {
 }
 
 impl Child {
-    pub fn spawn(role: &str) -> Child {
+    pub fn spawn(scenario: &str) -> Child {
         Self::spawn_with(
             Command::new(std::env::current_exe().expect("the test binary's path")),
-            role,
+            scenario,
         )
     }
 
     /// Runs `command` (any program) as the child.
-    pub fn spawn_with(command: Command, role: &str) -> Child {
-        Self::spawn_inner(command, role, false)
+    pub fn spawn_with(command: Command, scenario: &str) -> Child {
+        Self::spawn_inner(command, scenario, false)
     }
 
     /// [`spawn_with`](Self::spawn_with), with a stdin the test writes
     /// ([`answer`](Self::answer)) and closes ([`close_stdin`](Self::close_stdin)).
     #[allow(dead_code, reason = "used by some of the suites sharing this harness")]
-    pub fn spawn_answering(command: Command, role: &str) -> Child {
-        Self::spawn_inner(command, role, true)
+    pub fn spawn_answering(command: Command, scenario: &str) -> Child {
+        Self::spawn_inner(command, scenario, true)
     }
 
-    fn spawn_inner(mut command: Command, role: &str, answering: bool) -> Child {
+    fn spawn_inner(mut command: Command, scenario: &str, answering: bool) -> Child {
         let mut process = command
-            .env(ROLE, role)
+            .env(SCENARIO, scenario)
             .stdin(if answering {
                 Stdio::piped()
             } else {
@@ -87,7 +87,7 @@ impl Child {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|err| panic!("spawning the {role} child: {err}"));
+            .unwrap_or_else(|err| panic!("spawning the {scenario} child: {err}"));
         let stdout = process.stdout.take().expect("piped stdout");
         let mut stderr = process.stderr.take().expect("piped stderr");
         let (send, lines) = mpsc::channel();
@@ -112,7 +112,7 @@ impl Child {
             }
         });
         Child {
-            role: role.to_owned(),
+            scenario: scenario.to_owned(),
             stdin: process.stdin.take(),
             process,
             lines,
@@ -152,12 +152,15 @@ impl Child {
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
                         "{}: no {what:?} line within {WATCHDOG:?}; saw {:?}",
-                        self.role, self.seen
+                        self.scenario, self.seen
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let outcome = self.finish_inner();
-                    panic!("{}: stdout ended before {what:?}: {outcome:#?}", self.role)
+                    panic!(
+                        "{}: stdout ended before {what:?}: {outcome:#?}",
+                        self.scenario
+                    )
                 }
             }
         }
@@ -200,14 +203,14 @@ impl Child {
             if Instant::now() > deadline {
                 panic!(
                     "{}: no {what:?} on stderr within {WATCHDOG:?}; saw {text:?}",
-                    self.role
+                    self.scenario
                 );
             }
             if let Ok(Some(_)) = self.process.try_wait() {
                 let outcome = self.finish_inner();
                 panic!(
                     "{}: exited before {what:?} on stderr: {outcome:#?}",
-                    self.role
+                    self.scenario
                 );
             }
             thread::sleep(Duration::from_millis(2));
@@ -277,7 +280,7 @@ impl Child {
                 self.kill();
                 panic!(
                     "{}: still running after {WATCHDOG:?}; stdout so far {:?}",
-                    self.role, self.seen
+                    self.scenario, self.seen
                 );
             }
             thread::sleep(Duration::from_millis(2));
@@ -355,9 +358,12 @@ pub fn cargo_build(name: &str, args: &[&str]) -> Result<String, String> {
         .ok_or_else(|| format!("cargo reported no executable for {name}"))
 }
 
-/// The common case: spawn `role`, wait for `READY`, send SIGTERM, wait for the exit.
-pub fn terminate(role: &str) -> Outcome {
-    Child::spawn(role).ready().signal(libc::SIGTERM).finish()
+/// The common case: spawn `scenario`, wait for `READY`, send SIGTERM, wait for the exit.
+pub fn terminate(scenario: &str) -> Outcome {
+    Child::spawn(scenario)
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish()
 }
 
 impl Drop for Child {

@@ -2,8 +2,9 @@
 //! process with real signals and real exit statuses.
 //!
 //! `cargo test --test conformance` runs it like any test target (filters
-//! work: `cargo test --test conformance -- sigterm`). With `EXIT_HOOK_ROLE`
-//! set, the binary instead runs that scenario as its `main` (see `child.rs`).
+//! work: `cargo test --test conformance -- sigterm`). With `EXIT_HOOK_SCENARIO`
+//! set, the binary instead runs that scenario as its `main`: each test
+//! file's scenarios are beside its tests, in its `scenarios()` table.
 
 #![cfg_attr(not(unix), allow(unused))]
 
@@ -40,8 +41,8 @@ fn main() {
 
 #[cfg(unix)]
 fn main() {
-    if let Ok(role) = std::env::var(harness::ROLE) {
-        child::run(&role);
+    if let Ok(scenario) = std::env::var(harness::SCENARIO) {
+        child::run(&scenario);
         return;
     }
     harness::default_signal_dispositions();
@@ -60,6 +61,41 @@ fn main() {
     #[cfg(target_os = "linux")]
     tests.extend(systemd::tests());
     libtest_mimic::run(&Arguments::from_args(), tests).exit();
+}
+
+/// A child scenario: its name, and what the child runs as its `main`.
+#[cfg(unix)]
+pub type Scenario = (&'static str, fn());
+
+/// Every test file's child scenarios, for the child to pick from.
+#[cfg(unix)]
+fn every_scenario() -> Vec<Scenario> {
+    [
+        triggers::scenarios(),
+        run::scenarios(),
+        reentrancy::scenarios(),
+        apps::scenarios(),
+        real_life::scenarios(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `scenarios! { f, g => g_with(1) }`: a test file's child scenarios, each
+/// named after its function, or given its body after `=>`.
+/// `Child::spawn("f")` runs `f` as the child's `main`.
+#[macro_export]
+macro_rules! scenarios {
+    ($($name:ident $(=> $body:expr)?),* $(,)?) => {
+        vec![$($crate::scenarios!(@one $name $(=> $body)?)),*]
+    };
+    (@one $name:ident) => {
+        (stringify!($name), (|| { $name(); }) as fn())
+    };
+    (@one $name:ident => $body:expr) => {
+        (stringify!($name), (|| { $body; }) as fn())
+    };
 }
 
 /// `trials![f, g]`: a trial per test function, named after it.

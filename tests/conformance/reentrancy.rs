@@ -1,11 +1,17 @@
 //! Each hook at most once, whatever arrives while a run is going (SPEC §3).
 
+use std::thread;
 use std::time::Duration;
 
+use exit_hook::Builder;
 use libtest_mimic::Trial;
 
+use crate::child::{
+    describe_panic, hook, install, ready, ready_then_wait_for_a_slow_hook, wait_forever,
+};
 use crate::harness::{Child, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -21,8 +27,23 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-fn hook_calling_exit_ends(role: &str, what: &str) {
-    let outcome = terminate(role);
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        hook_exit => hook_exits(|| exit_hook::exit(9)),
+        hook_process_exit => hook_exits(|| std::process::exit(9)),
+        hook_process_exit_on_return,
+        storm,
+        panic_storm,
+        signal_during_panic,
+        return_during_signal_run => signal_run_then(|| {}),
+        exit_during_signal_run => signal_run_then(|| std::process::exit(5)),
+    }
+}
+
+fn hook_calling_exit_ends(scenario: &str, what: &str) {
+    let outcome = terminate(scenario);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
@@ -36,6 +57,19 @@ fn hook_calling_exit_ends(role: &str, what: &str) {
 
 fn hook_calling_exit_hook_exit_ends_the_run() {
     hook_calling_exit_ends("hook_exit", "called exit_hook::exit");
+}
+
+fn hook_exits(end: fn()) {
+    install(Builder::new().timeout(Duration::from_secs(30)));
+    hook("a");
+    exit_hook::add(move |_| {
+        println!("b");
+        end();
+        println!("b returned");
+    });
+    hook("c");
+    ready();
+    wait_forever();
 }
 
 fn hook_calling_process_exit_ends_the_run() {
@@ -57,6 +91,16 @@ fn hook_calling_process_exit_during_normal_exit_waits_for_the_deadline() {
     );
 }
 
+fn hook_process_exit_on_return() {
+    install(Builder::new().timeout(Duration::from_secs(1)));
+    hook("a");
+    exit_hook::add(|_| {
+        println!("b");
+        std::process::exit(9);
+    });
+    hook("c");
+}
+
 const STORM: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
 fn signal_storm_during_a_run_runs_hooks_once() {
@@ -70,6 +114,20 @@ fn signal_storm_during_a_run_runs_hooks_once() {
     let outcome = child.finish();
     outcome.assert_code(143);
     assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 143"]);
+}
+
+fn storm() {
+    install(
+        Builder::new()
+            .force_on_second_signal(false)
+            .timeout(Duration::from_secs(10)),
+    );
+    exit_hook::add(|exit| {
+        println!("a: {exit}");
+        thread::sleep(Duration::from_millis(300));
+    });
+    ready();
+    wait_forever();
 }
 
 fn signal_storm_at_once_runs_hooks_once() {
@@ -101,6 +159,22 @@ fn panics_on_many_threads_run_hooks_once() {
     );
 }
 
+fn panic_storm() {
+    exit_hook::add(describe_panic);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    for i in 0..8 {
+        let barrier = barrier.clone();
+        thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                barrier.wait();
+                panic!("storm {i}");
+            })
+            .unwrap();
+    }
+    wait_forever();
+}
+
 fn signal_during_a_panic_run_forces_exit() {
     let outcome = Child::spawn("signal_during_panic")
         .wait_for("started: 101")
@@ -110,8 +184,17 @@ fn signal_during_a_panic_run_forces_exit() {
     outcome.assert_elapsed(..Duration::from_secs(5));
 }
 
-fn during_signal_run(role: &str) {
-    let outcome = terminate(role);
+fn signal_during_panic() {
+    install(Builder::new().timeout(Duration::from_secs(30)));
+    exit_hook::add(|exit| {
+        println!("started: {}", exit.code().unwrap());
+        thread::sleep(Duration::from_secs(60));
+    });
+    panic!("first");
+}
+
+fn during_signal_run(scenario: &str) {
+    let outcome = terminate(scenario);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
@@ -121,6 +204,12 @@ fn during_signal_run(role: &str) {
 
 fn main_returning_during_a_signal_run_keeps_the_signal_status() {
     during_signal_run("return_during_signal_run");
+}
+
+/// A signal starts the run; while its hook runs, `main` does `then` and returns.
+fn signal_run_then(then: fn()) {
+    ready_then_wait_for_a_slow_hook(|exit| format!("started: {exit}"), "hook done");
+    then();
 }
 
 fn process_exit_during_a_signal_run_keeps_the_signal_status() {

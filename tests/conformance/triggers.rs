@@ -1,11 +1,15 @@
 //! What starts a run, and the status the process ends with (SPEC §2).
 
+use std::thread;
 use std::time::Duration;
 
+use exit_hook::{Builder, Signal, SignalExit};
 use libtest_mimic::Trial;
 
+use crate::child::{describe_panic, hook, install, ready, wait_forever};
 use crate::harness::{Child, build_example, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     let pid_1 = Trial::test("reraise_as_pid_1_exits_128_plus_n", || {
@@ -32,6 +36,25 @@ pub fn tests() -> Vec<Trial> {
         .collect()
 }
 
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        signal,
+        panic_main,
+        panic_thread,
+        main_returns,
+        process_exit,
+        exit_hook_exit,
+        force => force(true),
+        no_force => force(false),
+        tokio_main,
+        reraise,
+        config_errors,
+        custom_status,
+    }
+}
+
 fn each_signal_exits_with_128_plus_n() {
     for (signal, name) in [
         (libc::SIGHUP, "SIGHUP"),
@@ -56,6 +79,20 @@ fn each_signal_exits_with_128_plus_n() {
     }
 }
 
+fn signal() {
+    hook("a");
+    exit_hook::add_async(|exit| async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        println!(
+            "b: {exit} signal={:?} code={:?}",
+            exit.signal().map(Signal::as_raw),
+            exit.code()
+        );
+    });
+    ready();
+    wait_forever();
+}
+
 fn reraise_policy_dies_by_the_signal() {
     let outcome = terminate("reraise");
     outcome.assert_signal(libc::SIGTERM);
@@ -63,6 +100,13 @@ fn reraise_policy_dies_by_the_signal() {
         outcome.after_ready(),
         ["a: SIGTERM (15), dying by the signal"]
     );
+}
+
+fn reraise() {
+    install(Builder::new().signal_exit(SignalExit::Reraise));
+    hook("a");
+    ready();
+    wait_forever();
 }
 
 /// Whether this machine lets us start a process as PID 1 of a new PID
@@ -111,6 +155,15 @@ fn custom_policy_maps_the_status() {
     assert_eq!(outcome.after_ready(), ["a: SIGTERM (15), exit status 0"]);
 }
 
+fn custom_status() {
+    install(Builder::new().signal_exit(SignalExit::Custom(|signal| {
+        if signal == Signal::terminate() { 0 } else { 1 }
+    })));
+    hook("a");
+    ready();
+    wait_forever();
+}
+
 const PANIC_LINE: &str =
     "panic: message=boom thread=Some(\"main\") located=true error=true code=Some(101)";
 
@@ -122,6 +175,11 @@ fn panic_on_main_exits_101() {
         outcome.stderr.contains("panicked at") && outcome.stderr.contains("boom"),
         "the previous hook ran: {outcome:#?}"
     );
+}
+
+fn panic_main() {
+    exit_hook::add(describe_panic);
+    panic!("boom");
 }
 
 fn panic_on_a_spawned_thread_exits_101() {
@@ -137,6 +195,15 @@ fn panic_on_a_spawned_thread_exits_101() {
         outcome.stderr.contains("thread 'worker'") && outcome.stderr.contains("worker boom"),
         "{outcome:#?}"
     );
+}
+
+fn panic_thread() {
+    exit_hook::add(describe_panic);
+    thread::Builder::new()
+        .name("worker".into())
+        .spawn(|| panic!("worker boom"))
+        .unwrap();
+    wait_forever();
 }
 
 /// Builds `examples/04_panic_abort.rs` with `panic = "abort"` (the test
@@ -159,9 +226,13 @@ fn panic_abort_still_runs_hooks_and_exits_101() {
 }
 
 fn main_returning_runs_hooks_and_keeps_0() {
-    let outcome = Child::spawn("return").finish();
+    let outcome = Child::spawn("main_returns").finish();
     outcome.assert_code(0);
     assert_eq!(outcome.stdout, ["a: process exit, exit status 0"]);
+}
+
+fn main_returns() {
+    hook("a");
 }
 
 fn process_exit_keeps_its_code() {
@@ -170,10 +241,20 @@ fn process_exit_keeps_its_code() {
     assert_eq!(outcome.stdout, ["a: process exit, exit status 7"]);
 }
 
+fn process_exit() {
+    hook("a");
+    std::process::exit(7);
+}
+
 fn exit_hook_exit_runs_hooks_then_exits() {
     let outcome = Child::spawn("exit_hook_exit").finish();
     outcome.assert_code(3);
     assert_eq!(outcome.stdout, ["a: exit_hook::exit, exit status 3"]);
+}
+
+fn exit_hook_exit() {
+    hook("a");
+    exit_hook::exit(3);
 }
 
 fn async_hooks_run_after_tokio_main_returned() {
@@ -183,6 +264,18 @@ fn async_hooks_run_after_tokio_main_returned() {
         outcome.stdout,
         ["app: from the app", "async: process exit, exit status 0"]
     );
+}
+
+/// The application's runtime is dropped when `main` returns; the async hook
+/// still runs, on the crate's runtime.
+#[tokio::main]
+async fn tokio_main() {
+    let app_task = tokio::spawn(async { "from the app" });
+    exit_hook::add_async(|exit| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        println!("async: {exit}");
+    });
+    println!("app: {}", app_task.await.unwrap());
 }
 
 fn second_signal_forces_exit() {
@@ -200,6 +293,20 @@ fn second_signal_forces_exit() {
         ["exit_hook: SIGINT (2) during the shutdown run: exiting now with status 130"],
         "one line says why the hooks were cut: {outcome:#?}"
     );
+}
+
+fn force(on: bool) {
+    install(
+        Builder::new()
+            .timeout(Duration::from_secs(if on { 30 } else { 1 }))
+            .force_on_second_signal(on),
+    );
+    exit_hook::add(|_| {
+        println!("started");
+        thread::sleep(Duration::from_secs(60));
+    });
+    ready();
+    wait_forever();
 }
 
 fn second_signal_ignored_when_force_is_off() {
@@ -237,4 +344,27 @@ fn configuration_errors_are_returned() {
             "ok",
         ]
     );
+}
+
+fn config_errors() {
+    let show = |result: Result<(), exit_hook::Error>| match result {
+        Ok(()) => println!("ok"),
+        Err(err) => println!("error: {err}"),
+    };
+    show(Builder::new().timeout(Duration::ZERO).install());
+    show(Builder::new().timeout(Duration::MAX).install());
+    show(
+        Builder::new()
+            .signals([Signal::from_raw(libc::SIGKILL)])
+            .install(),
+    );
+    show(
+        Builder::new()
+            .signals([Signal::from_raw(libc::SIGSEGV)])
+            .install(),
+    );
+    show(Builder::new().signals([Signal::from_raw(1000)]).install());
+    show(Builder::new().install());
+    show(Builder::new().install());
+    show(exit_hook::try_add(|_| {}).map(drop));
 }

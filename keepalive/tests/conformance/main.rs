@@ -38,7 +38,7 @@ fn main() {
 
 #[cfg(unix)]
 fn main() {
-    if let Ok(role) = std::env::var(harness::ROLE) {
+    if let Ok(role) = std::env::var(harness::SCENARIO) {
         child::run(&role);
         return;
     }

@@ -262,7 +262,7 @@ fn keepalive_daemon_detaches_and_answers_by_name() {
         .arg(std::env::current_exe().unwrap())
         .env("XDG_RUNTIME_DIR", dir.path())
         .env("XDG_STATE_HOME", &state)
-        .env(crate::harness::ROLE, "worker")
+        .env(crate::harness::SCENARIO, "worker")
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");

@@ -14,6 +14,7 @@ use super::PROMPT;
 use crate::child::{hook, install, ready, wait_forever};
 use crate::harness::{Child, Outcome, build_example};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -27,15 +28,14 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// Runs the scenario `role` if it is one of this file's; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "confirm_panics" => confirm_panics(),
-        "confirm_after_install" => confirm_after_install(),
-        "confirm_no_force" => confirm_no_force(),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        confirm_panics,
+        confirm_after_install,
+        confirm_no_force,
     }
-    true
 }
 
 /// What the example asks, on stderr.

@@ -13,6 +13,7 @@ use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, build_example, terminate};
 use crate::http::{client, get, runtime};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -28,20 +29,19 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// Runs the scenario `role` if it is one of this file's; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "guard_in_main" => guard_in_main(),
-        "guard_axum_in_main" => guard_axum_in_main(),
-        "guard_second_signal" => guard_second_signal(),
-        "guard_panic" => guard_panic(),
-        "guard_late" => guard_late(),
-        "guard_after_run" => guard_after_run(),
-        "guard_thread_main_returns" => guard_thread_main_returns(),
-        "guard_leaked" => guard_leaked(),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        guard_in_main,
+        guard_axum_in_main,
+        guard_second_signal,
+        guard_panic,
+        guard_late,
+        guard_after_run,
+        guard_thread_main_returns,
+        guard_leaked,
     }
-    true
 }
 
 fn guard_in_tokio_main_holds_the_exit_for_its_own_cleanup() {

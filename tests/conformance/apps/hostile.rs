@@ -14,6 +14,7 @@ use super::{PROMPT, wait_until_exiting};
 use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -31,35 +32,38 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// Runs the scenario `role` if it is one of this file's; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "stuck_then_main_returns" => stuck_then_main_ends(0),
-        "stuck_then_process_exit" => stuck_then_main_ends(1),
-        "stuck_then_exit_hook_exit" => stuck_then_main_ends(2),
-        "sync_beside_async" => sync_beside_async(),
-        "guard_then_process_exit" => guard_then_exit(false),
-        "guard_then_exit_hook_exit" => guard_then_exit(true),
-        "thread_guard_then_process_exit" => {
-            thread::spawn(|| guard_then_exit(false)).join().unwrap();
-        }
-        "guard_then_fork" => guard_then_fork(),
-        "fork_start_exit" => fork_start_exit(),
-        "left_behind_exits" => left_behind_exits(),
-        "many_limited" => many_limited(),
-        "many_past_limits" => many_past_limits(),
-        "stuck_drain" => stuck_drain(),
-        "drain_delay" => drain_delay(),
-        "drain_delay_then_exit" => {
-            install(Builder::new().drain_delay(Duration::from_secs(5)));
-            exit_hook::add(|exit| say(&format!("hook: {exit}")));
-            ready();
-            exit_hook::exit(4);
-        }
-        "panic_in_drop" => panic_in_drop(),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        stuck_then_main_returns => stuck_then_main_ends(0),
+        stuck_then_process_exit => stuck_then_main_ends(1),
+        stuck_then_exit_hook_exit => stuck_then_main_ends(2),
+        sync_beside_async,
+        guard_then_process_exit => guard_then_exit(false),
+        guard_then_exit_hook_exit => guard_then_exit(true),
+        thread_guard_then_process_exit,
+        guard_then_fork,
+        fork_start_exit,
+        left_behind_exits,
+        many_limited,
+        many_past_limits,
+        stuck_drain,
+        drain_delay,
+        drain_delay_then_exit,
+        panic_in_drop,
     }
-    true
+}
+
+fn thread_guard_then_process_exit() {
+    thread::spawn(|| guard_then_exit(false)).join().unwrap();
+}
+
+fn drain_delay_then_exit() {
+    install(Builder::new().drain_delay(Duration::from_secs(5)));
+    exit_hook::add(|exit| say(&format!("hook: {exit}")));
+    ready();
+    exit_hook::exit(4);
 }
 
 /// A line on stdout, flushed: the child may end by `_exit` any moment.
@@ -72,19 +76,19 @@ fn say(line: &str) {
 fn deadline_report_is_out_however_the_process_ends_meanwhile() {
     // The line was lost in 19 of 30 runs: each way, three times.
     for _ in 0..3 {
-        for role in [
+        for scenario in [
             "stuck_then_main_returns",
             "stuck_then_process_exit",
             "stuck_then_exit_hook_exit",
         ] {
-            let outcome = terminate(role);
+            let outcome = terminate(scenario);
             outcome.assert_code(143);
             let lines = outcome.crate_lines();
-            assert_eq!(lines.len(), 1, "{role}: {outcome:#?}");
+            assert_eq!(lines.len(), 1, "{scenario}: {outcome:#?}");
             assert!(
                 lines[0]
                     .starts_with("exit_hook: deadline of 300ms passed; 1 hook(s) still running: "),
-                "{role}: {lines:?}"
+                "{scenario}: {lines:?}"
             );
         }
     }
@@ -140,7 +144,7 @@ fn sync_beside_async() {
 }
 
 fn guard_of_the_thread_that_exits_does_not_hold_the_run() {
-    for (role, trigger, prompt) in [
+    for (scenario, trigger, prompt) in [
         // exit_hook::exit: its thread's guard holds nothing, at once.
         ("guard_then_exit_hook_exit", "exit_hook::exit", true),
         // std::process::exit from a thread other than main's: the same.
@@ -150,7 +154,7 @@ fn guard_of_the_thread_that_exits_does_not_hold_the_run() {
         // 1 s), then the rest runs.
         ("guard_then_process_exit", "process exit", false),
     ] {
-        let outcome = Child::spawn(role).ready().finish();
+        let outcome = Child::spawn(scenario).ready().finish();
         outcome.assert_code(6);
         assert_eq!(
             outcome.after_ready(),

@@ -12,18 +12,20 @@ use libtest_mimic::Trial;
 use crate::child::{install, ready, wait_forever};
 use crate::harness::Child;
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![appender_guard_in_flush_keeps_every_line_however_the_process_ends]
 }
 
-/// Runs the scenario `role` if it is one of this file's; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    let Some(end) = role.strip_prefix("appender_") else {
-        return false;
-    };
-    appender(end);
-    true
+/// The child scenarios of this file: one per way the process ends.
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        appender_return => appender("return"),
+        appender_sigterm => appender("sigterm"),
+        appender_exit => appender("exit"),
+        appender_panic => appender("panic"),
+    }
 }
 
 /// Lines the shutdown logs just before its flush.

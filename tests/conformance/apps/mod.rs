@@ -30,14 +30,19 @@ pub fn tests() -> Vec<Trial> {
     .collect()
 }
 
-/// Runs the scenario `role` if it is one of these files'; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    runtimes::run_role(role)
-        || confirm::run_role(role)
-        || phases::run_role(role)
-        || guards::run_role(role)
-        || hostile::run_role(role)
-        || loggers::run_role(role)
+/// The child scenarios of these files.
+pub fn scenarios() -> Vec<crate::Scenario> {
+    [
+        runtimes::scenarios(),
+        confirm::scenarios(),
+        phases::scenarios(),
+        guards::scenarios(),
+        hostile::scenarios(),
+        loggers::scenarios(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Far below the 10 s default deadline: the run did not wait it out.

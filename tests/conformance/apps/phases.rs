@@ -11,6 +11,7 @@ use super::PROMPT;
 use crate::child::{install, ready, wait_forever};
 use crate::harness::terminate;
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -19,14 +20,13 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// Runs the scenario `role` if it is one of this file's; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "phases" => phases(),
-        "time_limits" => time_limits(),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        phases,
+        time_limits,
     }
-    true
 }
 
 fn phases_run_in_order_whatever_the_registration_order() {

@@ -14,6 +14,7 @@ use crate::child::{ready, wait_forever};
 use crate::harness::Child;
 use crate::http::{client, get, runtime};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -26,22 +27,21 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-/// Runs the scenario `role` if it is one of this file's; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "panic_in_task_multi_thread" => panic_in_task(false),
-        "panic_in_task_current_thread" => panic_in_task(true),
-        "panicking_handler" => panicking_handler(),
-        "start_exit_from_task" => start_exit_from_task(),
-        "exit_from_task" => exit_from_task(),
-        "panic_holding_locks" => panic_holding_locks(),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        panic_in_task_multi_thread => panic_in_task(false),
+        panic_in_task_current_thread => panic_in_task(true),
+        panicking_handler,
+        start_exit_from_task,
+        exit_from_task,
+        panic_holding_locks,
     }
-    true
 }
 
-fn assert_panic_in_task(role: &str) {
-    let outcome = Child::spawn(role).finish();
+fn assert_panic_in_task(scenario: &str) {
+    let outcome = Child::spawn(scenario).finish();
     outcome.assert_code(101);
     let lines = outcome.after_ready();
     assert_eq!(lines.len(), 2, "{outcome:#?}");

@@ -1,7 +1,6 @@
-//! The scenarios, run as the real `main` of a child process, split as the
-//! test files that drive them are: each test file's children are in the
-//! file of the same name here (`apps/` and `real_life/` keep theirs beside
-//! their tests). What is shared is here.
+//! The child side of the suite: a test file's scenarios are beside its
+//! tests (each file's `scenarios()`, gathered in `main.rs`); here are the
+//! one that picks a scenario by name and the helpers they share.
 //!
 //! Each scenario prints what its hooks see on stdout, one line per event,
 //! and `READY` once it is set up and waiting for the parent's signal.
@@ -12,18 +11,15 @@ use std::time::Duration;
 
 use exit_hook::{Builder, HookHandle};
 
-mod reentrancy;
-mod run;
-mod triggers;
-
-/// Runs the scenario `role`. Returning returns from `main`.
-pub fn run(role: &str) {
-    let known = triggers::run_role(role)
-        || run::run_role(role)
-        || reentrancy::run_role(role)
-        || crate::apps::run_role(role)
-        || crate::real_life::run_role(role);
-    assert!(known, "unknown role {role}");
+/// Runs the scenario named `name` as this process's `main`. Returning
+/// returns from `main`.
+pub fn run(name: &str) {
+    let scenarios = crate::every_scenario();
+    let Some((_, scenario)) = scenarios.iter().find(|(known, _)| *known == name) else {
+        let known: Vec<_> = scenarios.iter().map(|(known, _)| *known).collect();
+        panic!("no scenario {name:?}; the scenarios are {known:?}");
+    };
+    scenario();
 }
 
 /// Installs a 30 s deadline and a sync hook that prints `started(exit)`,
@@ -76,7 +72,7 @@ pub fn describe_panic(exit: &exit_hook::Exit) {
         panic.thread(),
         panic
             .location()
-            .is_some_and(|l| l.contains("tests/conformance/child/")),
+            .is_some_and(|l| l.contains("tests/conformance/")),
         exit.error().is_some(),
         exit.code()
     );

@@ -12,6 +12,7 @@ use libtest_mimic::Trial;
 use crate::child::{ready, wait_forever};
 use crate::harness::{Child, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -20,13 +21,13 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "closed_stdout" => closed_stdout(),
-        "close_all_fds" => close_all_fds(),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        closed_stdout,
+        close_all_fds,
     }
-    true
 }
 
 /// Closes fd 1, registers (which installs), and reports whether fd 1 is still free.

@@ -17,6 +17,7 @@ use super::{fork, reap};
 use crate::child::{ready, wait_forever};
 use crate::harness::{Child, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -28,18 +29,18 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "fork_quiet" => fork_after_install(|| {}),
-        "fork_registers" => fork_after_install(|| {
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        fork_quiet => fork_after_install(|| {}),
+        fork_registers => fork_after_install(|| {
             exit_hook::add(|_| println!("the child's own hook"));
         }),
-        "fork_exits" => fork_after_install(|| std::process::exit(6)),
-        "fork_in_hook_returns" => fork_in_hook(|| {}),
-        "fork_in_hook_exits" => fork_in_hook(|| std::process::exit(4)),
-        _ => return false,
+        fork_exits => fork_after_install(|| std::process::exit(6)),
+        fork_in_hook_returns => fork_in_hook(|| {}),
+        fork_in_hook_exits => fork_in_hook(|| std::process::exit(4)),
     }
-    true
 }
 
 static PARENT: AtomicU32 = AtomicU32::new(0);
@@ -76,11 +77,11 @@ fn fork_after_install(in_child: fn()) {
     wait_forever();
 }
 
-/// Spawns `role`, signals its forked child with SIGTERM (unless it ends by
+/// Spawns `scenario`, signals its forked child with SIGTERM (unless it ends by
 /// itself), and checks the parent is untouched until its own SIGTERM.
 /// Returns the parent's stdout after READY and its stderr.
-fn forked_child_then_parent(role: &str, signal_child: bool) -> (Vec<String>, String) {
-    let mut parent = Child::spawn(role);
+fn forked_child_then_parent(scenario: &str, signal_child: bool) -> (Vec<String>, String) {
+    let mut parent = Child::spawn(scenario);
     // "forked PID" (the parent's) and "child ready" (the child's) come in
     // either order.
     let (mut child, mut child_ready) = (None, !signal_child);
@@ -185,8 +186,8 @@ fn fork_in_hook(in_child: fn()) {
 
 /// SIGTERM starts the run; the first hook's child ends as `ended` says,
 /// and the second hook runs once, in the parent.
-fn hook_child_ends(role: &str, ended: &str) {
-    let outcome = terminate(role);
+fn hook_child_ends(scenario: &str, ended: &str) {
+    let outcome = terminate(scenario);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),

@@ -14,6 +14,7 @@ use libtest_mimic::Trial;
 use crate::child::{install, ready, wait_forever};
 use crate::harness::Child;
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -22,20 +23,22 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "exit_holding_std_locks" => exit_holding_std_locks(),
-        "exit_holding_std_locks_traced" => {
-            // Its events go to stderr, through std's lock.
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .init();
-            exit_holding_std_locks();
-        }
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        exit_holding_std_locks,
+        exit_holding_std_locks_traced,
     }
-    true
+}
+
+fn exit_holding_std_locks_traced() {
+    // Its events go to stderr, through std's lock.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    exit_holding_std_locks();
 }
 
 /// Another thread takes stdout's and stderr's locks and keeps them; main

@@ -24,13 +24,18 @@ pub fn tests() -> Vec<Trial> {
     .collect()
 }
 
-/// Runs the scenario `role` if it is one of these files'; `false` if not.
-pub fn run_role(role: &str) -> bool {
-    fork::run_role(role)
-        || locks::run_role(role)
-        || panics::run_role(role)
-        || signals::run_role(role)
-        || descriptors::run_role(role)
+/// The child scenarios of these files.
+pub fn scenarios() -> Vec<crate::Scenario> {
+    [
+        fork::scenarios(),
+        locks::scenarios(),
+        panics::scenarios(),
+        signals::scenarios(),
+        descriptors::scenarios(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// How a `waitpid` status reads in the scenarios' lines.

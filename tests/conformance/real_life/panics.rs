@@ -6,6 +6,7 @@ use libtest_mimic::Trial;
 use crate::child::{ready, wait_forever};
 use crate::harness::{Child, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -15,14 +16,14 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "payload_drop_panics" => payload_drop_panics(),
-        "own_panic_hook" => own_panic_hook(true),
-        "own_panic_hook_alone" => own_panic_hook(false),
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        payload_drop_panics,
+        own_panic_hook => own_panic_hook(true),
+        own_panic_hook_alone => own_panic_hook(false),
     }
-    true
 }
 
 /// Panics when dropped.

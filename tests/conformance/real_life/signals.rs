@@ -11,6 +11,7 @@ use libtest_mimic::Trial;
 use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, terminate};
 use crate::trials;
+use crate::{Scenario, scenarios};
 
 pub fn tests() -> Vec<Trial> {
     trials![
@@ -24,40 +25,48 @@ pub fn tests() -> Vec<Trial> {
     ]
 }
 
-pub fn run_role(role: &str) -> bool {
-    match role {
-        "signals_own_group" => signals_own_group(),
-        "nohup" => {
-            exit_hook::add(|exit| println!("hook: {exit}"));
-            ready();
-            wait_forever();
-        }
-        "nohup_take" => {
-            install(Builder::new().take_ignored_signals(true));
-            exit_hook::add(|exit| println!("hook: {exit}"));
-            ready();
-            wait_forever();
-        }
-        "background_job" => {
-            // The warning goes where the application's log goes.
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stdout)
-                .with_ansi(false)
-                .init();
-            exit_hook::add(|exit| println!("hook: {exit}"));
-            println!("pid {}", std::process::id());
-            ready();
-            wait_forever();
-        }
-        "blocked_sigterm" => blocked_sigterm(),
-        "reserved_signals" => reserved_signals(),
-        "exit_259" => {
-            exit_hook::add(|exit| println!("hook: {exit} code={:?}", exit.code()));
-            exit_hook::exit(259);
-        }
-        _ => return false,
+/// The child scenarios of this file, each run as the `main` of a child
+/// by its name (`Child::spawn("name")`).
+pub fn scenarios() -> Vec<Scenario> {
+    scenarios! {
+        signals_own_group,
+        nohup,
+        nohup_take,
+        background_job,
+        blocked_sigterm,
+        reserved_signals,
+        exit_259,
     }
-    true
+}
+
+fn nohup() {
+    exit_hook::add(|exit| println!("hook: {exit}"));
+    ready();
+    wait_forever();
+}
+
+fn nohup_take() {
+    install(Builder::new().take_ignored_signals(true));
+    exit_hook::add(|exit| println!("hook: {exit}"));
+    ready();
+    wait_forever();
+}
+
+fn background_job() {
+    // The warning goes where the application's log goes.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .init();
+    exit_hook::add(|exit| println!("hook: {exit}"));
+    println!("pid {}", std::process::id());
+    ready();
+    wait_forever();
+}
+
+fn exit_259() {
+    exit_hook::add(|exit| println!("hook: {exit} code={:?}", exit.code()));
+    exit_hook::exit(259);
 }
 
 /// In a process group of its own (so the test's own group is not hit), a
@@ -91,16 +100,17 @@ fn a_hook_signalling_its_own_process_group_does_not_force_the_exit() {
     assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
 }
 
-fn nohup(role: &str) -> Child {
+/// `scenario` under a real `nohup`.
+fn under_nohup(scenario: &str) -> Child {
     let mut command = Command::new("nohup");
     command.arg(std::env::current_exe().unwrap());
-    Child::spawn_with(command, role).ready()
+    Child::spawn_with(command, scenario).ready()
 }
 
 /// Under a real `nohup`, SIGHUP stays ignored: the process goes on, and a
 /// later SIGTERM runs the hooks once, with SIGTERM's status.
 fn under_nohup_sighup_is_left_ignored() {
-    let mut child = nohup("nohup");
+    let mut child = under_nohup("nohup");
     child.send(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(200));
     let outcome = child.signal(libc::SIGTERM).finish();
@@ -159,7 +169,7 @@ fn background_job_keeps_sigint_ignored_and_says_so() {
 }
 
 fn take_ignored_signals_handles_sighup_under_nohup() {
-    let outcome = nohup("nohup_take").signal(libc::SIGHUP).finish();
+    let outcome = under_nohup("nohup_take").signal(libc::SIGHUP).finish();
     outcome.assert_code(129);
     assert_eq!(
         outcome.after_ready(),

@@ -12,7 +12,7 @@ use libtest_mimic::Trial;
 use super::{events, keepalive_role};
 use crate::child::wait_forever;
 use crate::cluster::{Watchdog, assert_stopped_once, next_number};
-use crate::harness::{Child, ROLE};
+use crate::harness::{Child, SCENARIO};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -49,7 +49,7 @@ fn delegates_readiness() -> ! {
     println!("socket {}", std::env::var("NOTIFY_SOCKET").unwrap());
     for message in ["STOPPING=1", "READY=1"] {
         let mut helper = Command::new(std::env::current_exe().unwrap())
-            .env(ROLE, "notify_sender")
+            .env(SCENARIO, "notify_sender")
             .env("EXIT_HOOK_MESSAGE", message)
             .spawn()
             .unwrap();

@@ -11,7 +11,7 @@ use libtest_mimic::Trial;
 
 use crate::child::wait_forever;
 use crate::cluster::{Watchdog, assert_stopped_once, next_number};
-use crate::harness::{Child, ROLE};
+use crate::harness::{Child, SCENARIO};
 use crate::supervisor::keepalive_command;
 use crate::trials;
 
@@ -93,7 +93,7 @@ fn keepalive_prefix_copies_any_bytes_in_bounded_memory() {
     let mut keepalive = keepalive_command()
         .args(["--prefix", "[w] ", "--"])
         .arg(std::env::current_exe().unwrap())
-        .env(ROLE, "odd_output")
+        .env(SCENARIO, "odd_output")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
