@@ -19,7 +19,7 @@ use crate::{Error, Exit, Phase};
 /// Registering while a run is going is allowed: the hook joins the run. Once
 /// the run is over nothing would ever run it, so the returned handle is
 /// detached (its [`unregister`](HookHandle::unregister) returns `false`);
-/// [`try_add`] reports that case as [`Error::Exiting`].
+/// [`HookBuilder::try_add`] reports that case as [`Error::Exiting`].
 ///
 /// ```
 /// exit_hook::add(|exit| eprintln!("bye: {exit}"));
@@ -27,7 +27,7 @@ use crate::{Error, Exit, Phase};
 ///
 /// # Panics
 ///
-/// If installing the handlers fails; [`try_add`] returns the error instead.
+/// If installing the handlers fails; [`HookBuilder::try_add`] returns the error instead.
 #[track_caller]
 pub fn add<F>(hook: F) -> HookHandle
 where
@@ -51,7 +51,7 @@ where
 ///
 /// # Panics
 ///
-/// If installing the handlers fails; [`try_add_async`] returns the error instead.
+/// If installing the handlers fails; [`HookBuilder::try_add_async`] returns the error instead.
 #[track_caller]
 pub fn add_async<F, Fut>(hook: F) -> HookHandle
 where
@@ -59,45 +59,6 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     HookBuilder::new().add_async(hook)
-}
-
-/// [`add`], returning installation errors and [`Error::Exiting`].
-///
-/// ```
-/// let hook = exit_hook::try_add(|_| eprintln!("bye"))?;
-/// println!("registered at {}", hook.location());
-/// # Ok::<(), exit_hook::Error>(())
-/// ```
-///
-/// # Errors
-///
-/// Those of [`Builder::install`](crate::Builder::install) on the first
-/// registration, and [`Error::Exiting`] once the run is over.
-#[track_caller]
-pub fn try_add<F>(hook: F) -> Result<HookHandle, Error>
-where
-    F: FnOnce(&Exit) + Send + 'static,
-{
-    HookBuilder::new().try_add(hook)
-}
-
-/// [`add_async`], returning installation errors and [`Error::Exiting`].
-///
-/// ```
-/// exit_hook::try_add_async(|_| async { /* close the pool */ })?;
-/// # Ok::<(), exit_hook::Error>(())
-/// ```
-///
-/// # Errors
-///
-/// As [`try_add`].
-#[track_caller]
-pub fn try_add_async<F, Fut>(hook: F) -> Result<HookHandle, Error>
-where
-    F: FnOnce(Exit) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    HookBuilder::new().try_add_async(hook)
 }
 
 /// Registers a hook in a [`Phase`] of the run: `exit_hook::in_phase(Phase::Drain).add_async(..)`.
@@ -195,12 +156,20 @@ impl HookBuilder {
         or_detached(self.try_add_async(hook), Location::caller())
     }
 
-    /// [`add`](Self::add), returning the errors.
+    /// [`add`](Self::add), returning the errors: for an application that
+    /// must know its hook will run.
+    ///
+    /// ```
+    /// let hook = exit_hook::HookBuilder::new().try_add(|_| eprintln!("bye"))?;
+    /// println!("registered at {}", hook.location());
+    /// # Ok::<(), exit_hook::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// Those of [`try_add`](crate::try_add), and [`Error::InvalidTimeout`]
-    /// for a zero or absurd [time limit](Self::time_limit).
+    /// Those of [`Builder::install`](crate::Builder::install) on the first
+    /// registration, [`Error::Exiting`] once the run is over, and
+    /// [`Error::InvalidTimeout`] for a zero or absurd [time limit](Self::time_limit).
     #[track_caller]
     pub fn try_add<F>(self, hook: F) -> Result<HookHandle, Error>
     where

@@ -334,7 +334,7 @@ pub use confirm::confirm_exit;
 pub use error::Error;
 pub use exit::{Exit, Panic, Trigger};
 pub use guard::{ExitGuard, hold_exit};
-pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase, try_add, try_add_async};
+pub use hook::{HookBuilder, HookHandle, add, add_async, in_phase};
 pub use install::Builder;
 pub use panic::handle_panic;
 pub use phase::Phase;

@@ -544,7 +544,7 @@ impl Supervisor {
     ///
     /// [`Error::Setup`] if `workers` is 0, a listening socket cannot be
     /// bound, or the supervisor's own signal handling cannot be set up;
-    /// [`Error::StopHook`] with the error of [`exit_hook::try_add`] if the
+    /// [`Error::StopHook`] with the error of [`exit_hook::HookBuilder::try_add`] if the
     /// stop hook cannot be registered.
     #[cfg_attr(not(unix), allow(unused_mut))]
     pub fn run(mut self) -> Result<StopReason, Error> {

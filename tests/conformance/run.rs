@@ -308,7 +308,7 @@ fn registering_after_the_run_is_an_error() {
 
 fn register_after_run() {
     extern "C" fn late() {
-        match exit_hook::try_add(|_| println!("never")) {
+        match exit_hook::HookBuilder::new().try_add(|_| println!("never")) {
             Ok(_) => println!("late: registered"),
             Err(err) => println!("late: {err}"),
         }
@@ -364,7 +364,7 @@ fn registering_from_another_thread_during_a_run_joins_it() {
 /// (before the running hook ends) and the new hook joins the run.
 fn register_from_thread_during_run() {
     ready_then_wait_for_a_slow_hook(|_| "a started".to_owned(), "a done");
-    let registered = exit_hook::try_add(|_| println!("late"));
+    let registered = exit_hook::HookBuilder::new().try_add(|_| println!("late"));
     println!("registered: {}", registered.is_ok());
     wait_forever();
 }

@@ -366,5 +366,5 @@ fn config_errors() {
     show(Builder::new().signals([Signal::from_raw(1000)]).install());
     show(Builder::new().install());
     show(Builder::new().install());
-    show(exit_hook::try_add(|_| {}).map(drop));
+    show(exit_hook::HookBuilder::new().try_add(|_| {}).map(drop));
 }
