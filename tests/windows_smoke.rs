@@ -1,11 +1,11 @@
 //! The Windows smoke suite: the crate built for `x86_64-pc-windows-gnu` and
 //! run under wine, with real console events and real exit statuses.
 //!
-//! Built for Windows, this binary is the fixture: `EXIT_HOOK_ROLE` names what
-//! it does. Built for Linux (`cargo test --test windows_smoke`), it is the
-//! driver: it cross-builds itself with cargo, builds the `bcryptprimitives.dll`
-//! shim that wine 8 lacks (`tests/windows/bcryptprimitives.c`), and runs each
-//! case with `wine64`. Where wine, mingw or the rustup target is missing, the
+//! Built for Windows, this binary is the fixture: `EXIT_HOOK_SCENARIO` (the
+//! conformance harness's variable) names what it does. Built for Linux
+//! (`cargo test --test windows_smoke`), it is the driver: it cross-builds
+//! itself with cargo, builds the `bcryptprimitives.dll` shim that wine 8 lacks
+//! (`tests/windows/bcryptprimitives.c`), and runs each case with `wine64`. Where wine, mingw or the rustup target is missing, the
 //! cases are reported as ignored, with a warning on stderr that says why;
 //! under CI (`CI` set, or `EXIT_HOOK_REQUIRE_WINE=1`) that is a failure
 //! instead. The wine prefix is in the target directory cargo used
@@ -18,16 +18,16 @@
 
 #[cfg(windows)]
 fn main() {
-    fixture::run(&std::env::var("EXIT_HOOK_ROLE").unwrap_or_default());
+    fixture::run(&std::env::var("EXIT_HOOK_SCENARIO").unwrap_or_default());
 }
 
 #[cfg(windows)]
 mod fixture {
     use std::time::Duration;
 
-    pub fn run(role: &str) {
+    pub fn run(scenario: &str) {
         let hook = || exit_hook::add(|exit| println!("hook: {exit}"));
-        match role {
+        match scenario {
             "return" => {
                 hook();
             }
@@ -58,7 +58,13 @@ mod fixture {
                 });
                 ready();
             }
-            _ => {} // the driver's warm-up run
+            "warm_up" => {} // the driver's first run, which creates the wine prefix
+            other => {
+                // A name the driver and the fixture spell differently fails
+                // here, not as a silent exit 0.
+                eprintln!("windows_smoke fixture: no scenario named {other:?}");
+                std::process::exit(2);
+            }
         }
     }
 
@@ -107,17 +113,17 @@ mod driver {
     }
 
     impl Fixture {
-        fn spawn(&self, role: &str) -> Child {
+        fn spawn(&self, scenario: &str) -> Child {
             let mut command = Command::new(WINE);
             command
                 .arg(&self.exe)
                 .env("WINEDEBUG", "-all")
                 .env("WINEPREFIX", &self.prefix);
-            Child::spawn_with(command, role)
+            Child::spawn_with(command, scenario)
         }
 
-        fn run(&self, role: &str) -> Outcome {
-            self.spawn(role).finish()
+        fn run(&self, scenario: &str) -> Outcome {
+            self.spawn(scenario).finish()
         }
     }
 
@@ -214,7 +220,7 @@ mod driver {
         };
         let fixture = Fixture { exe, prefix };
         // The first run creates the wine prefix, which takes a few seconds.
-        let warm_up = fixture.run("");
+        let warm_up = fixture.run("warm_up");
         if warm_up.status.code() != Some(0) {
             return Err(format!("the fixture does not run under wine: {warm_up:?}"));
         }
