@@ -15,10 +15,12 @@
 //! EXIT_HOOK_BENCH_ONLY=peers EXIT_HOOK_BENCH_PEER_ROUNDS=200 cargo bench --bench shutdown
 //! ```
 
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{measure_signal_after, median, ms, short_lived, this};
+use super::{measure_signal_after, median, ms, short_lived};
 
 /// How long a waiting program runs before SIGTERM: a server is stopped
 /// after it has been running, not in its first millisecond.
@@ -82,18 +84,36 @@ const BASELINE: &str = "EXIT_HOOK_BENCH_BASELINE_BIN";
 
 pub fn table(rounds: usize) {
     let baseline = std::env::var_os(BASELINE);
+    // Every row runs from a fresh copy, this binary's and the baseline's
+    // made the same way: the same build run from two files measured up to
+    // 100 µs apart (both figures), whichever file was the fresher copy
+    // winning, which made a baseline row look that much faster or slower
+    // than the same code.
+    let this = std::env::current_exe().unwrap();
+    let copy = fresh_copy(&this, "peers");
+    let baseline = baseline.map(|bin| {
+        let copy = fresh_copy(Path::new(&bin), "baseline");
+        (bin, copy)
+    });
+    let at = |bin: &OsStr, role: &str| {
+        let mut command = Command::new(bin);
+        command.env(super::ROLE, role);
+        command
+    };
     let mut rows: Vec<(String, Command, Command)> = PEERS
         .iter()
-        .map(|&(name, short, wait)| (name.to_owned(), this(short), this(wait)))
+        .map(|&(name, short, wait)| {
+            (
+                name.to_owned(),
+                at(copy.as_os_str(), short),
+                at(copy.as_os_str(), wait),
+            )
+        })
         .collect();
-    if let Some(bin) = &baseline {
-        let at = |role: &str| {
-            let mut command = Command::new(bin);
-            command.env(super::ROLE, role);
-            command
-        };
+    if let Some((bin, copy)) = &baseline {
+        let at = |role: &str| at(copy.as_os_str(), role);
         rows.push((
-            format!("exit_hook at {}", std::path::Path::new(bin).display()),
+            format!("exit_hook at {}", Path::new(bin).display()),
             at("peer_short_exit_hook"),
             at("peer_wait_exit_hook"),
         ));
@@ -144,6 +164,13 @@ pub fn table(rounds: usize) {
         added(EXIT_HOOK) / best_added,
         signal[EXIT_HOOK].as_secs_f64() / best_signal
     );
+}
+
+/// A copy of `bin` beside this benchmark's binary, named with `suffix`.
+fn fresh_copy(bin: &Path, suffix: &str) -> PathBuf {
+    let copy = std::env::current_exe().unwrap().with_extension(suffix);
+    std::fs::copy(bin, &copy).expect("copying a benchmark binary");
+    copy
 }
 
 /// The child's side: `peer_short_*` sets up, prints `hello` and returns;
