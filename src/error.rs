@@ -121,3 +121,24 @@ impl From<std::io::Error> for Error {
         Error::Io(err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A reporter that prints the chain (anyhow, eyre, `main` returning
+    /// `Result`) shows the OS error once: in `source()`, not in `Display`.
+    #[test]
+    fn io_error_names_its_cause_once() {
+        let err = Error::from(std::io::Error::from_raw_os_error(24));
+        let cause = err
+            .source()
+            .expect("the OS error is the source")
+            .to_string();
+        assert!(cause.contains("Too many open files"), "{cause}");
+        assert!(!err.to_string().contains(&cause), "{err}");
+        assert_eq!(err.to_string(), "could not install the exit handlers");
+        assert!(Error::Panicking.source().is_none());
+    }
+}
