@@ -92,8 +92,9 @@ pub fn run(role: &str) {
             exit_hook::add(|_| {});
             ready();
         }
-        "sync_1000" => {
-            for _ in 0..1000 {
+        "sync_1000" | "sync_10000" => {
+            let n = if role == "sync_1000" { 1000 } else { 10_000 };
+            for _ in 0..n {
                 exit_hook::add(|_| {});
             }
             ready();

@@ -8,6 +8,8 @@
 //! EXIT_HOOK_BENCH_ONLY=short_lived cargo bench --bench shutdown   # table 0 only
 //! EXIT_HOOK_BENCH_ONLY=signal_path EXIT_HOOK_BENCH_ROUNDS=200 cargo bench --bench shutdown
 //!                                              # table 1's one-hook rows only
+//! EXIT_HOOK_BENCH_ONLY=limited EXIT_HOOK_BENCH_ROUNDS=50 cargo bench --bench shutdown
+//!                                              # 10 000 sync hooks, with and without limits
 //! ```
 //!
 //! Table 0 (`short_lived.rs`, 300 rounds, `EXIT_HOOK_BENCH_SHORT_ROUNDS`)
@@ -59,6 +61,10 @@ fn main() {
         signal_to_reaped(rounds, SignalRows::OneHook);
         return;
     }
+    if only == "limited" {
+        signal_to_reaped(rounds, SignalRows::Limited);
+        return;
+    }
     short_lived::exec_to_reaped(short_rounds);
     if only == "short_lived" {
         return;
@@ -101,16 +107,62 @@ fn this(role: &str) -> Command {
 enum SignalRows {
     /// The floor, the hand-rolled designs and one no-op hook.
     OneHook,
+    /// The floor, and 10 000 no-op sync hooks with and without a time limit.
+    Limited,
     All,
 }
 
 /// Table 1: SIGTERM → reaped.
 fn signal_to_reaped(rounds: usize, rows: SignalRows) {
+    let mut variants = if rows == SignalRows::Limited {
+        let mut variants = vec![floor()];
+        variants.extend(limited_rows());
+        variants
+    } else {
+        one_hook_rows()
+    };
+    if rows == SignalRows::All {
+        variants.extend(all_signal_rows());
+    }
+    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
+    let mut statuses = vec![None; variants.len()];
+    for _ in 0..rounds {
+        for (i, variant) in variants.iter_mut().enumerate() {
+            let (elapsed, status) = measure_signal(&mut variant.command);
+            samples[i].push(elapsed);
+            statuses[i] = Some(status);
+        }
+    }
+    println!("\nSIGTERM → reaped, {rounds} interleaved rounds");
+    let floor = median(&mut samples[0].clone());
+    table(
+        variants.iter().map(|v| v.name),
+        &mut samples,
+        &statuses,
+        floor,
+    );
+    if rows == SignalRows::Limited {
+        let ratio = median(&mut samples[2].clone())
+            .saturating_sub(floor)
+            .as_secs_f64()
+            / median(&mut samples[1].clone())
+                .saturating_sub(floor)
+                .as_secs_f64();
+        println!("goal (≤ 2.00): with limits ÷ without, over the floor: {ratio:.2}");
+    }
+}
+
+fn floor() -> Variant {
+    Variant {
+        name: "floor: no handler, killed by SIGTERM",
+        command: this("floor"),
+    }
+}
+
+/// The floor, the hand-rolled designs and one no-op hook.
+fn one_hook_rows() -> Vec<Variant> {
     let mut variants = vec![
-        Variant {
-            name: "floor: no handler, killed by SIGTERM",
-            command: this("floor"),
-        },
+        floor(),
         Variant {
             name: "signal-hook thread + process::exit(143)",
             command: this("signal_hook"),
@@ -137,39 +189,32 @@ fn signal_to_reaped(rounds: usize, rows: SignalRows) {
             },
         );
     }
-    if rows == SignalRows::All {
-        variants.extend(all_signal_rows());
-    }
-    let mut samples = vec![Vec::with_capacity(rounds); variants.len()];
-    let mut statuses = vec![None; variants.len()];
-    for _ in 0..rounds {
-        for (i, variant) in variants.iter_mut().enumerate() {
-            let (elapsed, status) = measure_signal(&mut variant.command);
-            samples[i].push(elapsed);
-            statuses[i] = Some(status);
-        }
-    }
-    println!("\nSIGTERM → reaped, {rounds} interleaved rounds");
-    let floor = median(&mut samples[0].clone());
-    table(
-        variants.iter().map(|v| v.name),
-        &mut samples,
-        &statuses,
-        floor,
-    );
+    variants
 }
 
-/// Table 1's rows past one hook: the big runs, and Node's.
-fn all_signal_rows() -> Vec<Variant> {
-    let mut variants = vec![
+/// 10 000 no-op sync hooks without and with a time limit: what the limits
+/// cost (issue 22: at most twice).
+fn limited_rows() -> [Variant; 2] {
+    [
         Variant {
-            name: "exit_hook: 1000 sync no-op hooks",
-            command: this("sync_1000"),
+            name: "exit_hook: 10 000 sync no-op hooks",
+            command: this("sync_10000"),
         },
         Variant {
             name: "exit_hook: 10 000 sync no-op hooks, each with a time limit",
             command: this("limited_10000"),
         },
+    ]
+}
+
+/// Table 1's rows past one hook: the big runs, and Node's.
+fn all_signal_rows() -> Vec<Variant> {
+    let mut variants = vec![Variant {
+        name: "exit_hook: 1000 sync no-op hooks",
+        command: this("sync_1000"),
+    }];
+    variants.extend(limited_rows());
+    variants.extend([
         Variant {
             name: "exit_hook: 100 000 sync no-op hooks, each with a time limit",
             command: this("limited_100000"),
@@ -186,7 +231,7 @@ fn all_signal_rows() -> Vec<Variant> {
             name: "exit_hook: 100 000 async hooks × 100 ms",
             command: this("async_100000"),
         },
-    ];
+    ]);
     match node::script() {
         Ok(script) => {
             let node = |kind: &str, n: &str| {
