@@ -39,6 +39,7 @@ use crate::state::{Ended, STATE};
 use crate::{Exit, Phase, config, sys};
 
 mod hook;
+mod limited;
 
 use hook::{start, take_passed};
 
@@ -64,7 +65,7 @@ fn superseded() -> bool {
 /// Whether this thread runs a hook the run no longer waits for (past its
 /// time limit, or its phase's end): it can no longer end or change the run.
 pub(crate) fn is_left_behind() -> bool {
-    hook::is_left_behind() || superseded()
+    limited::is_left_behind() || superseded()
 }
 
 /// This thread's runner generation, for a helper running one of its hooks.
@@ -264,8 +265,19 @@ fn run(exit: &Exit) -> bool {
             .queued
             .extend(batch.iter().map(|hook| hook.location));
         if batch.iter().all(|hook| matches!(hook.work, Work::Sync(_))) {
-            for hook in batch {
-                start(hook, exit);
+            let mut hooks = batch.into_iter().peekable();
+            while let Some(hook) = hooks.next() {
+                if limited::is_limited_sync(&hook) {
+                    // Limited hooks in a row run as one: the runner watches
+                    // their helper instead of handing each one over.
+                    let mut row = vec![hook];
+                    row.extend(std::iter::from_fn(|| {
+                        hooks.next_if(limited::is_limited_sync)
+                    }));
+                    limited::run_row(row, exit);
+                } else {
+                    start(hook, exit);
+                }
                 if superseded() {
                     return false;
                 }

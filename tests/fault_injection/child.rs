@@ -28,12 +28,9 @@ fn register(index: usize, hook: Hook) {
             println!("start {index}");
             panic!("hook {index}");
         })),
-        Hook::SyncHang => drop(exit_hook::add(move |_| {
-            println!("start {index}");
-            loop {
-                thread::sleep(Duration::from_secs(1));
-            }
-        })),
+        Hook::Limited => drop(limited().add(move |_| say(index, true))),
+        Hook::LimitedHang => drop(limited().add(move |_| hang(index))),
+        Hook::SyncHang => drop(exit_hook::add(move |_| hang(index))),
         Hook::AsyncHang => drop(exit_hook::add_async(move |_| async move {
             println!("start {index}");
             std::future::pending::<()>().await;
@@ -94,6 +91,19 @@ fn register(index: usize, hook: Hook) {
             *victim.lock().unwrap() = Some(exit_hook::add(move |_| println!("victim {index}")));
         }
     }
+}
+
+/// Says the hook started, and never returns.
+fn hang(index: usize) -> ! {
+    println!("start {index}");
+    loop {
+        thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A hook with a 100 ms time limit, below every scenario's deadline.
+fn limited() -> exit_hook::HookBuilder {
+    exit_hook::HookBuilder::new().time_limit(Duration::from_millis(100))
 }
 
 fn say(index: usize, end: bool) {

@@ -231,6 +231,7 @@ fn check(scenario: &Scenario, outcome: &Outcome, elapsed: Duration) -> Result<()
                     | Hook::Forks
                     | Hook::SignalsSelf
                     | Hook::DropUnregisters
+                    | Hook::Limited
             );
             if ends && !seen.contains(format!("end {index}").as_str()) {
                 return Err(format!("hook {index} did not finish: {outcome:?}"));

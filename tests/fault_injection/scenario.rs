@@ -21,6 +21,11 @@ pub enum Hook {
     SignalsSelf,
     /// Its closure's `Drop` unregisters another hook, mid-run.
     DropUnregisters,
+    /// A sync hook with a time limit (100 ms) that returns at once.
+    Limited,
+    /// A sync hook with a time limit (100 ms) that never returns: the run
+    /// leaves it behind and goes on.
+    LimitedHang,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +83,7 @@ impl Scenario {
             _ => Trigger::ForeignPanicHook,
         };
         let hooks = (0..1 + rng.below(6))
-            .map(|_| match rng.below(23) {
+            .map(|_| match rng.below(26) {
                 0..=5 => Hook::Sync,
                 6..=10 => Hook::Async(rng.below(50) as u64),
                 11 => Hook::SyncPanic,
@@ -90,7 +95,9 @@ impl Scenario {
                 18 => Hook::CallsProcessExit,
                 19 => Hook::Forks,
                 20 => Hook::SignalsSelf,
-                _ => Hook::DropUnregisters,
+                21 => Hook::DropUnregisters,
+                22..=24 => Hook::Limited,
+                _ => Hook::LimitedHang,
             })
             .collect();
         Scenario {
@@ -215,7 +222,11 @@ impl Scenario {
             && !self.hooks.iter().any(|h| {
                 matches!(
                     h,
-                    Hook::AsyncHang | Hook::SyncHang | Hook::CallsExit | Hook::CallsProcessExit
+                    Hook::AsyncHang
+                        | Hook::SyncHang
+                        | Hook::LimitedHang
+                        | Hook::CallsExit
+                        | Hook::CallsProcessExit
                 )
             })
     }
@@ -296,6 +307,8 @@ mod parse {
                     "Forks" => Hook::Forks,
                     "SignalsSelf" => Hook::SignalsSelf,
                     "DropUnregisters" => Hook::DropUnregisters,
+                    "Limited" => Hook::Limited,
+                    "LimitedHang" => Hook::LimitedHang,
                     other => panic!("unknown hook {other:?}"),
                 },
             })

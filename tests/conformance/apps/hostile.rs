@@ -25,6 +25,7 @@ pub fn tests() -> Vec<Trial> {
         start_exit_in_a_child_forked_during_the_run_ends_the_child,
         hook_left_behind_cannot_end_the_run,
         thousands_of_limited_hooks_use_a_bounded_number_of_threads,
+        a_row_of_limited_hooks_goes_on_past_a_stuck_one,
         thousands_of_hooks_past_their_limits_make_one_line,
         stuck_drain_leaves_time_for_close_and_flush,
         drain_delay_keeps_serving_while_is_exiting,
@@ -47,6 +48,7 @@ pub fn scenarios() -> Vec<Scenario> {
         fork_start_exit,
         left_behind_exits,
         many_limited,
+        limited_row,
         many_past_limits,
         stuck_drain,
         drain_delay,
@@ -350,6 +352,44 @@ fn many_limited() {
         say(&format!("threads: {threads}"));
         say(&format!("ran {}", RAN.load(Ordering::Relaxed)));
     });
+    ready();
+    wait_forever();
+}
+
+/// Limited hooks in a row run on one helper; the one stuck at its limit
+/// keeps that helper, and the rest of the row goes on, in order, once.
+fn a_row_of_limited_hooks_goes_on_past_a_stuck_one() {
+    let outcome = terminate("limited_row");
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["first", "stuck", "third", "fourth", "flush"],
+        "{outcome:#?}"
+    );
+    let lines = outcome.crate_lines();
+    assert_eq!(lines.len(), 1, "{outcome:#?}");
+    assert!(
+        lines[0].contains("passed its time limit of 300ms"),
+        "{lines:?}"
+    );
+    // One limit waited out, far from the 10 s deadline.
+    outcome
+        .assert_elapsed(Duration::from_millis(250)..)
+        .assert_elapsed(..PROMPT);
+}
+
+/// Four limited hooks of 300 ms in a row, the second stuck for ever.
+fn limited_row() {
+    install(Builder::new().timeout(Duration::from_secs(10)));
+    let limited = || HookBuilder::new().time_limit(Duration::from_millis(300));
+    limited().add(|_| say("first"));
+    limited().add(|_| {
+        say("stuck");
+        wait_forever();
+    });
+    limited().add(|_| say("third"));
+    limited().add(|_| say("fourth"));
+    exit_hook::in_phase(Phase::Flush).add(|_| say("flush"));
     ready();
     wait_forever();
 }
