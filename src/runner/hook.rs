@@ -17,12 +17,10 @@ use super::{CURRENT_HOOK, leave_if_forked_copy, progress};
 use crate::registry::{BoxFuture, Hook, Site, Work};
 use crate::{Exit, report};
 
-/// Runs a sync hook to its end (or its time limit), or makes an async hook's task.
+/// Runs a sync hook without a time limit to its end, or makes an async
+/// hook's task. (Limited sync hooks run in rows: [`super::limited`].)
 pub(super) fn start(hook: Hook, exit: &Exit) -> Option<Tracked> {
-    if super::limited::is_limited_sync(&hook) {
-        super::limited::run_row(vec![hook], exit);
-        return None;
-    }
+    debug_assert!(!super::limited::is_limited_sync(&hook));
     let Hook {
         location,
         phase,

@@ -267,17 +267,7 @@ fn run(exit: &Exit) -> bool {
         if batch.iter().all(|hook| matches!(hook.work, Work::Sync(_))) {
             let mut hooks = batch.into_iter().peekable();
             while let Some(hook) = hooks.next() {
-                if limited::is_limited_sync(&hook) {
-                    // Limited hooks in a row run as one: the runner watches
-                    // their helper instead of handing each one over.
-                    let mut row = vec![hook];
-                    row.extend(std::iter::from_fn(|| {
-                        hooks.next_if(limited::is_limited_sync)
-                    }));
-                    limited::run_row(row, exit);
-                } else {
-                    start(hook, exit);
-                }
+                start_sync(hook, &mut hooks, exit);
                 if superseded() {
                     return false;
                 }
@@ -310,6 +300,21 @@ fn run(exit: &Exit) -> bool {
     true
 }
 
+/// Runs a sync hook; a limited one with the limited sync hooks that follow
+/// it in `rest`, as one row: the runner watches their helper instead of
+/// handing each one over.
+fn start_sync(hook: Hook, rest: &mut std::iter::Peekable<impl Iterator<Item = Hook>>, exit: &Exit) {
+    if limited::is_limited_sync(&hook) {
+        let mut row = vec![hook];
+        row.extend(std::iter::from_fn(|| {
+            rest.next_if(limited::is_limited_sync)
+        }));
+        limited::run_row(row, exit);
+    } else {
+        start(hook, exit);
+    }
+}
+
 /// Starts a batch's hooks in order and waits for its async hooks.
 ///
 /// A sync hook is called outside the crate's runtime, between two turns of
@@ -332,7 +337,8 @@ fn run(exit: &Exit) -> bool {
 fn run_batch(runtime: &tokio::runtime::Runtime, batch: Vec<Hook>, exit: &Exit) {
     let mut tasks = FuturesUnordered::new();
     let mut unpolled = false;
-    for hook in batch {
+    let mut hooks = batch.into_iter().peekable();
+    while let Some(hook) = hooks.next() {
         if matches!(hook.work, Work::Sync(_)) {
             if unpolled {
                 // Let the async hooks registered before this sync hook
@@ -340,7 +346,7 @@ fn run_batch(runtime: &tokio::runtime::Runtime, batch: Vec<Hook>, exit: &Exit) {
                 runtime.block_on(tokio::task::unconstrained(poll_ready(&mut tasks)));
                 unpolled = false;
             }
-            start(hook, exit);
+            start_sync(hook, &mut hooks, exit);
             if superseded() {
                 return;
             }
