@@ -20,7 +20,8 @@ const _: () = assert!(MAX_KILL_TIMEOUT.as_secs() + 2 == exit_hook::Builder::MAX_
     version,
     args_conflicts_with_subcommands = true,
     after_help = "\
-Durations: 500ms, 2s, 1m 30s (humantime), or a number of milliseconds.
+Durations: 500ms, 2s, 1m 30s (humantime), or a number of milliseconds; at
+most 365 days (--kill-timeout: 3598s).
 
 Exit status: 128+n when stopped by signal n; the program's code when it exits
 with a --stop-exit-code; 1 when keepalive gives up; 2 for bad arguments."
@@ -124,7 +125,7 @@ pub(crate) enum Command {
     Signal {
         /// The instance.
         name: String,
-        /// A signal's name or number.
+        /// A signal's name or number (1 to 31).
         #[arg(value_parser = signal_number)]
         signal: i32,
     },
@@ -219,18 +220,60 @@ fn env_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// A signal by name (`TERM`, `SIGTERM`, `term`) or number.
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number, one this
+/// system has (1 to 31: 0 is no signal, and above are real-time ones).
 fn signal_number(text: &str) -> Result<i32, String> {
-    if let Ok(number) = text.parse::<i32>() {
-        return Ok(number);
+    let number = match text.parse::<i32>() {
+        Ok(number) => number,
+        Err(_) => {
+            let name = text.to_ascii_uppercase();
+            let name = name.strip_prefix("SIG").unwrap_or(&name);
+            SIGNALS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, number)| number)
+                .ok_or_else(|| format!("not a signal: {text} (say TERM, HUP, USR1, or a number)"))?
+        }
+    };
+    if !is_signal(number) {
+        return Err(format!("not a signal: {text} (signals are 1 to 31)"));
     }
-    let name = text.to_ascii_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|&(_, number)| number)
-        .ok_or_else(|| format!("not a signal: {text} (say TERM, HUP, USR1, or a number)"))
+    Ok(number)
+}
+
+#[cfg(unix)]
+fn is_signal(number: i32) -> bool {
+    rustix::process::Signal::from_named_raw(number).is_some()
+}
+
+#[cfg(not(unix))]
+fn is_signal(number: i32) -> bool {
+    (1..=31).contains(&number)
+}
+
+/// The signal that asks a worker to stop: a signal that ends a process by
+/// default, or that a server may take as "stop" (not STOP, CONT, CHLD,
+/// WINCH, URG, or a terminal's TSTP, TTIN, TTOU, which end nothing).
+fn kill_signal(text: &str) -> Result<i32, String> {
+    let number = signal_number(text)?;
+    #[cfg(unix)]
+    if [
+        libc::SIGSTOP,
+        libc::SIGCONT,
+        libc::SIGCHLD,
+        libc::SIGWINCH,
+        libc::SIGURG,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ]
+    .contains(&number)
+    {
+        return Err(format!(
+            "{text} does not stop a program (say TERM, INT, QUIT, HUP or USR2)"
+        ));
+    }
+    Ok(number)
 }
 
 /// The signals a user sends to workers by name.
@@ -307,7 +350,7 @@ pub(crate) struct RunArgs {
     envs: Vec<(String, String)>,
     /// The signal that asks a worker to stop (default: the one that stops
     /// keepalive; SIGTERM for a reload).
-    #[arg(long, value_name = "SIG", value_parser = signal_number)]
+    #[arg(long, value_name = "SIG", value_parser = kill_signal)]
     kill_signal: Option<i32>,
     /// Watches PATH (repeatable): a change replaces the workers the way a
     /// reload does, each new one ready before the old one stops.
@@ -324,9 +367,9 @@ pub(crate) struct RunArgs {
     /// said WATCHDOG=1 for D is replaced, the new one ready first.
     #[arg(long, value_name = "D", value_parser = duration)]
     watchdog: Option<Duration>,
-    /// A worker whose resident memory passes SIZE (500MB, 1GiB) is
-    /// replaced, the new one ready first.
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    /// A worker whose resident memory passes SIZE (500MB, 1GiB; at least
+    /// 1MB) is replaced, the new one ready first.
+    #[arg(long, value_name = "SIZE", value_parser = max_memory)]
     max_memory: Option<u64>,
     /// Checks the workers with GET URL (http://127.0.0.1:PORT/healthz)
     /// every --health-interval: after --health-fails failures in a row
@@ -351,12 +394,12 @@ pub(crate) struct RunArgs {
     /// or the program's file name), unless --stdout or --stderr says.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<std::path::PathBuf>,
-    /// Rotates a log file before it passes SIZE (10MB, 1GiB): FILE becomes
-    /// FILE.1, and so on; no line is lost or split.
-    #[arg(long, value_name = "SIZE", value_parser = size)]
+    /// Rotates a log file before it passes SIZE (10MB, 1GiB; at least
+    /// 4KiB): FILE becomes FILE.1, and so on; no line is lost or split.
+    #[arg(long, value_name = "SIZE", value_parser = log_max_size)]
     log_max_size: Option<u64>,
-    /// How many rotated files are kept.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    /// How many rotated files are kept (at most 1000).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
     log_keep: u32,
     /// Starts each logged line with its time (RFC 3339, UTC).
     #[arg(long)]
@@ -365,9 +408,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) pid_file: Option<std::path::PathBuf>,
     /// The name other shells control it by (`keepalive status NAME`);
-    /// default: the program's file name (with -2, -3, ... if taken).
-    #[arg(long, value_name = "NAME")]
+    /// default: the program's file name (with -2, -3, ... if taken). No
+    /// '/', no leading '.', no control character.
+    #[arg(long, value_name = "NAME", value_parser = instance_name)]
     pub(crate) name: Option<String>,
+    /// The workers read keepalive's own stdin (default: /dev/null, so a
+    /// worker that reads stdin is not stopped by the terminal, SIGTTIN).
+    #[arg(long)]
+    inherit_stdin: bool,
     /// Detaches: runs in the background, its own lines (and the workers'
     /// output not sent to log files) in a log file it names.
     #[arg(long)]
@@ -400,6 +448,7 @@ impl RunArgs {
         let mut supervisor = Supervisor::new(program)
             .args(args)
             .reload_on_hangup(true)
+            .force_on_quit(true)
             .workers(self.workers.into())
             .wait_ready(self.wait_ready)
             .listen_timeout(self.listen_timeout)
@@ -448,7 +497,9 @@ impl RunArgs {
                 keep: self.log_keep,
             });
         }
-        supervisor = supervisor.log_timestamps(self.log_timestamps);
+        supervisor = supervisor
+            .log_timestamps(self.log_timestamps)
+            .inherit_stdin(self.inherit_stdin);
         for path in &self.watch {
             supervisor = supervisor.watch(path);
         }
@@ -506,15 +557,54 @@ pub(crate) fn parse_run(argv: &[OsString]) -> Result<RunArgs, String> {
     }
 }
 
-/// `500ms`, `2s`, `1m 30s` (humantime), or a number of milliseconds.
+/// The longest duration an option takes (`--kill-timeout` aside): a year.
+/// Longer ones are mistakes, and past what the clock's arithmetic holds.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `500ms`, `2s`, `1m 30s` (humantime), or a number of milliseconds; at
+/// most [`MAX_DURATION`].
 fn duration(text: &str) -> Result<Duration, String> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
+    let parsed = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse()
             .map(Duration::from_millis)
-            .map_err(|err| format!("{err}"));
+            .map_err(|err| format!("{err}"))?
+    } else {
+        humantime::parse_duration(text).map_err(|err| format!("{err} (say 500ms, 2s or 1m 30s)"))?
+    };
+    if parsed > MAX_DURATION {
+        return Err(format!("{text}: longer than 365 days"));
     }
-    humantime::parse_duration(text).map_err(|err| format!("{err} (say 500ms, 2s or 1m 30s)"))
+    Ok(parsed)
+}
+
+/// `--max-memory`: a size of at least 1 MB (less would replace every worker
+/// as it starts, again and again).
+fn max_memory(text: &str) -> Result<u64, String> {
+    at_least(
+        text,
+        1_000_000,
+        "1MB: a program needs more than that to run",
+    )
+}
+
+/// `--log-max-size`: at least 4 KiB (less would rotate at every line).
+fn log_max_size(text: &str) -> Result<u64, String> {
+    at_least(text, 4096, "4KiB")
+}
+
+fn at_least(text: &str, least: u64, said: &str) -> Result<u64, String> {
+    let bytes = size(text)?;
+    if bytes < least {
+        return Err(format!("{text}: less than {said}"));
+    }
+    Ok(bytes)
+}
+
+/// `--name`: a name a socket file and a unit's line can have.
+fn instance_name(text: &str) -> Result<String, String> {
+    #[cfg(unix)]
+    keepalive::control::check_name(text)?;
+    Ok(text.to_owned())
 }
 
 fn health_interval(text: &str) -> Result<Duration, String> {

@@ -26,12 +26,12 @@ pub(crate) fn command(command: Command) -> ExitCode {
             name,
             lines,
             follow,
-        } => logs(&name, lines, follow),
+        } => crate::logs::logs(&name, lines, follow),
         Command::Events { name } => events(&name),
-        Command::SystemdUnit { name } => ask(&name, &Request::Status).map(|reply| {
-            if let Some(status) = reply.status {
-                print!("{}", systemd_unit(&status));
-            }
+        Command::SystemdUnit { name } => ask(&name, &Request::Status).and_then(|reply| {
+            let status = reply.status.ok_or_else(|| format!("{name}: no status"))?;
+            print!("{}", systemd_unit(&status)?);
+            Ok(())
         }),
         Command::Signal { name, signal } => ask(&name, &Request::Signal { signal }).map(|reply| {
             let pids = reply.signalled.unwrap_or_default();
@@ -48,7 +48,7 @@ pub(crate) fn command(command: Command) -> ExitCode {
 }
 
 /// The reply to `request`, or what went wrong, said.
-fn ask(name: &str, request: &Request) -> Result<Reply, String> {
+pub(crate) fn ask(name: &str, request: &Request) -> Result<Reply, String> {
     let reply = control::request(name, request).map_err(|err| err.to_string())?;
     match reply.error {
         Some(error) => Err(format!("{name}: {error}")),
@@ -57,17 +57,19 @@ fn ask(name: &str, request: &Request) -> Result<Reply, String> {
 }
 
 fn status(name: Option<String>, json: bool) -> Result<(), String> {
-    let names = match name {
-        Some(name) => vec![name],
-        None => control::names(),
-    };
     let mut statuses = Vec::new();
-    for name in &names {
-        match ask(name, &Request::Status) {
-            Ok(reply) => statuses.extend(reply.status),
-            // Listing every instance: a stale socket is no instance.
-            Err(_) if names.len() > 1 => {}
-            Err(err) => return Err(err),
+    match name {
+        Some(name) => statuses.extend(ask(&name, &Request::Status)?.status),
+        None => {
+            for socket in control::instances().map_err(|err| err.to_string())? {
+                match control::status_at(&socket) {
+                    Ok(status) => statuses.push(status),
+                    // A socket nobody accepts on is a killed instance's.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    // One that does not answer is said, and the others shown.
+                    Err(err) => say!("keepalive: {err}"),
+                }
+            }
         }
     }
     if json {
@@ -91,7 +93,9 @@ fn start(app: &str) -> Result<(), String> {
             return Err(format!("{app} is running"));
         }
     }
-    let owner = control::find(|status| status.apps.iter().any(|a| a.name == app));
+    let owner = control::find(std::time::Duration::from_secs(2), |status| {
+        status.apps.iter().any(|a| a.name == app)
+    });
     let Some(owner) = owner else {
         return Err(format!(
             "no keepalive up has an app named {app} (`keepalive up -f FILE` runs one)"
@@ -168,7 +172,17 @@ fn print_table(statuses: &[Status]) {
 ///   stops each worker once (the default `control-group` would signal every
 ///   worker too, and an `exit_hook` worker takes the second as "force");
 /// - `SuccessExitStatus=143`: a stop by SIGTERM exits 143, which is success.
-fn systemd_unit(status: &Status) -> String {
+///
+/// Every argument is quoted by systemd's rules ([`systemd_quote`]), so
+/// the unit runs exactly the argv that ran; a working directory with a
+/// control character is refused (it would end the line).
+fn systemd_unit(status: &Status) -> Result<String, String> {
+    if status.cwd.chars().any(char::is_control) || status.cwd.is_empty() {
+        return Err(format!(
+            "{}: its working directory {:?} cannot be written into a unit",
+            status.name, status.cwd
+        ));
+    }
     let mut argv = status.argv.clone();
     if !argv
         .iter()
@@ -182,7 +196,7 @@ fn systemd_unit(status: &Status) -> String {
         argv.splice(at..at, ["--name".to_owned(), status.name.clone()]);
     }
     let exec: Vec<String> = argv.iter().map(|arg| systemd_quote(arg)).collect();
-    format!(
+    Ok(format!(
         "[Unit]
 Description={name}, kept running by keepalive
 After=network-online.target
@@ -202,19 +216,42 @@ WantedBy=multi-user.target
 ",
         name = status.name,
         exec = exec.join(" "),
-        cwd = status.cwd,
-    )
+        cwd = status.cwd.replace('%', "%%"),
+    ))
 }
 
-/// An argument as systemd's `ExecStart` reads it: quoted if it has a space,
-/// a quote or a backslash; `$` and `%` escaped.
+/// An argument as systemd's `ExecStart=` reads it back exactly
+/// (systemd.syntax(7), "Quoting"): `%` (a specifier) and `$` (a
+/// variable) doubled; a word of only plain characters as it is; any
+/// other in double quotes with C escapes (`\\`, `\"`, `\n`, `\xNN`), so
+/// a newline cannot start a line of its own; a lone `;` (which would
+/// separate commands) as `\;`.
 fn systemd_quote(arg: &str) -> String {
-    let escaped = arg.replace('%', "%%").replace('$', "$$");
-    if escaped.is_empty() || escaped.contains([' ', '"', '\\', '\'', '\t']) {
-        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        escaped
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c);
+    let doubled = arg.replace('%', "%%").replace('$', "$$");
+    if arg == ";" {
+        return "\\;".into();
     }
+    if !arg.is_empty() && arg.chars().all(|c| plain(c) || c == '$') {
+        return doubled;
+    }
+    let mut quoted = String::from("\"");
+    for c in doubled.chars() {
+        match c {
+            '\\' => quoted.push_str("\\\\"),
+            '"' => quoted.push_str("\\\""),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            '\r' => quoted.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                quoted.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// How `run` listens for control: as `--name`, or as the program's file
@@ -240,110 +277,24 @@ fn events(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `keepalive logs NAME [-n N] [-f]`.
-fn logs(name: &str, lines: usize, follow: bool) -> Result<(), String> {
-    let status = ask(name, &Request::Status)?
-        .status
-        .ok_or_else(|| format!("{name}: no status"))?;
-    let files: Vec<std::path::PathBuf> = [status.stdout_log, status.stderr_log]
-        .into_iter()
-        .flatten()
-        .map(Into::into)
-        .collect();
-    if files.is_empty() {
-        return Err(format!(
-            "{name} writes no log files (run it with --stdout, --stderr or --log-dir)"
-        ));
-    }
-    let mut out = std::io::stdout().lock();
-    let mut followed = Vec::new();
-    for file in &files {
-        if files.len() > 1 {
-            let _ = writeln!(out, "==> {} <==", file.display());
-        }
-        let text = std::fs::read(file).unwrap_or_default();
-        let _ = out.write_all(last_lines(&text, lines));
-        followed.push(Followed::at_end(file, text.len() as u64));
-    }
-    let _ = out.flush();
-    if !follow {
-        return Ok(());
-    }
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        for file in &mut followed {
-            let new = file.read_new();
-            if !new.is_empty() && (out.write_all(&new).is_err() || out.flush().is_err()) {
-                return Ok(()); // nobody reads any more
-            }
-        }
-    }
-}
-
-/// The last `n` lines of `text`.
-fn last_lines(text: &[u8], n: usize) -> &[u8] {
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    let start = body
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|&(_, &b)| b == b'\n')
-        .nth(n.saturating_sub(1))
-        .map_or(0, |(at, _)| at + 1);
-    if n == 0 { &[] } else { &text[start..] }
-}
-
-/// A log file followed: a rotation (another file at the path, or a shorter
-/// one) is read from its start.
-struct Followed {
-    path: std::path::PathBuf,
-    id: Option<(u64, u64)>,
-    offset: u64,
-}
-
-impl Followed {
-    fn at_end(path: &Path, offset: u64) -> Followed {
-        Followed {
-            path: path.to_owned(),
-            id: Self::id(path),
-            offset,
-        }
-    }
-
-    fn id(path: &Path) -> Option<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-
-    fn read_new(&mut self) -> Vec<u8> {
-        use std::io::{Read, Seek, SeekFrom};
-        let id = Self::id(&self.path);
-        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        if id != self.id || len < self.offset {
-            self.id = id;
-            self.offset = 0;
-        }
-        let mut new = Vec::new();
-        if let Ok(mut file) = std::fs::File::open(&self.path) {
-            if file.seek(SeekFrom::Start(self.offset)).is_ok() {
-                let _ = file.read_to_end(&mut new);
-            }
-        }
-        self.offset += new.len() as u64;
-        new
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::last_lines;
+    use super::systemd_quote;
 
     #[test]
-    fn the_last_lines_of_a_text() {
-        assert_eq!(last_lines(b"a\nb\nc\n", 2), b"b\nc\n");
-        assert_eq!(last_lines(b"a\nb\nc\n", 5), b"a\nb\nc\n");
-        assert_eq!(last_lines(b"a\nb\nc", 1), b"c");
-        assert_eq!(last_lines(b"a\n", 0), b"");
-        assert_eq!(last_lines(b"", 3), b"");
+    fn arguments_are_quoted_as_systemd_reads_them() {
+        assert_eq!(systemd_quote("--port=8080"), "--port=8080");
+        assert_eq!(systemd_quote("50%"), "50%%");
+        assert_eq!(systemd_quote("$HOME"), "$$HOME");
+        assert_eq!(systemd_quote(""), "\"\"");
+        assert_eq!(systemd_quote("a b"), "\"a b\"");
+        assert_eq!(systemd_quote(";"), "\\;");
+        assert_eq!(systemd_quote("a;b"), "\"a;b\"");
+        assert_eq!(
+            systemd_quote("x\nExecStartPre=touch pwned"),
+            "\"x\\nExecStartPre=touch pwned\""
+        );
+        assert_eq!(systemd_quote("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
+        assert_eq!(systemd_quote("\u{1b}[0m"), "\"\\x1b[0m\"");
     }
 }

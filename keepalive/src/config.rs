@@ -65,9 +65,13 @@ struct File {
     apps: Spanned<toml::Table>,
 }
 
-/// Reads and checks `path`.
+/// The largest config file read: a few hundred apps fit in far less.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads and checks `path`: a regular file of at most 1 MiB (a FIFO, a
+/// device like `/dev/zero` or a directory is refused before it is read).
 pub(crate) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let text = read(path).map_err(|err| {
         vec![Problem {
             line: 0,
             message: format!("cannot read {}: {err}", path.display()),
@@ -78,6 +82,82 @@ pub(crate) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
         .and_then(|path| path.parent().map(Path::to_owned))
         .unwrap_or_else(|| PathBuf::from("."));
     parse(&text, dir)
+}
+
+fn read(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut options = std::fs::File::options();
+    options.read(true);
+    // A FIFO would block the open until a writer came.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a config is a file, not a FIFO, a device or a directory)",
+        ));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("larger than {} KiB", MAX_FILE / 1024),
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Where each app's table and each of its keys is, as the parser saw
+/// them (line numbers, 1-based): the spans, not a search of the text,
+/// which a name that is a prefix of another's would fool.
+#[derive(Default)]
+struct Lines {
+    apps: std::collections::HashMap<String, (usize, std::collections::HashMap<String, usize>)>,
+}
+
+impl Lines {
+    fn of(text: &str, line_of: &impl Fn(Range<usize>) -> usize) -> Lines {
+        use toml::de::{DeTable, DeValue};
+        let mut lines = Lines::default();
+        let Ok(root) = DeTable::parse(text) else {
+            return lines;
+        };
+        let Some(apps) = root.get_ref().get("apps") else {
+            return lines;
+        };
+        let DeValue::Table(apps) = apps.get_ref() else {
+            return lines;
+        };
+        for (name, table) in apps.iter() {
+            let keys = match table.get_ref() {
+                DeValue::Table(keys) => keys
+                    .iter()
+                    .map(|(key, _)| (key.get_ref().to_string(), line_of(key.span())))
+                    .collect(),
+                _ => Default::default(),
+            };
+            lines
+                .apps
+                .insert(name.get_ref().to_string(), (line_of(name.span()), keys));
+        }
+        lines
+    }
+
+    /// The line of app `app`'s table, 0 if unknown.
+    fn app(&self, app: &str) -> usize {
+        self.apps.get(app).map_or(0, |(line, _)| *line)
+    }
+
+    /// The line of `key` in app `app`'s table, else the table's.
+    fn key(&self, app: &str, key: &str) -> usize {
+        self.apps
+            .get(app)
+            .and_then(|(_, keys)| keys.get(key).copied())
+            .unwrap_or_else(|| self.app(app))
+    }
 }
 
 /// Checks `text`, a config file in `dir`.
@@ -114,11 +194,10 @@ pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
             message: "no apps: add an [apps.NAME] table with a command".into(),
         });
     }
+    let lines = Lines::of(text, &line_of);
     for (app, table) in tables {
-        let header = text
-            .find(&format!("apps.{app}"))
-            .map_or(0, |at| line_of(at..at));
-        match app_of(app, table, text, &line_of) {
+        let header = lines.app(app);
+        match app_of(app, table, &lines) {
             Ok(app) if app.name == name => problems.push(Problem {
                 line: header,
                 message: format!(
@@ -147,7 +226,10 @@ pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
 
 /// A name a control socket can have.
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+    #[cfg(unix)]
+    return keepalive::control::check_name(name);
+    #[cfg(not(unix))]
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
         Err(format!(
             "{name:?} cannot name an instance (no '/', not empty, no leading '.')"
         ))
@@ -158,12 +240,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// One app's table: its `keepalive run` arguments, each key checked alone
 /// (so the error has its line), then together.
-fn app_of(
-    name: &str,
-    table: &Value,
-    text: &str,
-    line_of: &impl Fn(Range<usize>) -> usize,
-) -> Result<App, Vec<Problem>> {
+fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>> {
     let at = |message: String| Problem { line: 0, message };
     let Value::Table(table) = table else {
         return Err(vec![at(format!(
@@ -171,21 +248,12 @@ fn app_of(
         ))]);
     };
     check_name(name).map_err(|message| vec![at(format!("apps.{name}: {message}"))])?;
-    // A key's line: where `key =` first appears after the table's header.
-    let header = text.find(&format!("apps.{name}")).unwrap_or(0);
-    let line_of_key = |key: &str| {
-        let start = text[header..]
-            .find(&format!("\n{key}"))
-            .or_else(|| text[header..].find(key))
-            .map_or(0, |at| header + at + 1);
-        line_of(start..start)
-    };
     let mut problems = Vec::new();
     let mut command: Vec<OsString> = Vec::new();
     let mut args: Vec<OsString> = Vec::new();
     let mut options: Vec<OsString> = vec!["--name".into(), name.into()];
     for (key, value) in table {
-        let line = line_of_key(key);
+        let line = lines.key(name, key);
         let mut problem = |message: String| {
             problems.push(Problem {
                 line,
@@ -395,6 +463,68 @@ kill-timeout = "soon"
         assert!(found[2].1.contains("no command"), "{found:?}");
         assert_eq!(found[3].0, 9);
         assert!(found[3].1.contains("say 500ms"), "{found:?}");
+    }
+
+    #[test]
+    fn lines_come_from_the_parser_not_a_search_of_the_text() {
+        // `web` is a prefix of `webapp`, `workers` follows `workers-x`-like
+        // text earlier: a search of the text would name line 3.
+        let found = problems(
+            r#"[apps.webapp]
+command = "./a"
+# workers = 0 in a comment
+workers = 2
+
+[apps.web]
+command = "./b"
+workers = 0
+"#,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 8, "{found:?}");
+        assert!(found[0].1.starts_with("apps.web.workers"), "{found:?}");
+        // Name rules and a non-table app name their line too.
+        let found = problems(
+            "[apps.ok]\ncommand = \"x\"\n\n[apps.\"a/b\"]\ncommand = \"x\"\n\n[apps.\"../evil\"]\ncommand = \"x\"\n",
+        );
+        assert_eq!(
+            found.iter().map(|p| p.0).collect::<Vec<_>>(),
+            [4, 7],
+            "{found:?}"
+        );
+        assert!(found[0].1.contains("has a '/'"), "{found:?}");
+        let found = problems("[apps]\nweb = 3\n");
+        assert_eq!(found[0].0, 2, "{found:?}");
+        assert!(found[0].1.contains("not a table"), "{found:?}");
+    }
+
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        for special in ["/dev/zero", "/dev/null", "/"] {
+            let err = load(Path::new(special)).unwrap_err();
+            assert!(
+                err[0].message.contains("not a regular file"),
+                "{special}: {err:?}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (MAX_FILE + 1) as usize]).unwrap();
+        let err = load(&big).unwrap_err();
+        assert!(err[0].message.contains("larger than 1024 KiB"), "{err:?}");
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("fifo.toml");
+            assert!(
+                std::process::Command::new("mkfifo")
+                    .arg(&fifo)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let err = load(&fifo).unwrap_err();
+            assert!(err[0].message.contains("not a regular file"), "{err:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Where a detached keepalive named `name` logs:
 /// `$XDG_STATE_HOME/keepalive/NAME.log`, else
-/// `~/.local/state/keepalive/NAME.log`, else beside the control sockets.
+/// `~/.local/state/keepalive/NAME.log`, else in the private runtime
+/// directory, beside the control sockets.
 pub(crate) fn log_path(name: &str) -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|dir| !dir.is_empty())
@@ -34,13 +35,18 @@ pub(crate) fn log_path(name: &str) -> PathBuf {
         });
     match state {
         Some(dir) => dir.join("keepalive").join(format!("{name}.log")),
-        None => control::socket_dir().join(format!("{name}.log")),
+        None => control::runtime_dir()
+            .unwrap_or_else(|_| std::env::temp_dir())
+            .join(format!("{name}.log")),
     }
 }
 
 /// Starts this command again, detached, logging to `log`; returns once it
-/// answers as an instance (exit 0) or has exited (its status).
-pub(crate) fn detach(log: &std::path::Path) -> ExitCode {
+/// answers as the instance `name` (exit 0) or has exited (its status).
+/// With `numbered`, it may answer as `name-2`, `name-3`, ... (the first
+/// free one): only those are asked, and only the one with its pid counts,
+/// so another instance, even a stopped one, is never waited on.
+pub(crate) fn detach(log: &std::path::Path, name: &str, numbered: bool) -> ExitCode {
     // keepalive's `--daemon`, not one of the program's after `--`.
     let mut program = false;
     let argv: Vec<OsString> = std::env::args_os()
@@ -93,7 +99,7 @@ pub(crate) fn detach(log: &std::path::Path) -> ExitCode {
                 tail.join("\n")
             ));
         }
-        if let Some(name) = control::find(|status| status.pid == pid) {
+        if let Some(name) = started_as(name, numbered, pid) {
             say!(
                 "keepalive: {name} runs in the background (pid {pid}); its log: {}",
                 log.display()
@@ -108,6 +114,30 @@ pub(crate) fn detach(log: &std::path::Path) -> ExitCode {
         log.display()
     ))
 }
+
+/// The name under which the keepalive of pid `pid` answers, if it does:
+/// `name`, or with `numbered` one of `name-N`.
+fn started_as(name: &str, numbered: bool, pid: u32) -> Option<String> {
+    let candidates: Vec<String> = if numbered {
+        std::iter::once(name.to_owned())
+            .chain((2..=1000).map(|n| format!("{name}-{n}")))
+            .collect()
+    } else {
+        vec![name.to_owned()]
+    };
+    candidates.into_iter().find(|candidate| {
+        // A quick question: one that does not answer at once is not the
+        // one just started, which answers as soon as it listens.
+        control::socket_path(candidate).is_ok()
+            && control::request_within(candidate, &keepalive::Request::Status, ASK_EACH)
+                .ok()
+                .and_then(|reply| reply.status)
+                .is_some_and(|status| status.pid == pid)
+    })
+}
+
+/// How long one instance may take to say whether it is the one started.
+const ASK_EACH: Duration = Duration::from_millis(500);
 
 /// Called first by a `--detached` keepalive: a session of its own.
 pub(crate) fn leave_the_terminal() {

@@ -165,6 +165,31 @@ pub enum Event {
         /// Its control socket.
         socket: String,
     },
+    /// The predictable runtime directory (`keepalive-UID` in the
+    /// temporary directory) was somebody else's, or open to others, and
+    /// was not used: a private one was made instead (Unix).
+    RuntimeDirRefused {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A log file cannot be written (a full disk, most often): its lines
+    /// are dropped, counted, until it can be again. Said once.
+    LogDropping {
+        /// The log file.
+        path: String,
+        /// Why the write failed.
+        reason: String,
+    },
+    /// A log file that could not be written is written again.
+    LogResumed {
+        /// The log file.
+        path: String,
+        /// How many lines were dropped meanwhile.
+        dropped: u64,
+    },
+    /// A stop was forced (SIGQUIT): every worker and what it left is
+    /// killed now, whatever its kill timeout.
+    Forced,
     /// No more restarts.
     Done(StopReason),
 }
@@ -243,6 +268,17 @@ impl fmt::Display for Event {
             Event::Control { name, socket } => {
                 write!(f, "controlled as {name} ({socket})")
             }
+            Event::RuntimeDirRefused { reason } => {
+                write!(f, "{reason}; using a private directory instead")
+            }
+            Event::LogDropping { path, reason } => write!(
+                f,
+                "cannot write the log {path} ({reason}): dropping its lines until it can be"
+            ),
+            Event::LogResumed { path, dropped } => {
+                write!(f, "writing the log {path} again; {dropped} line(s) dropped")
+            }
+            Event::Forced => f.write_str("forced: killing every worker now"),
             Event::Done(StopReason::Stopped(signal)) => {
                 write!(f, "done: stopped by signal {signal}")
             }

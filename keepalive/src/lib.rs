@@ -82,6 +82,8 @@ mod event;
 #[allow(unsafe_code, reason = "between fork and exec: see the module's docs")]
 mod exec;
 mod http_check;
+#[cfg(target_os = "linux")]
+mod leftovers;
 mod listen;
 mod logfile;
 #[cfg(unix)]
@@ -91,6 +93,8 @@ mod os;
 mod output;
 mod policy;
 mod protocol;
+#[cfg(unix)]
+mod runtime;
 mod stop;
 mod watch;
 
@@ -114,19 +118,28 @@ pub use logfile::Rotation;
 pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
 
 /// The name an instance gets when none is given: its program's file name
-/// (`/usr/bin/my-server` → `my-server`).
+/// (`/usr/bin/my-server` → `my-server`), made a name: control characters
+/// become `_`, leading dots go, at most 200 bytes.
 ///
 /// ```
 /// use std::path::Path;
 /// assert_eq!(keepalive::default_name(Path::new("/usr/bin/my-server")), "my-server");
 /// assert_eq!(keepalive::default_name(Path::new("/")), "keepalive");
+/// assert_eq!(keepalive::default_name(Path::new("./.hidden\nname")), "hidden_name");
 /// ```
 pub fn default_name(program: &std::path::Path) -> String {
-    program
+    let name = program
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "keepalive".into())
+        .unwrap_or_default();
+    #[cfg(unix)]
+    return runtime::sanitize_name(&name);
+    #[cfg(not(unix))]
+    return if name.is_empty() {
+        "keepalive".into()
+    } else {
+        name
+    };
 }
 
 /// Where the child's output goes.
@@ -206,6 +219,8 @@ pub struct Supervisor {
     listen_timeout: Duration,
     reload_on_hangup: bool,
     control: Option<(String, bool)>,
+    inherit_stdin: bool,
+    force_on_quit: bool,
 }
 
 impl fmt::Debug for Supervisor {
@@ -254,6 +269,8 @@ impl Supervisor {
             listen_timeout: Self::DEFAULT_LISTEN_TIMEOUT,
             reload_on_hangup: false,
             control: None,
+            inherit_stdin: false,
+            force_on_quit: false,
         }
     }
 
@@ -324,7 +341,7 @@ impl Supervisor {
 
     /// Listens for control commands as `name` (Unix): `keepalive status
     /// NAME`, `reload NAME`, `stop NAME`, `signal NAME SIG` from another
-    /// shell, through [`control::socket_path`] (mode 0600; only the same
+    /// shell, through [`control::socket_path`] (mode 0600, in a private directory; only the same
     /// user or root is answered). [`run`](Self::run) fails if an instance
     /// of that name runs; a socket left by a killed one is replaced.
     pub fn control(mut self, name: impl Into<String>) -> Self {
@@ -519,6 +536,28 @@ impl Supervisor {
         self
     }
 
+    /// Whether SIGQUIT forces a stop (Unix; default `false`): every worker,
+    /// and what the workers left, is killed at once, whatever its kill
+    /// timeout, and the process exits 131 (or, during a stop, with that
+    /// stop's status). A repeated SIGTERM or SIGINT never shortens a
+    /// worker's kill timeout: install `exit_hook` with
+    /// [`force_on_second_signal(false)`](exit_hook::Builder::force_on_second_signal),
+    /// as the `keepalive` command does, and let SIGQUIT (Ctrl+\\ at a
+    /// terminal) be the one that forces.
+    pub fn force_on_quit(mut self, on: bool) -> Self {
+        self.force_on_quit = on;
+        self
+    }
+
+    /// Whether the workers read the supervisor's own stdin (default
+    /// `false`: `/dev/null`, as pm2 does). A worker that reads a terminal
+    /// it does not own is stopped by SIGTTIN; one that reads nothing gets
+    /// an end of file at once.
+    pub fn inherit_stdin(mut self, on: bool) -> Self {
+        self.inherit_stdin = on;
+        self
+    }
+
     /// Calls `listener` for every [`Event`].
     pub fn on_event(mut self, listener: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.listener = Some(Arc::new(listener));
@@ -567,7 +606,8 @@ impl Supervisor {
                 subscribers.send(event);
             }));
         }
-        let alarm = os::Alarm::new(&wake_signals(self.reload_on_hangup)).map_err(|err| {
+        let signals = LoopSignals::register(self.reload_on_hangup, self.force_on_quit)?;
+        let alarm = os::Alarm::new(&wake_signals(&signals)).map_err(|err| {
             Error::Setup(io::Error::new(
                 err.kind(),
                 format!("cannot handle SIGCHLD: {err}"),
@@ -588,6 +628,10 @@ impl Supervisor {
                 .map_err(Error::Setup)?;
             Some(watch)
         };
+        // The instance's name: the notification sockets' directory is
+        // named by it, so what its workers leave can be found by it.
+        #[cfg_attr(not(unix), allow(unused_mut))]
+        let mut tag = default_name(std::path::Path::new(&self.program));
         #[cfg(unix)]
         let _control = match &self.control {
             Some((name, numbered)) => {
@@ -597,12 +641,18 @@ impl Supervisor {
                     stdout_log: shown(&self.logs.stdout),
                     stderr_log: shown(&self.logs.stderr),
                 };
+                let refused = |err: &io::Error| {
+                    self.emit(Event::RuntimeDirRefused {
+                        reason: err.to_string(),
+                    });
+                };
                 let (server, name) = control::Server::start(
                     name,
                     *numbered,
                     about,
                     shared.clone(),
                     subscribers.clone(),
+                    refused,
                 )
                 .map_err(|err| {
                     Error::Setup(io::Error::new(
@@ -611,9 +661,10 @@ impl Supervisor {
                     ))
                 })?;
                 shared.lock().socket_files.push(server.file());
+                tag.clone_from(&name);
                 self.emit(Event::Control {
                     name,
-                    socket: control::socket_path_display(&server),
+                    socket: server.path().display().to_string(),
                 });
                 Some(server)
             }
@@ -649,19 +700,16 @@ impl Supervisor {
             })?,
         ];
         let (sinks, _reopen) = self.open_logs()?;
-        let result = ReloadSignal::register(self.reload_on_hangup).and_then(|reload| {
-            let result = cluster::Cluster::new(&self, &shared, &alarm, reload.flag.clone(), sinks)
-                .map(cluster::Cluster::run);
-            drop(reload);
-            result
-        });
+        let result = cluster::Cluster::new(&self, &tag, &shared, &alarm, &signals, sinks)
+            .map(cluster::Cluster::run);
+        drop(signals);
         for hook in stop_hooks {
             hook.unregister();
         }
         // The workers' last lines, copied out before the caller exits.
         shared
             .copiers
-            .wait(std::time::Instant::now() + self.kill_timeout);
+            .wait(os::later(std::time::Instant::now(), self.kill_timeout));
         #[cfg(target_os = "linux")]
         if !was_subreaper {
             os::stop_being_subreaper();
@@ -708,20 +756,24 @@ impl Supervisor {
     }
 }
 
-/// The signals that wake the loop: SIGCHLD, and SIGHUP when it reloads.
-fn wake_signals(reload: bool) -> Vec<i32> {
+/// The signals that wake the loop: SIGCHLD, and SIGHUP and SIGQUIT when
+/// they set a flag.
+fn wake_signals(signals: &LoopSignals) -> Vec<i32> {
     #[cfg(unix)]
     {
-        use signal_hook::consts::{SIGCHLD, SIGHUP};
-        if reload {
-            vec![SIGCHLD, SIGHUP]
-        } else {
-            vec![SIGCHLD]
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGQUIT};
+        let mut wake = vec![SIGCHLD];
+        if signals.reload.is_some() {
+            wake.push(SIGHUP);
         }
+        if signals.force.is_some() {
+            wake.push(SIGQUIT);
+        }
+        wake
     }
     #[cfg(not(unix))]
     {
-        let _ = reload;
+        let _ = signals;
         Vec::new()
     }
 }
@@ -767,34 +819,53 @@ impl Drop for SignalFlag {
     }
 }
 
-/// SIGHUP, registered for the duration of a run when it reloads.
-struct ReloadSignal {
-    flag: Option<Arc<std::sync::atomic::AtomicBool>>,
-    _handler: Option<SignalFlag>,
+/// The signals that set a flag for the loop, for the duration of a run:
+/// SIGHUP when it reloads, SIGQUIT when it forces a stop. Registered
+/// before the alarm, so a flag is set before the byte that wakes the loop
+/// to look at it is written (signal-hook runs the handlers in order).
+pub(crate) struct LoopSignals {
+    pub(crate) reload: Option<Arc<std::sync::atomic::AtomicBool>>,
+    pub(crate) force: Option<Arc<std::sync::atomic::AtomicBool>>,
+    _handlers: Vec<SignalFlag>,
 }
 
-impl ReloadSignal {
-    fn register(on: bool) -> Result<ReloadSignal, Error> {
-        if !on {
-            return Ok(ReloadSignal {
-                flag: None,
-                _handler: None,
-            });
-        }
+impl LoopSignals {
+    fn register(reload: bool, force: bool) -> Result<LoopSignals, Error> {
         #[cfg(not(unix))]
-        return Err(Error::Setup(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "reloading on SIGHUP is Unix only",
-        )));
-        #[cfg(unix)]
-        {
-            let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let handler =
-                SignalFlag::register(signal_hook::consts::SIGHUP, "SIGHUP", flag.clone())?;
-            Ok(ReloadSignal {
-                flag: Some(flag),
-                _handler: Some(handler),
-            })
+        if reload || force {
+            return Err(Error::Setup(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "reloading on SIGHUP and forcing on SIGQUIT are Unix only",
+            )));
         }
+        let mut signals = LoopSignals {
+            reload: None,
+            force: None,
+            _handlers: Vec::new(),
+        };
+        #[cfg(unix)]
+        for (on, signal, name, flag) in [
+            (
+                reload,
+                signal_hook::consts::SIGHUP,
+                "SIGHUP",
+                &mut signals.reload,
+            ),
+            (
+                force,
+                signal_hook::consts::SIGQUIT,
+                "SIGQUIT",
+                &mut signals.force,
+            ),
+        ] {
+            if on {
+                let set = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                signals
+                    ._handlers
+                    .push(SignalFlag::register(signal, name, set.clone())?);
+                *flag = Some(set);
+            }
+        }
+        Ok(signals)
     }
 }

@@ -24,16 +24,12 @@ use clap::Parser;
 use exit_hook::Signal;
 use keepalive::StopReason;
 
-/// Writes a line to stderr in one `write`, so it does not mix with the
-/// workers' output on the same stderr; a failed write (EPIPE, a full disk)
-/// is ignored: keepalive's log must not take the service down. (Rust
-/// ignores SIGPIPE, so such a write fails instead of killing the process.)
-/// Defined before the modules, which use it too.
+/// Says a line on stderr without ever blocking: queued, written by a
+/// thread of its own in one `write`, dropped and counted when nobody reads
+/// (`say.rs`). Defined before the modules, which use it too.
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let mut line = format!($($arg)*);
-        line.push('\n');
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        $crate::say::line(format!($($arg)*));
     }};
 }
 
@@ -44,9 +40,18 @@ mod config;
 #[cfg(unix)]
 mod daemon;
 #[cfg(unix)]
+mod logs;
+mod say;
+#[cfg(unix)]
 mod up;
 
 fn main() -> ExitCode {
+    let code = command();
+    say::flush(Duration::from_secs(1));
+    code
+}
+
+fn command() -> ExitCode {
     // Bad arguments: clap's message and exit status 2.
     match cli::Cli::parse().into_command() {
         cli::Command::Run(run) => keep(&run),
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
                 Err(problems) => return report(&file, &problems),
             };
             if daemon {
-                return daemon::detach(&daemon::log_path(&config.name));
+                return daemon::detach(&daemon::log_path(&config.name), &config.name, false);
             }
             up::up(config)
         }
@@ -124,7 +129,7 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
                 .name
                 .clone()
                 .unwrap_or_else(|| keepalive::default_name(std::path::Path::new(run.program())));
-            return daemon::detach(&daemon::log_path(&name));
+            return daemon::detach(&daemon::log_path(&name), &name, run.name.is_none());
         }
         if let Some(up) = run.up_app {
             // Stops (gracefully: SIGTERM) when its `keepalive up` ends, even
@@ -144,15 +149,21 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
         _ => "keepalive".to_owned(),
     };
     // The supervisor's own deadline leaves the command its kill timeout.
-    // SIGHUP reloads the workers instead of stopping the supervisor.
+    // SIGHUP reloads the workers instead of stopping the supervisor. A
+    // second stop signal does not force: systemd's SIGTERM and a Ctrl+C,
+    // or the parent-death signal that comes once per thread of a killed
+    // `keepalive up`, would cut the workers' kill timeout short. SIGQUIT
+    // (Ctrl+\) forces instead (`force_on_quit`).
     if let Err(err) = exit_hook::Builder::new()
         .timeout(run.kill_timeout + Duration::from_secs(2))
         .signals([Signal::terminate(), Signal::interrupt()])
+        .force_on_second_signal(false)
         .install()
     {
         say!("keepalive: {err}");
         return ExitCode::FAILURE;
     }
+    say::flush_at_exit();
     if let Some(path) = &run.pid_file {
         if let Err(err) = write_pid_file(path) {
             say!(

@@ -10,10 +10,9 @@
 //! socket's name alone is guessable by any process of the same user.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a worker said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,21 +55,24 @@ pub(crate) struct NotifyDir {
 }
 
 impl NotifyDir {
-    /// `$XDG_RUNTIME_DIR/keepalive-<pid>-<n>`, or the same under the
-    /// temporary directory (`n` counts the supervisors of this process).
-    pub(crate) fn create() -> io::Result<NotifyDir> {
-        static CREATED: AtomicU64 = AtomicU64::new(0);
-        let n = CREATED.fetch_add(1, Ordering::Relaxed);
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|dir| dir.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        let path = base.join(format!("keepalive-{}-{n}", std::process::id()));
-        // A directory of a dead supervisor with the same pid: ours now.
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+    /// `TAG.workers.XXXXXX` in the private runtime directory
+    /// ([`runtime`](crate::runtime), checked): an unpredictable name, made
+    /// with `O_EXCL`, so nobody can make it first. `TAG` is the instance's
+    /// name, so what its workers left can be found by it later.
+    pub(crate) fn create(tag: &str) -> io::Result<NotifyDir> {
+        let dir = crate::runtime::own(|_| {})?;
+        let path = tempfile::Builder::new()
+            .prefix(&format!("{tag}.workers."))
+            .rand_bytes(6)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(dir)?
+            .keep();
         Ok(NotifyDir { path })
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// A new socket for the worker numbered `id`.
@@ -175,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_socket_receives_what_a_worker_sends_and_removes_its_file() {
-        let dir = NotifyDir::create().unwrap();
+        let dir = NotifyDir::create("test").unwrap();
         let socket = dir.socket(1).unwrap();
         let sender = UnixDatagram::unbound().unwrap();
         sender.send_to(b"READY=1", socket.path()).unwrap();

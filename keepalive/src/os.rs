@@ -43,6 +43,14 @@ pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// `by` after `at`, or, past what an `Instant` holds, a century after it
+/// (never a panic): the library takes any `Duration`.
+pub(crate) fn later(at: Instant, by: std::time::Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(at)
+}
+
 /// How long to sleep to wake at `until` (at once if it passed).
 fn timeout(until: Option<Instant>) -> Option<std::time::Duration> {
     until.map(|at| at.saturating_duration_since(Instant::now()))

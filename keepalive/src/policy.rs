@@ -165,7 +165,10 @@ fn backoff_delay(backoff: Backoff, restarts: &mut Restarts, uptime: Duration) ->
     }
     let factor = 1.5f64.powi(restarts.backoff_step.min(64) as i32);
     restarts.backoff_step += 1;
-    backoff.initial.mul_f64(factor).min(backoff.max)
+    // Saturating: a huge `initial` times 1.5^n is the cap, not a panic.
+    Duration::try_from_secs_f64(backoff.initial.as_secs_f64() * factor)
+        .unwrap_or(Duration::MAX)
+        .min(backoff.max)
 }
 
 #[cfg(test)]

@@ -224,6 +224,14 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         E::HealthFailed { reason } => ("health-failed", json!({ "reason": reason })),
         E::Changed { path } => ("changed", json!({ "path": path })),
         E::Control { name, socket } => ("control", json!({ "name": name, "socket": socket })),
+        E::RuntimeDirRefused { reason } => ("runtime-dir-refused", json!({ "reason": reason })),
+        E::LogDropping { path, reason } => {
+            ("log-dropping", json!({ "path": path, "reason": reason }))
+        }
+        E::LogResumed { path, dropped } => {
+            ("log-resumed", json!({ "path": path, "dropped": dropped }))
+        }
+        E::Forced => ("forced", json!({})),
         E::Done(_) => ("done", json!({})),
     };
     fields["event"] = json!(kind);

@@ -86,7 +86,7 @@ impl State {
     /// When something asked to stop now must be killed: after the kill
     /// timeout, and no later than the stop hook's own kill.
     pub(crate) fn kill_at(&self, kill_timeout: Duration) -> Instant {
-        let at = Instant::now() + kill_timeout;
+        let at = os::later(Instant::now(), kill_timeout);
         self.kill_by.map_or(at, |by| at.min(by))
     }
 
@@ -116,13 +116,16 @@ pub(crate) fn stop(
     let signal = kill_signal.unwrap_or_else(|| exit.signal().unwrap_or_else(Signal::terminate));
     // Kill in time for the supervisor's own deadline.
     let margin = Duration::from_millis(250);
-    let kill_at = (Instant::now() + kill_timeout).min(
+    let kill_at = os::later(Instant::now(), kill_timeout).min(
         exit.deadline()
             .checked_sub(margin)
             .unwrap_or(exit.deadline()),
     );
     let mut state = shared.lock();
-    state.stopping = Some(exit.signal().map_or(0, Signal::as_raw));
+    // A forced stop (SIGQUIT) set these first: it stands.
+    let kill_at = state.kill_by.map_or(kill_at, |forced| forced.min(kill_at));
+    let stopping = exit.signal().map_or(0, Signal::as_raw);
+    state.stopping.get_or_insert(stopping);
     state.stop_signal = signal.as_raw();
     state.kill_by = Some(kill_at);
     shared.changed.notify_all();

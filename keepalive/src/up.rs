@@ -65,11 +65,14 @@ pub(crate) fn up(config: Config) -> ExitCode {
     if let Err(err) = exit_hook::Builder::new()
         .timeout(deadline.min(exit_hook::Builder::MAX_TIMEOUT))
         .signals([Signal::terminate(), Signal::interrupt(), Signal::hangup()])
+        // Each app's keepalive gets one SIGTERM whatever comes after.
+        .force_on_second_signal(false)
         .install()
     {
         say!("keepalive up: {err}");
         return ExitCode::FAILURE;
     }
+    crate::say::flush_at_exit();
     let up = Arc::new(Up {
         state: Mutex::new(State {
             apps: config.apps.iter().map(|_| Running::default()).collect(),

@@ -69,7 +69,7 @@ impl Cluster<'_> {
             self.supervisor.emit(Event::Replacing { pid, reason });
             if let Some(worker) = self.workers.iter_mut().find(|w| w.pid == pid) {
                 // Looked at again only after this replacement had its chance.
-                worker.last_ping = now + self.supervisor.listen_timeout;
+                worker.last_ping = os::later(now, self.supervisor.listen_timeout);
             }
             self.replace(slot, true);
         }
@@ -83,7 +83,7 @@ impl Cluster<'_> {
         let watchdog = self
             .supervisor
             .watchdog
-            .and_then(|every| self.serving().map(|w| w.last_ping + every).min());
+            .and_then(|every| self.serving().map(|w| os::later(w.last_ping, every)).min());
         watchdog.into_iter().chain(self.memory_check_at).min()
     }
 

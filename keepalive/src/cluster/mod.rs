@@ -49,7 +49,7 @@ use super::event::Event;
 use super::listen::Listeners;
 #[cfg(unix)]
 use super::notify::{NotifyDir, NotifySocket};
-use super::os::Alarm;
+use super::os::{self, Alarm};
 use super::policy::Restarts;
 use super::stop::{Shared, kill_tree};
 use super::{StopReason, Supervisor};
@@ -109,6 +109,8 @@ pub(crate) struct Cluster<'a> {
     alarm: &'a Alarm,
     /// Set by SIGHUP.
     reload_asked: Option<Arc<AtomicBool>>,
+    /// Set by SIGQUIT: kill everything now.
+    force_asked: Option<Arc<AtomicBool>>,
     #[cfg(unix)]
     listeners: Option<Listeners>,
     #[cfg(unix)]
@@ -129,9 +131,10 @@ pub(crate) struct Cluster<'a> {
 impl<'a> Cluster<'a> {
     pub(crate) fn new(
         supervisor: &'a Supervisor,
+        tag: &str,
         shared: &'a Shared,
         alarm: &'a Alarm,
-        reload_asked: Option<Arc<AtomicBool>>,
+        signals: &crate::LoopSignals,
         sinks: start::Sinks,
     ) -> Result<Self, Error> {
         #[cfg(unix)]
@@ -149,27 +152,47 @@ impl<'a> Cluster<'a> {
             Some(listeners)
         };
         #[cfg(not(unix))]
+        let _ = tag;
+        #[cfg(not(unix))]
         if !supervisor.listen.is_empty() || supervisor.wait_ready {
             return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "listeners and readiness are passed to workers on Unix only",
             )));
         }
+        #[cfg(unix)]
+        let notify_dir = NotifyDir::create(tag).map_err(|err| {
+            Error::Setup(context(
+                err,
+                "cannot make the notification sockets' directory",
+            ))
+        })?;
+        // Holding the name (its control socket), what an earlier instance
+        // of it left is ours to stop.
+        #[cfg(target_os = "linux")]
+        if supervisor.control.is_some() {
+            crate::leftovers::stop(
+                notify_dir.path(),
+                tag,
+                supervisor
+                    .kill_signal
+                    .unwrap_or_else(exit_hook::Signal::terminate)
+                    .as_raw(),
+                supervisor.kill_timeout,
+                supervisor.listener.as_ref(),
+            );
+        }
         let now = Instant::now();
         Ok(Cluster {
             supervisor,
             shared,
             alarm,
-            reload_asked,
+            reload_asked: signals.reload.clone(),
+            force_asked: signals.force.clone(),
             #[cfg(unix)]
             listeners,
             #[cfg(unix)]
-            notify_dir: NotifyDir::create().map_err(|err| {
-                Error::Setup(context(
-                    err,
-                    "cannot make the notification sockets' directory",
-                ))
-            })?,
+            notify_dir,
             workers: Vec::new(),
             slots: (0..supervisor.workers)
                 .map(|_| Slot {
@@ -190,6 +213,13 @@ impl<'a> Cluster<'a> {
     /// stopped, and until nothing they started is left.
     pub(crate) fn run(mut self) -> StopReason {
         loop {
+            if self
+                .force_asked
+                .as_ref()
+                .is_some_and(|asked| asked.swap(false, Ordering::AcqRel))
+            {
+                self.force();
+            }
             self.read_notifications();
             let stopping = self.reap();
             self.shared
@@ -296,12 +326,12 @@ impl<'a> Cluster<'a> {
                 killed: false,
             } => Some(kill_at),
             Role::Replacement if !self.supervisor.wait_ready => {
-                Some(worker.started + policy.min_uptime)
+                Some(os::later(worker.started, policy.min_uptime))
             }
             Role::Serving
                 if self.supervisor.wait_ready && !worker.said_ready && !worker.reported_late =>
             {
-                Some(worker.started + self.supervisor.listen_timeout)
+                Some(os::later(worker.started, self.supervisor.listen_timeout))
             }
             _ => None,
         });
@@ -334,6 +364,33 @@ impl<'a> Cluster<'a> {
             .unwrap_or_else(exit_hook::Signal::terminate)
     }
 
+    /// SIGQUIT: the stop, forced. Every worker and what the workers left
+    /// is killed now; a stop going on ends as soon as they are reaped, and
+    /// without one, one starts (exit_hook's run, the stop hook finding
+    /// nothing left to wait for) and ends the process with 128 + SIGQUIT.
+    fn force(&mut self) {
+        self.supervisor.emit(crate::Event::Forced);
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        // From here on nothing starts, and the stop hook kills at once.
+        state.stopping.get_or_insert(QUIT);
+        state.kill_by = Some(now);
+        for started in &mut state.children {
+            started.signalled = true;
+            kill_tree(&mut started.child);
+        }
+        state.stragglers.kill_all(self.supervisor.listener.as_ref());
+        self.shared.changed.notify_all();
+        drop(state);
+        for worker in &mut self.workers {
+            worker.role = Role::Retiring {
+                kill_at: now,
+                killed: true,
+            };
+        }
+        exit_hook::start_exit(128 + QUIT);
+    }
+
     /// SIGKILL to the worker `pid` and its process group.
     fn kill(&self, pid: u32) {
         let mut state = self.shared.lock();
@@ -342,6 +399,9 @@ impl<'a> Cluster<'a> {
         }
     }
 }
+
+/// SIGQUIT's number, the same on every Unix.
+const QUIT: i32 = 3;
 
 /// `err`, saying what was being done.
 fn context(err: io::Error, doing: &str) -> io::Error {

@@ -115,7 +115,7 @@ impl Cluster<'_> {
                     .decide(&mut slot.restarts, status.code(), uptime)
                 {
                     Decision::Restart(delay) => {
-                        slot.start_at = Some(Instant::now() + delay);
+                        slot.start_at = Some(os::later(Instant::now(), delay));
                         let restarts = slot.restarts.count;
                         self.supervisor.emit(Event::Restarting { delay, restarts });
                     }

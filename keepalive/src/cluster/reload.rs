@@ -25,7 +25,7 @@ impl Cluster<'_> {
                 self.reloading = Some(Reload {
                     slot,
                     replacement: pid,
-                    deadline: Instant::now() + self.supervisor.listen_timeout,
+                    deadline: os::later(Instant::now(), self.supervisor.listen_timeout),
                     only,
                 });
             }
@@ -86,7 +86,7 @@ impl Cluster<'_> {
 
     /// Asks the workers `which` picks to stop, once each.
     pub(super) fn retire_where(&mut self, which: impl Fn(&super::Worker) -> bool) {
-        let kill_at = Instant::now() + self.supervisor.kill_timeout;
+        let kill_at = os::later(Instant::now(), self.supervisor.kill_timeout);
         let signal = self.kill_signal();
         let mut state = self.shared.lock();
         for worker in &mut self.workers {

@@ -45,7 +45,7 @@ impl Cluster<'_> {
             .decide_failed_start(&mut state.restarts)
         {
             Decision::Restart(delay) => {
-                state.start_at = Some(Instant::now() + delay);
+                state.start_at = Some(os::later(Instant::now(), delay));
                 let restarts = state.restarts.count;
                 self.supervisor.emit(Event::Restarting { delay, restarts });
             }
@@ -65,6 +65,9 @@ impl Cluster<'_> {
             command.current_dir(dir);
         }
         os::separate_process_group(&mut command);
+        if !supervisor.inherit_stdin {
+            command.stdin(Stdio::null());
+        }
         let prefix = match &supervisor.output {
             Output::Prefixed(prefix) => Some(prefix.as_str()),
             Output::Inherit => None,
