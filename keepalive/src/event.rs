@@ -75,6 +75,14 @@ pub enum Event {
         /// The line.
         line: String,
     },
+    /// A worker said more on its notification socket than is reported
+    /// (at most 10 reports a second): this many were not.
+    Quieted {
+        /// Its process id.
+        pid: u32,
+        /// How many were not reported.
+        dropped: u64,
+    },
     /// A rolling reload started (SIGHUP): every worker is replaced, one at a time.
     Reloading {
         /// How many workers it replaces.
@@ -219,6 +227,10 @@ impl fmt::Display for Event {
             Event::Draining { pid } => write!(f, "pid {pid} is stopping"),
             Event::Status { pid, status } => write!(f, "pid {pid} status: {status}"),
             Event::Said { pid, line } => write!(f, "pid {pid} says {line}"),
+            Event::Quieted { pid, dropped } => write!(
+                f,
+                "pid {pid} said {dropped} more thing(s) on its notification socket, not shown"
+            ),
             Event::Reloading { workers } => {
                 write!(f, "reloading: replacing {workers} worker(s) one at a time")
             }

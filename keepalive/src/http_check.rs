@@ -16,10 +16,10 @@
 //! client crate: it sends one fixed request to a plain-HTTP address and
 //! reads one line.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::stop::Shared;
 
@@ -86,35 +86,57 @@ impl std::fmt::Display for HealthUrl {
     }
 }
 
+/// The longest status line read: `HTTP/1.1 200 OK` and a long reason.
+const MAX_STATUS_LINE: usize = 1024;
+
 /// Asks `url` once: `Ok` for a 2xx or 3xx answer, else what was wrong.
+/// The whole exchange (connect, request, status line) has `timeout`, not
+/// each read: a server that trickles a byte a second fails it; and at most
+/// [`MAX_STATUS_LINE`] bytes are read.
 fn ask(url: &HealthUrl, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let late = || format!("no answer within {} ms", timeout.as_millis());
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left).ok_or_else(late)
+    };
     let addr = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(|err| err.to_string())?
         .next()
         .ok_or_else(|| format!("{} has no address", url.host))?;
-    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|err| err.to_string())?;
-    let talk = || -> io::Result<String> {
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        // In one write: `write!` on the stream would send each piece of
-        // the format apart, and a server that answers once it has the
-        // request line, closing the connection, resets it under the rest.
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: keepalive\r\nConnection: close\r\n\r\n",
-            url.path, url.host, url.port
-        );
-        (&stream).write_all(request.as_bytes())?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        Ok(line)
-    };
-    let line = talk().map_err(|err| match err.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("no answer within {} ms", timeout.as_millis())
-        }
+    let mut stream = TcpStream::connect_timeout(&addr, left()?).map_err(|err| err.to_string())?;
+    let said = |err: io::Error| match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => late(),
         _ => err.to_string(),
-    })?;
+    };
+    stream.set_write_timeout(Some(left()?)).map_err(said)?;
+    // In one write: `write!` on the stream would send each piece of the
+    // format apart, and a server that answers once it has the request
+    // line, closing the connection, resets it under the rest.
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: keepalive\r\nConnection: close\r\n\r\n",
+        url.path, url.host, url.port
+    );
+    stream.write_all(request.as_bytes()).map_err(said)?;
+    let mut line = Vec::with_capacity(64);
+    let mut buf = [0u8; 256];
+    while !line.contains(&b'\n') {
+        if line.len() > MAX_STATUS_LINE {
+            return Err(format!(
+                "not an HTTP answer: no status line in its first {MAX_STATUS_LINE} bytes"
+            ));
+        }
+        stream.set_read_timeout(Some(left()?)).map_err(said)?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(said(err)),
+        }
+    }
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    let line = String::from_utf8_lossy(&line[..end]).into_owned();
     let code = line
         .split_whitespace()
         .nth(1)
@@ -172,6 +194,7 @@ pub(crate) fn start(check: HealthCheck, shared: Arc<Shared>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
 
     #[test]
     fn urls_are_plain_http() {
@@ -240,5 +263,49 @@ mod tests {
             );
             assert_eq!(server.join().unwrap(), "GET /healthz HTTP/1.1\r\n");
         }
+    }
+
+    /// A server that answers `bytes`, `every` apart, and holds the line.
+    fn trickling(bytes: Vec<u8>, every: Duration) -> HealthUrl {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            // The request first: a socket closed with unread bytes is reset.
+            let mut header = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            while reader.read_line(&mut header).unwrap() > 0 && header != "\r\n" {
+                header.clear();
+            }
+            for chunk in bytes.chunks(1) {
+                if stream.write_all(chunk).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        format!("http://127.0.0.1:{port}/").parse().unwrap()
+    }
+
+    #[test]
+    fn the_whole_exchange_has_one_deadline_and_a_bounded_line() {
+        // A byte every 200 ms: each read is quick, the whole is not.
+        let url = trickling(b"HTTP/1.1 200 OK\r\n".to_vec(), Duration::from_millis(200));
+        let started = Instant::now();
+        let err = ask(&url, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(err, "no answer within 1000 ms");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        // An endless status line is cut.
+        let url = trickling(vec![b'x'; 4096], Duration::ZERO);
+        let err = ask(&url, Duration::from_secs(5)).unwrap_err();
+        assert!(
+            err.contains("no status line in its first 1024 bytes"),
+            "{err}"
+        );
     }
 }

@@ -729,6 +729,7 @@ impl Supervisor {
                 self.logs.rotation,
                 self.logs.timestamps,
                 flag.clone(),
+                self.listener.clone(),
             )
             .map_err(|err| {
                 Error::Setup(io::Error::new(

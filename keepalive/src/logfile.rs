@@ -13,13 +13,23 @@
 //! - **Timestamps** (`--log-timestamps`): each line starts with the time it
 //!   was copied, RFC 3339 in UTC with milliseconds.
 //!
-//! A write that fails (a full disk) loses that line only; the copy goes on.
+//! A write that fails (a full disk) loses that line only, whole: what of it
+//! reached the file is cut off again, so the next line does not start in
+//! the middle of it. The copy goes on, and a worker is never held up by a
+//! full disk. The lines dropped are counted: the first failure is said
+//! once ([`Event::LogDropping`]), and the count when writing works again
+//! ([`Event::LogResumed`]).
+//!
+//! [`Event::LogDropping`]: crate::Event::LogDropping
+//! [`Event::LogResumed`]: crate::Event::LogResumed
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::event::{Event, Listener, emit};
 
 /// Size-based rotation: at most `max_size` bytes a file, `keep` old ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +58,12 @@ pub(crate) struct LogFile {
     timestamps: bool,
     /// Set by SIGUSR1: reopen before the next line.
     reopen: Arc<AtomicBool>,
+    /// Lines dropped since writing last failed (`None` while it works).
+    dropping: Option<u64>,
+    /// A failed line's start could not be cut off: the next line starts
+    /// on a line of its own.
+    broken: bool,
+    listener: Option<Listener>,
 }
 
 /// A [`LogFile`] as a writer of whole lines, for the copy threads.
@@ -55,12 +71,14 @@ pub(crate) struct LogFile {
 pub(crate) struct LogSink(pub(crate) Arc<Mutex<LogFile>>);
 
 impl LogFile {
-    /// Opens (appends to) `path`; `reopen` is the SIGUSR1 flag.
+    /// Opens (appends to) `path`; `reopen` is the SIGUSR1 flag; `listener`
+    /// hears when lines are dropped.
     pub(crate) fn open(
         path: &Path,
         rotation: Option<Rotation>,
         timestamps: bool,
         reopen: Arc<AtomicBool>,
+        listener: Option<Listener>,
     ) -> io::Result<LogFile> {
         let file = append(path)?;
         let size = file.metadata()?.len();
@@ -71,12 +89,38 @@ impl LogFile {
             rotation,
             timestamps,
             reopen,
+            dropping: None,
+            broken: false,
+            listener,
         })
+    }
+
+    /// Writes `line`, or drops it whole and counts it.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        match self.try_write_line(line) {
+            Ok(()) => {
+                if let Some(dropped) = self.dropping.take() {
+                    let path = self.path.display().to_string();
+                    emit(self.listener.as_ref(), Event::LogResumed { path, dropped });
+                }
+                Ok(())
+            }
+            Err(err) => {
+                let dropped = self.dropping.get_or_insert(0);
+                *dropped += 1;
+                if *dropped == 1 {
+                    let path = self.path.display().to_string();
+                    let reason = err.to_string();
+                    emit(self.listener.as_ref(), Event::LogDropping { path, reason });
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Writes `line` (ending in a newline), rotating or reopening first
     /// when it is time.
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+    fn try_write_line(&mut self, line: &[u8]) -> io::Result<()> {
         if self.reopen.swap(false, Ordering::AcqRel) {
             self.file = append(&self.path)?;
             self.size = self.file.metadata()?.len();
@@ -93,14 +137,36 @@ impl LogFile {
                 self.rotate(rotation.keep)?;
             }
         }
-        let mut whole = Vec::with_capacity(len as usize);
+        let mut whole = Vec::with_capacity(len as usize + 1);
+        if self.broken {
+            whole.push(b'\n');
+        }
         if let Some(stamp) = stamp {
             whole.extend_from_slice(stamp.as_bytes());
         }
         whole.extend_from_slice(line);
-        self.file.write_all(&whole)?;
-        self.size += len;
+        if let Err(err) = self.file.write_all(&whole) {
+            self.cut_back(whole.len() as u64);
+            return Err(err);
+        }
+        self.broken = false;
+        self.size += whole.len() as u64;
         Ok(())
+    }
+
+    /// After a write of `tried` bytes failed: cuts off what of it reached
+    /// the file (only that: a file cut short or grown by another since is
+    /// left alone), or else has the next line start on a line of its own.
+    fn cut_back(&mut self, tried: u64) {
+        let now = self.file.metadata().map_or(0, |meta| meta.len());
+        let ours = now >= self.size && now - self.size <= tried;
+        if now == self.size && ours {
+            return; // nothing reached it
+        }
+        if !(ours && self.file.set_len(self.size).is_ok()) {
+            self.broken = true;
+            self.size = now;
+        }
     }
 
     /// `FILE.n` → `FILE.n+1` from the oldest down, `FILE` → `FILE.1`, a new `FILE`.
@@ -161,7 +227,7 @@ mod tests {
             max_size: 100,
             keep: 2,
         };
-        let mut log = LogFile::open(&path, Some(rotation), false, Arc::default()).unwrap();
+        let mut log = LogFile::open(&path, Some(rotation), false, Arc::default(), None).unwrap();
         for n in 0..30 {
             log.write_line(format!("line {n:04}\n").as_bytes()).unwrap();
         }
@@ -181,7 +247,7 @@ mod tests {
         let dir = dir("reopen");
         let path = dir.join("app.log");
         let reopen = Arc::new(AtomicBool::new(false));
-        let mut log = LogFile::open(&path, None, true, reopen.clone()).unwrap();
+        let mut log = LogFile::open(&path, None, true, reopen.clone(), None).unwrap();
         log.write_line(b"before\n").unwrap();
         std::fs::rename(&path, dir.join("app.log.old")).unwrap();
         reopen.store(true, Ordering::Release);

@@ -99,6 +99,9 @@ pub(crate) struct NotifySocket {
     path: PathBuf,
 }
 
+/// How many datagrams of one worker are read in one turn of the loop.
+pub(crate) const DATAGRAMS_AT_ONCE: usize = 64;
+
 /// A message and who sent it: `None` where the system does not say.
 pub(crate) type Said = (Option<u32>, Message);
 
@@ -113,11 +116,17 @@ impl NotifySocket {
         std::os::fd::AsFd::as_fd(&self.socket)
     }
 
-    /// Every message waiting, without blocking, with its sender.
+    /// The messages waiting, without blocking, with their senders: at
+    /// most [`DATAGRAMS_AT_ONCE`] datagrams, so a worker that sends
+    /// without pause cannot keep the loop reading (the rest wait for its
+    /// next turn).
     pub(crate) fn messages(&self) -> Vec<Said> {
         let mut messages = Vec::new();
         let mut buf = [0u8; 4096];
-        while let Some((n, sender)) = self.receive(&mut buf) {
+        for _ in 0..DATAGRAMS_AT_ONCE {
+            let Some((n, sender)) = self.receive(&mut buf) else {
+                break;
+            };
             messages.extend(parse(&buf[..n]).into_iter().map(|m| (sender, m)));
         }
         messages

@@ -234,6 +234,8 @@ mod unix {
             pub(crate) group: u32,
             /// User and system CPU time, in milliseconds.
             pub(crate) cpu_ms: u64,
+            /// Stopped by a signal (state `T`) or by a tracer (`t`).
+            pub(crate) stopped: bool,
         }
 
         pub(crate) fn stat(pid: u32) -> Option<Stat> {
@@ -247,6 +249,7 @@ mod unix {
                 group: fields.get(2)?.parse().ok()?,
                 // utime and stime, in clock ticks of 1/100 s (USER_HZ).
                 cpu_ms: (number(11)? + number(12)?) * 10,
+                stopped: matches!(fields.first(), Some(&"T" | &"t")),
             })
         }
 

@@ -74,6 +74,10 @@ pub enum StopReason {
 /// starts a second, not a core.
 pub const MIN_SPIN_SLEEP: Duration = Duration::from_millis(100);
 
+/// How long after a start that failed for want of descriptors, processes
+/// or memory it is tried again, when no backoff or spin sleep says.
+pub(crate) const TRANSIENT_RETRY: Duration = Duration::from_secs(1);
+
 /// The restart settings.
 #[derive(Clone, Debug)]
 pub(crate) struct Policy {
@@ -143,14 +147,18 @@ impl Policy {
     }
 
     /// Decides after the program could not be started at all: try again
-    /// after the backoff, or else after `spin_sleep`; with neither, give up.
-    pub(crate) fn decide_failed_start(&self, restarts: &mut Restarts) -> Decision {
+    /// after the backoff, or else after `spin_sleep`; with neither, give
+    /// up, unless the failure is `transient` (the system was out of
+    /// descriptors, processes or memory, not the program missing): that is
+    /// tried again after [`TRANSIENT_RETRY`], up to `max_restarts`.
+    pub(crate) fn decide_failed_start(&self, restarts: &mut Restarts, transient: bool) -> Decision {
         if self.max_restarts.is_some_and(|max| restarts.count >= max) {
             return Decision::Stop(StopReason::MaxRestarts(restarts.count));
         }
         let delay = match (self.backoff, self.spin_sleep) {
             (Some(backoff), _) => backoff_delay(backoff, restarts, Duration::ZERO),
             (None, Some(sleep)) => sleep.max(MIN_SPIN_SLEEP),
+            (None, None) if transient => TRANSIENT_RETRY,
             (None, None) => return Decision::Stop(StopReason::CannotStart),
         };
         restarts.count += 1;
@@ -212,15 +220,20 @@ mod tests {
         let mut restarts = Restarts::default();
         let plain = Policy::default();
         assert_eq!(
-            plain.decide_failed_start(&mut restarts),
+            plain.decide_failed_start(&mut restarts, false),
             Decision::Stop(StopReason::CannotStart)
+        );
+        // Out of descriptors is not the program's fault: tried again.
+        assert_eq!(
+            plain.decide_failed_start(&mut Restarts::default(), true),
+            Decision::Restart(TRANSIENT_RETRY)
         );
         let sleepy = Policy {
             spin_sleep: Some(500 * MS),
             ..Policy::default()
         };
         assert_eq!(
-            sleepy.decide_failed_start(&mut restarts),
+            sleepy.decide_failed_start(&mut restarts, false),
             Decision::Restart(500 * MS)
         );
         let backoff = Policy {
@@ -229,15 +242,15 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(
-            backoff.decide_failed_start(&mut restarts),
+            backoff.decide_failed_start(&mut restarts, false),
             Decision::Restart(100 * MS)
         );
         assert_eq!(
-            backoff.decide_failed_start(&mut restarts),
+            backoff.decide_failed_start(&mut restarts, false),
             Decision::Restart(150 * MS)
         );
         assert_eq!(
-            backoff.decide_failed_start(&mut restarts),
+            backoff.decide_failed_start(&mut restarts, false),
             Decision::Stop(StopReason::MaxRestarts(3))
         );
     }

@@ -35,14 +35,22 @@ impl Seen {
                 .is_some_and(|after| self.started.elapsed() >= after)
     }
 
-    /// What `status` says of it now (memory and CPU: `usage`).
-    pub(crate) fn status(&self, (rss_bytes, cpu_ms): (u64, u64)) -> WorkerStatus {
+    /// What `status` says of it now (memory, CPU and whether the system
+    /// stopped it: `usage`).
+    pub(crate) fn status(&self, usage: Usage) -> WorkerStatus {
+        let Usage {
+            rss_bytes,
+            cpu_ms,
+            stopped,
+        } = usage;
         let uptime = self.started.elapsed();
         let ready = self.is_ready();
-        let state = match (self.stopping, ready) {
-            (true, _) => "stopping",
-            (false, true) => "ready",
-            (false, false) => "starting",
+        let state = match (self.stopping, stopped, ready) {
+            (true, _, _) => "stopping",
+            // SIGSTOP, or SIGTTIN/SIGTTOU from a terminal: it serves nothing.
+            (false, true, _) => "stopped",
+            (false, false, true) => "ready",
+            (false, false, false) => "starting",
         };
         WorkerStatus {
             slot: self.slot,
@@ -56,6 +64,16 @@ impl Seen {
             status: self.status.clone(),
         }
     }
+}
+
+/// What the system says of a worker's process (Linux; zeros elsewhere).
+#[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(not(unix), allow(dead_code, reason = "no control socket to show it"))]
+pub(crate) struct Usage {
+    pub(crate) rss_bytes: u64,
+    pub(crate) cpu_ms: u64,
+    /// Stopped by a signal (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU).
+    pub(crate) stopped: bool,
 }
 
 /// What a client asks.
@@ -199,6 +217,7 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         E::Draining { pid } => ("draining", json!({ "pid": pid })),
         E::Status { pid, status } => ("status", json!({ "pid": pid, "status": status })),
         E::Said { pid, line } => ("said", json!({ "pid": pid, "line": line })),
+        E::Quieted { pid, dropped } => ("quieted", json!({ "pid": pid, "dropped": dropped })),
         E::Reloading { workers } => ("reloading", json!({ "workers": workers })),
         E::Reloaded => ("reload-done", json!({})),
         E::Restart { workers } => ("restart", json!({ "workers": workers })),
@@ -249,7 +268,8 @@ pub struct WorkerStatus {
     pub slot: usize,
     /// Its process id.
     pub pid: u32,
-    /// `starting` (not ready yet), `ready`, or `stopping`.
+    /// `starting` (not ready yet), `ready`, `stopping`, or `stopped` (the
+    /// process is stopped by a signal: SIGSTOP, or a terminal's SIGTTIN).
     pub state: String,
     /// How long it has run, in milliseconds.
     pub uptime_ms: u64,

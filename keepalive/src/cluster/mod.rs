@@ -68,6 +68,8 @@ struct Worker {
     last_ping: Instant,
     /// What it last said with `STATUS=`.
     status: Option<String>,
+    /// How much of what it says was reported lately.
+    chatter: readiness::Chatter,
     role: Role,
     #[cfg(unix)]
     notify: NotifySocket,

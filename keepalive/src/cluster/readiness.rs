@@ -13,11 +13,28 @@ impl Cluster<'_> {
     /// and its process tree may speak for it, and only the worker itself
     /// may say `STOPPING=1`: a forked child running its own exit hooks is
     /// not the worker draining.
+    ///
+    /// What a worker says is reported at most [`SAID_PER_SECOND`] times a
+    /// second (`READY=1` always); the rest is counted and the count
+    /// reported with the next report. A `STATUS=` that repeats the last
+    /// one changes nothing and is not reported.
     pub(super) fn read_notifications(&mut self) {
         #[cfg(unix)]
         for worker in &mut self.workers {
             for (sender, message) in worker.notify.messages() {
                 let pid = worker.pid;
+                let now = std::time::Instant::now();
+                let report = |event: Event, chatter: &mut Chatter| {
+                    if let Some(quiet) = chatter.allow(now) {
+                        if quiet > 0 {
+                            self.supervisor.emit(Event::Quieted {
+                                pid,
+                                dropped: quiet,
+                            });
+                        }
+                        self.supervisor.emit(event);
+                    }
+                };
                 if let Some(sender) = sender.filter(|&s| !may_say(s, pid, &message)) {
                     let message = match &message {
                         Message::Ready => "READY=1".to_owned(),
@@ -26,31 +43,34 @@ impl Cluster<'_> {
                         Message::Watchdog => "WATCHDOG=1".to_owned(),
                         Message::Other(line) => line.clone(),
                     };
-                    self.supervisor.emit(Event::Refused {
+                    let refused = Event::Refused {
                         pid,
                         sender,
                         message,
-                    });
+                    };
+                    report(refused, &mut worker.chatter);
                     continue;
                 }
                 let event = match message {
                     Message::Ready if !worker.said_ready => {
                         worker.said_ready = true;
-                        Event::Ready { pid }
+                        self.supervisor.emit(Event::Ready { pid });
+                        continue;
                     }
                     Message::Ready => continue,
                     Message::Stopping => Event::Draining { pid },
                     Message::Watchdog => {
-                        worker.last_ping = std::time::Instant::now();
+                        worker.last_ping = now;
                         continue;
                     }
+                    Message::Status(status) if worker.status.as_ref() == Some(&status) => continue,
                     Message::Status(status) => {
                         worker.status = Some(status.clone());
                         Event::Status { pid, status }
                     }
                     Message::Other(line) => Event::Said { pid, line },
                 };
-                self.supervisor.emit(event);
+                report(event, &mut worker.chatter);
             }
         }
     }
@@ -77,6 +97,38 @@ impl Cluster<'_> {
                 });
             }
         }
+    }
+}
+
+/// The most reports of what one worker says, in a second.
+pub(super) const SAID_PER_SECOND: u32 = 10;
+
+/// How much of what a worker says was reported lately.
+#[derive(Debug, Default)]
+pub(super) struct Chatter {
+    since: Option<std::time::Instant>,
+    reported: u32,
+    quiet: u64,
+}
+
+impl Chatter {
+    /// Whether to report now: `Some(n)` with the `n` not reported since
+    /// the last report, or `None` (counted).
+    fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        let second = std::time::Duration::from_secs(1);
+        if self
+            .since
+            .is_none_or(|since| now.saturating_duration_since(since) >= second)
+        {
+            self.since = Some(now);
+            self.reported = 0;
+        }
+        if self.reported >= SAID_PER_SECOND {
+            self.quiet += 1;
+            return None;
+        }
+        self.reported += 1;
+        Some(std::mem::take(&mut self.quiet))
     }
 }
 

@@ -33,16 +33,16 @@ impl Cluster<'_> {
     }
 
     /// A worker of `slot` could not start: the slot's policy decides.
-    pub(super) fn start_failed(&mut self, slot: usize, err: io::Error) {
+    pub(super) fn start_failed(&mut self, slot: usize, failed: Failed) {
         self.supervisor.emit(Event::StartFailed {
             slot,
-            reason: err.to_string(),
+            reason: failed.error.to_string(),
         });
         let state = &mut self.slots[slot];
         match self
             .supervisor
             .policy
-            .decide_failed_start(&mut state.restarts)
+            .decide_failed_start(&mut state.restarts, failed.transient)
         {
             Decision::Restart(delay) => {
                 state.start_at = Some(os::later(Instant::now(), delay));
@@ -54,7 +54,7 @@ impl Cluster<'_> {
     }
 
     /// Starts a worker for `slot`; `None` if the supervisor is stopping.
-    pub(super) fn start(&mut self, slot: usize, role: Role) -> io::Result<Option<u32>> {
+    pub(super) fn start(&mut self, slot: usize, role: Role) -> Result<Option<u32>, Failed> {
         let id = self.next_id;
         self.next_id += 1;
         #[cfg(not(unix))]
@@ -79,10 +79,10 @@ impl Cluster<'_> {
             command.stderr(Stdio::piped());
         }
         #[cfg(unix)]
-        let notify = self
-            .notify_dir
-            .socket(id)
-            .map_err(|err| context(err, "cannot make a worker's notification socket"))?;
+        let notify = self.notify_dir.socket(id).map_err(|err| Failed {
+            error: context(err, "cannot make a worker's notification socket"),
+            transient: true,
+        })?;
         #[cfg(unix)]
         Plan {
             program: &supervisor.program,
@@ -95,7 +95,8 @@ impl Cluster<'_> {
             notify_socket: Some(notify.path()),
             watchdog: supervisor.watchdog,
         }
-        .prepare(&mut command)?;
+        .prepare(&mut command)
+        .map_err(Failed::of)?;
         #[cfg(not(unix))]
         command
             .args(&supervisor.args)
@@ -107,7 +108,11 @@ impl Cluster<'_> {
         }
         let mut child = command.spawn().map_err(|err| {
             let program = std::path::Path::new(&supervisor.program).display();
-            context(err, &format!("cannot start {program}"))
+            let failed = Failed::of(err);
+            Failed {
+                error: context(failed.error, &format!("cannot start {program}")),
+                ..failed
+            }
         })?;
         let pid = child.id();
         take_output(
@@ -132,12 +137,50 @@ impl Cluster<'_> {
             reported_late: false,
             last_ping: Instant::now(),
             status: None,
+            chatter: Default::default(),
             role,
             #[cfg(unix)]
             notify,
         });
         supervisor.emit(Event::Started { pid });
         Ok(Some(pid))
+    }
+}
+
+/// Why a worker could not start, and whether it is the system's passing
+/// want (out of descriptors, processes or memory), not the program's.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: io::Error,
+    /// Worth trying again whatever the policy says of a program that
+    /// cannot start: descriptors, processes and memory come back.
+    pub(crate) transient: bool,
+}
+
+impl Failed {
+    fn of(error: io::Error) -> Failed {
+        #[cfg(unix)]
+        let transient = matches!(
+            error.raw_os_error(),
+            Some(
+                libc::EMFILE
+                    | libc::ENFILE
+                    | libc::EAGAIN
+                    | libc::ENOMEM
+                    | libc::ENOBUFS
+                    | libc::ENOSPC
+                    | libc::ETXTBSY
+            )
+        );
+        #[cfg(not(unix))]
+        let transient = false;
+        Failed { error, transient }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
     }
 }
 

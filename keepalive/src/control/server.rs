@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::connection::{self, Listening, Subscribers};
 use crate::listen::SocketFile;
 use crate::os;
-use crate::protocol::{About, Reply, Request, Status};
+use crate::protocol::{About, Reply, Request, Status, Usage};
 use crate::stop::Shared;
 
 /// The server's end: the socket, removed when dropped.
@@ -237,11 +237,16 @@ fn own_command_line() -> Vec<String> {
     argv
 }
 
-/// Resident bytes and CPU milliseconds of `pid` (Linux; 0 elsewhere).
-fn usage(pid: u32) -> (u64, u64) {
+/// Resident bytes, CPU milliseconds and whether `pid` is stopped (Linux;
+/// 0 elsewhere).
+fn usage(pid: u32) -> Usage {
     #[cfg(target_os = "linux")]
-    let cpu = os::stat(pid).map_or(0, |stat| stat.cpu_ms);
+    let (cpu_ms, stopped) = os::stat(pid).map_or((0, false), |stat| (stat.cpu_ms, stat.stopped));
     #[cfg(not(target_os = "linux"))]
-    let cpu = 0;
-    (os::resident_bytes(pid).unwrap_or(0), cpu)
+    let (cpu_ms, stopped) = (0, false);
+    Usage {
+        rss_bytes: os::resident_bytes(pid).unwrap_or(0),
+        cpu_ms,
+        stopped,
+    }
 }
