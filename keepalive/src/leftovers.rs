@@ -46,7 +46,7 @@ pub(crate) fn stop(
         .flatten()
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| path != own && is_notify_dir_of(path, tag))
+        .filter(|path| path != own && is_notify_dir_of(path, &crate::runtime::short_name(tag)))
         .collect();
     if old.is_empty() {
         return;

@@ -839,6 +839,7 @@ impl LoopSignals {
                 "reloading on SIGHUP and forcing on SIGQUIT are Unix only",
             )));
         }
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut signals = LoopSignals {
             reload: None,
             force: None,

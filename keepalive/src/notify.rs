@@ -58,11 +58,12 @@ impl NotifyDir {
     /// `TAG.workers.XXXXXX` in the private runtime directory
     /// ([`runtime`](crate::runtime), checked): an unpredictable name, made
     /// with `O_EXCL`, so nobody can make it first. `TAG` is the instance's
-    /// name, so what its workers left can be found by it later.
+    /// name (shortened past 40 bytes: `runtime::short_name`), so what its
+    /// workers left can be found by it later.
     pub(crate) fn create(tag: &str) -> io::Result<NotifyDir> {
         let dir = crate::runtime::own(|_| {})?;
         let path = tempfile::Builder::new()
-            .prefix(&format!("{tag}.workers."))
+            .prefix(&format!("{}.workers.", crate::runtime::short_name(tag)))
             .rand_bytes(6)
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(dir)?
@@ -71,6 +72,10 @@ impl NotifyDir {
     }
 
     /// The directory.
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "leftovers are Linux's")
+    )]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -94,6 +94,16 @@ fn checked(dir: &Path, repair: bool) -> io::Result<()> {
             };
             return Err(untrusted(dir, what));
         }
+        // Somebody else's, closed to us: say whose.
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(match std::fs::symlink_metadata(dir) {
+                Ok(meta) if meta.uid() != me() => untrusted(
+                    dir,
+                    &format!("belongs to uid {}, not to you (uid {})", meta.uid(), me()),
+                ),
+                _ => err,
+            });
+        }
         Err(err) => return Err(err),
     };
     let meta = file.metadata()?;
@@ -229,6 +239,19 @@ pub(crate) fn socket_in(dir: &Path, name: &str) -> PathBuf {
         &name[..cut],
         fnv1a(name.as_bytes())
     ))
+}
+
+/// A name short enough to prefix a directory of sockets (`NAME.workers.`):
+/// the name itself up to 40 bytes, else a prefix, `~` and its hash.
+pub(crate) fn short_name(name: &str) -> String {
+    if name.len() <= 40 {
+        return name.to_owned();
+    }
+    let mut cut = 20;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{:016x}", &name[..cut], fnv1a(name.as_bytes()))
 }
 
 /// FNV-1a, 64 bits: a hash that is the same in every build and version

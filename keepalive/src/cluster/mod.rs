@@ -237,6 +237,7 @@ impl<'a> Cluster<'a> {
                 self.sleep();
                 continue;
             }
+            self.report_quieted();
             self.retire_overdue();
             self.progress_reload();
             self.check_health();
@@ -345,6 +346,7 @@ impl<'a> Cluster<'a> {
             .chain(reload)
             .chain(stragglers)
             .chain(health)
+            .chain(self.next_quieted())
             .min()
     }
 

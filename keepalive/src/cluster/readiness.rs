@@ -75,6 +75,25 @@ impl Cluster<'_> {
         }
     }
 
+    /// Reports what the workers said and was not reported, once their
+    /// second is over.
+    pub(super) fn report_quieted(&mut self) {
+        let now = std::time::Instant::now();
+        for worker in &mut self.workers {
+            if let Some(dropped) = worker.chatter.overdue(now) {
+                self.supervisor.emit(Event::Quieted {
+                    pid: worker.pid,
+                    dropped,
+                });
+            }
+        }
+    }
+
+    /// When [`report_quieted`](Self::report_quieted) has something to say.
+    pub(super) fn next_quieted(&self) -> Option<std::time::Instant> {
+        self.workers.iter().filter_map(|w| w.chatter.due()).min()
+    }
+
     /// Reports, once, a worker that has not said `READY=1` within the
     /// listen timeout of its start (a reload's replacement is killed then
     /// instead, in `progress_reload`).
@@ -101,16 +120,19 @@ impl Cluster<'_> {
 }
 
 /// The most reports of what one worker says, in a second.
+#[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
 pub(super) const SAID_PER_SECOND: u32 = 10;
 
 /// How much of what a worker says was reported lately.
 #[derive(Debug, Default)]
+#[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
 pub(super) struct Chatter {
     since: Option<std::time::Instant>,
     reported: u32,
     quiet: u64,
 }
 
+#[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
 impl Chatter {
     /// Whether to report now: `Some(n)` with the `n` not reported since
     /// the last report, or `None` (counted).
@@ -129,6 +151,19 @@ impl Chatter {
         }
         self.reported += 1;
         Some(std::mem::take(&mut self.quiet))
+    }
+
+    /// When the count of what was not reported is to be said.
+    fn due(&self) -> Option<std::time::Instant> {
+        let since = self.since.filter(|_| self.quiet > 0)?;
+        Some(since + std::time::Duration::from_secs(1))
+    }
+
+    /// The count not reported, once its second is over (and then none).
+    fn overdue(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.due()
+            .is_some_and(|due| due <= now)
+            .then(|| std::mem::take(&mut self.quiet))
     }
 }
 

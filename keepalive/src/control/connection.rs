@@ -154,8 +154,10 @@ fn accept_loop(listener: &UnixListener, answer: &Answerer, subscribers: Option<&
                     if let Ok((stream, _)) = listener.accept() {
                         refuse(&stream, "keepalive is out of file descriptors");
                     }
-                    reserve = std::fs::File::open("/dev/null").ok();
                 }
+                // Taken again; if another thread got the descriptor first,
+                // wait a little rather than try again at once.
+                reserve = std::fs::File::open("/dev/null").ok();
                 if reserve.is_none() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -329,7 +331,7 @@ fn wait_for_hang_up(mut stream: &UnixStream) {
     use rustix::event::{PollFd, PollFlags, poll};
     let mut buf = [0u8; 512];
     loop {
-        let mut fds = [PollFd::new(stream, PollFlags::IN | PollFlags::RDHUP)];
+        let mut fds = [PollFd::new(stream, PollFlags::IN)];
         match poll(&mut fds, None) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => return,
@@ -338,10 +340,7 @@ fn wait_for_hang_up(mut stream: &UnixStream) {
             Ok(0) => return,
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if fds[0]
-                    .revents()
-                    .intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR)
-                {
+                if fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR) {
                     return;
                 }
             }

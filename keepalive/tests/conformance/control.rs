@@ -89,7 +89,7 @@ impl RuntimeDir {
     }
 
     /// keepalive run `options` -- this binary as `role`, controlled as `name`.
-    fn keepalive(&self, name: &str, options: &[&str], role: &str) -> Child {
+    pub(crate) fn keepalive(&self, name: &str, options: &[&str], role: &str) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
         command
             .args(["run", "--name", name])

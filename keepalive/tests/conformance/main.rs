@@ -20,6 +20,8 @@ mod control;
 #[allow(dead_code, reason = "the library's suites use the rest of it")]
 mod harness;
 #[cfg(target_os = "linux")]
+mod hostile;
+#[cfg(target_os = "linux")]
 #[path = "../../../tests/conformance/http_client.rs"]
 mod http;
 #[cfg(target_os = "linux")]
@@ -51,7 +53,8 @@ fn main() {
             .into_iter()
             .chain(operations::tests())
             .chain(control::tests())
-            .chain(up::tests()),
+            .chain(up::tests())
+            .chain(hostile::tests()),
     );
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit();
 }

@@ -20,7 +20,10 @@ pub fn run(role: &str) {
 
 #[cfg(target_os = "linux")]
 fn linux_role(role: &str) -> bool {
-    cluster::run_role(role) || crate::operations::run_role(role) || crate::control::run_role(role)
+    cluster::run_role(role)
+        || crate::operations::run_role(role)
+        || crate::control::run_role(role)
+        || crate::hostile::run_role(role)
 }
 
 #[cfg(not(target_os = "linux"))]
