@@ -44,6 +44,9 @@ pub(crate) struct State {
     /// they are dropped.
     #[cfg(unix)]
     pub(crate) socket_files: Vec<super::listen::SocketFile>,
+    /// The workers' notification directory, removed by the stop hook too.
+    #[cfg(unix)]
+    pub(crate) notify_dir: Option<std::path::PathBuf>,
     /// The workers as the loop last saw them, for `status`.
     pub(crate) view: Vec<super::protocol::Seen>,
     /// The signal that asks a worker to stop, once the stop hook ran (what
@@ -161,8 +164,14 @@ pub(crate) fn stop(
         .wait_timeout_while(state, left, |s| !s.all_gone())
         .unwrap_or_else(PoisonError::into_inner);
     #[cfg(unix)]
-    for file in &state.socket_files {
-        file.remove();
+    {
+        for file in &state.socket_files {
+            file.remove();
+        }
+        // The process may end before the loop drops it.
+        if let Some(dir) = &state.notify_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     #[cfg(not(unix))]
     drop(state);

@@ -169,6 +169,10 @@ impl<'a> Cluster<'a> {
                 "cannot make the notification sockets' directory",
             ))
         })?;
+        #[cfg(unix)]
+        {
+            shared.lock().notify_dir = Some(notify_dir.path().to_owned());
+        }
         // Holding the name (its control socket), what an earlier instance
         // of it left is ours to stop.
         #[cfg(target_os = "linux")]

@@ -20,6 +20,7 @@ pub fn tests() -> Vec<Trial> {
         names_that_are_paths_or_lines_are_refused_and_long_ones_shortened,
         systemd_unit_runs_exactly_the_argv_that_ran,
         another_users_runtime_directory_is_not_trusted,
+        root_without_a_session_uses_run_keepalive,
     ]
 }
 
@@ -296,4 +297,40 @@ fn another_users_runtime_directory_is_not_trusted() {
     }
     assert_eq!(dir.status("db")["pid"], keepalive.pid());
     keepalive.signal(libc::SIGTERM).finish().assert_code(143);
+}
+
+/// Root without `XDG_RUNTIME_DIR` (sudo, a system service, cron) uses
+/// `/run/keepalive`, which only root can make: nothing in the temporary
+/// directory.
+fn root_without_a_session_uses_run_keepalive() {
+    assert_root();
+    let name = format!("exit-hook-test-{}", std::process::id());
+    let tmp = shared_tmp("rootrun");
+    let mut watchdog = Watchdog::default();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+    command
+        .args(["run", "--name", &name, "--"])
+        .arg(std::env::current_exe().unwrap())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", &tmp);
+    crate::operations::merge_stderr(&mut command);
+    let mut keepalive = Child::spawn_with(command, "worker");
+    watchdog.watch(next_number(&mut keepalive, "worker "));
+    let envs = [("TMPDIR", tmp.as_path())];
+    let output = client(&["status", &name, "--json"], &envs, false);
+    assert!(output.status.success(), "{output:?}");
+    let dir = std::fs::symlink_metadata("/run/keepalive").unwrap();
+    assert!(dir.is_dir());
+    assert_eq!((dir.uid(), dir.mode() & 0o777), (0, 0o700));
+    assert!(Path::new(&format!("/run/keepalive/{name}.sock")).exists());
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "nothing in TMPDIR"
+    );
+    let output = client(&["stop", &name], &envs, false);
+    assert!(output.status.success(), "{output:?}");
+    keepalive.finish().assert_code(143);
+    assert!(!Path::new(&format!("/run/keepalive/{name}.sock")).exists());
+    let _ = std::fs::remove_dir_all(&tmp);
 }
