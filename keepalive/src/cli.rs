@@ -602,8 +602,7 @@ fn at_least(text: &str, least: u64, said: &str) -> Result<u64, String> {
 
 /// `--name`: a name a socket file and a unit's line can have.
 fn instance_name(text: &str) -> Result<String, String> {
-    #[cfg(unix)]
-    keepalive::control::check_name(text)?;
+    keepalive::check_name(text)?;
     Ok(text.to_owned())
 }
 

@@ -70,6 +70,12 @@ fn status(name: Option<String>, json: bool) -> Result<(), String> {
                     Err(err) => say!("keepalive: {err}"),
                 }
             }
+            if statuses.is_empty() {
+                say!(
+                    "keepalive: no keepalive runs as uid {} (each user sees only their own)",
+                    rustix::process::geteuid().as_raw()
+                );
+            }
         }
     }
     if json {
@@ -214,7 +220,7 @@ Restart=on-failure
 [Install]
 WantedBy=multi-user.target
 ",
-        name = status.name,
+        name = status.name.replace('%', "%%"),
         exec = exec.join(" "),
         cwd = status.cwd.replace('%', "%%"),
     ))

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use toml::{Spanned, Value};
 
 use crate::cli::RunArgs;
+use keepalive::check_name;
 
 /// A config file, read and checked.
 #[derive(Debug)]
@@ -221,20 +222,6 @@ pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
     } else {
         problems.sort_by_key(|p| p.line);
         Err(problems)
-    }
-}
-
-/// A name a control socket can have.
-fn check_name(name: &str) -> Result<(), String> {
-    #[cfg(unix)]
-    return keepalive::control::check_name(name);
-    #[cfg(not(unix))]
-    if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
-        Err(format!(
-            "{name:?} cannot name an instance (no '/', not empty, no leading '.')"
-        ))
-    } else {
-        Ok(())
     }
 }
 
@@ -499,6 +486,7 @@ workers = 0
     }
 
     #[test]
+    #[cfg(unix)]
     fn only_a_regular_file_of_bounded_size_is_read() {
         for special in ["/dev/zero", "/dev/null", "/"] {
             let err = load(Path::new(special)).unwrap_err();
@@ -512,7 +500,6 @@ workers = 0
         std::fs::write(&big, vec![b'#'; (MAX_FILE + 1) as usize]).unwrap();
         let err = load(&big).unwrap_err();
         assert!(err[0].message.contains("larger than 1024 KiB"), "{err:?}");
-        #[cfg(unix)]
         {
             let fifo = dir.path().join("fifo.toml");
             assert!(

@@ -23,8 +23,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Where a detached keepalive named `name` logs:
 /// `$XDG_STATE_HOME/keepalive/NAME.log`, else
 /// `~/.local/state/keepalive/NAME.log`, else in the private runtime
-/// directory, beside the control sockets.
-pub(crate) fn log_path(name: &str) -> PathBuf {
+/// directory, beside the control sockets (never a predictable path in the
+/// temporary directory: an error if that directory cannot be had).
+pub(crate) fn log_path(name: &str) -> Result<PathBuf, String> {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
@@ -34,10 +35,10 @@ pub(crate) fn log_path(name: &str) -> PathBuf {
                 .map(|home| PathBuf::from(home).join(".local/state"))
         });
     match state {
-        Some(dir) => dir.join("keepalive").join(format!("{name}.log")),
+        Some(dir) => Ok(dir.join("keepalive").join(format!("{name}.log"))),
         None => control::runtime_dir()
-            .unwrap_or_else(|_| std::env::temp_dir())
-            .join(format!("{name}.log")),
+            .map(|dir| dir.join(format!("{name}.log")))
+            .map_err(|err| format!("no place for the background log: {err}")),
     }
 }
 

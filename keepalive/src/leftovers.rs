@@ -30,23 +30,21 @@ struct Found {
     started: u64,
 }
 
-/// Stops what earlier instances named `tag` left, on a thread of its own
-/// (the kill comes `kill_timeout` after the stop signal), and removes
-/// their notification directories. `own` is this instance's directory.
-pub(crate) fn stop(
-    own: &Path,
-    tag: &str,
-    signal: i32,
-    kill_timeout: Duration,
-    listener: Option<&Listener>,
-) {
-    let Some(dir) = own.parent() else { return };
+/// Stops what earlier instances of this one's name left, on a thread of
+/// its own (the kill comes `kill_timeout` after the stop signal), and
+/// removes their notification directories. `own` is this instance's
+/// directory, `NAME.workers.XXXXXX`: theirs are the others of that name.
+/// Call it holding the name (its lock): no other instance of it runs.
+pub(crate) fn stop(own: &Path, signal: i32, kill_timeout: Duration, listener: Option<&Listener>) {
+    let (Some(dir), Some(prefix)) = (own.parent(), prefix_of(own)) else {
+        return;
+    };
     let old: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| path != own && is_notify_dir_of(path, &crate::runtime::short_name(tag)))
+        .filter(|path| path != own && is_notify_dir_of(path, &prefix))
         .collect();
     if old.is_empty() {
         return;
@@ -88,13 +86,20 @@ pub(crate) fn stop(
         });
 }
 
-/// Whether `path` is a notification directory of an instance named `tag`:
-/// `TAG.workers.` and the six random characters, nothing else.
-fn is_notify_dir_of(path: &Path, tag: &str) -> bool {
+/// `NAME.workers.` of a notification directory `NAME.workers.XXXXXX`
+/// (none for an unnamed supervisor's `.workers.XXXXXX`).
+fn prefix_of(dir: &Path) -> Option<String> {
+    let name = dir.file_name()?.to_str()?;
+    let prefix = name.get(..name.len().checked_sub(6)?)?;
+    (prefix.ends_with(".workers.") && !prefix.starts_with('.')).then(|| prefix.to_owned())
+}
+
+/// Whether `path` is a notification directory with `prefix`
+/// (`NAME.workers.`) and six random characters, nothing else.
+fn is_notify_dir_of(path: &Path, prefix: &str) -> bool {
     path.file_name()
         .and_then(|name| name.to_str())
-        .and_then(|name| name.strip_prefix(tag))
-        .and_then(|rest| rest.strip_prefix(".workers."))
+        .and_then(|name| name.strip_prefix(prefix))
         .is_some_and(|random| {
             random.len() == 6 && random.bytes().all(|b| b.is_ascii_alphanumeric())
         })
@@ -123,15 +128,11 @@ fn processes_in(dirs: &[PathBuf]) -> Vec<Found> {
         .collect()
 }
 
-/// When `pid` started (field 22 of `/proc/PID/stat`), while it runs (not
-/// a zombie).
+/// When `pid` started, while it runs (not a zombie).
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+    os::stat(pid)
+        .filter(|stat| !stat.zombie)
+        .map(|stat| stat.started)
 }
 
 #[cfg(test)]
@@ -141,7 +142,9 @@ mod tests {
     #[test]
     fn only_the_directories_of_that_name_are_its_own() {
         let dir = Path::new("/run/user/1/keepalive");
-        assert!(is_notify_dir_of(&dir.join("app.workers.Ab3x9Z"), "app"));
+        let prefix = prefix_of(&dir.join("app.workers.Qq1w2E")).unwrap();
+        assert_eq!(prefix, "app.workers.");
+        assert!(is_notify_dir_of(&dir.join("app.workers.Ab3x9Z"), &prefix));
         for other in [
             "app-2.workers.Ab3x9Z",
             "app.workers.x.workers.Ab3x9Z",
@@ -149,12 +152,11 @@ mod tests {
             "app.workers.Ab3x9Z.d",
             "app.sock",
         ] {
-            assert!(!is_notify_dir_of(&dir.join(other), "app"), "{other}");
+            assert!(!is_notify_dir_of(&dir.join(other), &prefix), "{other}");
         }
-        assert!(is_notify_dir_of(
-            &dir.join("app.workers.x.workers.Ab3x9Z"),
-            "app.workers.x"
-        ));
+        // A supervisor without a name has none to match.
+        assert_eq!(prefix_of(&dir.join(".workers.Ab3x9Z")), None);
+        assert_eq!(prefix_of(&dir.join("app.sock")), None);
     }
 
     #[test]

@@ -86,6 +86,7 @@ mod http_check;
 mod leftovers;
 mod listen;
 mod logfile;
+mod names;
 #[cfg(unix)]
 mod notify;
 mod orphans;
@@ -115,6 +116,7 @@ use stop::{Shared, stop};
 pub use error::Error;
 pub use http_check::{HealthCheck, HealthUrl};
 pub use logfile::Rotation;
+pub use names::check_name;
 pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
 
 /// The name an instance gets when none is given: its program's file name
@@ -132,14 +134,7 @@ pub fn default_name(program: &std::path::Path) -> String {
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    #[cfg(unix)]
-    return runtime::sanitize_name(&name);
-    #[cfg(not(unix))]
-    return if name.is_empty() {
-        "keepalive".into()
-    } else {
-        name
-    };
+    names::sanitize_name(&name)
 }
 
 /// Where the child's output goes.

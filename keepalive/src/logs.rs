@@ -77,22 +77,21 @@ fn tail(file: &mut File, n: usize) -> io::Result<(Vec<u8>, u64)> {
     if n == 0 {
         return Ok((Vec::new(), end));
     }
+    // Blocks from the end, last first, until they hold N newlines besides
+    // a final one (the line before the first counted is whole then).
     let mut start = end;
-    let mut text = Vec::new();
-    while start > 0 && end - start < MAX_TAIL {
+    let mut blocks = Vec::new();
+    let mut newlines = 0;
+    while start > 0 && end - start < MAX_TAIL && newlines <= n {
         let step = start.min(64 * 1024);
         start -= step;
         let mut block = vec![0; step as usize];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(&mut block)?;
-        block.extend_from_slice(&text);
-        text = block;
-        // One newline more than N: the line before the first is whole.
-        let body = text.strip_suffix(b"\n").unwrap_or(&text);
-        if body.iter().filter(|&&b| b == b'\n').count() >= n {
-            break;
-        }
+        newlines += block.iter().filter(|&&b| b == b'\n').count();
+        blocks.push(block);
     }
+    let text: Vec<u8> = blocks.into_iter().rev().flatten().collect();
     Ok((last_lines(&text, n).to_vec(), end))
 }
 

@@ -70,7 +70,13 @@ fn command() -> ExitCode {
                 Err(problems) => return report(&file, &problems),
             };
             if daemon {
-                return daemon::detach(&daemon::log_path(&config.name), &config.name, false);
+                return match daemon::log_path(&config.name) {
+                    Ok(log) => daemon::detach(&log, &config.name, false),
+                    Err(err) => {
+                        say!("keepalive: {err}");
+                        ExitCode::FAILURE
+                    }
+                };
             }
             up::up(config)
         }
@@ -129,7 +135,13 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
                 .name
                 .clone()
                 .unwrap_or_else(|| keepalive::default_name(std::path::Path::new(run.program())));
-            return daemon::detach(&daemon::log_path(&name), &name, run.name.is_none());
+            return match daemon::log_path(&name) {
+                Ok(log) => daemon::detach(&log, &name, run.name.is_none()),
+                Err(err) => {
+                    say!("keepalive: {err}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         if let Some(up) = run.up_app {
             // Stops (gracefully: SIGTERM) when its `keepalive up` ends, even

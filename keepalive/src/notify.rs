@@ -55,15 +55,20 @@ pub(crate) struct NotifyDir {
 }
 
 impl NotifyDir {
-    /// `TAG.workers.XXXXXX` in the private runtime directory
+    /// `NAME.workers.XXXXXX` in the private runtime directory
     /// ([`runtime`](crate::runtime), checked): an unpredictable name, made
-    /// with `O_EXCL`, so nobody can make it first. `TAG` is the instance's
-    /// name (shortened past 40 bytes: `runtime::short_name`), so what its
-    /// workers left can be found by it later.
-    pub(crate) fn create(tag: &str) -> io::Result<NotifyDir> {
+    /// with `O_EXCL`, so nobody can make it first. `NAME` is the instance's
+    /// name (cut to fit a socket address), so what its workers left can be
+    /// found by it later; a supervisor without one (no control socket, so
+    /// no name it holds) gets `.workers.XXXXXX`, which no name matches.
+    pub(crate) fn create(name: Option<&str>) -> io::Result<NotifyDir> {
         let dir = crate::runtime::own(|_| {})?;
+        let prefix = name.map_or_else(
+            || ".workers.".to_owned(),
+            |name| crate::runtime::notify_prefix(&dir, name),
+        );
         let path = tempfile::Builder::new()
-            .prefix(&format!("{}.workers.", crate::runtime::short_name(tag)))
+            .prefix(&prefix)
             .rand_bytes(6)
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(dir)?
@@ -191,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_socket_receives_what_a_worker_sends_and_removes_its_file() {
-        let dir = NotifyDir::create("test").unwrap();
+        let dir = NotifyDir::create(None).unwrap();
         let socket = dir.socket(1).unwrap();
         let sender = UnixDatagram::unbound().unwrap();
         sender.send_to(b"READY=1", socket.path()).unwrap();

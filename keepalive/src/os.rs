@@ -43,6 +43,30 @@ pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Whether `err` says the system ran short of something that comes back
+/// (descriptors, processes, memory, buffers, disk), not that the request
+/// was wrong: worth trying again later.
+pub(crate) fn is_shortage(err: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    return matches!(
+        err.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::EAGAIN
+                | libc::ENOMEM
+                | libc::ENOBUFS
+                | libc::ENOSPC
+                | libc::ETXTBSY
+        )
+    );
+    #[cfg(not(unix))]
+    return {
+        let _ = err;
+        false
+    };
+}
+
 /// `by` after `at`, or, past what an `Instant` holds, a century after it
 /// (never a panic): the library takes any `Duration`.
 pub(crate) fn later(at: Instant, by: std::time::Duration) -> Instant {
@@ -236,6 +260,11 @@ mod unix {
             pub(crate) cpu_ms: u64,
             /// Stopped by a signal (state `T`) or by a tracer (`t`).
             pub(crate) stopped: bool,
+            /// Exited, not reaped yet (state `Z`).
+            pub(crate) zombie: bool,
+            /// When it started, in clock ticks after boot: with the pid,
+            /// what tells it from a later process given the same pid.
+            pub(crate) started: u64,
         }
 
         pub(crate) fn stat(pid: u32) -> Option<Stat> {
@@ -250,6 +279,8 @@ mod unix {
                 // utime and stime, in clock ticks of 1/100 s (USER_HZ).
                 cpu_ms: (number(11)? + number(12)?) * 10,
                 stopped: matches!(fields.first(), Some(&"T" | &"t")),
+                zombie: fields.first() == Some(&"Z"),
+                started: number(19)?,
             })
         }
 

@@ -75,7 +75,8 @@ pub fn check(dir: &Path) -> io::Result<()> {
     checked(dir, false)
 }
 
-/// [`check`]; with `repair`, a directory of ours open to others is closed
+/// [`check`]; with `repair`, a directory of ours that others may read or
+/// enter, but not write to (nothing of theirs can be in it), is closed
 /// (`fchmod` 0700 on the descriptor checked) rather than refused.
 fn checked(dir: &Path, repair: bool) -> io::Result<()> {
     let opened = File::options()
@@ -97,10 +98,7 @@ fn checked(dir: &Path, repair: bool) -> io::Result<()> {
         // Somebody else's, closed to us: say whose.
         Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
             return Err(match std::fs::symlink_metadata(dir) {
-                Ok(meta) if meta.uid() != me() => untrusted(
-                    dir,
-                    &format!("belongs to uid {}, not to you (uid {})", meta.uid(), me()),
-                ),
+                Ok(meta) if meta.uid() != me() => not_ours(dir, meta.uid()),
                 _ => err,
             });
         }
@@ -108,12 +106,9 @@ fn checked(dir: &Path, repair: bool) -> io::Result<()> {
     };
     let meta = file.metadata()?;
     if meta.uid() != me() {
-        return Err(untrusted(
-            dir,
-            &format!("belongs to uid {}, not to you (uid {})", meta.uid(), me()),
-        ));
+        return Err(not_ours(dir, meta.uid()));
     }
-    if meta.mode() & 0o077 != 0 && repair {
+    if meta.mode() & 0o077 != 0 && repair && meta.mode() & 0o022 == 0 {
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     } else if meta.mode() & 0o077 != 0 {
         return Err(untrusted(
@@ -125,6 +120,13 @@ fn checked(dir: &Path, repair: bool) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+fn not_ours(dir: &Path, owner: u32) -> io::Error {
+    untrusted(
+        dir,
+        &format!("belongs to uid {owner}, not to you (uid {})", me()),
+    )
 }
 
 fn untrusted(dir: &Path, why: &str) -> io::Error {
@@ -150,6 +152,7 @@ pub(crate) fn own(refused: impl FnOnce(&io::Error)) -> io::Result<PathBuf> {
             Ok(dir)
         }
         Base::Temp(temp) => {
+            check_temp(&temp)?;
             let dir = temp.join(temp_name());
             let err = match make(&dir).and_then(|()| checked(&dir, true)) {
                 Ok(()) => return Ok(dir),
@@ -169,6 +172,20 @@ pub(crate) fn own(refused: impl FnOnce(&io::Error)) -> io::Result<PathBuf> {
             Ok(made)
         }
     }
+}
+
+/// The temporary directory itself: one that everyone may write to must be
+/// sticky (as `/tmp` is), or another user could rename our directory away
+/// between its check and its use.
+fn check_temp(temp: &Path) -> io::Result<()> {
+    let meta = std::fs::metadata(temp)?;
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(untrusted(
+            temp,
+            "is writable by everyone and not sticky (mode 1777 is)",
+        ));
+    }
+    Ok(())
 }
 
 /// Makes `dir` (mode 0700) unless something is there already; its parent
@@ -207,6 +224,7 @@ pub(crate) fn trusted() -> io::Result<Vec<PathBuf>> {
     match base() {
         Base::Fixed(dir) => check(&dir).map(|()| vec![dir]),
         Base::Temp(temp) => {
+            check_temp(&temp)?;
             let dir = temp.join(temp_name());
             let first = check(&dir);
             let mut dirs = private_dirs(&temp);
@@ -224,30 +242,33 @@ pub(crate) fn trusted() -> io::Result<Vec<PathBuf>> {
 /// that path would not fit in a socket address, a prefix of the name, `~`
 /// and a hash of the whole name.
 pub(crate) fn socket_in(dir: &Path, name: &str) -> PathBuf {
-    let plain = dir.join(format!("{name}.sock"));
-    if plain.as_os_str().len() <= MAX_SOCKET_PATH {
-        return plain;
-    }
-    // `dir/` + prefix + `~` + 16 hex digits + `.sock`.
-    let room = MAX_SOCKET_PATH.saturating_sub(dir.as_os_str().len() + 1 + 1 + 16 + 5);
-    let mut cut = room.min(name.len());
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    dir.join(format!(
-        "{}~{:016x}.sock",
-        &name[..cut],
-        fnv1a(name.as_bytes())
-    ))
+    // `dir/` + the name + `.sock`.
+    let room = MAX_SOCKET_PATH.saturating_sub(dir.as_os_str().len() + 1 + 5);
+    dir.join(format!("{}.sock", fitting_name(name, room)))
 }
 
-/// A name short enough to prefix a directory of sockets (`NAME.workers.`):
-/// the name itself up to 40 bytes, else a prefix, `~` and its hash.
-pub(crate) fn short_name(name: &str) -> String {
-    if name.len() <= 40 {
+/// The lock file that says the name `name` is taken, beside its socket.
+pub(crate) fn lock_in(dir: &Path, name: &str) -> PathBuf {
+    socket_in(dir, name).with_extension("lock")
+}
+
+/// The prefix of the notification directory of the instance `name` in
+/// `dir`, `NAME.workers.`, with the name cut (and hashed) so that the
+/// directory's sockets, `XXXXXX/w` and a number and `.sock`, fit in a
+/// socket address.
+pub(crate) fn notify_prefix(dir: &Path, name: &str) -> String {
+    // `dir/` + the name + `.workers.` + 6 random + `/w` + 20 digits + `.sock`.
+    let room = MAX_SOCKET_PATH.saturating_sub(dir.as_os_str().len() + 1 + 9 + 6 + 2 + 20 + 5);
+    format!("{}.workers.", fitting_name(name, room))
+}
+
+/// `name` if it is at most `room` bytes, else as much of it as leaves room
+/// for `~` and 16 hex digits of a hash of the whole.
+fn fitting_name(name: &str, room: usize) -> String {
+    if name.len() <= room {
         return name.to_owned();
     }
-    let mut cut = 20;
+    let mut cut = room.saturating_sub(17).min(name.len());
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -263,75 +284,9 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// A name an instance can have: it becomes a file name and a line of a
-/// unit file, so not empty, no `/`, no leading `.` (`.`, `..`, hidden), no
-/// control character (a newline), at most 200 bytes.
-///
-/// # Errors
-///
-/// What is wrong with it.
-///
-/// ```
-/// use keepalive::control::check_name;
-/// assert!(check_name("web-2").is_ok());
-/// for bad in ["", "../x", "/abs/x", ".hidden", "a\nExecStartPre=evil", "a/b"] {
-///     assert!(check_name(bad).is_err(), "{bad:?}");
-/// }
-/// ```
-pub fn check_name(name: &str) -> Result<(), String> {
-    let why = if name.is_empty() {
-        "it is empty"
-    } else if name.contains('/') {
-        "it has a '/'"
-    } else if name.starts_with('.') {
-        "it starts with '.'"
-    } else if name.chars().any(char::is_control) {
-        "it has a control character"
-    } else if name.len() > 200 {
-        "it is longer than 200 bytes"
-    } else {
-        return Ok(());
-    };
-    Err(format!("{name:?} cannot name an instance: {why}"))
-}
-
-/// A name for an instance made from any text (a program's file name):
-/// control characters and `/` become `_`, leading dots go, and an empty
-/// result is `keepalive`.
-pub(crate) fn sanitize_name(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() || c == '/' { '_' } else { c })
-        .collect();
-    let mut name = cleaned.trim_start_matches('.').to_owned();
-    while name.len() > 200 {
-        name.pop();
-    }
-    if name.is_empty() {
-        "keepalive".into()
-    } else {
-        name
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_that_are_paths_or_lines_are_refused_and_others_cleaned() {
-        assert!(check_name("shop").is_ok());
-        assert!(check_name("a..b").is_ok());
-        for bad in [
-            "", ".", "..", "../../x", "/abs/x", ".sock", "a\tb", "x\u{7f}",
-        ] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
-        }
-        assert!(check_name(&"x".repeat(201)).is_err());
-        assert_eq!(sanitize_name("..my\nserver"), "my_server");
-        assert_eq!(sanitize_name("..."), "keepalive");
-        assert!(check_name(&sanitize_name(&"é".repeat(300))).is_ok());
-    }
 
     #[test]
     fn a_long_name_gets_a_short_socket_file_that_fits() {

@@ -163,23 +163,23 @@ impl<'a> Cluster<'a> {
             )));
         }
         #[cfg(unix)]
-        let notify_dir = NotifyDir::create(tag).map_err(|err| {
-            Error::Setup(context(
-                err,
-                "cannot make the notification sockets' directory",
-            ))
-        })?;
-        #[cfg(unix)]
-        {
-            shared.lock().notify_dir = Some(notify_dir.path().to_owned());
-        }
+        let notify_dir = {
+            let named = supervisor.control.is_some().then_some(tag);
+            let dir = NotifyDir::create(named).map_err(|err| {
+                Error::Setup(context(
+                    err,
+                    "cannot make the notification sockets' directory",
+                ))
+            })?;
+            shared.lock().notify_dir = Some(dir.path().to_owned());
+            dir
+        };
         // Holding the name (its control socket), what an earlier instance
         // of it left is ours to stop.
         #[cfg(target_os = "linux")]
         if supervisor.control.is_some() {
             crate::leftovers::stop(
                 notify_dir.path(),
-                tag,
                 supervisor
                     .kill_signal
                     .unwrap_or_else(exit_hook::Signal::terminate)
@@ -227,6 +227,9 @@ impl<'a> Cluster<'a> {
                 self.force();
             }
             self.read_notifications();
+            // Before the stopping branch: a count due is said, not a
+            // timer left in the past (which would wake the loop at once).
+            self.report_quieted();
             let stopping = self.reap();
             self.shared
                 .lock()
@@ -241,7 +244,6 @@ impl<'a> Cluster<'a> {
                 self.sleep();
                 continue;
             }
-            self.report_quieted();
             self.retire_overdue();
             self.progress_reload();
             self.check_health();

@@ -79,9 +79,12 @@ impl Cluster<'_> {
             command.stderr(Stdio::piped());
         }
         #[cfg(unix)]
-        let notify = self.notify_dir.socket(id).map_err(|err| Failed {
-            error: context(err, "cannot make a worker's notification socket"),
-            transient: true,
+        let notify = self.notify_dir.socket(id).map_err(|err| {
+            let failed = Failed::of(err);
+            Failed {
+                error: context(failed.error, "cannot make a worker's notification socket"),
+                ..failed
+            }
         })?;
         #[cfg(unix)]
         Plan {
@@ -159,21 +162,7 @@ pub(crate) struct Failed {
 
 impl Failed {
     fn of(error: io::Error) -> Failed {
-        #[cfg(unix)]
-        let transient = matches!(
-            error.raw_os_error(),
-            Some(
-                libc::EMFILE
-                    | libc::ENFILE
-                    | libc::EAGAIN
-                    | libc::ENOMEM
-                    | libc::ENOBUFS
-                    | libc::ENOSPC
-                    | libc::ETXTBSY
-            )
-        );
-        #[cfg(not(unix))]
-        let transient = false;
+        let transient = os::is_shortage(&error);
         Failed { error, transient }
     }
 }

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, poll};
+
 use super::server::Answer;
 use crate::os;
 use crate::protocol::{Reply, Request, event_json};
@@ -41,21 +43,28 @@ pub(crate) const MAX_SUBSCRIBERS: usize = 64;
 /// What answers a request (an instance's or `keepalive up`'s).
 pub(crate) type Answerer = Arc<dyn Fn(Result<Request, String>) -> Answer + Send + Sync>;
 
-/// A socket bound in the runtime directory.
+/// A socket bound in the runtime directory, and the lock that holds its
+/// name for as long as it is kept.
 pub(crate) struct Listening {
     pub(crate) listener: UnixListener,
     pub(crate) name: String,
     pub(crate) path: PathBuf,
+    pub(crate) lock: std::fs::File,
 }
 
 /// The socket of `name` (numbered: the first free of `name`, `name-2`,
 /// ...) in this user's private runtime directory, mode 0600.
+///
+/// A name is taken by an exclusive `flock` on `NAME.lock` beside its
+/// socket, held for the instance's life: two instances starting at once
+/// cannot both replace a stale socket and take the name, and the one that
+/// holds it may stop what an earlier one of the name left (`leftovers`).
 pub(crate) fn listen(
     name: &str,
     numbered: bool,
     refused: impl FnOnce(&io::Error),
 ) -> io::Result<Listening> {
-    runtime::check_name(name)
+    crate::names::check_name(name)
         .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
     let dir = runtime::own(refused)?;
     for n in 1..=1000 {
@@ -65,13 +74,14 @@ pub(crate) fn listen(
             format!("{name}-{n}")
         };
         let path = runtime::socket_in(&dir, &candidate);
-        match bind(&path) {
-            Ok(listener) => {
+        match lock(&runtime::lock_in(&dir, &candidate)).and_then(|lock| Ok((bind(&path)?, lock))) {
+            Ok((listener, lock)) => {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
                 return Ok(Listening {
                     listener,
                     name: candidate,
                     path,
+                    lock,
                 });
             }
             Err(err) if err.kind() == io::ErrorKind::AddrInUse && numbered => {}
@@ -93,8 +103,28 @@ pub(crate) fn listen(
     ))
 }
 
-/// Binds `path`; a socket there that nobody accepts on (a killed
-/// instance's) is replaced, one somebody serves is `AddrInUse`.
+/// Takes the lock file at `path` (made 0600 if missing, never through a
+/// link); `AddrInUse` when another process holds it.
+fn lock(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(io::ErrorKind::AddrInUse.into()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Binds `path`, the name's lock held; a socket there that nobody accepts
+/// on (a killed instance's) is replaced, one somebody serves (a keepalive
+/// of before the locks) is `AddrInUse`.
 fn bind(path: &Path) -> io::Result<UnixListener> {
     match UnixListener::bind(path) {
         Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
@@ -145,14 +175,26 @@ pub(crate) fn serve(
 fn accept_loop(listener: &UnixListener, answer: &Answerer, subscribers: Option<&Arc<Subscribers>>) {
     let busy = Arc::new(AtomicUsize::new(0));
     let mut reserve = std::fs::File::open("/dev/null").ok();
+    // Non-blocking, behind a poll: out of descriptors, `accept` fails
+    // before it looks for a connection, so only a poll says one waits.
+    let _ = listener.set_nonblocking(true);
     loop {
+        let mut fds = [PollFd::new(listener, PollFlags::IN)];
+        if let Err(err) = poll(&mut fds, None) {
+            if err != rustix::io::Errno::INTR {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            continue;
+        }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            Err(err) if is_out_of_descriptors(&err) => {
-                // The reserve lets one more in, to be told and closed.
+            Err(err) if os::is_shortage(&err) => {
+                // The reserve lets the waiting one in, to be told and closed.
                 if reserve.take().is_some() {
                     if let Ok((stream, _)) = listener.accept() {
-                        refuse(&stream, "keepalive is out of file descriptors");
+                        if foreign_peer(&stream).is_none() {
+                            refuse(&stream, "keepalive is out of file descriptors");
+                        }
                     }
                 }
                 // Taken again; if another thread got the descriptor first,
@@ -163,12 +205,15 @@ fn accept_loop(listener: &UnixListener, answer: &Answerer, subscribers: Option<&
                 }
                 continue;
             }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
-        if foreign_peer(&stream).is_some() {
+        // Blocking, with its own deadlines (the BSDs pass the listener's
+        // O_NONBLOCK on to what it accepts).
+        if foreign_peer(&stream).is_some() || stream.set_nonblocking(false).is_err() {
             continue; // closed unanswered: not one of ours
         }
         if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
@@ -186,13 +231,6 @@ fn accept_loop(listener: &UnixListener, answer: &Answerer, subscribers: Option<&
             busy.fetch_sub(1, Ordering::AcqRel);
         }
     }
-}
-
-fn is_out_of_descriptors(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }
 
 /// Says `why` and closes, without waiting on the client.
@@ -278,9 +316,10 @@ fn write_reply(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
     stream.write_all(text.as_bytes())
 }
 
-/// The connections that asked for events (`keepalive events NAME`).
+/// The connections that asked for events (`keepalive events NAME`), each
+/// shared with the thread that waits for its hang-up.
 #[derive(Default)]
-pub(crate) struct Subscribers(Mutex<Vec<(u64, UnixStream)>>, AtomicUsize);
+pub(crate) struct Subscribers(Mutex<Vec<(u64, Arc<UnixStream>)>>, AtomicUsize);
 
 impl Subscribers {
     /// Sends `event` to every subscriber, one JSON line each. A subscriber
@@ -293,8 +332,8 @@ impl Subscribers {
         }
         let mut line = event_json(event).to_string();
         line.push('\n');
-        streams.retain_mut(|(_, stream)| {
-            let kept = stream.write_all(line.as_bytes()).is_ok();
+        streams.retain(|(_, stream)| {
+            let kept = (&**stream).write_all(line.as_bytes()).is_ok();
             if !kept {
                 // Its thread, waiting for the hang-up, wakes and ends.
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -306,9 +345,10 @@ impl Subscribers {
     /// Keeps `stream` as a subscriber until it hangs up (or is dropped for
     /// not keeping up); on the calling thread.
     fn follow(&self, stream: UnixStream) {
-        let (Ok(()), Ok(kept)) = (stream.set_nonblocking(true), stream.try_clone()) else {
+        if stream.set_nonblocking(true).is_err() {
             return;
-        };
+        }
+        let stream = Arc::new(stream);
         let id = self.1.fetch_add(1, Ordering::Relaxed) as u64;
         {
             let mut streams = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -317,7 +357,7 @@ impl Subscribers {
                 let _ = write_reply(&stream, &Reply::error("busy: too many subscribers"));
                 return;
             }
-            streams.push((id, kept));
+            streams.push((id, stream.clone()));
         }
         wait_for_hang_up(&stream);
         let mut streams = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -328,7 +368,6 @@ impl Subscribers {
 /// Blocks until the peer of `stream` (non-blocking) hangs up or the
 /// stream is shut down; what a subscriber sends is read and ignored.
 fn wait_for_hang_up(mut stream: &UnixStream) {
-    use rustix::event::{PollFd, PollFlags, poll};
     let mut buf = [0u8; 512];
     loop {
         let mut fds = [PollFd::new(stream, PollFlags::IN)];

@@ -24,7 +24,8 @@ use crate::runtime;
 mod connection;
 mod server;
 
-pub use crate::runtime::{check, check_name};
+pub use crate::names::check_name;
+pub use crate::runtime::check;
 pub(crate) use connection::Subscribers;
 pub(crate) use server::Server;
 pub use server::{Answer, Endpoint};
@@ -200,6 +201,17 @@ fn send(socket: &std::path::Path, name: &str, request: &Request) -> io::Result<U
     }
     let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
     line.push('\n');
-    stream.write_all(line.as_bytes())?;
-    Ok(stream)
+    match stream.write_all(line.as_bytes()) {
+        // Refused before the request was read ("busy", "out of file
+        // descriptors"): its answer is there to be read all the same.
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Ok(stream)
+        }
+        written => written.map(|()| stream),
+    }
 }

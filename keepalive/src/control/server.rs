@@ -11,10 +11,12 @@ use crate::os;
 use crate::protocol::{About, Reply, Request, Status, Usage};
 use crate::stop::Shared;
 
-/// The server's end: the socket, removed when dropped.
+/// The server's end: the socket, removed when dropped, and the lock that
+/// holds its name.
 pub(crate) struct Server {
     path: PathBuf,
     file: SocketFile,
+    _lock: std::fs::File,
 }
 
 impl Server {
@@ -35,6 +37,7 @@ impl Server {
             listener,
             name,
             path,
+            lock,
         } = connection::listen(name, numbered, refused)?;
         let file = SocketFile::made(&path)?;
         let context = Context {
@@ -47,7 +50,12 @@ impl Server {
             Arc::new(move |request| answer_request(request, &context)),
             Some(subscribers),
         )?;
-        Ok((Server { path, file }, name))
+        let server = Server {
+            path,
+            file,
+            _lock: lock,
+        };
+        Ok((server, name))
     }
 
     /// The socket file, for the stop hook to remove.
@@ -74,6 +82,7 @@ impl Drop for Server {
 pub struct Endpoint {
     name: String,
     file: SocketFile,
+    _lock: std::fs::File,
 }
 
 /// What an [`Endpoint`]'s owner answers a request with.
@@ -103,6 +112,7 @@ impl Endpoint {
             listener,
             name,
             path,
+            lock,
         } = connection::listen(
             name,
             false,
@@ -117,7 +127,11 @@ impl Endpoint {
             }),
             None,
         )?;
-        Ok(Endpoint { name, file })
+        Ok(Endpoint {
+            name,
+            file,
+            _lock: lock,
+        })
     }
 
     /// The name it listens as.
@@ -170,26 +184,30 @@ impl From<Reply> for Answer {
 fn answer(request: Request, context: &Context) -> Reply {
     let mut state = context.shared.lock();
     match request {
-        Request::Status => Reply {
-            status: Some(Status {
-                name: context.name.clone(),
-                pid: std::process::id(),
-                program: context.about.program.clone(),
-                stdout_log: context.about.stdout_log.clone(),
-                stderr_log: context.about.stderr_log.clone(),
-                argv: own_command_line(),
-                cwd: std::env::current_dir()
-                    .map(|dir| dir.display().to_string())
-                    .unwrap_or_default(),
-                workers: state
-                    .view
-                    .iter()
-                    .map(|seen| seen.status(usage(seen.pid)))
-                    .collect(),
-                apps: Vec::new(),
-            }),
-            ..Reply::default()
-        },
+        Request::Status => {
+            // The loop's lock is not held while `/proc` is read.
+            let view = state.view.clone();
+            drop(state);
+            Reply {
+                status: Some(Status {
+                    name: context.name.clone(),
+                    pid: std::process::id(),
+                    program: context.about.program.clone(),
+                    stdout_log: context.about.stdout_log.clone(),
+                    stderr_log: context.about.stderr_log.clone(),
+                    argv: own_command_line(),
+                    cwd: std::env::current_dir()
+                        .map(|dir| dir.display().to_string())
+                        .unwrap_or_default(),
+                    workers: view
+                        .iter()
+                        .map(|seen| seen.status(usage(seen.pid)))
+                        .collect(),
+                    apps: Vec::new(),
+                }),
+                ..Reply::default()
+            }
+        }
         Request::Reload | Request::Restart => {
             if request == Request::Reload {
                 state.reload_asked = true;

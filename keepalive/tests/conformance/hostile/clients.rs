@@ -26,11 +26,14 @@ fn connect(dir: &RuntimeDir, name: &str) -> UnixStream {
     UnixStream::connect(dir.path().join(format!("keepalive/{name}.sock"))).unwrap()
 }
 
-/// `keepalive status NAME` answered, and how long it took.
+/// A status request on a connection of its own, answered, and how long
+/// the answer took (in this process: no client to start).
 fn timed_status(dir: &RuntimeDir, name: &str) -> Duration {
     let started = Instant::now();
-    let output = dir.client(&["status", name, "--json"]);
-    assert!(output.status.success(), "{output:?}");
+    let mut stream = connect(dir, name);
+    stream.write_all(b"{\"command\":\"status\"}\n").unwrap();
+    let answer = reply(&mut stream);
+    assert_eq!(answer["status"]["name"], name, "{answer}");
     started.elapsed()
 }
 
@@ -74,7 +77,7 @@ fn silent_and_trickling_clients_delay_no_other() {
     // ones (a request has 2 s: waiting on even one would take that long).
     for _ in 0..5 {
         let took = timed_status(&dir, "web");
-        assert!(took < Duration::from_millis(1900), "status took {took:?}");
+        assert!(took < Duration::from_millis(1500), "status took {took:?}");
     }
     // The silent and the trickling ones are cut at 2 s for the whole request.
     for stream in &mut silent {
@@ -117,7 +120,10 @@ fn an_oversized_or_garbled_request_gets_an_error_and_costs_nothing() {
     assert!(sent < 16 << 20, "the server read on: {sent} bytes");
     let peak = peak_rss_kib(pid);
     eprintln!("keepalive's RSS: {before} KiB before, at most {peak} KiB after {sent} bytes sent");
-    assert!(peak < before + 8 * 1024, "{before} KiB -> {peak} KiB at most");
+    assert!(
+        peak < before + 8 * 1024,
+        "{before} KiB -> {peak} KiB at most"
+    );
     // Not UTF-8: said, not closed unanswered.
     let mut stream = connect(&dir, "api");
     stream.write_all(b"{\"command\":\"st\xffatus\"}\n").unwrap();
@@ -217,7 +223,8 @@ fn subscribers_that_leave_are_closed_and_no_descriptor_limit_makes_it_spin() {
     assert!(used < 50, "{used} ticks in 2 s: it spins");
     drop(held);
     restore_descriptor_limit(pid, &old);
-    descriptors_fall_to(pid, baseline + 2);
+    let left = descriptors_fall_to(pid, baseline + 2);
+    eprintln!("after the subscribers left: {left} descriptors (baseline {baseline})");
     dir.status("feed");
     keepalive.signal(libc::SIGTERM).finish().assert_code(143);
 }
@@ -229,8 +236,10 @@ fn a_start_that_failed_for_want_of_descriptors_is_tried_again() {
     let first = watchdog.watch(next_number(&mut keepalive, "worker "));
     dir.status("jobs");
     let pid = keepalive.pid() as u32;
-    // Not one descriptor more: the next worker's socket or pipes fail.
-    let old = set_descriptor_limit(pid, descriptors(pid) as u64);
+    // Not one descriptor more: the next worker's socket or pipes fail
+    // (one under the count, in case the status' connection is still open).
+    std::thread::sleep(Duration::from_millis(200));
+    let old = set_descriptor_limit(pid, descriptors(pid) as u64 - 1);
     // SAFETY: kill(2) on a worker of ours.
     assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
     for _ in 0..2 {

@@ -133,7 +133,10 @@ fn a_health_check_that_trickles_or_never_ends_fails() {
         });
         assert!(replacing.contains(says), "{mode}: {replacing}");
         let rss = peak_rss_kib(keepalive.pid() as u32);
-        assert!(rss < 32 * 1024, "{mode}: keepalive's RSS was up to {rss} KiB");
+        assert!(
+            rss < 32 * 1024,
+            "{mode}: keepalive's RSS was up to {rss} KiB"
+        );
         watchdog.watch(next_number(&mut keepalive, "worker "));
         keepalive.signal(libc::SIGTERM).finish().assert_code(143);
     }
