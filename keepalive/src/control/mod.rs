@@ -1,7 +1,7 @@
 //! Control of a running supervisor from another shell, by name (Unix).
 //!
 //! Each instance listens on a Unix stream socket, `NAME.sock`, in this
-//! user's private runtime directory ([`runtime`](crate::runtime): checked
+//! user's private runtime directory (see [`runtime_dir`]: checked
 //! on its descriptor, never a link, never another user's). The socket is
 //! 0600, and every connection's peer uid is checked both ways
 //! (`SO_PEERCRED`, Linux): an instance answers only its user or root, and
