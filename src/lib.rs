@@ -115,7 +115,9 @@
 //! # Servers
 //!
 //! Under systemd's `Type=notify` (or keepalive), a run that starts tells the
-//! service manager `STOPPING=1` on the socket `NOTIFY_SOCKET` names.
+//! service manager `STOPPING=1` on the socket `NOTIFY_SOCKET` names, with
+//! `EXTEND_TIMEOUT_USEC=` the run's budget, so the manager neither kills it
+//! mid-hook nor waits longer than it needs.
 //!
 //! [`is_exiting`] and the [`exiting`] future tell a server that the shutdown
 //! has started: `axum::serve(..).with_graceful_shutdown(exit_hook::exiting())`

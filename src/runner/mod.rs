@@ -176,7 +176,7 @@ pub(crate) fn run_here(exit: &Exit) {
     GENERATION.set(0);
     RUN_PID.store(std::process::id(), Ordering::Release);
     STATE.announce();
-    sys::notify_stopping();
+    sys::notify_stopping(exit.deadline().saturating_duration_since(Instant::now()));
     // The run's events are emitted here, not on the thread keeping the
     // deadline: a `tracing` subscriber may block (writing through a lock
     // an application thread holds), and only the hooks may wait on it.

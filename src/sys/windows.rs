@@ -86,7 +86,7 @@ pub(crate) fn install_signals(
 pub(crate) fn read_notify_socket() {}
 
 /// See [`read_notify_socket`].
-pub(crate) fn notify_stopping() {}
+pub(crate) fn notify_stopping(_left: std::time::Duration) {}
 
 /// Windows has no fork.
 pub(crate) fn forked() -> bool {

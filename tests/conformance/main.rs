@@ -70,7 +70,8 @@ pub type Scenario = (&'static str, fn());
 /// Every test file's child scenarios, for the child to pick from.
 #[cfg(unix)]
 fn every_scenario() -> Vec<Scenario> {
-    [
+    #[allow(unused_mut, reason = "extended on Linux")]
+    let mut scenarios: Vec<Scenario> = [
         triggers::scenarios(),
         run::scenarios(),
         reentrancy::scenarios(),
@@ -79,7 +80,10 @@ fn every_scenario() -> Vec<Scenario> {
     ]
     .into_iter()
     .flatten()
-    .collect()
+    .collect();
+    #[cfg(target_os = "linux")]
+    scenarios.extend(systemd::scenarios());
+    scenarios
 }
 
 /// `scenarios! { f, g => g_with(1) }`: a test file's child scenarios, each

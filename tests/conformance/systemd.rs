@@ -1,5 +1,6 @@
 //! systemd's notification protocol, the service's side: a run tells the
-//! socket `NOTIFY_SOCKET` names `STOPPING=1` when it starts.
+//! socket `NOTIFY_SOCKET` names `STOPPING=1` when it starts, with
+//! `EXTEND_TIMEOUT_USEC=` its budget, so the manager waits that long.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -11,9 +12,25 @@ use libtest_mimic::Trial;
 use crate::harness::Child;
 use crate::trials;
 
+pub fn scenarios() -> Vec<crate::Scenario> {
+    crate::scenarios! { notify_deadline_3s }
+}
+
+/// A run with a deadline of 3 s and a hook.
+fn notify_deadline_3s() {
+    exit_hook::Builder::new()
+        .timeout(Duration::from_secs(3))
+        .install()
+        .unwrap();
+    crate::child::hook("a");
+    crate::child::ready();
+    crate::child::wait_forever();
+}
+
 pub fn tests() -> Vec<Trial> {
     trials![
         a_run_tells_the_notify_socket_it_is_stopping,
+        a_run_tells_the_notify_socket_its_own_deadline,
         a_run_tells_an_abstract_notify_socket_it_is_stopping,
         a_notify_socket_nobody_reads_changes_nothing,
     ]
@@ -59,7 +76,42 @@ fn a_run_tells_the_notify_socket_it_is_stopping() {
     let outcome = terminate_with_notify_socket(path.to_str().unwrap());
     outcome.assert_code(143);
     assert_eq!(outcome.after_ready().len(), 2, "{outcome:#?}");
-    assert_eq!(received(&socket), ["STOPPING=1\n"], "one datagram, once");
+    let said = received(&socket);
+    assert_eq!(said.len(), 1, "one datagram, once: {said:?}");
+    assert_stopping_with_budget(&said[0], Duration::from_secs(10));
+    std::fs::remove_file(path).unwrap();
+}
+
+/// `STOPPING=1` and `EXTEND_TIMEOUT_USEC=` what is left of a `deadline`
+/// run that just started: at most all of it, and most of it (generous: the
+/// machine is shared).
+#[track_caller]
+fn assert_stopping_with_budget(datagram: &str, deadline: Duration) {
+    let usec: u64 = datagram
+        .strip_prefix("STOPPING=1\nEXTEND_TIMEOUT_USEC=")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not STOPPING=1 with a budget: {datagram:?}"));
+    let budget = Duration::from_micros(usec);
+    assert!(
+        budget <= deadline && budget >= deadline / 2,
+        "{budget:?} of {deadline:?}"
+    );
+}
+
+/// With a deadline of 3 s, the manager is told 3 s (less what passed).
+fn a_run_tells_the_notify_socket_its_own_deadline() {
+    let (socket, path) = bound_socket("notify_deadline");
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env("NOTIFY_SOCKET", &path);
+    let outcome = Child::spawn_with(command, "notify_deadline_3s")
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    let said = received(&socket);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_stopping_with_budget(&said[0], Duration::from_secs(3));
     std::fs::remove_file(path).unwrap();
 }
 
@@ -73,7 +125,9 @@ fn a_run_tells_an_abstract_notify_socket_it_is_stopping() {
         .unwrap();
     let outcome = terminate_with_notify_socket(&format!("@{name}"));
     outcome.assert_code(143);
-    assert_eq!(received(&socket), ["STOPPING=1\n"]);
+    let said = received(&socket);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_stopping_with_budget(&said[0], Duration::from_secs(10));
 }
 
 fn a_notify_socket_nobody_reads_changes_nothing() {

@@ -1,7 +1,11 @@
 //! The service's side of systemd's notification protocol: when a run
-//! starts, one datagram, `STOPPING=1`, to the socket `NOTIFY_SOCKET` names
-//! (systemd, or keepalive, which speaks the same protocol). Without the
-//! variable nothing is sent. A path or, on Linux, an abstract address
+//! starts, one datagram, `STOPPING=1` and `EXTEND_TIMEOUT_USEC=` the run's
+//! budget, to the socket `NOTIFY_SOCKET` names (systemd, or keepalive,
+//! which speaks the same protocol). systemd starts its stop timer when it
+//! reads `STOPPING=1` and kills at `TimeoutStopSec=`; the extension makes
+//! it wait as long as the run may take, and never less than its own
+//! timeout (systemd does not shorten it). Without the variable nothing is
+//! sent. A path or, on Linux, an abstract address
 //! (`@name`) is accepted, as `sd_notify(3)` does.
 
 use std::ffi::OsString;
@@ -20,11 +24,16 @@ pub(crate) fn read_notify_socket() {
     ADDRESS.get_or_init(|| std::env::var_os("NOTIFY_SOCKET").filter(|a| !a.is_empty()));
 }
 
-/// Tells the service manager the service is stopping. It is a courtesy:
-/// errors are ignored, and the send never blocks (a full queue drops it).
-pub(crate) fn notify_stopping() {
+/// Tells the service manager the service is stopping, and may take `left`
+/// (the run's budget) to do it. It is a courtesy: errors are ignored, and
+/// the send never blocks (a full queue drops it).
+pub(crate) fn notify_stopping(left: std::time::Duration) {
     if let Some(Some(address)) = ADDRESS.get() {
-        let _ = send(address, b"STOPPING=1\n");
+        let message = format!(
+            "STOPPING=1\nEXTEND_TIMEOUT_USEC={}\n",
+            left.as_micros().max(1)
+        );
+        let _ = send(address, message.as_bytes());
     }
 }
 
