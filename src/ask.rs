@@ -18,13 +18,19 @@ static DECISIONS: Mutex<Vec<(Signal, Arc<Mutex<Decision>>)>> = Mutex::new(Vec::n
 /// the signal's question.
 pub(crate) fn register(signal: Signal, decide: Decision) {
     let decision = Arc::new(Mutex::new(decide));
-    {
+    let replaced = {
         let mut decisions = lock(&DECISIONS);
         match decisions.iter_mut().find(|(asked, _)| *asked == signal) {
-            Some((_, old)) => *old = decision,
-            None => decisions.push((signal, decision)),
+            Some((_, old)) => Some(std::mem::replace(old, decision)),
+            None => {
+                decisions.push((signal, decision));
+                None
+            }
         }
-    }
+    };
+    // Dropped outside the lock: what the old decision holds may register
+    // a decision in its `Drop`, as the hook registry allows too.
+    drop(replaced);
     QUESTIONS.arm(signal.as_raw());
 }
 

@@ -25,6 +25,7 @@ pub fn tests() -> Vec<Trial> {
         confirm_decision_that_panics_exits_as_the_signal,
         confirm_registered_after_install_asks_each_time_until_yes,
         confirm_without_force_ignores_the_signal_again_while_asked,
+        confirm_replaced_decision_may_register_one_as_it_drops,
     ]
 }
 
@@ -35,6 +36,7 @@ pub fn scenarios() -> Vec<Scenario> {
         confirm_panics,
         confirm_after_install,
         confirm_no_force,
+        confirm_replaced_in_drop,
     }
 }
 
@@ -149,6 +151,56 @@ fn confirm_decision_that_panics_exits_as_the_signal() {
         ["exit_hook: the decision for SIGINT (2) panicked: exiting as SIGINT (2) does"],
         "{outcome:#?}"
     );
+}
+
+/// Replacing a decision drops the old one outside the crate's lock: one
+/// whose captured value registers a decision in its `Drop` does not
+/// deadlock, and the decision it registers is the one asked.
+fn confirm_replaced_decision_may_register_one_as_it_drops() {
+    let outcome = Child::spawn("confirm_replaced_in_drop")
+        .ready()
+        .signal(libc::SIGINT)
+        .finish();
+    outcome.assert_code(130);
+    assert_eq!(
+        outcome.after_ready(),
+        [
+            "asked the one from Drop",
+            "hook: SIGINT (2), exit status 130"
+        ],
+        "{outcome:#?}"
+    );
+}
+
+/// A decision whose captured value registers another in its `Drop`, then
+/// replaced.
+fn confirm_replaced_in_drop() {
+    struct RegistersOnDrop;
+    impl Drop for RegistersOnDrop {
+        fn drop(&mut self) {
+            exit_hook::confirm_exit(Signal::interrupt(), |_| {
+                println!("asked the one from Drop");
+                true
+            })
+            .unwrap();
+        }
+    }
+    hook("hook");
+    let held = RegistersOnDrop;
+    exit_hook::confirm_exit(Signal::interrupt(), move |_| {
+        let _ = &held;
+        println!("asked the first");
+        false
+    })
+    .unwrap();
+    // Replacing it drops it, and with it `held`.
+    exit_hook::confirm_exit(Signal::interrupt(), |_| {
+        println!("asked the replacement");
+        false
+    })
+    .unwrap();
+    ready();
+    wait_forever()
 }
 
 /// Panics in its decision.
