@@ -10,6 +10,10 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest deadline (and hook time limit) accepted.
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
+/// The shortest deadline: 1 ms. A shorter one has no room for its phases
+/// (3/5 of a nanosecond is no drain) and is a unit mistake.
+pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 /// What installation decided, for the run.
 #[derive(Debug)]
 pub(crate) struct Config {

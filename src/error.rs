@@ -32,7 +32,8 @@ pub enum Error {
         /// Why it cannot be handled.
         reason: &'static str,
     },
-    /// The deadline was zero, or longer than [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
+    /// The deadline was shorter than [`Builder::MIN_TIMEOUT`](crate::Builder::MIN_TIMEOUT)
+    /// (zero included), or longer than [`Builder::MAX_TIMEOUT`](crate::Builder::MAX_TIMEOUT).
     InvalidTimeout(Duration),
     /// The drain does not fit the deadline: a
     /// [drain timeout](crate::Builder::drain_timeout) of zero or past the
@@ -73,7 +74,8 @@ impl fmt::Display for Error {
             }
             Error::InvalidTimeout(timeout) => write!(
                 f,
-                "invalid shutdown timeout {timeout:?}: it must be more than zero and at most {:?}",
+                "invalid shutdown timeout {timeout:?}: it must be at least {:?} and at most {:?}",
+                crate::config::MIN_TIMEOUT,
                 crate::config::MAX_TIMEOUT
             ),
             Error::InvalidDrain {

@@ -47,6 +47,10 @@ impl Builder {
     /// Longer is almost certainly a unit mistake, and no supervisor waits that long.
     pub const MAX_TIMEOUT: Duration = config::MAX_TIMEOUT;
 
+    /// The shortest deadline [`install`](Self::install) accepts: 1 ms.
+    /// Shorter leaves the phases no time, and is a unit mistake too.
+    pub const MIN_TIMEOUT: Duration = config::MIN_TIMEOUT;
+
     /// The defaults; see the type's docs.
     pub fn new() -> Self {
         Builder {
@@ -183,7 +187,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTimeout`] for a zero deadline or one above
+    /// [`Error::InvalidTimeout`] for a deadline below
+    /// [`MIN_TIMEOUT`](Self::MIN_TIMEOUT) (zero included) or above
     /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT); [`Error::UnsupportedSignal`] for a
     /// signal that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, glibc's
     /// reserved 32 and 33, …);
@@ -257,7 +262,7 @@ impl Builder {
 
     /// Checks the configuration and plans what each signal handler does.
     fn validate(&self) -> Result<Vec<SignalPlan>, Error> {
-        if self.timeout.is_zero() || self.timeout > Self::MAX_TIMEOUT {
+        if self.timeout < Self::MIN_TIMEOUT || self.timeout > Self::MAX_TIMEOUT {
             return Err(Error::InvalidTimeout(self.timeout));
         }
         let drain = self.drain_timeout_or_default();
@@ -365,18 +370,20 @@ mod tests {
     fn zero_and_absurd_timeouts_are_rejected() {
         for timeout in [
             Duration::ZERO,
+            Duration::from_nanos(1),
+            Builder::MIN_TIMEOUT - Duration::from_nanos(1),
             Builder::MAX_TIMEOUT + Duration::from_nanos(1),
             Duration::MAX,
         ] {
             let err = Builder::new().timeout(timeout).validate().unwrap_err();
             assert!(matches!(err, Error::InvalidTimeout(t) if t == timeout));
         }
-        assert!(
-            Builder::new()
-                .timeout(Builder::MAX_TIMEOUT)
-                .validate()
-                .is_ok()
-        );
+        for timeout in [Builder::MIN_TIMEOUT, Builder::MAX_TIMEOUT] {
+            assert!(
+                Builder::new().timeout(timeout).validate().is_ok(),
+                "{timeout:?}"
+            );
+        }
     }
 
     #[test]

@@ -331,9 +331,10 @@ fn configuration_errors_are_returned() {
     assert_eq!(
         outcome.stdout,
         [
-            "error: invalid shutdown timeout 0ns: it must be more than zero and at most 3600s",
+            "error: invalid shutdown timeout 0ns: it must be at least 1ms and at most 3600s",
+            "error: invalid shutdown timeout 1ns: it must be at least 1ms and at most 3600s",
             &format!(
-                "error: invalid shutdown timeout {:?}: it must be more than zero and at most 3600s",
+                "error: invalid shutdown timeout {:?}: it must be at least 1ms and at most 3600s",
                 Duration::MAX
             ),
             "error: SIGKILL (9) cannot start a shutdown: the kernel never delivers it to a handler",
@@ -352,6 +353,8 @@ fn config_errors() {
         Err(err) => println!("error: {err}"),
     };
     show(Builder::new().timeout(Duration::ZERO).install());
+    // Not "the drain does not fit": the deadline itself is the mistake.
+    show(Builder::new().timeout(Duration::from_nanos(1)).install());
     show(Builder::new().timeout(Duration::MAX).install());
     show(
         Builder::new()
