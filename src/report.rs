@@ -143,11 +143,13 @@ pub(crate) fn abandoned(hook: Option<&'static Location<'static>>, what: &str) {
     ));
 }
 
-pub(crate) fn left_behind_tried(hook: Option<&'static Location<'static>>, what: &str) {
+/// A hook left behind `when` (`at its time limit`, `at its phase's end`)
+/// tried to end the process (`what`).
+pub(crate) fn left_behind_tried(hook: Option<&'static Location<'static>>, when: &str, what: &str) {
     let hook = hook.map_or_else(|| "?".to_owned(), ToString::to_string);
-    tracing::warn!(%hook, "exit hook left behind at its time limit {what}: ignored");
+    tracing::warn!(%hook, "exit hook left behind {when} {what}: ignored");
     stderr_line(format_args!(
-        "the hook registered at {hook}, left behind at its time limit, {what}; the run goes on without it"
+        "the hook registered at {hook}, left behind {when}, {what}; the run goes on without it"
     ));
 }
 

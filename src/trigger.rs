@@ -398,10 +398,11 @@ fn sleep_forever() -> ! {
 /// process with the status it already had, and this thread sleeps until then.
 pub(crate) fn abandon(what: &str) -> ! {
     runner::leave_if_forked_copy();
-    if runner::is_left_behind() {
-        // The run stopped waiting for this hook at its time limit and went
-        // on: a hook left behind cannot end it or change its status.
-        report::left_behind_tried(runner::current_hook(), what);
+    if let Some(when) = runner::left_behind() {
+        // The run stopped waiting for this hook (its time limit, or its
+        // phase's end) and went on: a hook left behind cannot end it or
+        // change its status.
+        report::left_behind_tried(runner::current_hook(), when, what);
         sleep_forever()
     }
     report::abandoned(runner::current_hook(), what);

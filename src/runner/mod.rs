@@ -62,10 +62,18 @@ fn superseded() -> bool {
         && GENERATION.try_with(Cell::get).unwrap_or(0) != RUNNING_GENERATION.load(Ordering::Acquire)
 }
 
-/// Whether this thread runs a hook the run no longer waits for (past its
-/// time limit, or its phase's end): it can no longer end or change the run.
-pub(crate) fn is_left_behind() -> bool {
-    limited::is_left_behind() || superseded()
+/// Whether this thread runs a hook the run no longer waits for, and why:
+/// `at its time limit`, or `at its phase's end` (a hook without a limit,
+/// or one whose phase ended first). Such a hook can no longer end or
+/// change the run.
+pub(crate) fn left_behind() -> Option<&'static str> {
+    if limited::is_left_behind() {
+        Some("at its time limit")
+    } else if superseded() {
+        Some("at its phase's end")
+    } else {
+        None
+    }
 }
 
 /// This thread's runner generation, for a helper running one of its hooks.

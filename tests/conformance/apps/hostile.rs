@@ -24,6 +24,7 @@ pub fn tests() -> Vec<Trial> {
         guards_of_the_parent_do_not_hold_a_forked_childs_run,
         start_exit_in_a_child_forked_during_the_run_ends_the_child,
         hook_left_behind_cannot_end_the_run,
+        hook_left_at_its_phase_end_says_so,
         thousands_of_limited_hooks_use_a_bounded_number_of_threads,
         a_row_of_limited_hooks_goes_on_past_a_stuck_one,
         thousands_of_hooks_past_their_limits_make_one_line,
@@ -47,6 +48,7 @@ pub fn scenarios() -> Vec<Scenario> {
         guard_then_fork,
         fork_start_exit,
         left_behind_exits,
+        left_behind_at_phase_end_exits,
         many_limited,
         limited_row,
         many_past_limits,
@@ -295,6 +297,45 @@ fn hook_left_behind_cannot_end_the_run() {
         ),
         "{lines:?}"
     );
+}
+
+fn hook_left_at_its_phase_end_says_so() {
+    let outcome = terminate("left_behind_at_phase_end_exits");
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["flush started", "flush done"],
+        "{outcome:#?}"
+    );
+    let lines = outcome.crate_lines();
+    assert!(
+        lines.iter().any(|l| l.ends_with(
+            ", left behind at its phase's end, called exit_hook::exit; the run goes on without it"
+        )),
+        "a hook without a time limit is left at its phase's end: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("at its time limit")),
+        "{lines:?}"
+    );
+}
+
+/// A drain hook without a time limit, stuck past the drain's end (1.2 s of
+/// a 2 s deadline), that then calls `exit_hook::exit(9)` while the flush
+/// hook runs.
+fn left_behind_at_phase_end_exits() {
+    install(Builder::new().timeout(Duration::from_secs(2)));
+    exit_hook::in_phase(Phase::Drain).add(|_| {
+        thread::sleep(Duration::from_millis(1400));
+        exit_hook::exit(9);
+    });
+    exit_hook::in_phase(Phase::Flush).add(|_| {
+        say("flush started");
+        thread::sleep(Duration::from_millis(400));
+        say("flush done");
+    });
+    ready();
+    wait_forever();
 }
 
 /// A limited hook that calls `exit_hook::exit(9)` 300 ms after its limit,
