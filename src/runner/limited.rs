@@ -41,7 +41,7 @@ pub(super) fn run_row(row: Vec<Hook>, exit: &Exit) {
         }),
         changed: Condvar::new(),
     });
-    let mut left = start_helper(&row, exit);
+    let (mut left, mut task) = start_helper(&row, exit);
     let mut state = row.lock();
     loop {
         if state.helpers == 0 {
@@ -68,12 +68,13 @@ pub(super) fn run_row(row: Vec<Hook>, exit: &Exit) {
         state.current = None;
         state.helpers -= 1;
         left.store(true, Ordering::Release);
+        lock_left_tasks().push(task);
         LEFT_BEHIND.store(true, Ordering::Release);
         let more = !state.hooks.is_empty();
         drop(state);
         report::time_limit_passed(location, limit);
         if more && !superseded() {
-            left = start_helper(&row, exit);
+            (left, task) = start_helper(&row, exit);
         }
         state = row.lock();
     }
@@ -126,9 +127,11 @@ impl Row {
     }
 }
 
-/// Starts a helper on the rest of `row`; the flag that leaves it behind.
-fn start_helper(row: &Arc<Row>, exit: &Exit) -> Arc<AtomicBool> {
+/// Starts a helper on the rest of `row`; the flag that leaves it behind,
+/// and the number of its task (for [`is_left_behind`]).
+fn start_helper(row: &Arc<Row>, exit: &Exit) -> (Arc<AtomicBool>, u64) {
     let left = Arc::new(AtomicBool::new(false));
+    let task = NEXT_TASK.fetch_add(1, Ordering::Relaxed);
     row.lock().helpers += 1;
     let work: Task = Box::new({
         let (row, left, exit) = (row.clone(), left.clone(), exit.clone());
@@ -137,9 +140,9 @@ fn start_helper(row: &Arc<Row>, exit: &Exit) -> Arc<AtomicBool> {
             // Like the runner: ending the process from a hook ends the run.
             IS_RUNNER.set(true);
             super::GENERATION.set(generation);
-            LEFT.set(Some(left.clone()));
+            TASK.set(task);
             take_hooks(&row, &left, &exit);
-            LEFT.take();
+            TASK.set(0);
         }
     });
     let refused = match helper() {
@@ -153,7 +156,7 @@ fn start_helper(row: &Arc<Row>, exit: &Exit) -> Arc<AtomicBool> {
         // No thread: this one runs the rest, without the limits.
         work();
     }
-    left
+    (left, task)
 }
 
 /// On a helper: runs the row's hooks in order until none is left, the run
@@ -224,17 +227,26 @@ fn helper() -> std::io::Result<mpsc::Sender<Task>> {
 }
 
 thread_local! {
-    /// On a helper thread: set once the run left its hook behind.
-    static LEFT: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+    /// On a helper thread: the number of the task it runs (0: none). A
+    /// plain number, with no destructor: `std::process::exit` from a hook
+    /// destroys the thread's thread-locals before the crate's exit handler
+    /// asks whether that hook was left behind, and this one stays readable.
+    static TASK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The tasks numbered so far (from 1: 0 is none).
+static NEXT_TASK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The tasks whose hook the run left behind at its time limit.
+static LEFT_TASKS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn lock_left_tasks() -> MutexGuard<'static, Vec<u64>> {
+    LEFT_TASKS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Whether this thread runs a hook the run left behind at its time limit:
 /// it can no longer end or change the run.
 pub(crate) fn is_left_behind() -> bool {
-    LEFT.try_with(|left| {
-        left.borrow()
-            .as_ref()
-            .is_some_and(|left| left.load(Ordering::Acquire))
-    })
-    .unwrap_or(false)
+    let task = TASK.try_with(std::cell::Cell::get).unwrap_or(0);
+    task != 0 && lock_left_tasks().contains(&task)
 }

@@ -25,6 +25,7 @@ pub fn tests() -> Vec<Trial> {
         start_exit_in_a_child_forked_during_the_run_ends_the_child,
         hook_left_behind_cannot_end_the_run,
         hook_left_at_its_phase_end_says_so,
+        hook_left_behind_cannot_end_the_run_with_process_exit,
         thousands_of_limited_hooks_use_a_bounded_number_of_threads,
         a_row_of_limited_hooks_goes_on_past_a_stuck_one,
         thousands_of_hooks_past_their_limits_make_one_line,
@@ -49,6 +50,7 @@ pub fn scenarios() -> Vec<Scenario> {
         fork_start_exit,
         left_behind_exits,
         left_behind_at_phase_end_exits,
+        left_behind_process_exits => left_behind_calls(|| std::process::exit(9)),
         many_limited,
         limited_row,
         many_past_limits,
@@ -297,6 +299,45 @@ fn hook_left_behind_cannot_end_the_run() {
         ),
         "{lines:?}"
     );
+}
+
+/// `std::process::exit` from a hook left behind at its time limit: glibc's
+/// `exit` destroys the calling thread's thread-locals before the crate's
+/// exit handler asks whether the hook was left behind; the answer must
+/// not be lost with them (it cut the flush hook, 143 at 0.4 s, 10/10).
+fn hook_left_behind_cannot_end_the_run_with_process_exit() {
+    let outcome = terminate("left_behind_process_exits");
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["flush started", "flush done"],
+        "{outcome:#?}"
+    );
+    let lines = outcome.crate_lines();
+    assert!(
+        lines.iter().any(|l| l.ends_with(
+            ", left behind at its time limit, called std::process::exit; the run goes on without it"
+        )),
+        "{lines:?}"
+    );
+}
+
+/// As [`left_behind_exits`], the hook ending the process with `end`.
+fn left_behind_calls(end: fn()) {
+    install(Builder::new().timeout(Duration::from_secs(10)));
+    HookBuilder::new()
+        .time_limit(Duration::from_millis(200))
+        .add(move |_| {
+            thread::sleep(Duration::from_millis(500));
+            end();
+        });
+    exit_hook::in_phase(Phase::Flush).add(|_| {
+        say("flush started");
+        thread::sleep(Duration::from_millis(700));
+        say("flush done");
+    });
+    ready();
+    wait_forever();
 }
 
 fn hook_left_at_its_phase_end_says_so() {
