@@ -2,7 +2,7 @@
 //! [`confirm_exit`](crate::confirm_exit) registered, and what their answers do.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crate::state::STATE;
 use crate::state::question::{self, QUESTIONS};
@@ -66,7 +66,18 @@ fn decide(signal: Signal) -> bool {
     let Some(decision) = decision else {
         return true;
     };
-    let mut decide = lock(&decision);
+    // One question per signal at a time: the decision is free, unless this
+    // is a child forked while its parent was asking it, whose asking thread
+    // (holding it) is not here. Then it cannot be asked: the signal does
+    // what it would without a question.
+    let mut decide = match decision.try_lock() {
+        Ok(decide) => decide,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => {
+            report::decision_unavailable(signal);
+            return true;
+        }
+    };
     panic::catch_unwind(AssertUnwindSafe(|| decide(signal))).unwrap_or_else(|_| {
         report::decision_panicked(signal);
         true

@@ -36,7 +36,12 @@ use crate::{Error, Signal, ask, config, install};
 /// and left so (a background job's SIGINT) is never asked: it never
 /// arrives. On Windows, Ctrl+C and Ctrl+Break ask; closing the console,
 /// logoff and shutdown never do, since Windows ends the process soon after
-/// them.
+/// them. A child forked (without exec) while its parent was asking asks
+/// its own signals again; if the decision itself was being asked at the
+/// fork, the child's copy is held by a thread that is not in the child,
+/// so there the signal does what it would without a question, with a line
+/// on stderr. Replacing a decision drops the old one outside the crate's
+/// lock: what it captured may register a decision as it drops.
 ///
 /// An async application can decide with its runtime's
 /// [`Handle::block_on`](https://docs.rs/tokio/latest/tokio/runtime/struct.Handle.html#method.block_on):

@@ -200,6 +200,13 @@ pub(crate) fn decision_panicked(signal: crate::Signal) {
     ));
 }
 
+pub(crate) fn decision_unavailable(signal: crate::Signal) {
+    tracing::error!(%signal, "exit_hook: the decision was in use when this process was forked: exiting");
+    stderr_line(format_args!(
+        "the decision for {signal} was being asked when this process was forked: exiting as {signal} does"
+    ));
+}
+
 pub(crate) fn runner_failed(err: &io::Error) {
     tracing::error!(%err, "exit hooks: could not start the run");
     stderr_line(format_args!("could not run the exit hooks: {err}"));

@@ -83,6 +83,16 @@ impl Questions {
         })
     }
 
+    /// In a child forked without exec: a question the parent had pending
+    /// or was asking is nobody's here (the asking thread is the parent's),
+    /// so each is ready to be asked again. Async-signal-safe.
+    pub(crate) fn after_fork(&self) {
+        for question in &self.0 {
+            let _ = question.compare_exchange(PENDING, READY, Ordering::AcqRel, Ordering::Acquire);
+            let _ = question.compare_exchange(ASKING, READY, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
     /// The application answered `signal`'s question: the next one asks again.
     pub(crate) fn answered(&self, signal: i32) {
         if let Some(question) = self.of(signal) {
@@ -123,6 +133,20 @@ mod tests {
         assert_eq!(questions.raise(2), Raised::Again, "being asked");
         questions.answered(2);
         assert_eq!(questions.raise(2), Raised::Ask, "asks again");
+    }
+
+    #[test]
+    fn a_forked_child_asks_again_what_its_parent_was_asking() {
+        let questions = Questions([const { AtomicU8::new(NONE) }; SIGNALS]);
+        questions.arm(2);
+        questions.arm(15);
+        assert_eq!(questions.raise(2), Raised::Ask);
+        assert_eq!(questions.take_pending(), Some(2));
+        assert_eq!(questions.raise(15), Raised::Ask);
+        questions.after_fork();
+        assert_eq!(questions.raise(2), Raised::Ask, "was being asked");
+        assert_eq!(questions.raise(15), Raised::Ask, "was pending");
+        assert_eq!(questions.raise(1), Raised::NotAsked, "never armed");
     }
 
     #[test]

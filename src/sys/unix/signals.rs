@@ -200,6 +200,8 @@ fn register_fork_handler() -> io::Result<()> {
         THREAD_HERE.store(false, Ordering::Release);
         FORKED.store(true, Ordering::Relaxed);
         NEEDS_THREAD.store(true, Ordering::Release);
+        // The parent's pending questions are this child's to ask again.
+        QUESTIONS.after_fork();
         // The inherited ends lead to the parent's thread: a signal to the
         // child must not wake it.
         wake::close();

@@ -26,6 +26,7 @@ pub fn tests() -> Vec<Trial> {
         confirm_registered_after_install_asks_each_time_until_yes,
         confirm_without_force_ignores_the_signal_again_while_asked,
         confirm_replaced_decision_may_register_one_as_it_drops,
+        confirm_child_forked_while_asked_is_asked_again,
     ]
 }
 
@@ -37,6 +38,7 @@ pub fn scenarios() -> Vec<Scenario> {
         confirm_after_install,
         confirm_no_force,
         confirm_replaced_in_drop,
+        confirm_fork_while_asked,
     }
 }
 
@@ -200,6 +202,72 @@ fn confirm_replaced_in_drop() {
     })
     .unwrap();
     ready();
+    wait_forever()
+}
+
+/// A child forked while its parent asks a Ctrl+C question does not
+/// inherit the question as pending (which made its SIGINT force the exit
+/// without hooks): its own SIGINT runs its hooks. Its copy of the
+/// decision is held by the parent's asking thread, which is not in the
+/// child, so the signal does what it would without a question, and says so.
+fn confirm_child_forked_while_asked_is_asked_again() {
+    let mut parent = Child::spawn("confirm_fork_while_asked").ready();
+    parent.send(libc::SIGINT);
+    parent.wait_line("asked", |l| l.starts_with("asked in "));
+    let pid_of = |line: &str| line.strip_prefix("child ")?.parse::<u32>().ok();
+    let child = pid_of(&parent.wait_line("the child", |l| pid_of(l).is_some())).unwrap();
+    // SAFETY: kill(2) on the child the scenario forked, waited for by it.
+    assert_eq!(unsafe { libc::kill(child as i32, libc::SIGINT) }, 0);
+    parent.wait_line("the child's end", |l| l.starts_with("child exited with "));
+    let outcome = parent.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert!(
+        outcome
+            .stdout
+            .iter()
+            .any(|l| l == &format!("child hook {child}: SIGINT (2), exit status 130")),
+        "the child's hooks ran: {outcome:#?}"
+    );
+    assert!(
+        outcome.stdout.iter().any(|l| l == "child exited with 130"),
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("was being asked when this process was forked"),
+        "{outcome:#?}"
+    );
+}
+
+/// A Ctrl+C question whose decision takes 3 s (and says no); while it is
+/// asked, the main thread forks a child that registers a hook and waits.
+fn confirm_fork_while_asked() {
+    use std::sync::atomic::AtomicBool;
+    static ASKED: AtomicBool = AtomicBool::new(false);
+    exit_hook::confirm_exit(Signal::interrupt(), |_| {
+        println!("asked in {}", std::process::id());
+        ASKED.store(true, Ordering::SeqCst);
+        thread::sleep(Duration::from_secs(3));
+        false
+    })
+    .unwrap();
+    ready();
+    while !ASKED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: fork(2); the child calls into the crate and waits for its signal.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let me = std::process::id();
+        exit_hook::add(move |exit| println!("child hook {me}: {exit}"));
+        println!("child {me}");
+        wait_forever();
+    }
+    let mut status = 0;
+    // SAFETY: waitpid(2) on our child, with a live status.
+    unsafe { libc::waitpid(pid, &raw mut status, 0) };
+    println!("child exited with {}", libc::WEXITSTATUS(status));
     wait_forever()
 }
 
