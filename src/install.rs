@@ -234,11 +234,7 @@ impl Builder {
             // A background job of a script (`app &`) starts with SIGINT
             // ignored, `nohup` with SIGHUP: say so, since Ctrl+C or a
             // hangup then does nothing.
-            tracing::warn!(
-                signals = ?left_ignored,
-                "exit_hook: signals inherited as ignored are left ignored \
-                 (Builder::take_ignored_signals takes them)"
-            );
+            report::signals_left_ignored(&left_ignored);
         }
         sys::install_exit_handler()?;
         sys::read_notify_socket();

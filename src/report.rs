@@ -21,6 +21,24 @@ fn stderr_line(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Signals inherited as ignored and left so (a background job's SIGINT,
+/// `nohup`'s SIGHUP): said once at install, through `tracing`, else on
+/// stderr, since a program without a subscriber would never learn why its
+/// Ctrl+C does nothing.
+pub(crate) fn signals_left_ignored(signals: &[crate::Signal]) {
+    tracing::warn!(
+        signals = ?signals,
+        "exit_hook: signals inherited as ignored are left ignored \
+         (Builder::take_ignored_signals takes them)"
+    );
+    let names: Vec<String> = signals.iter().map(ToString::to_string).collect();
+    stderr_line(format_args!(
+        "{} inherited as ignored (a background job, nohup): left ignored, it starts no run \
+         (Builder::take_ignored_signals takes it)",
+        names.join(", ")
+    ));
+}
+
 pub(crate) fn run_started(exit: &Exit) {
     tracing::info!(trigger = %exit, "exit hooks: run started");
 }

@@ -108,7 +108,8 @@ fn under_nohup(scenario: &str) -> Child {
 }
 
 /// Under a real `nohup`, SIGHUP stays ignored: the process goes on, and a
-/// later SIGTERM runs the hooks once, with SIGTERM's status.
+/// later SIGTERM runs the hooks once, with SIGTERM's status. Without a
+/// `tracing` subscriber, installing says so on stderr, once.
 fn under_nohup_sighup_is_left_ignored() {
     let mut child = under_nohup("nohup");
     child.send(libc::SIGHUP);
@@ -118,6 +119,14 @@ fn under_nohup_sighup_is_left_ignored() {
     assert_eq!(
         outcome.after_ready(),
         ["hook: SIGTERM (15), exit status 143"],
+        "{outcome:#?}"
+    );
+    assert_eq!(
+        outcome.crate_lines(),
+        [
+            "exit_hook: SIGHUP (1) inherited as ignored (a background job, nohup): left ignored, \
+             it starts no run (Builder::take_ignored_signals takes it)"
+        ],
         "{outcome:#?}"
     );
 }
@@ -166,6 +175,8 @@ fn background_job_keeps_sigint_ignored_and_says_so() {
             && l.contains("SIGINT")),
         "{outcome:#?}"
     );
+    // Said through the subscriber, not again on stderr.
+    assert!(outcome.crate_lines().is_empty(), "{outcome:#?}");
 }
 
 fn take_ignored_signals_handles_sighup_under_nohup() {
