@@ -123,20 +123,27 @@ impl Exit {
 
     /// When the run will be cut short: its start plus the configured timeout.
     ///
-    /// A hook that waits for something slow (in-flight requests, a remote
-    /// flush) can stop waiting a little before it and still finish its own
-    /// cleanup:
+    /// That is the end of the last phase, [`Flush`](crate::Phase::Flush).
+    /// A hook of an earlier phase is left behind at its *phase's* end,
+    /// which comes before: the drain's at
+    /// [`Builder::drain_timeout`](crate::Builder::drain_timeout) (6 s of
+    /// the default 10 s), cleanup's and close's at a third and two thirds
+    /// of the time after it (7.3 s and 8.7 s). So the deadline is what a
+    /// flush hook can plan with: one that waits for something slow (a
+    /// remote exporter) can stop waiting a little before it and still
+    /// write its own last line:
     ///
     /// ```
     /// use std::time::Duration;
+    /// use exit_hook::Phase;
     ///
-    /// exit_hook::add_async(|exit| async move {
+    /// exit_hook::in_phase(Phase::Flush).add_async(|exit| async move {
     ///     let give_up = exit.deadline() - Duration::from_millis(500);
-    ///     let drained = tokio::time::timeout_at(give_up.into(), async { /* server.await */ }).await;
-    ///     if drained.is_err() {
-    ///         eprintln!("gave up on the stragglers");
+    ///     let flushed = tokio::time::timeout_at(give_up.into(), async { /* exporter.flush().await */ }).await;
+    ///     if flushed.is_err() {
+    ///         eprintln!("gave up on the exporter");
     ///     }
-    ///     // flush the log: there are still 500 ms left for it
+    ///     // the log's last line: there are still 500 ms left for it
     /// });
     /// ```
     pub fn deadline(&self) -> Instant {

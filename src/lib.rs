@@ -7,6 +7,9 @@
 //! a deadline (10 s by default), then exits with the status a shell and a
 //! supervisor expect: 128 + the signal number.
 //!
+//! Add it with `cargo add exit_hook` (or `exit_hook = "0.1"` under
+//! `[dependencies]`).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //!
@@ -226,7 +229,18 @@
 //! - **Signals inherited as ignored stay ignored.** Under `nohup` SIGHUP is
 //!   ignored, and a non-interactive shell's background job ignores SIGINT;
 //!   the crate leaves such a signal alone, as CPython does, unless
-//!   [`Builder::take_ignored_signals`] says otherwise.
+//!   [`Builder::take_ignored_signals`] says otherwise. Installing says so
+//!   once: a `tracing` warning, or without a subscriber a line on stderr.
+//! - **A limited sync hook holds its phase's async hooks.** While a sync
+//!   hook with a [time limit](HookBuilder::time_limit) runs (on a helper,
+//!   the runner watching it), the async hooks of the same batch are not
+//!   polled; they go on once it returns or is left behind at its limit. Put
+//!   a slow limited sync hook in a phase of its own if its neighbours must
+//!   progress meanwhile.
+//! - **"No" to [`confirm_exit`] is the crate's.** Declining stops the
+//!   crate's run only: another handler of the same signal in the process
+//!   (tokio's `signal::ctrl_c()`, a `ctrlc` handler) still fires. Use one
+//!   or the other for Ctrl+C.
 //! - **Signals the process sends itself** during a run (a hook's
 //!   `kill(0, SIGTERM)` to stop its children, which reaches the process
 //!   too) do not force the exit: only another process's signal does. On
