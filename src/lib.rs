@@ -362,8 +362,3 @@ pub use watch::{exiting, is_exiting};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// `docs/recipes.md`'s code blocks, compiled as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../docs/recipes.md")]
-pub struct RecipesDoctests;

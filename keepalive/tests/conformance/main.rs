@@ -5,7 +5,7 @@
 //!
 //! `cargo test -p keepalive --test conformance` runs it (filters work:
 //! `-- reload`). It shares the library's child-process harness
-//! (`tests/conformance/harness.rs`: handshakes, watchdogs, reaping).
+//! (`checks/tests/conformance/harness.rs`: handshakes, watchdogs, reaping).
 
 #![cfg_attr(not(target_os = "linux"), allow(unused))]
 
@@ -16,13 +16,13 @@ mod cluster;
 #[cfg(target_os = "linux")]
 mod control;
 #[cfg(unix)]
-#[path = "../../../tests/conformance/harness.rs"]
+#[path = "../../../checks/tests/conformance/harness.rs"]
 #[allow(dead_code, reason = "the library's suites use the rest of it")]
 mod harness;
 #[cfg(target_os = "linux")]
 mod hostile;
 #[cfg(target_os = "linux")]
-#[path = "../../../tests/conformance/http_client.rs"]
+#[path = "../../../checks/tests/conformance/http_client.rs"]
 mod http;
 #[cfg(target_os = "linux")]
 mod operations;

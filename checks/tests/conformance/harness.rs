@@ -318,7 +318,8 @@ pub fn build_example(name: &str, profile: Option<&str>) -> String {
 
 /// [`build_example`] with cargo features enabled.
 pub fn build_example_with(name: &str, profile: Option<&str>, features: &[&str]) -> String {
-    let mut args = vec!["--example", name];
+    // The library's examples, whichever workspace crate's suite asks.
+    let mut args = vec!["-p", "exit_hook", "--example", name];
     if let Some(profile) = profile {
         args.extend(["--profile", profile]);
     }

@@ -247,7 +247,7 @@ mod driver {
             panic!("one hook line: {outcome:#?}")
         };
         assert!(
-            line.starts_with("hook: thread 'main' panicked at tests/windows_smoke.rs:"),
+            line.starts_with("hook: thread 'main' panicked at checks/tests/windows_smoke.rs:"),
             "{line}"
         );
         assert!(line.ends_with(": boom, exit status 101"), "{line}");

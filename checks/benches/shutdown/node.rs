@@ -26,7 +26,7 @@ pub fn script() -> Result<PathBuf, String> {
     if !found("node") || !found("npm") {
         return Err("node or npm is not on the PATH".into());
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-node");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-node");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     if !dir.join("node_modules/async-exit-hook").exists() {
         let installed = Command::new("npm")

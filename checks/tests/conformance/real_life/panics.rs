@@ -76,7 +76,7 @@ fn an_apps_own_panic_hook_that_calls_handle_panic_runs_the_hooks() {
         lines.len() == 2
             && lines[0] == "the app's panic hook"
             && lines[1].starts_with(
-                "hook: thread '<unnamed>' panicked at tests/conformance/real_life/panics.rs:"
+                "hook: thread '<unnamed>' panicked at checks/tests/conformance/real_life/panics.rs:"
             )
             && lines[1].ends_with(": worker boom, exit status 101"),
         "{outcome:#?}"
