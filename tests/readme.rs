@@ -1,7 +1,8 @@
 //! The README keeps in step with the code: its example is
 //! `examples/01_basic.rs` word for word (so it is compiled), it opens with
-//! the two commands a newcomer runs, and its Deploying section is the one in
-//! the crate docs (`docs/deploying.md`). Its other code blocks are doctests.
+//! the two commands a newcomer runs, it stays short (under 250 lines,
+//! Configure in its first 120) and links the guides in docs/. Its other
+//! code blocks are doctests.
 
 const README: &str = include_str!("../README.md");
 
@@ -34,10 +35,31 @@ fn readme_starts_with_the_two_commands() {
 }
 
 #[test]
-fn readme_deploying_section_is_the_crate_docs_one() {
-    let deploying = include_str!("../docs/deploying.md");
-    assert!(
-        README.contains(&format!("## Deploying\n\n{deploying}")),
-        "copy docs/deploying.md into the README"
-    );
+fn readme_links_the_guides_it_leaves_out() {
+    // The README is a page a newcomer reads to the end: the deploying
+    // guide (also in the crate docs), the servers' and the reliability
+    // details live in docs/ and are linked.
+    for guide in [
+        "docs/deploying.md",
+        "docs/servers.md",
+        "docs/recipes.md",
+        "docs/reliability.md",
+        "BENCHMARKS.md",
+    ] {
+        assert!(README.contains(&format!("]({guide})")), "link {guide}");
+        assert!(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(guide)
+                .exists(),
+            "{guide}"
+        );
+    }
+}
+
+#[test]
+fn readme_is_short_and_configure_comes_early() {
+    let lines = README.lines().count();
+    assert!(lines < 250, "{lines} lines: move the details to docs/");
+    let configure = README.lines().position(|l| l == "## Configure");
+    assert!(configure.is_some_and(|at| at < 120), "{configure:?}");
 }

@@ -3,10 +3,16 @@
 //! (`tests/conformance/`), the fault injection (`tests/fault_injection/`),
 //! the Windows smoke suite under wine (`tests/windows_smoke.rs`), the
 //! architecture check (`tests/architecture.rs`), the benchmarks
-//! (`benches/`), and here the recipes of `docs/recipes.md`, compiled as doc
-//! tests. Nothing here is published.
+//! (`benches/`), and here the code of `docs/recipes.md` and
+//! `docs/servers.md`, compiled as doc tests. Nothing here is published.
 
 /// `docs/recipes.md`'s code blocks, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/recipes.md")]
 pub struct RecipesDoctests;
+
+/// `docs/servers.md`'s code blocks (the HTTP example's shutdown, a guard
+/// in `main`), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/servers.md")]
+pub struct ServersDoctests;
