@@ -49,7 +49,7 @@ pub(crate) fn ask(signal: Signal) {
 /// Asks the decision and acts on its answer: a "yes" starts the signal's
 /// run as its handler would have.
 fn answer(signal: Signal) {
-    question::mark_asking_thread();
+    question::mark_asking_thread(signal.as_raw());
     // A run that started meanwhile (SIGTERM, a panic) has made the question moot.
     if !STATE.is_exiting() && decide(signal) {
         sys::start_signal_run(signal.as_raw());

@@ -18,7 +18,7 @@ use std::panic::{self, PanicHookInfo};
 
 use crate::state::STATE;
 use crate::state::question;
-use crate::{Panic, Trigger, config, report, runner, trigger};
+use crate::{Panic, Trigger, config, report, runner, sys, trigger};
 
 /// The status after a run started by a panic: Rust's own for a panicking `main`.
 pub(crate) const PANIC_STATUS: i32 = 101;
@@ -91,10 +91,19 @@ fn on_panic(info: &PanicHookInfo<'_>, previous: &(dyn Fn(&PanicHookInfo<'_>) + S
         return;
     }
     previous(info);
-    if runner::is_runner_thread()
-        || question::is_asking_thread()
-        || !config::get().is_some_and(|config| config.exit_on_panic)
-    {
+    if let Some(signal) = question::asking_signal() {
+        if aborts {
+            // A decision that panics counts as "yes" (as under unwinding,
+            // where `ask` catches it); nothing can catch this one, so the
+            // signal's run starts here and this thread waits for its end.
+            let signal = crate::Signal::from_raw(signal);
+            report::decision_panicked(signal);
+            sys::start_signal_run(signal.as_raw());
+            trigger::join();
+        }
+        return;
+    }
+    if runner::is_runner_thread() || !config::get().is_some_and(|config| config.exit_on_panic) {
         return;
     }
     if aborts {

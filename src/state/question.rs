@@ -102,18 +102,22 @@ impl Questions {
 }
 
 thread_local! {
-    static ASKING_HERE: Cell<bool> = const { Cell::new(false) };
+    /// The signal whose question this thread asks (0: none).
+    static ASKING_HERE: Cell<i32> = const { Cell::new(0) };
 }
 
-/// Marks this thread as the one asking a question: a panic in the
+/// Marks this thread as the one asking `signal`'s question: a panic in the
 /// decision is the decision's, not a trigger.
-pub(crate) fn mark_asking_thread() {
-    ASKING_HERE.with(|here| here.set(true));
+pub(crate) fn mark_asking_thread(signal: i32) {
+    ASKING_HERE.with(|here| here.set(signal));
 }
 
-/// Whether this thread is asking a question.
-pub(crate) fn is_asking_thread() -> bool {
-    ASKING_HERE.try_with(Cell::get).unwrap_or(false)
+/// The signal whose question this thread is asking, if it is asking one.
+pub(crate) fn asking_signal() -> Option<i32> {
+    ASKING_HERE
+        .try_with(Cell::get)
+        .ok()
+        .filter(|&signal| signal != 0)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub fn tests() -> Vec<Trial> {
         confirm_without_force_ignores_the_signal_again_while_asked,
         confirm_replaced_decision_may_register_one_as_it_drops,
         confirm_child_forked_while_asked_is_asked_again,
+        confirm_decision_that_panics_under_panic_abort_exits_as_the_signal,
     ]
 }
 
@@ -269,6 +270,34 @@ fn confirm_fork_while_asked() {
     unsafe { libc::waitpid(pid, &raw mut status, 0) };
     println!("child exited with {}", libc::WEXITSTATUS(status));
     wait_forever()
+}
+
+/// Under `panic = "abort"` a decision that panics cannot be caught: it
+/// still counts as "yes" (the run starts from the panic hook, and the
+/// thread waits for it instead of aborting), where it aborted (SIGABRT, no
+/// hooks, 10/10).
+fn confirm_decision_that_panics_under_panic_abort_exits_as_the_signal() {
+    let exe = crate::harness::cargo_build(
+        "panic_abort_decision",
+        &["--bin", "panic_abort_decision", "--profile", "panic-abort"],
+    )
+    .unwrap();
+    let outcome = Child::spawn_with(Command::new(exe), "panic_abort_decision")
+        .ready()
+        .signal(libc::SIGINT)
+        .finish();
+    outcome.assert_code(130);
+    assert_eq!(
+        outcome.after_ready(),
+        ["asked", "hook: SIGINT (2), exit status 130"],
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome.crate_lines().contains(
+            &"exit_hook: the decision for SIGINT (2) panicked: exiting as SIGINT (2) does"
+        ),
+        "{outcome:#?}"
+    );
 }
 
 /// Panics in its decision.
