@@ -86,6 +86,7 @@ impl Questions {
     /// In a child forked without exec: a question the parent had pending
     /// or was asking is nobody's here (the asking thread is the parent's),
     /// so each is ready to be asked again. Async-signal-safe.
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no fork"))]
     pub(crate) fn after_fork(&self) {
         for question in &self.0 {
             let _ = question.compare_exchange(PENDING, READY, Ordering::AcqRel, Ordering::Acquire);
