@@ -48,7 +48,7 @@ pub fn scenarios() -> Vec<Scenario> {
         thread_guard_then_process_exit,
         guard_then_fork,
         fork_start_exit,
-        left_behind_exits,
+        left_behind_exits => left_behind_calls(|| exit_hook::exit(9)),
         left_behind_at_phase_end_exits,
         left_behind_process_exits => left_behind_calls(|| std::process::exit(9)),
         many_limited,
@@ -279,16 +279,26 @@ fn fork_start_exit() {
     wait_forever();
 }
 
-fn hook_left_behind_cannot_end_the_run() {
-    let outcome = terminate("left_behind_exits");
+/// `scenario`, stopped by SIGTERM: its flush hook ran whole and the run
+/// ended with 143, whatever the hook left behind tried; the crate's lines.
+fn flush_ran_whole(scenario: &str) -> Vec<String> {
+    let outcome = terminate(scenario);
     outcome.assert_code(143);
     assert_eq!(
         outcome.after_ready(),
         ["flush started", "flush done"],
         "{outcome:#?}"
     );
-    let lines = outcome.crate_lines();
-    assert_eq!(lines.len(), 2, "{outcome:#?}");
+    outcome
+        .crate_lines()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn hook_left_behind_cannot_end_the_run() {
+    let lines = flush_ran_whole("left_behind_exits");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0].contains("passed its time limit of 200ms"),
         "{lines:?}"
@@ -306,14 +316,7 @@ fn hook_left_behind_cannot_end_the_run() {
 /// exit handler asks whether the hook was left behind; the answer must
 /// not be lost with them (it cut the flush hook, 143 at 0.4 s, 10/10).
 fn hook_left_behind_cannot_end_the_run_with_process_exit() {
-    let outcome = terminate("left_behind_process_exits");
-    outcome.assert_code(143);
-    assert_eq!(
-        outcome.after_ready(),
-        ["flush started", "flush done"],
-        "{outcome:#?}"
-    );
-    let lines = outcome.crate_lines();
+    let lines = flush_ran_whole("left_behind_process_exits");
     assert!(
         lines.iter().any(|l| l.ends_with(
             ", left behind at its time limit, called std::process::exit; the run goes on without it"
@@ -322,7 +325,8 @@ fn hook_left_behind_cannot_end_the_run_with_process_exit() {
     );
 }
 
-/// As [`left_behind_exits`], the hook ending the process with `end`.
+/// A limited hook that ends the process with `end` 300 ms after its limit,
+/// while the flush hook runs.
 fn left_behind_calls(end: fn()) {
     install(Builder::new().timeout(Duration::from_secs(10)));
     HookBuilder::new()
@@ -341,14 +345,7 @@ fn left_behind_calls(end: fn()) {
 }
 
 fn hook_left_at_its_phase_end_says_so() {
-    let outcome = terminate("left_behind_at_phase_end_exits");
-    outcome.assert_code(143);
-    assert_eq!(
-        outcome.after_ready(),
-        ["flush started", "flush done"],
-        "{outcome:#?}"
-    );
-    let lines = outcome.crate_lines();
+    let lines = flush_ran_whole("left_behind_at_phase_end_exits");
     assert!(
         lines.iter().any(|l| l.ends_with(
             ", left behind at its phase's end, called exit_hook::exit; the run goes on without it"
@@ -373,25 +370,6 @@ fn left_behind_at_phase_end_exits() {
     exit_hook::in_phase(Phase::Flush).add(|_| {
         say("flush started");
         thread::sleep(Duration::from_millis(400));
-        say("flush done");
-    });
-    ready();
-    wait_forever();
-}
-
-/// A limited hook that calls `exit_hook::exit(9)` 300 ms after its limit,
-/// while the flush hook runs.
-fn left_behind_exits() {
-    install(Builder::new().timeout(Duration::from_secs(10)));
-    HookBuilder::new()
-        .time_limit(Duration::from_millis(200))
-        .add(|_| {
-            thread::sleep(Duration::from_millis(500));
-            exit_hook::exit(9);
-        });
-    exit_hook::in_phase(Phase::Flush).add(|_| {
-        say("flush started");
-        thread::sleep(Duration::from_millis(700));
         say("flush done");
     });
     ready();
