@@ -62,7 +62,7 @@ fn status(name: Option<String>, json: bool) -> Result<(), String> {
         Some(name) => statuses.extend(ask(&name, &Request::Status)?.status),
         None => {
             for socket in control::instances().map_err(|err| err.to_string())? {
-                match control::status_at(&socket) {
+                match control::status_at(&socket, control::ANSWER_WITHIN) {
                     Ok(status) => statuses.push(status),
                     // A socket nobody accepts on is a killed instance's.
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

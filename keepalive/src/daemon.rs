@@ -117,23 +117,28 @@ pub(crate) fn detach(log: &std::path::Path, name: &str, numbered: bool) -> ExitC
 }
 
 /// The name under which the keepalive of pid `pid` answers, if it does:
-/// `name`, or with `numbered` one of `name-N`.
+/// `name`, or with `numbered` one of `name-N`. The sockets are listed once;
+/// only those of such a name are asked.
 fn started_as(name: &str, numbered: bool, pid: u32) -> Option<String> {
-    let candidates: Vec<String> = if numbered {
-        std::iter::once(name.to_owned())
-            .chain((2..=1000).map(|n| format!("{name}-{n}")))
-            .collect()
-    } else {
-        vec![name.to_owned()]
+    let ours = |stem: &str| {
+        stem == name
+            || numbered
+                && stem
+                    .strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|n| n.parse::<u16>().is_ok())
     };
-    candidates.into_iter().find(|candidate| {
+    // A name too long for a socket path has a hashed file name: its own.
+    let long = control::socket_path(name).ok();
+    control::instances().ok()?.into_iter().find_map(|socket| {
+        let stem = socket.file_stem()?.to_str()?;
+        if !ours(stem) && long.as_deref() != Some(socket.as_path()) {
+            return None;
+        }
         // A quick question: one that does not answer at once is not the
         // one just started, which answers as soon as it listens.
-        control::socket_path(candidate).is_ok()
-            && control::request_within(candidate, &keepalive::Request::Status, ASK_EACH)
-                .ok()
-                .and_then(|reply| reply.status)
-                .is_some_and(|status| status.pid == pid)
+        let status = control::status_at(&socket, ASK_EACH).ok()?;
+        (status.pid == pid).then_some(status.name)
     })
 }
 

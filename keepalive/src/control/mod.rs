@@ -30,8 +30,8 @@ pub(crate) use connection::Subscribers;
 pub(crate) use server::Server;
 pub use server::{Answer, Endpoint};
 
-/// How long a client waits for a reply.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// How long a client waits for a reply ([`request`], `keepalive status`).
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// The longest reply a client reads (a status of thousands of workers fits).
 const MAX_REPLY: u64 = 64 << 20;
@@ -96,7 +96,7 @@ pub fn socket_path(name: &str) -> io::Result<PathBuf> {
 /// each for at most `within`.
 pub fn find(within: Duration, matches: impl Fn(&Status) -> bool) -> Option<String> {
     instances().ok()?.into_iter().find_map(|socket| {
-        let status = ask_at(&socket, "", &Request::Status, within).ok()?.status?;
+        let status = status_at(&socket, within).ok()?;
         matches(&status).then_some(status.name)
     })
 }
@@ -121,14 +121,14 @@ pub fn request_within(name: &str, request: &Request, within: Duration) -> io::Re
     ask_at(&socket_path(name)?, name, request, within)
 }
 
-/// The status of the instance listening on `socket`, for listing every
-/// instance.
+/// The status of the instance listening on `socket` (one of
+/// [`instances`]), waiting at most `within` for it.
 ///
 /// # Errors
 ///
 /// As [`request`].
-pub fn status_at(socket: &std::path::Path) -> io::Result<Status> {
-    ask_at(socket, "", &Request::Status, ANSWER_WITHIN)?
+pub fn status_at(socket: &std::path::Path, within: Duration) -> io::Result<Status> {
+    ask_at(socket, "", &Request::Status, within)?
         .status
         .ok_or_else(|| io::Error::other(format!("{}: no status in the reply", socket.display())))
 }
