@@ -8,10 +8,9 @@ use std::time::Duration;
 use exit_hook::{Builder, Phase};
 use libtest_mimic::Trial;
 
-use super::{PROMPT, bind, listening_address, router, wait_until_exiting};
+use super::{PROMPT, wait_until_exiting};
 use crate::child::{install, ready, wait_forever};
 use crate::harness::{Child, build_example, terminate};
-use crate::http::{client, get, runtime};
 use crate::trials;
 use crate::{Scenario, scenarios};
 
@@ -19,7 +18,6 @@ pub fn tests() -> Vec<Trial> {
     trials![
         guard_in_tokio_main_holds_the_exit_for_its_own_cleanup,
         guard_example_cleans_up_in_main_and_exits_130,
-        guard_lets_axum_in_main_answer_every_request_in_flight,
         second_signal_ends_the_process_while_a_guard_is_held,
         panic_run_waits_for_a_guard_and_keeps_101,
         guard_taken_during_the_run_holds_it,
@@ -34,7 +32,6 @@ pub fn tests() -> Vec<Trial> {
 pub fn scenarios() -> Vec<Scenario> {
     scenarios! {
         guard_in_main,
-        guard_axum_in_main,
         guard_second_signal,
         guard_panic,
         guard_late,
@@ -93,38 +90,6 @@ fn guard_example_cleans_up_in_main_and_exits_130() {
     );
     outcome.assert_elapsed(Duration::from_millis(250)..);
     outcome.assert_elapsed(..PROMPT);
-}
-
-fn guard_lets_axum_in_main_answer_every_request_in_flight() {
-    let mut child = Child::spawn("guard_axum_in_main");
-    let base = listening_address(&mut child);
-    let (client, rt) = (client(), runtime());
-    let requests: Vec<_> = (0..5)
-        .map(|_| rt.spawn(get(&client, format!("{base}/slow?ms=500"))))
-        .collect();
-    for _ in 0..5 {
-        child.wait_line("slow started", |l| l == "slow started");
-    }
-    child.send(libc::SIGTERM);
-    for request in requests {
-        let answer = rt.block_on(request).unwrap();
-        assert_eq!(answer.expect("answered"), (200, "slept 500 ms".to_owned()));
-    }
-    let outcome = child.finish();
-    outcome.assert_code(143);
-    assert_eq!(outcome.stdout.last().unwrap(), "main: server returned");
-    outcome.assert_elapsed(..PROMPT);
-}
-
-#[tokio::main]
-async fn guard_axum_in_main() {
-    let _running = exit_hook::hold_exit();
-    let listener = bind().await;
-    axum::serve(listener, router())
-        .with_graceful_shutdown(exit_hook::exiting())
-        .await
-        .unwrap();
-    println!("main: server returned");
 }
 
 fn second_signal_ends_the_process_while_a_guard_is_held() {

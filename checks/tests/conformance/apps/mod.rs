@@ -15,6 +15,7 @@ mod hostile;
 mod loggers;
 mod phases;
 mod runtimes;
+mod servers;
 
 pub fn tests() -> Vec<Trial> {
     [
@@ -24,6 +25,7 @@ pub fn tests() -> Vec<Trial> {
         guards::tests(),
         hostile::tests(),
         loggers::tests(),
+        servers::tests(),
     ]
     .into_iter()
     .flatten()
@@ -39,6 +41,7 @@ pub fn scenarios() -> Vec<crate::Scenario> {
         guards::scenarios(),
         hostile::scenarios(),
         loggers::scenarios(),
+        servers::scenarios(),
     ]
     .into_iter()
     .flatten()
