@@ -213,6 +213,16 @@
 //!   for the deadline.
 //! - **The deadline cannot stop a thread.** A hook still running at the
 //!   deadline is not cancelled; the process ends around it.
+//! - **No thread can be created** (a pids cgroup or `RLIMIT_NPROC`
+//!   exhausted) when the process ends: every trigger still runs every hook,
+//!   on the crate's signal thread, which exists since install. A panic or
+//!   [`start_exit`] then blocks its thread until the process ends (it
+//!   keeps the deadline). After a signal, the signal thread runs the hooks
+//!   itself with no thread beside it: an alarm (`setitimer`, SIGALRM;
+//!   its handler replaces any other) ends the process at the deadline, and
+//!   a stuck phase holds the later ones until then. Time-limited sync hooks
+//!   run without their limits. Windows has no such alarm: there the
+//!   deadline is not kept in that state.
 //! - **SIGKILL cannot be handled**, nor can a crash of the process (a
 //!   segmentation fault, an abort from outside Rust). Hooks do not run then.
 //! - **fork() without exec.** A forked child inherits the hooks, as it

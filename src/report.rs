@@ -225,6 +225,16 @@ pub(crate) fn decision_unavailable(signal: crate::Signal) {
     ));
 }
 
+/// No thread could be created for the run: it goes on without one.
+pub(crate) fn no_thread(err: &io::Error) {
+    tracing::warn!(%err, "exit hooks: no thread could be started; the hooks run on the signal thread");
+}
+
+/// No thread keeps the deadline, and the alarm that would could not be set.
+pub(crate) fn deadline_unkept(err: &io::Error) {
+    tracing::warn!(%err, "exit hooks: no thread could be started and no alarm set: the deadline is not kept");
+}
+
 pub(crate) fn runner_failed(err: &io::Error) {
     tracing::error!(%err, "exit hooks: could not start the run");
     stderr_line(format_args!("could not run the exit hooks: {err}"));

@@ -36,12 +36,17 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::state::{Ended, STATE};
 use crate::sys::Wake;
 use crate::{Exit, Phase, Signal, Trigger, ask, config, report, runner, sys};
+
+/// Set when the hooks run with no thread beside them to end the process
+/// (none could be created): see [`Run::here_without_guard`].
+static UNGUARDED: AtomicBool = AtomicBool::new(false);
 
 /// How long a thread that lost the race waits beyond the deadline before it
 /// stops waiting for the initiator.
@@ -88,13 +93,41 @@ impl Run {
         self.wait()
     }
 
-    /// A detached run whose thread could not start: run the hooks on a
-    /// runner thread and keep the deadline on this one, blocking it, then
-    /// end the process. (If no runner can start either, the run ends at once.)
+    /// A detached run whose thread could not start (no thread can be
+    /// created: a pids cgroup or `RLIMIT_NPROC` exhausted): as for
+    /// `exit()`, the crate's signal thread, idle since install, runs the
+    /// hooks while this thread keeps the deadline, blocking; then it ends
+    /// the process. (Without a signal thread a new runner is tried; if
+    /// none starts either, the run ends at once.)
     fn without_thread(&self, err: &std::io::Error) -> ! {
-        report::runner_failed(err);
-        // Not the signal thread: this may be it.
-        self.on_new_thread();
+        report::no_thread(err);
+        self.on_runner_thread();
+        end_as(&self.exit)
+    }
+
+    /// The hooks run on this crate thread and no guard could start beside
+    /// it (no thread can be created): an alarm keeps the deadline
+    /// ([`sys::end_after`]), and this thread ends the process when the
+    /// hooks are done. No phase is left behind at its end: the hooks run
+    /// in order until they are done or the deadline ends the process.
+    fn here_without_guard(&self, err: &std::io::Error) -> ! {
+        report::no_thread(err);
+        let end = match (self.exit.code(), self.exit.signal()) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => -signal.as_raw(),
+            (None, None) => 0,
+        };
+        UNGUARDED.store(true, Ordering::Release);
+        let left = self
+            .exit
+            .deadline()
+            .saturating_duration_since(Instant::now());
+        if let Err(err) = sys::end_after(left, end) {
+            report::deadline_unkept(&err);
+        }
+        runner::run_here(&self.exit);
+        let in_time = STATE.wait_finished(self.exit.deadline());
+        self.close(in_time);
         end_as(&self.exit)
     }
 
@@ -223,7 +256,7 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
         }
     });
     if let Err(err) = guard {
-        run.without_thread(&err);
+        run.here_without_guard(&err);
     }
     runner::run_here(&run.exit);
     if STATE.completed() {
@@ -407,5 +440,9 @@ pub(crate) fn abandon(what: &str) -> ! {
     }
     report::abandoned(runner::current_hook(), what);
     STATE.finish(Ended::CutShort);
+    if UNGUARDED.load(Ordering::Acquire) {
+        // No thread waits to end the process: this one does.
+        end_as(STATE.exit().expect("a run is going"));
+    }
     sleep_forever()
 }

@@ -22,7 +22,8 @@
 //! - `read_notify_socket` and `notify_stopping`: `STOPPING=1` to systemd's
 //!   `NOTIFY_SOCKET` (or keepalive's) when a run starts;
 //! - `exit_now` and `die_by_signal`, which end the process without running
-//!   anything else.
+//!   anything else, and `end_after`, which does so at a deadline when no
+//!   thread can be started to keep it (Unix: an alarm; Windows: unsupported).
 
 use std::io::{self, Write};
 use std::sync::{OnceLock, mpsc};
@@ -43,7 +44,7 @@ mod windows;
 use windows as imp;
 
 pub(crate) use imp::{
-    SignalWaiter, check_signal, die_by_signal, exit_now, forked, install_exit_handler,
+    SignalWaiter, check_signal, die_by_signal, end_after, exit_now, forked, install_exit_handler,
     install_signals, mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
     run_on_signal_thread, start_signal_run,
 };

@@ -241,6 +241,12 @@ pub(crate) fn exit_now(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// The deadline kept without a thread (see the Unix `alarm`): Windows has
+/// no alarm signal; the hooks run without it.
+pub(crate) fn end_after(_after: std::time::Duration, _end: i32) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
 /// Windows has no death by signal; the status is 128 + n as with the default policy.
 pub(crate) fn die_by_signal(signal: i32) -> ! {
     exit_now(Signal::from_raw(signal).shell_status())

@@ -5,10 +5,12 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::raw::c_int;
 
+mod alarm;
 mod notify;
 mod signals;
 mod wake;
 
+pub(crate) use alarm::end_after;
 pub(crate) use notify::{notify_stopping, read_notify_socket};
 pub(crate) use signals::{
     SignalWaiter, forked, install_signals, restart_after_fork, run_on_signal_thread,

@@ -1,6 +1,7 @@
 //! A process's real life (the reliability issue): it forks, runs under
 //! `nohup`, closes its descriptors, blocks signals, holds locks when it
-//! ends, signals itself, and installs its own panic hook. Each test's child
+//! ends, signals itself, installs its own panic hook, and can start no
+//! thread when it ends. Each test's child
 //! scenario is beside it.
 
 use libtest_mimic::Trial;
@@ -8,6 +9,7 @@ use libtest_mimic::Trial;
 mod descriptors;
 mod fork;
 mod locks;
+mod no_threads;
 mod panics;
 mod signals;
 
@@ -18,6 +20,7 @@ pub fn tests() -> Vec<Trial> {
         panics::tests(),
         signals::tests(),
         descriptors::tests(),
+        no_threads::tests(),
     ]
     .into_iter()
     .flatten()
@@ -32,6 +35,7 @@ pub fn scenarios() -> Vec<crate::Scenario> {
         panics::scenarios(),
         signals::scenarios(),
         descriptors::scenarios(),
+        no_threads::scenarios(),
     ]
     .into_iter()
     .flatten()
