@@ -12,6 +12,16 @@ use keepalive::{Backoff, ListenAddr, Output, Supervisor};
 pub(crate) const MAX_KILL_TIMEOUT: Duration = Duration::from_secs(3598);
 const _: () = assert!(MAX_KILL_TIMEOUT.as_secs() + 2 == exit_hook::Builder::MAX_TIMEOUT.as_secs());
 
+/// keepalive's own `exit_hook` deadline for a kill timeout: the kill
+/// timeout, as long again for the workers that say `EXTEND_TIMEOUT_USEC=`
+/// while stopping (an `exit_hook` worker whose deadline is longer than the
+/// kill timeout), and 2 s for the rest of the stop; at most the library's
+/// hour. It is also what keepalive tells its own service manager it may
+/// take (`EXTEND_TIMEOUT_USEC=` with its `STOPPING=1`).
+pub(crate) fn own_deadline(kill_timeout: Duration) -> Duration {
+    (kill_timeout * 2).min(MAX_KILL_TIMEOUT) + Duration::from_secs(2)
+}
+
 /// Keeps a program running: restarts it when it exits, stops it gracefully,
 /// runs N workers on sockets it holds and replaces them one at a time.
 #[derive(Debug, Parser)]
@@ -49,10 +59,15 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Replaces every worker of NAME, one at a time, each new one ready
-    /// before the old one stops (as SIGHUP).
+    /// before the old one stops (as SIGHUP); waits until it is over and
+    /// exits 1 with the reason if it failed (a new worker never ready: the
+    /// old ones serve on). On a `keepalive up`, every app.
     Reload {
-        /// The instance.
+        /// The instance, an app, or a `keepalive up`.
         name: String,
+        /// Returns once the reload is asked for, not when it is over.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Stops NAME gracefully: every worker, then keepalive (as SIGTERM).
     /// An app of a `keepalive up` stops alone; the up ends with its last
@@ -88,6 +103,17 @@ pub(crate) enum Command {
         /// Run by `--daemon`: starts a session of its own.
         #[arg(long, hide = true)]
         detached: bool,
+        /// Writes up's own pid to FILE (what logrotate or a script signals:
+        /// SIGHUP reloads every app, SIGUSR1 reopens their log files).
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<std::path::PathBuf>,
+    },
+    /// Reopens NAME's log files (after logrotate moved them), as SIGUSR1 to
+    /// keepalive does; on a `keepalive up`, every app's. The workers are not
+    /// signalled: logrotate's postrotate runs this, not `signal NAME USR1`.
+    ReopenLogs {
+        /// The instance, an app, or a `keepalive up`.
+        name: String,
     },
     /// Checks a config file: every error, with its line; exit 2 if any.
     #[command(after_help = CONFIG_HELP)]
@@ -152,14 +178,17 @@ long options (a true flag is the flag, a list repeats the option, a table is
 
     name = \"shop\"                  # what `keepalive up` is controlled as
     [apps.web]
-    command = [\"./server\", \"--port\", \"0\"]
+    command = [\"./server\", \"--port\", \"0\"]  # or \"./server --port 0\": split as sh would
+    args = [\"--verbose\"]           # more words after the command (pm2's args)
     workers = 2
     listen = [\"127.0.0.1:8080\"]
     wait-ready = true
     env = { RUST_LOG = \"info\" }
 
 Each app is an instance of its own: `keepalive status web`, `reload web`,
-`stop web`, `start web`; `keepalive stop shop` stops them all.";
+`stop web`, `start web`; on the up's own name, `reload shop`, `restart
+shop`, `signal shop SIG` and `reopen-logs shop` act on every app, and
+`keepalive stop shop` stops them all.";
 
 impl Cli {
     /// What to do: `run` for either form of it.
@@ -314,10 +343,20 @@ pub(crate) struct RunArgs {
     /// up --min-uptime).
     #[arg(long)]
     wait_ready: bool,
+    /// Each worker gets a pipe at descriptor N (and KEEPALIVE_READY_FD=N)
+    /// and is ready when it writes a newline to it: readiness without a
+    /// library (s6's notification-fd). Implies --wait-ready.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(3..=255))]
+    ready_fd: Option<i32>,
+    /// Each worker gets its slot's index (0..N-1, stable across its
+    /// restarts) in KEEPALIVE_WORKER and in NAME too (NODE_APP_INSTANCE).
+    #[arg(long, value_name = "NAME")]
+    worker_env: Option<String>,
     /// How long a new worker may take to be ready.
     #[arg(long, value_name = "D", default_value = "10s", value_parser = duration)]
     listen_timeout: Duration,
-    /// A run shorter than D is spinning.
+    /// A run shorter than D is spinning: retried after --spin-sleep, or
+    /// --backoff, up to --max-restarts; given up with none of them.
     #[arg(long, value_name = "D", default_value = "1s", value_parser = duration)]
     min_uptime: Duration,
     /// Restart a spinning program after D (at least 100ms) instead of giving up.
@@ -337,7 +376,7 @@ pub(crate) struct RunArgs {
     )]
     stop_exit_codes: Vec<i32>,
     /// How long a stopping program may take before it is killed (at most 3598s).
-    #[arg(long, value_name = "D", default_value = "5s", value_parser = kill_timeout)]
+    #[arg(long, value_name = "D", default_value = "15s", value_parser = kill_timeout)]
     pub(crate) kill_timeout: Duration,
     /// Prefix each line of the program's output with TEXT.
     #[arg(long, value_name = "TEXT")]
@@ -368,7 +407,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "D", value_parser = duration)]
     watchdog: Option<Duration>,
     /// A worker whose resident memory passes SIZE (500MB, 1GiB; at least
-    /// 1MB) is replaced, the new one ready first.
+    /// 1MB) is replaced, the new one ready first. MB is 10^6 bytes, MiB
+    /// 2^20: pm2's `500M` is 500MiB.
     #[arg(long, value_name = "SIZE", value_parser = max_memory)]
     max_memory: Option<u64>,
     /// Checks the workers with GET URL (http://127.0.0.1:PORT/healthz)
@@ -404,7 +444,9 @@ pub(crate) struct RunArgs {
     /// Starts each logged line with its time (RFC 3339, UTC).
     #[arg(long)]
     log_timestamps: bool,
-    /// Writes keepalive's pid to FILE, removed at exit.
+    /// Writes keepalive's own pid to FILE (removed at exit): what to signal
+    /// (HUP reloads, USR1 reopens the logs). pm2's pid_file holds the
+    /// app's pid instead: the workers' pids are in `status --json`.
     #[arg(long, value_name = "FILE")]
     pub(crate) pid_file: Option<std::path::PathBuf>,
     /// The name other shells control it by (`keepalive status NAME`);
@@ -457,6 +499,12 @@ impl RunArgs {
             .stop_exit_codes(self.stop_exit_codes.iter().copied());
         for (name, addr) in &self.listen {
             supervisor = supervisor.listen_named(name, addr.clone());
+        }
+        if let Some(fd) = self.ready_fd {
+            supervisor = supervisor.ready_fd(fd);
+        }
+        if let Some(name) = &self.worker_env {
+            supervisor = supervisor.worker_env(name);
         }
         if let Some(sleep) = self.spin_sleep {
             supervisor = supervisor.spin_sleep(sleep);

@@ -17,10 +17,18 @@ pub(crate) fn command(command: Command) -> ExitCode {
         Command::Run(_) | Command::Up { .. } | Command::Validate { .. } => {
             unreachable!("not a control command")
         }
-        Command::Restart { name } => ask(&name, &Request::Restart).map(|_| ()),
+        Command::Restart { name } => ask(&name, &Request::Restart).map(|reply| {
+            if let Some(note) = reply.note {
+                say!("keepalive: {name}: {note}");
+            }
+        }),
         Command::Start { name } => start(&name),
         Command::Status { name, json } => status(name, json),
-        Command::Reload { name } => ask(&name, &Request::Reload).map(|_| ()),
+        Command::Reload {
+            name,
+            no_wait: true,
+        } => ask(&name, &Request::Reload).map(|_| ()),
+        Command::Reload { name, .. } => reload(&name),
         Command::Stop { name } => ask(&name, &Request::Stop).map(|_| ()),
         Command::Logs {
             name,
@@ -28,6 +36,7 @@ pub(crate) fn command(command: Command) -> ExitCode {
             follow,
         } => crate::logs::logs(&name, lines, follow),
         Command::Events { name } => events(&name),
+        Command::ReopenLogs { name } => reopen_logs(&name),
         Command::SystemdUnit { name } => ask(&name, &Request::Status).and_then(|reply| {
             let status = reply.status.ok_or_else(|| format!("{name}: no status"))?;
             print!("{}", systemd_unit(&status)?);
@@ -270,12 +279,49 @@ pub(crate) fn listen_for_control(run: &RunArgs, supervisor: Supervisor) -> Super
 }
 
 /// `keepalive events NAME`: the JSON lines, as they come.
+/// A reload, waited for: "reloaded NAME", or why it failed.
+fn reload(name: &str) -> Result<(), String> {
+    let reply = control::request_within(name, &Request::ReloadAndWait, RELOAD_WITHIN)
+        .map_err(|err| err.to_string())?;
+    match reply.error {
+        Some(error) => Err(format!("{name}: {error}")),
+        None => {
+            println!("reloaded {name}: every worker replaced");
+            Ok(())
+        }
+    }
+}
+
+/// How long `reload` waits for the reload to be over.
+const RELOAD_WITHIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// SIGUSR1 to NAME's keepalive (its pid from its status), which reopens
+/// its log files; an `up` passes it to each app's.
+fn reopen_logs(name: &str) -> Result<(), String> {
+    let status = ask(name, &Request::Status)?
+        .status
+        .ok_or_else(|| format!("{name}: no status"))?;
+    let pid = rustix::process::Pid::from_raw(status.pid as i32)
+        .ok_or_else(|| format!("{name}: no pid"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::USR1)
+        .map_err(|err| format!("{name} (pid {pid}): {err}"))?;
+    println!("asked {name} (pid {pid}) to reopen its log files");
+    Ok(())
+}
+
 fn events(name: &str) -> Result<(), String> {
     use std::io::BufRead;
     let stream = control::subscribe(name).map_err(|err| err.to_string())?;
     let mut out = std::io::stdout().lock();
     for line in stream.lines() {
         let Ok(line) = line else { break };
+        // A refusal is a reply with its error, not an event: said, exit 1.
+        if let Ok(Reply {
+            error: Some(error), ..
+        }) = serde_json::from_str::<Reply>(&line)
+        {
+            return Err(format!("{name}: {error}"));
+        }
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             break; // nobody reads (`| head`)
         }

@@ -3,12 +3,13 @@
 //!
 //! ```toml
 //! [apps.web]
-//! command = ["./server", "--port", "0"]   # or "./server" alone
+//! command = ["./server", "--port", "0"]   # or "./server --port 0" (split as a shell would)
 //! workers = 2
 //! listen = ["127.0.0.1:8080"]
 //! wait-ready = true
 //! kill-timeout = "10s"
 //! env = { RUST_LOG = "info" }
+//! args = ["--verbose"]                      # more words after the command (pm2's args)
 //! ```
 //!
 //! Each table becomes the command line of a `keepalive run` (a `true`
@@ -249,10 +250,13 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
         };
         match key.as_str() {
             "command" => match value {
-                // Words split at white space; a list says them exactly.
-                Value::String(line) => {
-                    command = line.split_whitespace().map(OsString::from).collect();
-                }
+                // Split as a shell splits words (quotes and backslashes,
+                // no expansion: `sh -c 'while :; do …; done'` is three
+                // words); a list says them exactly.
+                Value::String(line) => match shell_words::split(line) {
+                    Ok(words) => command = words.into_iter().map(OsString::from).collect(),
+                    Err(err) => problem(format!("{err} (or say the words as a list)")),
+                },
                 _ => match strings(value) {
                     Ok(words) => command = words.into_iter().map(OsString::from).collect(),
                     Err(message) => problem(message),
@@ -387,13 +391,16 @@ env = { RUST_LOG = "info" }
 
 [apps.jobs]
 command = "./jobs --queue default"
+
+[apps.loop]
+command = "sh -c 'while :; do date; sleep 1; done'"
 "#,
             PathBuf::from("/srv/shop"),
         )
         .unwrap();
         assert_eq!(config.name, "shop");
         let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
-        assert_eq!(names, ["web", "jobs"]);
+        assert_eq!(names, ["web", "jobs", "loop"]);
         let argv: Vec<String> = config.apps[0]
             .argv
             .iter()
@@ -423,6 +430,11 @@ command = "./jobs --queue default"
         assert_eq!(
             config.apps[1].argv[3..],
             ["./jobs", "--queue", "default"].map(OsString::from)
+        );
+        // Split as a shell would: the quoted script is one word.
+        assert_eq!(
+            config.apps[2].argv[3..],
+            ["sh", "-c", "while :; do date; sleep 1; done"].map(OsString::from)
         );
     }
 
@@ -546,7 +558,7 @@ workers = 0
         assert_eq!(config.name, "shop");
         assert_eq!(
             config.apps[0].run.kill_timeout,
-            std::time::Duration::from_secs(5)
+            keepalive::Supervisor::DEFAULT_KILL_TIMEOUT
         );
         let readme = include_str!("../README.md");
         let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();

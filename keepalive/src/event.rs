@@ -60,6 +60,14 @@ pub enum Event {
         /// Its process id.
         pid: u32,
     },
+    /// A stopping worker said `EXTEND_TIMEOUT_USEC=`: it is killed no
+    /// sooner than `more` from now (within the supervisor's own deadline).
+    Extended {
+        /// Its process id.
+        pid: u32,
+        /// How much longer it asked for.
+        more: Duration,
+    },
     /// A worker said `STATUS=…`.
     Status {
         /// Its process id.
@@ -225,6 +233,9 @@ impl fmt::Display for Event {
             Event::Listening { addr } => write!(f, "listening on {addr}"),
             Event::Ready { pid } => write!(f, "pid {pid} is ready"),
             Event::Draining { pid } => write!(f, "pid {pid} is stopping"),
+            Event::Extended { pid, more } => {
+                write!(f, "pid {pid} asks {} ms more to stop", more.as_millis())
+            }
             Event::Status { pid, status } => write!(f, "pid {pid} status: {status}"),
             Event::Said { pid, line } => write!(f, "pid {pid} says {line}"),
             Event::Quieted { pid, dropped } => write!(

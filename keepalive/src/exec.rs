@@ -21,7 +21,8 @@
 //!    anyway, or not, depending on the race. SIGKILL is the same every time.
 //! 2. The listeners are put at descriptors 3, 4, …; every other descriptor
 //!    from there up is marked close-on-exec, so nothing else the supervisor
-//!    holds (or inherited) leaks into the worker.
+//!    holds (or inherited) leaks into the worker; then the readiness
+//!    pipe's write end (`--ready-fd N`), at N.
 //! 3. `execve` with the program found on `PATH` in the parent, every spawn
 //!    again, so a reload picks up a new binary.
 
@@ -59,6 +60,12 @@ pub(crate) struct Plan<'a> {
     pub(crate) notify_socket: Option<&'a Path>,
     /// `WATCHDOG_USEC`: how often the worker must say `WATCHDOG=1`.
     pub(crate) watchdog: Option<std::time::Duration>,
+    /// The slot's index, as `KEEPALIVE_WORKER` and under the name given
+    /// (pm2's `NODE_APP_INSTANCE`).
+    pub(crate) worker: (usize, Option<&'a OsStr>),
+    /// The readiness pipe's write end, and the descriptor the worker gets
+    /// it at (s6's notification-fd; `KEEPALIVE_READY_FD`).
+    pub(crate) ready: Option<(RawFd, RawFd)>,
 }
 
 impl Plan<'_> {
@@ -85,6 +92,14 @@ impl Plan<'_> {
         if let Some(every) = self.watchdog {
             env.push(("WATCHDOG_USEC".into(), every.as_micros().to_string().into()));
         }
+        let (slot, also) = self.worker;
+        for name in std::iter::once(OsStr::new("KEEPALIVE_WORKER")).chain(also) {
+            env.retain(|(key, _)| key != name);
+            env.push((name.into(), slot.to_string().into()));
+        }
+        if let Some((_, at)) = self.ready {
+            env.push(("KEEPALIVE_READY_FD".into(), at.to_string().into()));
+        }
         let mut envp = env
             .into_iter()
             .map(|(key, value)| {
@@ -104,6 +119,7 @@ impl Plan<'_> {
                 .as_ref()
                 .map_or_else(Vec::new, |(fds, _)| fds.clone()),
             parent: std::process::id(),
+            ready: self.ready,
             argv: Vec::new(),
             envp: Vec::new(),
         };
@@ -137,6 +153,8 @@ struct Child {
     /// `LISTEN_PID=` and room for the digits, written in the child.
     pid_entry: Option<Box<[u8; PID_ENTRY]>>,
     fds: Vec<RawFd>,
+    /// The readiness pipe's write end and where the worker gets it.
+    ready: Option<(RawFd, RawFd)>,
     /// The supervisor's pid, to see it died before `PR_SET_PDEATHSIG` was set.
     #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     parent: u32,
@@ -178,6 +196,15 @@ impl Child {
             }
         }
         keep_only_below(3 + self.fds.len() as RawFd);
+        if let Some((pipe, at)) = self.ready {
+            // The pipe's end is above any listener's place (it was moved
+            // to 512 or above), so the listeners did not clobber it.
+            // SAFETY: dup2(2) is async-signal-safe; the new descriptor is
+            // not close-on-exec.
+            if unsafe { libc::dup2(pipe, at) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         // SAFETY: the path and both arrays are NUL-terminated, pointing
         // into strings this struct owns.
         unsafe {

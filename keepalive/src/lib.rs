@@ -3,9 +3,10 @@
 //! on listening sockets it holds and replaces them without downtime.
 //!
 //! Like the `forever` monitor: [`Supervisor`] spawns a program and restarts it
-//! when it exits; a program that exits within `min_uptime` is *spinning* and
-//! is given up, or restarted after `spin_sleep`; `max_restarts` limits the
-//! restarts; [`Backoff`] spaces them out; `stop_exit_codes` mean "do not
+//! when it exits; a program that exits within `min_uptime` is *spinning*:
+//! restarted after `spin_sleep`, or the backoff, up to `max_restarts` (an
+//! unstable restart, as pm2's), or with none of them given up (as forever);
+//! `max_restarts` limits the restarts; [`Backoff`] spaces them out; `stop_exit_codes` mean "do not
 //! restart". Unlike `forever`, stopping is graceful: when the supervisor gets
 //! SIGTERM or SIGINT (and SIGHUP, unless it reloads), `exit_hook` forwards
 //! the same signal to every worker — so the workers' own exit hooks run —
@@ -63,8 +64,8 @@
 //! them with an error, and the loop looks every 5 ms. The `keepalive`
 //! command (`src/main.rs`) is its command line.
 
-// `unsafe` lives in exec.rs only (what a worker does between fork and
-// exec); the rest goes through rustix and std.
+// `unsafe` lives in exec.rs (what a worker does between fork and exec)
+// and in os::exit_now (`_exit`); the rest goes through rustix and std.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -216,6 +217,10 @@ pub struct Supervisor {
     control: Option<(String, bool)>,
     inherit_stdin: bool,
     force_on_quit: bool,
+    last_words: Option<Box<dyn FnOnce() + Send>>,
+    exit_as_workers: bool,
+    ready_fd: Option<i32>,
+    worker_env: Option<OsString>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -246,7 +251,7 @@ impl Supervisor {
             current_dir: None,
             output: Output::Inherit,
             policy: Policy::default(),
-            kill_timeout: Duration::from_secs(5),
+            kill_timeout: Self::DEFAULT_KILL_TIMEOUT,
             kill_signal: None,
             watchdog: None,
             max_memory: None,
@@ -266,8 +271,18 @@ impl Supervisor {
             control: None,
             inherit_stdin: false,
             force_on_quit: false,
+            last_words: None,
+            exit_as_workers: false,
+            ready_fd: None,
+            worker_env: None,
         }
     }
+
+    /// How long a stopping worker may take before it is killed, unless
+    /// [`kill_timeout`](Self::kill_timeout) says otherwise: 15 s, above
+    /// `exit_hook`'s default deadline (10 s), so that a worker built on it
+    /// runs its hooks to the end.
+    pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(15);
 
     /// How long a new worker may take to become ready, unless
     /// [`listen_timeout`](Self::listen_timeout) says otherwise: 10 s.
@@ -384,7 +399,11 @@ impl Supervisor {
         self
     }
 
-    /// A child that exits sooner than this is spinning (default 1 s).
+    /// A child that exits sooner than this is spinning (default 1 s): it
+    /// is restarted after [`spin_sleep`](Self::spin_sleep) or the
+    /// [`backoff`](Self::backoff), up to
+    /// [`max_restarts`](Self::max_restarts) (after [`MIN_SPIN_SLEEP`] when
+    /// only the limit is set), and given up when none of them is set.
     pub fn min_uptime(mut self, uptime: Duration) -> Self {
         self.policy.min_uptime = uptime;
         self
@@ -405,8 +424,9 @@ impl Supervisor {
         self
     }
 
-    /// Wait between restarts of a child that was not spinning, and between
-    /// attempts to start a program that could not be started.
+    /// Wait between restarts (of a spinning child too, when no
+    /// [`spin_sleep`](Self::spin_sleep) is set), and between attempts to
+    /// start a program that could not be started.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.policy.backoff = Some(backoff);
         self
@@ -524,8 +544,11 @@ impl Supervisor {
     }
 
     /// How long a stopping child may take after the forwarded signal before
-    /// it is killed (default 5 s). Keep it below the `exit_hook` deadline:
-    /// the kill comes earlier if the deadline is nearer.
+    /// it is killed (default 15 s: `exit_hook`'s default deadline, 10 s,
+    /// and a margin). A stopping worker that says `EXTEND_TIMEOUT_USEC=`
+    /// (systemd's field, which `exit_hook` sends with `STOPPING=1`) is
+    /// given until then if that is later. Keep both below the `exit_hook`
+    /// deadline: the kill comes earlier if the deadline is nearer.
     pub fn kill_timeout(mut self, timeout: Duration) -> Self {
         self.kill_timeout = timeout;
         self
@@ -541,6 +564,52 @@ impl Supervisor {
     /// terminal) be the one that forces.
     pub fn force_on_quit(mut self, on: bool) -> Self {
         self.force_on_quit = on;
+        self
+    }
+
+    /// A readiness channel any program can use without a library (s6's
+    /// notification-fd): each worker gets a pipe at descriptor `fd` (also
+    /// said in `KEEPALIVE_READY_FD`) and is ready once it writes a newline
+    /// to it, as with `READY=1`. Implies [`wait_ready`](Self::wait_ready).
+    /// `fd` must be above the listeners' (3, 4, …) and at most 255.
+    ///
+    /// ```text
+    /// // Node: once listening
+    /// require("fs").writeSync(Number(process.env.KEEPALIVE_READY_FD), "\n");
+    /// ```
+    pub fn ready_fd(mut self, fd: i32) -> Self {
+        self.ready_fd = Some(fd);
+        self.wait_ready = true;
+        self
+    }
+
+    /// Each worker has its slot's index (0 to N-1, the same for every
+    /// restart of that slot) in `KEEPALIVE_WORKER`, and also in the
+    /// variable `name` (pm2's `NODE_APP_INSTANCE`, which Node apps read).
+    pub fn worker_env(mut self, name: impl Into<OsString>) -> Self {
+        self.worker_env = Some(name.into());
+        self
+    }
+
+    /// Called last when the supervisor stops: after the workers stopped
+    /// and their output was copied out, in `exit_hook`'s last phase. What
+    /// the program says last (its own queued lines), or removes (a pid
+    /// file), goes here: a hook of its own in that phase would run before
+    /// the workers' stop, registered before it.
+    pub fn last_words(mut self, last: impl FnOnce() + Send + 'static) -> Self {
+        self.last_words = Some(Box::new(last));
+        self
+    }
+
+    /// Whether the process ends with the workers' status, as a container's
+    /// init does (tini, dumb-init, pm2-runtime; default `false`): stopped,
+    /// it exits with the status of the last worker to exit (its code, or
+    /// 128 + the signal that killed it: 137 after a kill) instead of
+    /// 128 + the signal that stopped the supervisor; given up, with the
+    /// last worker's status instead of the reason's. The `keepalive`
+    /// command does this when it runs as PID 1.
+    pub fn exit_as_workers(mut self, on: bool) -> Self {
+        self.exit_as_workers = on;
         self
     }
 
@@ -588,6 +657,17 @@ impl Supervisor {
                 "the supervisor needs at least one worker",
             )));
         }
+        if let Some(fd) = self.ready_fd {
+            let first_free = 3 + self.listen.len() as i32;
+            if !(first_free..=255).contains(&fd) {
+                return Err(Error::Setup(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the readiness descriptor must be from {first_free} (after the listeners) to 255, not {fd}"
+                    ),
+                )));
+            }
+        }
         // `keepalive events NAME`: every event to the subscribers too.
         #[cfg(unix)]
         let subscribers = Arc::new(control::Subscribers::default());
@@ -630,7 +710,12 @@ impl Supervisor {
         #[cfg(unix)]
         let _control = match &self.control {
             Some((name, numbered)) => {
-                let shown = |path: &Option<PathBuf>| path.as_ref().map(|p| p.display().to_string());
+                // Absolute: `keepalive logs` reads them from its own directory.
+                let shown = |path: &Option<PathBuf>| {
+                    let path = path.as_ref()?;
+                    let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                    Some(path.display().to_string())
+                };
                 let about = protocol::About {
                     program: std::path::Path::new(&self.program).display().to_string(),
                     stdout_log: shown(&self.logs.stdout),
@@ -680,7 +765,11 @@ impl Supervisor {
                     file.remove();
                 }
             })?,
-            exit_hook::in_phase(exit_hook::Phase::Cleanup).try_add({
+            // The workers' stop is in the last phase, before their output's
+            // flush: its end is the run's deadline, which bounds the kill
+            // timeout (and what a worker's EXTEND_TIMEOUT_USEC= asks), however
+            // the phases share the deadline.
+            exit_hook::in_phase(exit_hook::Phase::Flush).try_add({
                 let (shared, listener, kill_timeout, kill_signal) = (
                     shared.clone(),
                     self.listener.clone(),
@@ -691,7 +780,22 @@ impl Supervisor {
             })?,
             exit_hook::in_phase(exit_hook::Phase::Flush).try_add({
                 let shared = shared.clone();
-                move |exit| shared.copiers.wait(exit.deadline())
+                let last_words = self.last_words.take();
+                let exit_as_workers = self.exit_as_workers;
+                move |exit| {
+                    shared.copiers.wait(exit.deadline());
+                    if let Some(last_words) = last_words {
+                        last_words();
+                    }
+                    if exit_as_workers {
+                        let status = shared.lock().last_status;
+                        if let Some(status) = status {
+                            // The run's status would be 128 + the stop
+                            // signal: the workers' is what an init passes on.
+                            os::exit_now(status);
+                        }
+                    }
+                }
             })?,
         ];
         let (sinks, _reopen) = self.open_logs()?;
@@ -709,7 +813,8 @@ impl Supervisor {
         if !was_subreaper {
             os::stop_being_subreaper();
         }
-        result.map(|reason| self.done(reason))
+        let last_status = shared.lock().last_status;
+        result.map(|reason| self.done(reason, last_status))
     }
 
     /// Opens the log files, and has SIGUSR1 reopen them (Unix): the sinks,
@@ -746,8 +851,14 @@ impl Supervisor {
         emit(self.listener.as_ref(), event);
     }
 
-    fn done(&self, reason: StopReason) -> StopReason {
+    fn done(&self, reason: StopReason, last_status: Option<i32>) -> StopReason {
         self.emit(Event::Done(reason));
+        if self.exit_as_workers && !matches!(reason, StopReason::Stopped(_)) {
+            if let Some(status) = last_status {
+                // Given up: the app's own status, as an init passes it on.
+                exit_hook::exit(status);
+            }
+        }
         reason
     }
 }

@@ -80,6 +80,10 @@ impl LogFile {
         reopen: Arc<AtomicBool>,
         listener: Option<Listener>,
     ) -> io::Result<LogFile> {
+        // `log-dir = "logs"` on a fresh checkout: made, as pm2 does.
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         let file = append(path)?;
         let size = file.metadata()?.len();
         Ok(LogFile {

@@ -46,14 +46,13 @@ pub(crate) fn logs(name: &str, lines: usize, follow: bool) -> Result<(), String>
             let _ = writeln!(out, "==> {} <==", path.display());
         }
         let mut follower = Follower::open(path);
-        if let Some(file) = &mut follower.file {
-            let (tail, end) =
-                tail(file, lines).map_err(|err| format!("{}: {err}", path.display()))?;
-            let _ = out.write_all(&tail);
-            follower.position = end;
-        } else {
-            say!("keepalive: {}: no such file (yet)", path.display());
-        }
+        let Some(file) = &mut follower.file else {
+            // keepalive made it when it started: gone, or not this file.
+            return Err(format!("{}: no such file", path.display()));
+        };
+        let (tail, end) = tail(file, lines).map_err(|err| format!("{}: {err}", path.display()))?;
+        let _ = out.write_all(&tail);
+        follower.position = end;
         followed.push(follower);
     }
     let _ = out.flush();

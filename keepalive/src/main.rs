@@ -61,6 +61,7 @@ fn command() -> ExitCode {
             config: cli::ConfigFile { file },
             daemon,
             detached,
+            pid_file,
         } => {
             if detached {
                 daemon::leave_the_terminal();
@@ -77,6 +78,15 @@ fn command() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 };
+            }
+            if let Some(path) = &pid_file {
+                if let Err(err) = write_pid_file(path) {
+                    say!(
+                        "keepalive up: cannot write the pid file {}: {err}",
+                        path.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
             }
             up::up(config)
         }
@@ -160,14 +170,16 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
         (Some(_), Some(name)) => format!("keepalive[{name}]"),
         _ => "keepalive".to_owned(),
     };
-    // The supervisor's own deadline leaves the command its kill timeout.
+    // The supervisor's own deadline leaves the command its kill timeout,
+    // and up to as long again for workers that ask for more
+    // (EXTEND_TIMEOUT_USEC=, see `cli::own_deadline`).
     // SIGHUP reloads the workers instead of stopping the supervisor. A
     // second stop signal does not force: systemd's SIGTERM and a Ctrl+C,
     // or the parent-death signal that comes once per thread of a killed
     // `keepalive up`, would cut the workers' kill timeout short. SIGQUIT
     // (Ctrl+\) forces instead (`force_on_quit`).
     if let Err(err) = exit_hook::Builder::new()
-        .timeout(run.kill_timeout + Duration::from_secs(2))
+        .timeout(cli::own_deadline(run.kill_timeout))
         .signals([Signal::terminate(), Signal::interrupt()])
         .force_on_second_signal(false)
         .install()
@@ -184,13 +196,19 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
             );
             return ExitCode::FAILURE;
         }
-        // Last of keepalive's own shutdown, after the workers stopped.
-        let path = path.clone();
-        exit_hook::in_phase(exit_hook::Phase::Flush).add(move |_| {
-            let _ = std::fs::remove_file(&path);
-        });
     }
-    let supervisor = run.supervisor();
+    // Last of keepalive's own shutdown, after the workers stopped: the pid
+    // file removed, its own lines written out.
+    let pid_file = run.pid_file.clone();
+    let supervisor = run.supervisor().last_words(move || {
+        if let Some(path) = pid_file {
+            let _ = std::fs::remove_file(path);
+        }
+        say::flush(Duration::from_secs(1));
+    });
+    // A container's init (PID 1 of its namespace) ends with the app's
+    // status, as tini and pm2-runtime do.
+    let supervisor = supervisor.exit_as_workers(std::process::id() == 1);
     #[cfg(unix)]
     let supervisor = client::listen_for_control(run, supervisor);
     let code = match supervisor

@@ -1,8 +1,8 @@
 //! The supervisor's side of systemd's notification protocol: each worker
 //! gets a datagram socket of its own (`NOTIFY_SOCKET`) in a private
-//! directory. The supervisor understands `READY=1`, `STOPPING=1` and
-//! `STATUS=…`, and ignores other lines, as systemd does with what it does
-//! not know.
+//! directory. The supervisor understands `READY=1`, `STOPPING=1`,
+//! `EXTEND_TIMEOUT_USEC=…` (while stopping), `WATCHDOG=1` and `STATUS=…`,
+//! and ignores other lines, as systemd does with what it does not know.
 //!
 //! On Linux each datagram carries its sender's pid (`SO_PASSCRED`, which
 //! the kernel fills in and only a privileged sender can forge), so the
@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 pub(crate) enum Message {
     Ready,
     Stopping,
+    /// `EXTEND_TIMEOUT_USEC=n`: the worker needs `n` µs more from now
+    /// (systemd's field; `exit_hook` sends it with `STOPPING=1`).
+    Extend(std::time::Duration),
     Status(String),
     /// `WATCHDOG=1`: the worker is alive (systemd's watchdog protocol).
     Watchdog,
@@ -30,23 +33,31 @@ pub(crate) enum Message {
 pub(crate) fn parse(datagram: &[u8]) -> Vec<Message> {
     String::from_utf8_lossy(datagram)
         .lines()
-        .filter_map(|line| match line {
-            "READY=1" => Some(Message::Ready),
-            "STOPPING=1" => Some(Message::Stopping),
-            "WATCHDOG=1" => Some(Message::Watchdog),
-            _ => match line.strip_prefix("STATUS=") {
-                Some(status) => Some(Message::Status(status.to_owned())),
-                // systemd's own lines with another value (READY=0) mean nothing.
-                None if line.split_once('=').is_some_and(|(key, _)| {
-                    !key.is_empty() && !["READY", "STOPPING", "WATCHDOG"].contains(&key)
-                }) =>
-                {
-                    Some(Message::Other(line.to_owned()))
-                }
-                None => None,
-            },
-        })
+        .filter_map(message)
         .collect()
+}
+
+/// What one line says, if anything.
+fn message(line: &str) -> Option<Message> {
+    match line {
+        "READY=1" => return Some(Message::Ready),
+        "STOPPING=1" => return Some(Message::Stopping),
+        "WATCHDOG=1" => return Some(Message::Watchdog),
+        _ => {}
+    }
+    if let Some(status) = line.strip_prefix("STATUS=") {
+        return Some(Message::Status(status.to_owned()));
+    }
+    if let Some(usec) = line.strip_prefix("EXTEND_TIMEOUT_USEC=") {
+        return usec
+            .parse()
+            .ok()
+            .map(|usec| Message::Extend(std::time::Duration::from_micros(usec)));
+    }
+    // systemd's own lines with another value (READY=0) mean nothing.
+    let (key, _) = line.split_once('=')?;
+    (!key.is_empty() && !["READY", "STOPPING", "WATCHDOG"].contains(&key))
+        .then(|| Message::Other(line.to_owned()))
 }
 
 /// A private directory for the sockets (mode 0700), removed with them.
@@ -183,12 +194,13 @@ mod tests {
     #[test]
     fn known_lines_are_understood_and_others_ignored() {
         assert_eq!(
-            parse(b"READY=1\nSTATUS=serving 3 requests\nMAINPID=7\nSTOPPING=1\nnot a line\n"),
+            parse(b"READY=1\nSTATUS=serving 3 requests\nMAINPID=7\nSTOPPING=1\nnot a line\nEXTEND_TIMEOUT_USEC=2500000\n"),
             [
                 Message::Ready,
                 Message::Status("serving 3 requests".into()),
                 Message::Other("MAINPID=7".into()),
-                Message::Stopping
+                Message::Stopping,
+                Message::Extend(std::time::Duration::from_millis(2500)),
             ]
         );
         assert_eq!(parse(b"READY=0\nWATCHDOG=1"), [Message::Watchdog]);

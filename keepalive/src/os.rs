@@ -75,6 +75,39 @@ pub(crate) fn later(at: Instant, by: std::time::Duration) -> Instant {
         .unwrap_or(at)
 }
 
+/// How a shell says `status`: its exit code, or 128 + the signal that
+/// killed it.
+pub(crate) fn shell_status(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .or_else(|| status.signal().map(|signal| 128 + signal))
+            .unwrap_or(1)
+    }
+    #[cfg(not(unix))]
+    status.code().unwrap_or(1)
+}
+
+/// Ends the process with `code` at once, its stdout and stderr flushed:
+/// from the supervisor's last hook, which nothing may follow (not
+/// `std::process::exit`, which `exit_hook` takes, from a hook, as the end
+/// of its run, with the run's status).
+#[allow(unsafe_code, reason = "_exit(2): no safe wrapper in std")]
+pub(crate) fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    #[cfg(unix)]
+    // SAFETY: _exit(2) ends the process; nothing after it runs.
+    unsafe {
+        libc::_exit(code)
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
+}
+
 /// How long to sleep to wake at `until` (at once if it passed).
 fn timeout(until: Option<Instant>) -> Option<std::time::Duration> {
     until.map(|at| at.saturating_duration_since(Instant::now()))
@@ -292,6 +325,12 @@ mod unix {
                 .split(|&b| b == 0)
                 .find_map(|entry| entry.strip_prefix(b"NOTIFY_SOCKET="))
                 .map(|path| std::ffi::OsStr::from_bytes(path).into())
+        }
+
+        /// Whether the process `pid` is gone (no `/proc` entry): a helper
+        /// that sent a notification and exited at once.
+        pub(crate) fn is_gone(pid: u32) -> bool {
+            stat(pid).is_none()
         }
 
         /// Whether `pid` is `ancestor` or one of its descendants.

@@ -52,7 +52,8 @@ impl Backoff {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StopReason {
-    /// The child exited within `min_uptime` and no `spin_sleep` is set.
+    /// The child exited within `min_uptime`, and no `spin_sleep`,
+    /// `backoff` or `max_restarts` says to try again.
     Spinning {
         /// How long it had run.
         uptime: Duration,
@@ -132,9 +133,14 @@ impl Policy {
             return Decision::Stop(StopReason::MaxRestarts(restarts.count));
         }
         let delay = if uptime < self.min_uptime {
-            match self.spin_sleep {
-                Some(sleep) => sleep.max(MIN_SPIN_SLEEP),
-                None => return Decision::Stop(StopReason::Spinning { uptime }),
+            // An unstable restart (pm2's word): retried when anything says
+            // how (a spin sleep, a backoff) or how often (a restart limit),
+            // as pm2 does; given up only with none of them, as forever does.
+            match (self.spin_sleep, self.backoff, self.max_restarts) {
+                (Some(sleep), _, _) => sleep.max(MIN_SPIN_SLEEP),
+                (None, Some(backoff), _) => backoff_delay(backoff, restarts, uptime),
+                (None, None, Some(_)) => MIN_SPIN_SLEEP,
+                (None, None, None) => return Decision::Stop(StopReason::Spinning { uptime }),
             }
         } else {
             match self.backoff {
@@ -212,6 +218,48 @@ mod tests {
         assert_eq!(
             policy.decide(&mut restarts, Some(1), 10 * MS),
             Decision::Restart(MIN_SPIN_SLEEP)
+        );
+    }
+
+    #[test]
+    fn a_short_run_is_retried_under_the_backoff_up_to_the_limit() {
+        // pm2's min_uptime: 5s, max_restarts: 10, exp_backoff_restart_delay: 100,
+        // for an app that crashes 1 s in (a database down at boot).
+        let policy = Policy {
+            min_uptime: 5000 * MS,
+            max_restarts: Some(10),
+            backoff: Some(Backoff::new(100 * MS)),
+            ..Policy::default()
+        };
+        let mut restarts = Restarts::default();
+        let delays: Vec<Decision> = (0..3)
+            .map(|_| policy.decide(&mut restarts, Some(1), 1000 * MS))
+            .collect();
+        assert_eq!(delays, [100, 150, 225].map(|ms| Decision::Restart(ms * MS)));
+        for _ in 3..10 {
+            assert!(matches!(
+                policy.decide(&mut restarts, Some(1), 1000 * MS),
+                Decision::Restart(_)
+            ));
+        }
+        assert_eq!(
+            policy.decide(&mut restarts, Some(1), 1000 * MS),
+            Decision::Stop(StopReason::MaxRestarts(10))
+        );
+        // A restart limit alone retries after the floor.
+        let limited = Policy {
+            min_uptime: 5000 * MS,
+            max_restarts: Some(1),
+            ..Policy::default()
+        };
+        let mut restarts = Restarts::default();
+        assert_eq!(
+            limited.decide(&mut restarts, Some(1), 10 * MS),
+            Decision::Restart(MIN_SPIN_SLEEP)
+        );
+        assert_eq!(
+            limited.decide(&mut restarts, Some(1), 10 * MS),
+            Decision::Stop(StopReason::MaxRestarts(1))
         );
     }
 

@@ -83,8 +83,13 @@ pub(crate) struct Usage {
 pub enum Request {
     /// The workers and what they do.
     Status,
-    /// A rolling reload, as SIGHUP (when the instance reloads on SIGHUP).
+    /// A rolling reload, as SIGHUP (when the instance reloads on SIGHUP);
+    /// answered at once.
     Reload,
+    /// A rolling reload, answered once it is over: an error says why it
+    /// failed (a new worker never ready) or was abandoned (a restart, the
+    /// instance stopping). A reload already going answers for both.
+    ReloadAndWait,
     /// Every worker stopped gracefully, then started again (pm2's
     /// restart; a reload replaces them ready-first instead).
     Restart,
@@ -117,6 +122,10 @@ pub struct Reply {
     /// The workers a signal was sent to, for [`Request::Signal`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signalled: Option<Vec<u32>>,
+    /// What the request did besides what was asked (a restart that
+    /// abandoned a reload in progress), for the client to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Reply {
@@ -215,6 +224,10 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         E::Listening { addr } => ("listening", json!({ "addr": addr })),
         E::Ready { pid } => ("ready", json!({ "pid": pid })),
         E::Draining { pid } => ("draining", json!({ "pid": pid })),
+        E::Extended { pid, more } => (
+            "extended",
+            json!({ "pid": pid, "more_ms": more.as_millis() as u64 }),
+        ),
         E::Status { pid, status } => ("status", json!({ "pid": pid, "status": status })),
         E::Said { pid, line } => ("said", json!({ "pid": pid, "line": line })),
         E::Quieted { pid, dropped } => ("quieted", json!({ "pid": pid, "dropped": dropped })),

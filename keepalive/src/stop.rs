@@ -52,6 +52,9 @@ pub(crate) struct State {
     /// The signal that asks a worker to stop, once the stop hook ran (what
     /// ended workers left gets it too).
     pub(crate) stop_signal: i32,
+    /// How the last worker to exit ended, as a shell says it (its code,
+    /// or 128 + its signal), for [`exit_as_workers`](crate::Supervisor::exit_as_workers).
+    pub(crate) last_status: Option<i32>,
     /// A reload asked for by the control socket, for the loop to take.
     pub(crate) reload_asked: bool,
     /// A restart asked for by the control socket, for the loop to take.
@@ -68,6 +71,9 @@ pub(crate) struct Started {
     pub(crate) child: Child,
     /// It was sent its stop signal (by a reload or the stop hook).
     pub(crate) signalled: bool,
+    /// It said `EXTEND_TIMEOUT_USEC=`: the stop hook kills it no sooner
+    /// than this (nor later than its own deadline allows).
+    pub(crate) extended_until: Option<Instant>,
 }
 
 impl Shared {
@@ -141,12 +147,26 @@ pub(crate) fn stop(
             tracing::warn!(%err, pid, "could not send the stop signal");
         }
     }
-    let left = kill_at.saturating_duration_since(Instant::now());
-    state = shared
-        .changed
-        .wait_timeout_while(state, left, |s| !s.all_gone())
-        .unwrap_or_else(PoisonError::into_inner)
-        .0;
+    // A worker that said EXTEND_TIMEOUT_USEC= gets until then, as under
+    // systemd; never past the supervisor's own deadline.
+    let latest = exit.deadline().checked_sub(margin).unwrap_or(kill_at);
+    loop {
+        let until = state
+            .children
+            .iter()
+            .filter_map(|started| started.extended_until)
+            .fold(kill_at, Instant::max)
+            .min(latest.max(kill_at));
+        let left = until.saturating_duration_since(Instant::now());
+        if state.all_gone() || left.is_zero() {
+            break;
+        }
+        state = shared
+            .changed
+            .wait_timeout(state, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
     for started in &mut state.children {
         kill_tree(&mut started.child);
         emit(

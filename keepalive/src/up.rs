@@ -13,10 +13,15 @@
 //!   gave up) stays down until `start`; one killed by a signal (SIGKILL,
 //!   the OOM killer) is started again after a second;
 //! - when the last app ends, `up` exits with that app's status;
-//! - SIGTERM, SIGINT or SIGHUP stop `up` the way `run` stops: first no
-//!   control request is taken (exit_hook's drain phase), then every app
-//!   gets SIGTERM once and is waited for (cleanup), then `up` exits
-//!   128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
+//! - SIGHUP reloads every app (as `keepalive reload UP`), SIGUSR1 has
+//!   every app's keepalive reopen its log files (logrotate's postrotate;
+//!   `keepalive reopen-logs UP`): what they mean to `run` and to the unit
+//!   `systemd-unit` writes. A reload, a restart or a signal asked of the
+//!   up's name is asked of every app;
+//! - SIGTERM or SIGINT stop `up` the way `run` stops: first no control
+//!   request is taken (exit_hook's drain phase), then every app gets
+//!   SIGTERM once and is waited for (the last phase, whose end is the
+//!   deadline), then `up` exits 128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
 //!   `up` killed by SIGKILL still has its apps stop gracefully.
 
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -28,6 +33,9 @@ use keepalive::control::{Answer, Endpoint};
 use keepalive::{AppStatus, Reply, Request, Status};
 
 use crate::config::{App, Config};
+
+/// How long a reload asked of every app is waited for, app by app.
+const RELOAD_WITHIN: Duration = Duration::from_secs(3600);
 
 /// How long after an app's keepalive was killed it is started again.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
@@ -55,16 +63,18 @@ struct Running {
 
 /// Runs the apps of `config` until stopped; its exit status.
 pub(crate) fn up(config: Config) -> ExitCode {
-    let deadline = config
-        .apps
-        .iter()
-        .map(|app| app.run.kill_timeout)
-        .max()
-        .unwrap_or_default()
-        + Duration::from_secs(4);
+    // Each app's keepalive's own deadline, and 2 s for up's own end.
+    let deadline = crate::cli::own_deadline(
+        config
+            .apps
+            .iter()
+            .map(|app| app.run.kill_timeout)
+            .max()
+            .unwrap_or_default(),
+    ) + Duration::from_secs(2);
     if let Err(err) = exit_hook::Builder::new()
         .timeout(deadline.min(exit_hook::Builder::MAX_TIMEOUT))
-        .signals([Signal::terminate(), Signal::interrupt(), Signal::hangup()])
+        .signals([Signal::terminate(), Signal::interrupt()])
         // Each app's keepalive gets one SIGTERM whatever comes after.
         .force_on_second_signal(false)
         .install()
@@ -100,7 +110,9 @@ pub(crate) fn up(config: Config) -> ExitCode {
         let endpoint = endpoint.clone();
         move |_| endpoint.close()
     });
-    exit_hook::in_phase(Phase::Cleanup).add({
+    // In the last phase: its end is the deadline, which the wait for the
+    // apps is measured against.
+    exit_hook::in_phase(Phase::Flush).add({
         let up = up.clone();
         move |exit| up.stop_all(exit.deadline())
     });
@@ -110,12 +122,28 @@ pub(crate) fn up(config: Config) -> ExitCode {
         up.config.apps.len(),
         endpoint.name()
     );
+    let signals = signal_hook::iterator::Signals::new([libc_signal::HUP, libc_signal::USR1]);
     for index in 0..up.config.apps.len() {
         let _ = up.start(index);
     }
-    loop {
-        std::thread::park(); // the waiters and exit_hook end the process
+    match signals {
+        // The waiters and exit_hook end the process.
+        Ok(mut signals) => {
+            for signal in signals.forever() {
+                up.on_signal(signal);
+            }
+        }
+        Err(err) => say!("keepalive up: SIGHUP and SIGUSR1 do nothing: {err}"),
     }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The signals `up` passes on to its apps.
+mod libc_signal {
+    pub(super) const HUP: i32 = signal_hook::consts::SIGHUP;
+    pub(super) const USR1: i32 = signal_hook::consts::SIGUSR1;
 }
 
 impl Up {
@@ -260,6 +288,25 @@ impl Up {
         exit_hook::exit(code);
     }
 
+    /// SIGHUP: a reload of every app; SIGUSR1: every app's keepalive
+    /// reopens its log files. Nothing once stopping.
+    fn on_signal(&self, signal: i32) {
+        if self.lock().stopping {
+            return;
+        }
+        if signal == libc_signal::HUP {
+            say!("keepalive up: SIGHUP: reloading every app");
+            if let Some(error) = self.ask_every_app(&Request::ReloadAndWait).error {
+                say!("keepalive up: reload: {error}");
+            }
+        } else {
+            let state = self.lock();
+            for pid in state.apps.iter().filter_map(|app| app.pid) {
+                let _ = crate::up::signal(pid, rustix::process::Signal::USR1);
+            }
+        }
+    }
+
     /// The stop hook: SIGTERM to every app's keepalive once, then waits
     /// for them until shortly before `deadline`, then kills what is left.
     fn stop_all(&self, deadline: Instant) {
@@ -282,7 +329,8 @@ impl Up {
         }
     }
 
-    /// A control request: `status`, `start APP`, `stop`.
+    /// A control request: `status`, `start APP`, `stop`; a reload, a
+    /// restart or a signal goes to every app.
     fn answer(self: &Arc<Self>, request: Request) -> Answer {
         match request {
             Request::Status => {
@@ -303,11 +351,69 @@ impl Up {
                 reply: Reply::default(),
                 then_stop: true,
             },
+            // A reload, a restart or a signal of the `up` is one of every app.
+            request @ (Request::Reload
+            | Request::ReloadAndWait
+            | Request::Restart
+            | Request::Signal { .. }) => Answer::from(self.ask_every_app(&request)),
+            Request::Events => Answer::from(Reply::error(format!(
+                "{} is a `keepalive up`: ask each app for its events (keepalive events APP)",
+                self.config.name
+            ))),
             other => Answer::from(Reply::error(format!(
-                "{} is a `keepalive up`: ask its apps ({:?} is theirs)",
-                self.config.name, other
+                "{} is a `keepalive up`, which does not know this request: {other:?}",
+                self.config.name
             ))),
         }
+    }
+
+    /// Asks every running app's keepalive (an instance of its own, by the
+    /// app's name) what the `up` was asked; the workers signalled, and
+    /// what went wrong, app by app.
+    fn ask_every_app(&self, request: &Request) -> Reply {
+        let running: Vec<String> = {
+            let state = self.lock();
+            self.config
+                .apps
+                .iter()
+                .zip(&state.apps)
+                .filter(|(_, running)| running.pid.is_some())
+                .map(|(app, _)| app.name.clone())
+                .collect()
+        };
+        if running.is_empty() {
+            return Reply::error(format!("{}: no app runs", self.config.name));
+        }
+        let mut reply = Reply::default();
+        let (mut failed, mut notes) = (Vec::new(), Vec::new());
+        for app in running {
+            let within = if *request == Request::ReloadAndWait {
+                RELOAD_WITHIN
+            } else {
+                keepalive::control::ANSWER_WITHIN
+            };
+            match keepalive::control::request_within(&app, request, within) {
+                Ok(Reply {
+                    error: Some(error), ..
+                }) => failed.push(format!("{app}: {error}")),
+                Ok(answer) => {
+                    if let Some(pids) = answer.signalled {
+                        reply.signalled.get_or_insert_with(Vec::new).extend(pids);
+                    }
+                    if let Some(note) = answer.note {
+                        notes.push(format!("{app}: {note}"));
+                    }
+                }
+                Err(err) => failed.push(format!("{app}: {err}")),
+            }
+        }
+        if !failed.is_empty() {
+            reply.error = Some(failed.join("; "));
+        }
+        if !notes.is_empty() {
+            reply.note = Some(notes.join("; "));
+        }
+        reply
     }
 
     fn status(&self) -> Status {

@@ -2,21 +2,32 @@
 //! under a watched path asks the loop for a rolling reload, so the workers
 //! are replaced one at a time, each new one ready before the old one stops.
 //!
-//! `notify`'s watcher runs on a thread of its own; its debouncer gathers a
-//! burst of changes (an editor's save, a deploy's copy) into one. Paths that
-//! match an ignore pattern (`glob`: matched against the whole path and each
-//! of its components, so `*.log`, `target` and `.git` do what they say)
-//! change nothing.
+//! `notify`'s watcher runs on a thread of its own and reports every event,
+//! opens and reads among them (and a read can change a file's access
+//! time): only a change of content counts — a write, a creation, a
+//! removal, a rename. Otherwise a worker that reads its own config in the
+//! watched folder would set off a reload whose new worker reads it again,
+//! for ever. A burst of changes (an editor's save, a deploy's copy) is one
+//! reload: the first change waits until the folder has been quiet for the
+//! debounce, or at most [`BURST`] of debounces. Paths that match an ignore
+//! pattern (`glob`: matched against the whole path and each of its
+//! components, so `*.log`, `target` and `.git` do what they say) change
+//! nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::event::{EventKind, ModifyKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::event::{Event, Listener, emit};
 use crate::stop::Shared;
+
+/// How many debounces a burst of changes may last before it reloads
+/// anyway (a file written all the time, not ignored).
+const BURST: u32 = 10;
 
 /// What to watch.
 #[derive(Clone, Debug)]
@@ -26,9 +37,9 @@ pub(crate) struct WatchSpec {
     pub(crate) debounce: Duration,
 }
 
-/// The watcher; dropping it stops watching.
+/// The watcher; dropping it stops watching (and its debouncing thread).
 pub(crate) struct Watch {
-    _debouncer: Debouncer<RecommendedWatcher>,
+    _watcher: RecommendedWatcher,
 }
 
 impl Watch {
@@ -38,36 +49,70 @@ impl Watch {
         listener: Option<Listener>,
     ) -> std::io::Result<Watch> {
         let ignore = spec.ignore.clone();
-        let mut debouncer = new_debouncer(spec.debounce, move |result: DebounceEventResult| {
-            let Ok(events) = result else { return };
-            let Some(changed) = events
-                .iter()
-                .map(|event| &event.path)
-                .find(|path| !ignored(path, &ignore))
-            else {
-                return;
-            };
-            emit(
-                listener.as_ref(),
-                Event::Changed {
-                    path: changed.display().to_string(),
-                },
-            );
-            shared.lock().reload_asked = true;
-            shared.bell.ring();
-        })
-        .map_err(std::io::Error::other)?;
+        let (changes, changed) = mpsc::channel::<PathBuf>();
+        let mut watcher =
+            notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+                let Ok(event) = result else { return };
+                if !changes_content(event.kind) {
+                    return;
+                }
+                for path in event.paths {
+                    if !ignored(&path, &ignore) {
+                        let _ = changes.send(path);
+                    }
+                }
+            })
+            .map_err(std::io::Error::other)?;
         for path in &spec.paths {
-            debouncer
-                .watcher()
+            watcher
                 .watch(path, RecursiveMode::Recursive)
                 .map_err(|err| {
                     std::io::Error::other(format!("cannot watch {}: {err}", path.display()))
                 })?;
         }
-        Ok(Watch {
-            _debouncer: debouncer,
-        })
+        let debounce = spec.debounce;
+        std::thread::Builder::new()
+            .name("keepalive-watch".into())
+            .spawn(move || {
+                while let Some(path) = next_burst(&changed, debounce) {
+                    emit(
+                        listener.as_ref(),
+                        Event::Changed {
+                            path: path.display().to_string(),
+                        },
+                    );
+                    shared.lock().reload_asked = true;
+                    shared.bell.ring();
+                }
+            })?;
+        Ok(Watch { _watcher: watcher })
+    }
+}
+
+/// Whether an event of this kind changed what a file holds, or which files
+/// there are: not an open, a read, a close or a change of metadata.
+fn changes_content(kind: EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Waits for a change, then until the changes stop for `debounce` (at most
+/// [`BURST`] debounces): the burst's first path. `None` once the watcher
+/// is gone.
+fn next_burst(changed: &mpsc::Receiver<PathBuf>, debounce: Duration) -> Option<PathBuf> {
+    let first = changed.recv().ok()?;
+    let until = Instant::now() + debounce * BURST;
+    loop {
+        let quiet = debounce.min(until.saturating_duration_since(Instant::now()));
+        match changed.recv_timeout(quiet) {
+            Ok(_) if Instant::now() < until => {}
+            Ok(_) | Err(RecvTimeoutError::Timeout) => return Some(first),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
     }
 }
 
@@ -84,6 +129,60 @@ fn ignored(path: &Path, patterns: &[glob::Pattern]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_changes_of_content_count() {
+        use notify::event::{
+            AccessKind, CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode,
+        };
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::Any),
+            EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+        ] {
+            assert!(changes_content(kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Any),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+        ] {
+            assert!(!changes_content(kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_burst_is_one_change_and_a_stream_still_ends() {
+        let (send, receive) = mpsc::channel();
+        for n in 0..5 {
+            send.send(PathBuf::from(format!("/w/{n}"))).unwrap();
+        }
+        let debounce = Duration::from_millis(20);
+        assert_eq!(next_burst(&receive, debounce), Some(PathBuf::from("/w/0")));
+        // A file written without a pause: the burst ends at BURST debounces.
+        let writer = std::thread::spawn(move || {
+            for _ in 0..100 {
+                if send.send(PathBuf::from("/w/log")).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let started = Instant::now();
+        assert_eq!(
+            next_burst(&receive, debounce),
+            Some(PathBuf::from("/w/log"))
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(450),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(receive);
+        writer.join().unwrap();
+    }
 
     #[test]
     fn ignore_patterns_match_a_component_or_the_path() {

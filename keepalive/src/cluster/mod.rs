@@ -73,6 +73,10 @@ struct Worker {
     role: Role,
     #[cfg(unix)]
     notify: NotifySocket,
+    /// The readiness pipe's read end (`--ready-fd`), until it said ready
+    /// or was closed.
+    #[cfg(unix)]
+    ready_pipe: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,7 +287,14 @@ impl<'a> Cluster<'a> {
         let until = self.next_due();
         #[cfg(unix)]
         {
-            let fds: Vec<_> = self.workers.iter().map(|w| w.notify.as_fd()).collect();
+            let fds: Vec<_> = self
+                .workers
+                .iter()
+                .flat_map(|w| {
+                    let ready = w.ready_pipe.as_ref().map(std::os::fd::AsFd::as_fd);
+                    std::iter::once(w.notify.as_fd()).chain(ready)
+                })
+                .collect();
             self.alarm.sleep(&fds, until);
         }
         #[cfg(not(unix))]

@@ -11,7 +11,7 @@ use crate::os;
 impl Cluster<'_> {
     /// Reads every worker's notification socket. On Linux only the worker
     /// and its process tree may speak for it, and only the worker itself
-    /// may say `STOPPING=1`: a forked child running its own exit hooks is
+    /// may say `STOPPING=1` or `EXTEND_TIMEOUT_USEC=`: a forked child running its own exit hooks is
     /// not the worker draining.
     ///
     /// What a worker says is reported at most [`SAID_PER_SECOND`] times a
@@ -21,6 +21,19 @@ impl Cluster<'_> {
     pub(super) fn read_notifications(&mut self) {
         #[cfg(unix)]
         for worker in &mut self.workers {
+            if let Some(pipe) = &worker.ready_pipe {
+                match read_ready(pipe) {
+                    Some(true) => {
+                        worker.ready_pipe = None;
+                        if !worker.said_ready {
+                            worker.said_ready = true;
+                            self.supervisor.emit(Event::Ready { pid: worker.pid });
+                        }
+                    }
+                    Some(false) => worker.ready_pipe = None, // closed unsaid
+                    None => {}
+                }
+            }
             for (sender, message) in worker.notify.messages() {
                 let pid = worker.pid;
                 let now = std::time::Instant::now();
@@ -39,6 +52,9 @@ impl Cluster<'_> {
                     let message = match &message {
                         Message::Ready => "READY=1".to_owned(),
                         Message::Stopping => "STOPPING=1".to_owned(),
+                        Message::Extend(more) => {
+                            format!("EXTEND_TIMEOUT_USEC={}", more.as_micros())
+                        }
                         Message::Status(status) => format!("STATUS={status}"),
                         Message::Watchdog => "WATCHDOG=1".to_owned(),
                         Message::Other(line) => line.clone(),
@@ -59,6 +75,19 @@ impl Cluster<'_> {
                     }
                     Message::Ready => continue,
                     Message::Stopping => Event::Draining { pid },
+                    Message::Extend(more) => {
+                        // As systemd: the stop may last until `more` from
+                        // now, if that is later than its kill timeout.
+                        let mut state = self.shared.lock();
+                        if let Some(started) =
+                            state.children.iter_mut().find(|s| s.child.id() == pid)
+                        {
+                            started.extended_until = Some(now + more);
+                        }
+                        drop(state);
+                        self.shared.changed.notify_all();
+                        Event::Extended { pid, more }
+                    }
                     Message::Watchdog => {
                         worker.last_ping = now;
                         continue;
@@ -175,11 +204,33 @@ fn may_say(sender: u32, pid: u32, message: &Message) -> bool {
     if sender == pid {
         return true;
     }
+    // A helper that sends and exits at once (`systemd-notify --ready`, a
+    // shell's) is gone before its ancestry can be read: what it says is
+    // taken, except what only the worker itself may say. (The socket's
+    // directory is the supervisor user's alone, mode 0700.)
     #[cfg(target_os = "linux")]
-    return *message != Message::Stopping && os::descends_from(sender, pid);
+    return !matches!(message, Message::Stopping | Message::Extend(_))
+        && (os::descends_from(sender, pid) || os::is_gone(sender));
     #[cfg(not(target_os = "linux"))]
     {
         let _ = message;
         false
+    }
+}
+
+/// What a readiness pipe holds: `Some(true)` once a newline came (s6's
+/// notification-fd: ready), `Some(false)` if it was closed without one,
+/// `None` while nothing (more) came.
+#[cfg(unix)]
+fn read_ready(pipe: &std::os::fd::OwnedFd) -> Option<bool> {
+    let mut buf = [0u8; 64];
+    loop {
+        match rustix::io::read(pipe, &mut buf) {
+            Ok(0) => return Some(false),
+            Ok(n) if buf[..n].contains(&b'\n') => return Some(true),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
     }
 }

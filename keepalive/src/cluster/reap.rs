@@ -42,6 +42,7 @@ impl Cluster<'_> {
                 .iter()
                 .find(|w| w.pid == pid)
                 .map_or(Duration::ZERO, |w| w.started.elapsed());
+            state.last_status = Some(crate::os::shell_status(status));
             self.supervisor.emit(Event::Exited {
                 pid,
                 status,

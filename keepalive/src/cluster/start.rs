@@ -3,6 +3,8 @@
 //! start that fails, which is its slot's failure alone.
 
 use std::io;
+#[cfg(unix)]
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
@@ -87,6 +89,15 @@ impl Cluster<'_> {
             }
         })?;
         #[cfg(unix)]
+        let ready = supervisor
+            .ready_fd
+            .map(|at| ReadyPipe::new().map(|pipe| (pipe, at)))
+            .transpose()
+            .map_err(|err| Failed {
+                error: context(err, "cannot make a worker's readiness pipe"),
+                ..Failed::of(io::Error::other(""))
+            })?;
+        #[cfg(unix)]
         Plan {
             program: &supervisor.program,
             args: &supervisor.args,
@@ -97,6 +108,10 @@ impl Cluster<'_> {
                 .map(|listeners| (listeners.raw_fds(), listeners.names())),
             notify_socket: Some(notify.path()),
             watchdog: supervisor.watchdog,
+            worker: (slot, supervisor.worker_env.as_deref()),
+            ready: ready
+                .as_ref()
+                .map(|(pipe, at)| (pipe.write.as_raw_fd(), *at)),
         }
         .prepare(&mut command)
         .map_err(Failed::of)?;
@@ -130,6 +145,7 @@ impl Cluster<'_> {
         state.children.push(Started {
             child,
             signalled: false,
+            extended_until: None,
         });
         drop(state);
         self.workers.push(Worker {
@@ -144,6 +160,9 @@ impl Cluster<'_> {
             role,
             #[cfg(unix)]
             notify,
+            // The worker holds the write end now: only its end keeps the pipe open.
+            #[cfg(unix)]
+            ready_pipe: ready.map(|(pipe, _)| pipe.read),
         });
         supervisor.emit(Event::Started { pid });
         Ok(Some(pid))
@@ -202,4 +221,24 @@ fn take_output(
 pub(crate) struct Sinks {
     pub(crate) stdout: Option<LogSink>,
     pub(crate) stderr: Option<LogSink>,
+}
+
+/// A worker's readiness pipe (s6's notification-fd): it writes a newline
+/// to its end when it is ready.
+#[cfg(unix)]
+struct ReadyPipe {
+    /// Non-blocking: the loop polls it with the notification sockets.
+    read: std::os::fd::OwnedFd,
+    /// Moved to 512 or above, where no listener's place (3, 4, …) is.
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(unix)]
+impl ReadyPipe {
+    fn new() -> io::Result<ReadyPipe> {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(&read, true)?;
+        let write = rustix::io::fcntl_dupfd_cloexec(&write, 512)?;
+        Ok(ReadyPipe { read, write })
+    }
 }

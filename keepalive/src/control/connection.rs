@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
@@ -319,13 +319,47 @@ fn write_reply(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
 /// The connections that asked for events (`keepalive events NAME`), each
 /// shared with the thread that waits for its hang-up.
 #[derive(Default)]
-pub(crate) struct Subscribers(Mutex<Vec<(u64, Arc<UnixStream>)>>, AtomicUsize);
+pub(crate) struct Subscribers(
+    Mutex<Vec<(u64, Arc<UnixStream>)>>,
+    AtomicUsize,
+    /// Those waiting for the next reload's outcome (`reload` without
+    /// `--no-wait`): `Err` with the reason it failed.
+    Mutex<Vec<mpsc::Sender<Result<(), String>>>>,
+);
 
 impl Subscribers {
+    /// The next reload's outcome, from the event that ends it: done, or
+    /// failed with its reason. Asked before the reload is, so it cannot be
+    /// missed. The sender is dropped (a receive error) if the process ends
+    /// first.
+    pub(crate) fn next_reload(&self) -> mpsc::Receiver<Result<(), String>> {
+        let (send, receive) = mpsc::channel();
+        self.2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(send);
+        receive
+    }
+
     /// Sends `event` to every subscriber, one JSON line each. A subscriber
     /// that has gone or does not keep up (its socket is full: the write
     /// would block) is dropped: the loop never waits for a reader.
     pub(crate) fn send(&self, event: &crate::Event) {
+        let outcome = match event {
+            crate::Event::Reloaded => Some(Ok(())),
+            crate::Event::ReloadFailed { reason } => Some(Err(reason.clone())),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            for waiting in self
+                .2
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain(..)
+            {
+                let _ = waiting.send(outcome.clone());
+            }
+        }
         let mut streams = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if streams.is_empty() {
             return;

@@ -44,6 +44,7 @@ impl Server {
             name: name.clone(),
             about,
             shared,
+            subscribers: subscribers.clone(),
         };
         connection::serve(
             listener,
@@ -156,6 +157,8 @@ struct Context {
     name: String,
     about: About,
     shared: Arc<Shared>,
+    /// Where a reload's outcome is heard.
+    subscribers: Arc<Subscribers>,
 }
 
 fn answer_request(request: Result<Request, String>, context: &Context) -> Answer {
@@ -208,15 +211,36 @@ fn answer(request: Request, context: &Context) -> Reply {
                 ..Reply::default()
             }
         }
-        Request::Reload | Request::Restart => {
-            if request == Request::Reload {
-                state.reload_asked = true;
-            } else {
-                state.restart_asked = true;
-            }
+        Request::Reload => {
+            state.reload_asked = true;
             drop(state);
             context.shared.bell.ring();
             Reply::default()
+        }
+        Request::ReloadAndWait => {
+            // Heard before it is asked: its end cannot come first.
+            let outcome = context.subscribers.next_reload();
+            state.reload_asked = true;
+            drop(state);
+            context.shared.bell.ring();
+            match outcome.recv() {
+                Ok(Ok(())) => Reply::default(),
+                Ok(Err(reason)) => Reply::error(format!("the reload failed: {reason}")),
+                Err(_) => Reply::error("the instance stopped before the reload was over"),
+            }
+        }
+        Request::Restart => {
+            let note = state.replacing.then(|| {
+                "workers were being replaced (a reload): that reload is abandoned for the restart"
+                    .to_owned()
+            });
+            state.restart_asked = true;
+            drop(state);
+            context.shared.bell.ring();
+            Reply {
+                note,
+                ..Reply::default()
+            }
         }
         // Answered before: the stream joined the subscribers; the stop.
         Request::Events | Request::Stop => Reply::default(),
@@ -244,10 +268,17 @@ fn answer(request: Request, context: &Context) -> Reply {
     }
 }
 
-/// This process's command line, its program as an absolute path.
+/// This process's command line, its program as an absolute path, without
+/// what keepalive adds for itself (`--up-app=PID`, an `up`'s tie to its
+/// app; `--detached`, a daemon's second start): what a user would type.
 fn own_command_line() -> Vec<String> {
+    let mut program = false;
     let mut argv: Vec<String> = std::env::args_os()
         .map(|arg| arg.to_string_lossy().into_owned())
+        .filter(|arg| {
+            program |= arg == "--";
+            program || !(arg.starts_with("--up-app=") || arg == "--detached")
+        })
         .collect();
     if let (Some(first), Ok(exe)) = (argv.first_mut(), std::env::current_exe()) {
         *first = exe.display().to_string();

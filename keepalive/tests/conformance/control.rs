@@ -17,6 +17,7 @@ pub fn tests() -> Vec<Trial> {
     trials![
         keepalive_status_by_name_shows_its_workers,
         keepalive_reload_signal_and_stop_by_name,
+        keepalive_reload_waits_for_its_outcome,
         keepalive_control_refuses_another_user,
         keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
         keepalive_prints_a_systemd_unit_for_a_running_instance,
@@ -89,22 +90,39 @@ impl RuntimeDir {
     }
 
     /// keepalive run `options` -- this binary as `role`, controlled as `name`.
+    /// `keepalive run --name NAME OPTIONS -- this binary` in `role`, in
+    /// this directory (relative paths in `options` are under it).
     pub(crate) fn keepalive(&self, name: &str, options: &[&str], role: &str) -> Child {
+        self.keepalive_env(name, options, &[], role)
+    }
+
+    /// [`keepalive`](Self::keepalive), with `envs` for keepalive and its workers.
+    pub(crate) fn keepalive_env(
+        &self,
+        name: &str,
+        options: &[&str],
+        envs: &[(&str, &Path)],
+        role: &str,
+    ) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+        command.envs(envs.iter().copied());
         command
             .args(["run", "--name", name])
             .args(options)
             .arg("--")
             .arg(std::env::current_exe().unwrap())
+            .current_dir(&self.0)
             .env("XDG_RUNTIME_DIR", &self.0);
         crate::operations::merge_stderr(&mut command);
         Child::spawn_with(command, role)
     }
 
-    /// `keepalive ARGS` as a client, from another process.
+    /// `keepalive ARGS` as a client, from another process, in another
+    /// directory than the instance's (`/`).
     pub(crate) fn client(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_keepalive"))
             .args(args)
+            .current_dir("/")
             .env("XDG_RUNTIME_DIR", &self.0)
             .output()
             .unwrap()
@@ -236,9 +254,14 @@ fn keepalive_reload_signal_and_stop_by_name() {
             .iter()
             .all(|w| w["state"] == "ready")
     });
-    // reload: both replaced, one at a time, the old ones stopped gracefully.
+    // reload: both replaced, one at a time, the old ones stopped gracefully;
+    // the client returns once it is over.
     let output = dir.client(&["reload", "api"]);
     assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        "reloaded api: every worker replaced\n"
+    );
     let new: Vec<u32> = (0..2)
         .map(|_| watchdog.watch(next_number(&mut keepalive, "worker ")))
         .collect();
@@ -269,6 +292,56 @@ fn keepalive_reload_signal_and_stop_by_name() {
     }
     // A command that is not one: a usage error.
     assert_eq!(dir.client(&["frobnicate", "api"]).status.code(), Some(2));
+}
+
+/// `keepalive reload` waits for the outcome: a broken new version (never
+/// ready) fails it, and the client says why and exits 1 (it exited 0 about
+/// 9 ms after it was called, whatever became of the reload). `--no-wait`
+/// returns at once, and a restart that abandons the reload says so.
+fn keepalive_reload_waits_for_its_outcome() {
+    let dir = RuntimeDir::new("broken");
+    let state = dir.path().join("starts");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive_env(
+        "broken",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--wait-ready",
+            "--listen-timeout",
+            "500ms",
+        ],
+        &[
+            ("EXIT_HOOK_STATE", &state),
+            ("EXIT_HOOK_READY_STARTS", Path::new("1")),
+        ],
+        "ready_then_never", // cluster.rs
+    );
+    let old = watchdog.watch(next_number(&mut keepalive, "ready "));
+    let asked = Instant::now();
+    let output = dir.client(&["reload", "broken"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).starts_with("keepalive: broken: the reload failed: "),
+        "{output:?}"
+    );
+    assert!(asked.elapsed() >= Duration::from_millis(500), "{output:?}");
+    let never = watchdog.watch(next_number(&mut keepalive, "never_ready "));
+    assert_gone_soon(never);
+    assert!(!crate::cluster::is_gone(old), "the old worker serves on");
+    // --no-wait: asked, not waited for; a restart during it says so.
+    let output = dir.client(&["reload", "broken", "--no-wait"]);
+    assert!(output.status.success(), "{output:?}");
+    let never = watchdog.watch(next_number(&mut keepalive, "never_ready "));
+    let output = dir.client(&["restart", "broken"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("that reload is abandoned for the restart"),
+        "{output:?}"
+    );
+    assert_gone_soon(never);
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
 }
 
 fn keepalive_control_refuses_another_user() {
@@ -331,10 +404,7 @@ fn keepalive_prints_a_systemd_unit_for_a_running_instance() {
     assert_eq!(line("ExecReload="), "/bin/kill -HUP $MAINPID");
     assert_eq!(line("KillMode="), "mixed", "one stop signal per worker");
     assert_eq!(line("SuccessExitStatus="), "143");
-    assert_eq!(
-        line("WorkingDirectory="),
-        std::env::current_dir().unwrap().display().to_string()
-    );
+    assert_eq!(line("WorkingDirectory="), dir.path().display().to_string());
     assert!(
         unit.contains("[Install]\nWantedBy=multi-user.target"),
         "{unit}"
@@ -346,11 +416,13 @@ fn keepalive_prints_a_systemd_unit_for_a_running_instance() {
 fn keepalive_streams_its_events_and_shows_its_logs() {
     use std::io::BufRead;
     let dir = RuntimeDir::new("events");
-    let log = dir.path().join("feed.log");
     let mut watchdog = Watchdog::default();
+    // A relative path in a directory not made yet: keepalive makes it, and
+    // `keepalive logs` from another directory finds the file (it read the
+    // path against its own directory, printed nothing and exited 0).
     let mut keepalive = dir.keepalive(
         "feed",
-        &["--min-uptime", "0ms", "--stdout", log.to_str().unwrap()],
+        &["--min-uptime", "0ms", "--stdout", "logs/feed.log"],
         "ticker", // operations/logs.rs
     );
     let first = watchdog.watch(next_number(&mut keepalive, "worker "));
@@ -388,6 +460,7 @@ fn keepalive_streams_its_events_and_shows_its_logs() {
     // logs -f: what comes next.
     let mut follow = Command::new(env!("CARGO_BIN_EXE_keepalive"))
         .args(["logs", "feed", "-n", "0", "-f"])
+        .current_dir("/")
         .env("XDG_RUNTIME_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -399,6 +472,11 @@ fn keepalive_streams_its_events_and_shows_its_logs() {
     assert!(line.starts_with("tick "), "{line:?}");
     follow.kill().unwrap();
     follow.wait().unwrap();
+    // A log file gone is an error, not an empty tail.
+    std::fs::remove_file(dir.path().join("logs/feed.log")).unwrap();
+    let output = dir.client(&["logs", "feed"]);
+    assert!(!output.status.success(), "{output:?}");
+    assert!(text(&output.stderr).contains("no such file"), "{output:?}");
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
     // The instance ended: so did the event stream.

@@ -17,6 +17,7 @@ pub fn tests() -> Vec<Trial> {
         supervisor_backoff_delays_grow,
         supervisor_forwards_sigterm_and_leaves_no_orphan,
         supervisor_kills_a_child_that_ignores_sigterm,
+        supervisor_gives_a_stopping_worker_the_time_it_asks_for,
         supervisor_stops_on_a_do_not_restart_exit_code,
         keepalive_prints_help_and_rejects_bad_arguments,
     ]
@@ -145,9 +146,18 @@ fn supervisor_restarts_a_spinning_child_after_spin_sleep() {
 }
 
 fn supervisor_backoff_delays_grow() {
+    // A run of 60 ms, after min-uptime (a crash) or within it (an unstable
+    // restart: a database down at boot; pm2's min_uptime with max_restarts
+    // and a backoff). Within it, the slot was given up at the first exit.
+    for min_uptime in ["10ms", "5s"] {
+        backoff_delays_grow(min_uptime);
+    }
+}
+
+fn backoff_delays_grow(min_uptime: &str) {
     let options = [
         "--min-uptime",
-        "10ms",
+        min_uptime,
         "--backoff",
         "100ms",
         "--max-restarts",
@@ -161,8 +171,10 @@ fn supervisor_backoff_delays_grow() {
             "restarting in 100 ms (restart 1)",
             "restarting in 150 ms (restart 2)",
             "restarting in 225 ms (restart 3)"
-        ]
+        ],
+        "--min-uptime {min_uptime}"
     );
+    assert_eq!(events(&outcome).last(), Some(&"gave up: 3 restarts"));
     let starts = starts(&outcome);
     assert_eq!(starts.len(), 4, "{outcome:#?}");
     // Each gap is the child's 60 ms plus the delay, so they grow: measured, not assumed.
@@ -201,6 +213,37 @@ fn supervisor_forwards_sigterm_and_leaves_no_orphan() {
             .contains(&format!("stopping: sent SIGTERM (15) to pid {}", pids[0]).as_str())
     );
     assert_gone(pids[0]);
+}
+
+/// A worker whose exit_hook deadline (4 s) is longer than the kill
+/// timeout (500 ms) says EXTEND_TIMEOUT_USEC= with STOPPING=1: keepalive
+/// waits for it, as systemd does, within its own deadline (twice the kill
+/// timeout and 2 s: 3 s), and its 1.5 s hook runs to the end.
+fn supervisor_gives_a_stopping_worker_the_time_it_asks_for() {
+    let outcome = keepalive("slow_hook", &["--kill-timeout", "500ms"])
+        .ready()
+        .signal(libc::SIGTERM)
+        .finish();
+    outcome.assert_code(143);
+    assert_eq!(
+        outcome.after_ready(),
+        ["slow hook done: SIGTERM (15), exit status 143"],
+        "{outcome:#?}"
+    );
+    let pid = started_pids(&outcome)[0];
+    let events = events(&outcome);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with(&format!("pid {pid} asks ")) && e.ends_with(" ms more to stop")),
+        "{outcome:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.starts_with("killed")),
+        "{outcome:#?}"
+    );
+    outcome.assert_elapsed(Duration::from_millis(1400)..Duration::from_secs(3));
+    assert_gone(pid);
 }
 
 fn supervisor_kills_a_child_that_ignores_sigterm() {

@@ -161,6 +161,18 @@ fn keepalive_up_runs_each_app_of_its_file_under_the_app_name() {
         "keepalive[web]: restart: stopping 2 worker(s), then starting them again",
     );
 
+    // On the up's own name, a reload is every app's: three new workers
+    // (it was refused: "ask its apps"); `events` says to ask the apps, and
+    // exits 1 (it printed the refusal and exited 0).
+    let output = dir.client(&["reload", "shop"]);
+    assert!(output.status.success(), "{output:?}");
+    let reloaded: Vec<u32> = (0..3)
+        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
+        .collect();
+    let output = dir.client(&["events", "shop"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(text(&output.stderr).contains("ask each app"), "{output:?}");
+
     // stop the up itself: every app, every worker once, then 143.
     let output = dir.client(&["stop", "shop"]);
     assert!(output.status.success(), "{output:?}");
@@ -170,6 +182,7 @@ fn keepalive_up_runs_each_app_of_its_file_under_the_app_name() {
         .iter()
         .chain(&new_web)
         .chain(&[jobs_worker, restarted])
+        .chain(&reloaded)
     {
         assert_stopped_once(&outcome, *pid);
     }

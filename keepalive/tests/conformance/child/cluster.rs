@@ -135,6 +135,15 @@ fn ready_server() -> ! {
     if let Ok(ms) = std::env::var("EXIT_HOOK_READY_DELAY_MS") {
         thread::sleep(Duration::from_millis(ms.parse().unwrap()));
     }
+    if let Some(file) = std::env::var_os("EXIT_HOOK_READ_FILE") {
+        // A worker that reads its own config, in a watched folder, all the time.
+        thread::spawn(move || {
+            loop {
+                let _ = std::fs::read(&file);
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
     sd_notify::notify(false, &[sd_notify::NotifyState::Ready]).unwrap();
     println!("ready {pid}");
     wait_forever()

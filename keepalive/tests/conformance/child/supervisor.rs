@@ -40,6 +40,20 @@ pub fn run_role(role: &str) -> bool {
             ready();
             wait_forever();
         }
+        "slow_hook" => {
+            // exit_hook's deadline (4 s) is longer than keepalive's kill
+            // timeout: with STOPPING=1 it says EXTEND_TIMEOUT_USEC=.
+            exit_hook::Builder::new()
+                .timeout(Duration::from_secs(4))
+                .install()
+                .unwrap();
+            exit_hook::add(|exit| {
+                thread::sleep(Duration::from_millis(1500));
+                println!("slow hook done: {exit}");
+            });
+            ready();
+            wait_forever();
+        }
         _ => return false,
     }
     true
