@@ -25,6 +25,8 @@ mod hostile;
 #[path = "../../../checks/tests/conformance/http_client.rs"]
 mod http;
 #[cfg(target_os = "linux")]
+mod node;
+#[cfg(target_os = "linux")]
 mod operations;
 #[cfg(unix)]
 mod supervisor;
@@ -54,6 +56,7 @@ fn main() {
             .chain(operations::tests())
             .chain(control::tests())
             .chain(up::tests())
+            .chain(node::tests())
             .chain(hostile::tests()),
     );
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit();
