@@ -199,9 +199,11 @@ fn systemd_unit(status: &Status) -> Result<String, String> {
         ));
     }
     let mut argv = status.argv.clone();
-    if !argv
-        .iter()
-        .any(|arg| arg == "--name" || arg.starts_with("--name="))
+    let up = argv.get(1).is_some_and(|command| command == "up");
+    if !up
+        && !argv
+            .iter()
+            .any(|arg| arg == "--name" || arg.starts_with("--name="))
     {
         // After the program's `--` nothing is keepalive's: name it before.
         let at = argv
@@ -211,6 +213,10 @@ fn systemd_unit(status: &Status) -> Result<String, String> {
         argv.splice(at..at, ["--name".to_owned(), status.name.clone()]);
     }
     let exec: Vec<String> = argv.iter().map(|arg| systemd_quote(arg)).collect();
+    let environment: String = environment_of(status.pid)
+        .iter()
+        .map(|entry| format!("Environment={}\n", systemd_quote_env(entry)))
+        .collect();
     Ok(format!(
         "[Unit]
 Description={name}, kept running by keepalive
@@ -222,7 +228,7 @@ Type=simple
 ExecStart={exec}
 ExecReload=/bin/kill -HUP $MAINPID
 WorkingDirectory={cwd}
-KillMode=mixed
+{environment}KillMode=mixed
 SuccessExitStatus=143
 Restart=on-failure
 
@@ -233,6 +239,67 @@ WantedBy=multi-user.target
         exec = exec.join(" "),
         cwd = status.cwd.replace('%', "%%"),
     ))
+}
+
+/// What a login session, a terminal or a service manager sets for its own
+/// process, not the instance's: left out of a unit's `Environment=`.
+/// (`XDG_RUNTIME_DIR` too: under systemd the instance's control socket is
+/// where an instance outside a session has it, which `status` also looks
+/// at from a login shell.)
+const SESSION_VARS: &[&str] = &[
+    "XDG_RUNTIME_DIR",
+    "XDG_SESSION_ID",
+    "XDG_SESSION_TYPE",
+    "XDG_SESSION_CLASS",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "SSH_CLIENT",
+    "SSH_CONNECTION",
+    "SSH_TTY",
+    "SSH_AUTH_SOCK",
+    "TERM",
+    "COLORTERM",
+    "LS_COLORS",
+    "PWD",
+    "OLDPWD",
+    "SHLVL",
+    "_",
+    "MAIL",
+    "MOTD_SHOWN",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "MANAGERPID",
+    "SYSTEMD_EXEC_PID",
+];
+
+/// The environment the instance `pid` was started with (`/proc`, Linux;
+/// this user's own processes), less [`SESSION_VARS`]: what its workers
+/// inherit, so what the unit must give it.
+fn environment_of(pid: u32) -> Vec<String> {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return Vec::new();
+    };
+    environ
+        .split(|&b| b == 0)
+        .filter_map(|entry| std::str::from_utf8(entry).ok())
+        .filter(|entry| {
+            entry
+                .split_once('=')
+                .is_some_and(|(key, _)| !key.is_empty() && !SESSION_VARS.contains(&key))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A `KEY=value` as systemd's `Environment=` reads it back: quoted as an
+/// argument is, but `$` as it is (no variable is expanded there).
+fn systemd_quote_env(entry: &str) -> String {
+    systemd_quote(entry).replace("$$", "$")
 }
 
 /// An argument as systemd's `ExecStart=` reads it back exactly

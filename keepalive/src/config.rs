@@ -32,6 +32,8 @@ use keepalive::check_name;
 #[derive(Debug)]
 #[cfg_attr(not(unix), allow(dead_code, reason = "keepalive up is Unix-only"))]
 pub(crate) struct Config {
+    /// The file, as an absolute path (what a unit for `up` runs).
+    pub(crate) file: PathBuf,
     /// Its directory, where every app runs.
     pub(crate) dir: PathBuf,
     /// What `keepalive up` is controlled by: `name = "..."`, else the
@@ -79,11 +81,11 @@ pub(crate) fn load(path: &Path) -> Result<Config, Vec<Problem>> {
             message: format!("cannot read {}: {err}", path.display()),
         }]
     })?;
-    let dir = std::path::absolute(path)
-        .ok()
-        .and_then(|path| path.parent().map(Path::to_owned))
-        .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, dir)
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let dir = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    parse(&text, dir).map(|config| Config { file, ..config })
 }
 
 fn read(path: &Path) -> std::io::Result<String> {
@@ -219,7 +221,12 @@ pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
         }
     }
     if problems.is_empty() {
-        Ok(Config { dir, name, apps })
+        Ok(Config {
+            file: dir.join("keepalive.toml"),
+            dir,
+            name,
+            apps,
+        })
     } else {
         problems.sort_by_key(|p| p.line);
         Err(problems)

@@ -88,7 +88,7 @@ fn command() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            up::up(config)
+            up::up(config, pid_file)
         }
         #[cfg(unix)]
         other => client::command(other),

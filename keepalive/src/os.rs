@@ -240,9 +240,17 @@ mod unix {
         pid(pgid).is_ok_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
     }
 
-    /// The supervisor's own process group.
+    /// The supervisor's own process group; 0 when it is outside this PID
+    /// namespace (keepalive as a container's init, started by a process of
+    /// the parent namespace).
+    #[allow(
+        unsafe_code,
+        reason = "rustix's getpgrp asserts a group id above 0, which a PID namespace's init need not have"
+    )]
     pub(crate) fn own_group() -> u32 {
-        rustix::process::getpgrp().as_raw_nonzero().get() as u32
+        // SAFETY: getpgrp(2) has no preconditions and cannot fail.
+        let group = unsafe { libc::getpgrp() };
+        u32::try_from(group).unwrap_or(0)
     }
 
     #[cfg(target_os = "linux")]

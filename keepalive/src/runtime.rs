@@ -53,6 +53,12 @@ fn base() -> Base {
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
         return Base::Fixed(PathBuf::from(dir).join("keepalive"));
     }
+    outside_a_session()
+}
+
+/// Where the runtime directory is without `$XDG_RUNTIME_DIR`: a systemd
+/// service's, a cron job's, a container's.
+fn outside_a_session() -> Base {
     if me() == 0 && Path::new("/run").is_dir() {
         return Base::Fixed(PathBuf::from("/run/keepalive"));
     }
@@ -214,14 +220,42 @@ fn private_dirs(temp: &Path) -> Vec<PathBuf> {
 }
 
 /// The directories a client looks in for instances: those of this user
-/// that pass the check. When there is none, why: the directory that was
-/// found but refused, or `NotFound` when nothing is there.
+/// that pass the check. From a login session (`$XDG_RUNTIME_DIR` set),
+/// also the one an instance outside a session uses (one a systemd unit
+/// runs, which has no `$XDG_RUNTIME_DIR`), so `keepalive status` over SSH
+/// finds it. When there is none, why: the directory that was found but
+/// refused, or `NotFound` when nothing is there.
 ///
 /// # Errors
 ///
 /// As said: no trusted directory, with the reason.
 pub(crate) fn trusted() -> io::Result<Vec<PathBuf>> {
-    match base() {
+    let mut found = trusted_in(base());
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| !dir.is_empty()) {
+        if let Ok(more) = trusted_in(outside_a_session()) {
+            match &mut found {
+                Ok(dirs) => {
+                    for dir in more {
+                        if !dirs.contains(&dir) {
+                            dirs.push(dir);
+                        }
+                    }
+                }
+                // A directory refused (somebody else's) is said, not
+                // hidden behind the other place.
+                Err(err) if err.kind() == io::ErrorKind::NotFound && !more.is_empty() => {
+                    found = Ok(more);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    found
+}
+
+/// The trusted directories of `base`.
+fn trusted_in(base: Base) -> io::Result<Vec<PathBuf>> {
+    match base {
         Base::Fixed(dir) => check(&dir).map(|()| vec![dir]),
         Base::Temp(temp) => {
             check_temp(&temp)?;

@@ -61,8 +61,9 @@ struct Running {
     last_exit: Option<String>,
 }
 
-/// Runs the apps of `config` until stopped; its exit status.
-pub(crate) fn up(config: Config) -> ExitCode {
+/// Runs the apps of `config` until stopped; its exit status. `pid_file`,
+/// written, is removed once the apps are stopped.
+pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCode {
     // Each app's keepalive's own deadline, and 2 s for up's own end.
     let deadline = crate::cli::own_deadline(
         config
@@ -114,7 +115,12 @@ pub(crate) fn up(config: Config) -> ExitCode {
     // apps is measured against.
     exit_hook::in_phase(Phase::Flush).add({
         let up = up.clone();
-        move |exit| up.stop_all(exit.deadline())
+        move |exit| {
+            up.stop_all(exit.deadline());
+            if let Some(path) = pid_file {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     });
     say!(
         "keepalive up: {} with {} app(s), controlled as {}",
@@ -423,6 +429,16 @@ impl Up {
         status.pid = std::process::id();
         status.program = "keepalive up".into();
         status.cwd = self.config.dir.display().to_string();
+        // What a unit (`keepalive systemd-unit`) runs to start it again:
+        // this executable, `up` and the file, by absolute paths.
+        status.argv = [
+            std::env::current_exe()
+                .map_or_else(|_| "keepalive".into(), |exe| exe.display().to_string()),
+            "up".into(),
+            "-f".into(),
+            self.config.file.display().to_string(),
+        ]
+        .into();
         status.apps = self
             .config
             .apps

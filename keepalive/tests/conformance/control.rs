@@ -380,7 +380,14 @@ fn keepalive_control_refuses_another_user() {
 fn keepalive_prints_a_systemd_unit_for_a_running_instance() {
     let dir = RuntimeDir::new("unit");
     let mut watchdog = Watchdog::default();
-    let mut keepalive = dir.keepalive("shop", &["--workers", "2"], "worker");
+    // Its environment goes into the unit (it was dropped): its workers
+    // inherit it.
+    let mut keepalive = dir.keepalive_env(
+        "shop",
+        &["--workers", "2"],
+        &[("APP_MODE", Path::new("production $HOME 100%"))],
+        "worker",
+    );
     watchdog.watch(next_number(&mut keepalive, "worker "));
     let output = dir.client(&["systemd-unit", "shop"]);
     assert!(output.status.success(), "{output:?}");
@@ -409,8 +416,33 @@ fn keepalive_prints_a_systemd_unit_for_a_running_instance() {
         unit.contains("[Install]\nWantedBy=multi-user.target"),
         "{unit}"
     );
+    assert!(
+        unit.contains("\nEnvironment=\"APP_MODE=production $HOME 100%%\"\n"),
+        "{unit}"
+    );
+    // A login session's runtime directory is not the service's.
+    assert!(!unit.contains("XDG_RUNTIME_DIR"), "{unit}");
+    verify_unit(&dir, "shop", &unit);
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
+}
+
+/// `systemd-analyze verify` (Debian's systemd package) on `unit`, saved as
+/// `NAME.service`: systemd reads it as written, its `ExecStart=` program
+/// exists and is executable.
+pub(crate) fn verify_unit(dir: &RuntimeDir, name: &str, unit: &str) {
+    let file = dir.path().join(format!("{name}.service"));
+    std::fs::write(&file, unit).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+        .expect("systemd-analyze, to verify the unit (Debian: apt-get install systemd)");
+    assert!(
+        output.status.success(),
+        "systemd-analyze verify {}: {output:?}\n{unit}",
+        file.display()
+    );
 }
 
 fn keepalive_streams_its_events_and_shows_its_logs() {

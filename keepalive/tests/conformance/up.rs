@@ -18,6 +18,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_validate_names_the_line_of_each_error,
         keepalive_daemon_detaches_and_answers_by_name,
         keepalive_up_killed_still_stops_its_apps_gracefully,
+        keepalive_up_passes_hup_and_usr1_to_its_apps,
     ]
 }
 
@@ -104,6 +105,32 @@ fn keepalive_up_runs_each_app_of_its_file_under_the_app_name() {
     );
     // Each app's keepalive is a child of up, from the file's directory.
     assert_eq!(web["cwd"], dir.path().display().to_string(), "{web}");
+    // Its argv is what a user would type: not up's hidden --up-app=PID.
+    assert!(
+        !web["argv"].to_string().contains("--up-app"),
+        "{}",
+        web["argv"]
+    );
+    // The unit for the up runs the up, by the file's absolute path (it
+    // ran `--name shop` and no program); the unit for an app runs that app.
+    let output = dir.client(&["systemd-unit", "shop"]);
+    assert!(output.status.success(), "{output:?}");
+    let unit = text(&output.stdout);
+    assert!(
+        unit.contains(&format!(
+            "\nExecStart={} up -f {}\n",
+            env!("CARGO_BIN_EXE_keepalive"),
+            file.display()
+        )),
+        "{unit}"
+    );
+    crate::control::verify_unit(&dir, "shop", &unit);
+    let output = dir.client(&["systemd-unit", "web"]);
+    assert!(output.status.success(), "{output:?}");
+    let unit = text(&output.stdout);
+    assert!(unit.contains(" run --name web "), "{unit}");
+    assert!(!unit.contains("--up-app"), "{unit}");
+    crate::control::verify_unit(&dir, "web", &unit);
 
     // stop one app: the other serves on; start brings it back.
     let jobs_worker = pids(&jobs)[0] as u32;
@@ -377,4 +404,73 @@ fn keepalive_up_killed_still_stops_its_apps_gracefully() {
             .any(|l| l.contains("keepalive up: web ended")),
         "{outcome:#?}"
     );
+}
+
+/// Waits (at most 10 s) until `file` exists and holds a `tick` line.
+fn ticking(file: &Path) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(file).is_ok_and(|text| text.contains("tick ")) {
+        assert!(Instant::now() < until, "{} gets no line", file.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// For `up`, SIGUSR1 (logrotate's postrotate) and `keepalive reopen-logs
+/// UP` reopen every app's log files, and SIGHUP reloads every app, as
+/// they do for `run` and in the unit `systemd-unit` writes (SIGUSR1
+/// killed it with 138 and every app stopped; SIGHUP stopped them all).
+/// Its pid file holds its pid, removed when it is stopped.
+fn keepalive_up_passes_hup_and_usr1_to_its_apps() {
+    let dir = RuntimeDir::new("upsig");
+    let exe = std::env::current_exe().unwrap();
+    let file = dir.path().join("keepalive.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"sigs\"\n\n[apps.ticks]\ncommand = [{exe:?}]\nmin-uptime = \"100ms\"\nstdout = \"logs/ticks.log\"\n"
+        ),
+    )
+    .unwrap();
+    let pid_file = dir.path().join("up.pid");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+    command
+        .args(["up", "-f"])
+        .arg(&file)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .env("XDG_RUNTIME_DIR", dir.path());
+    crate::operations::merge_stderr(&mut command);
+    let mut up = Child::spawn_with(command, "ticker"); // operations/logs.rs
+    let mut watchdog = Watchdog::default();
+    let first = watchdog.watch(next_number(&mut up, "worker "));
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        up.pid().to_string()
+    );
+    let log = dir.path().join("logs/ticks.log");
+    ticking(&log);
+    // logrotate: the file moved, then SIGUSR1 to the pid in the pid file.
+    std::fs::rename(&log, dir.path().join("logs/ticks.log.1")).unwrap();
+    up.send(libc::SIGUSR1);
+    ticking(&log);
+    // The same through the control socket.
+    std::fs::rename(&log, dir.path().join("logs/ticks.log.2")).unwrap();
+    let output = dir.client(&["reopen-logs", "sigs"]);
+    assert!(output.status.success(), "{output:?}");
+    ticking(&log);
+    assert!(!is_gone(first), "USR1 went to keepalive, not to the worker");
+    // SIGHUP: every app reloaded, the old worker stopped once.
+    up.send(libc::SIGHUP);
+    let second = watchdog.watch(next_number(&mut up, "worker "));
+    assert_ne!(first, second);
+    assert_gone_soon(first);
+    let outcome = up.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    let stopped = format!("keepalive[ticks]: stopping: sent SIGTERM (15) to pid {second}");
+    assert_eq!(
+        outcome.stdout.iter().filter(|l| **l == stopped).count(),
+        1,
+        "{outcome:#?}"
+    );
+    assert!(!pid_file.exists(), "the pid file is removed");
 }

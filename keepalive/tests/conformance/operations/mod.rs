@@ -20,6 +20,7 @@ mod logs;
 mod notify;
 mod orphans;
 mod output;
+mod pid1;
 mod slots;
 mod small;
 mod stop_during_reload;
@@ -37,6 +38,7 @@ pub fn tests() -> Vec<Trial> {
         watch::tests(),
         logs::tests(),
         small::tests(),
+        pid1::tests(),
     ]
     .into_iter()
     .flatten()
@@ -52,6 +54,7 @@ pub fn run_role(role: &str) -> bool {
         || small::run_role(role)
         || health::run_role(role)
         || logs::run_role(role)
+        || pid1::run_role(role)
 }
 
 /// `keepalive OPTIONS -- PROGRAM ARGS` with `envs`, its stderr merged into
