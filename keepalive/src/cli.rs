@@ -34,7 +34,8 @@ Durations: 500ms, 2s, 1m 30s (humantime), or a number of milliseconds; at
 most 365 days (--kill-timeout: 3598s).
 
 Exit status: 128+n when stopped by signal n; the program's code when it exits
-with a --stop-exit-code; 1 when keepalive gives up; 2 for bad arguments."
+with a --stop-exit-code; 1 when keepalive gives up; 2 for bad arguments. As
+PID 1 (a container's init), the app's own status instead, as tini's."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -103,6 +104,10 @@ pub(crate) enum Command {
         /// Run by `--daemon`: starts a session of its own.
         #[arg(long, hide = true)]
         detached: bool,
+        /// Each app's environment set NAME (its `env_NAME` table, pm2's
+        /// env_production) over its own `env`.
+        #[arg(long = "env", value_name = "NAME")]
+        env_set: Option<String>,
         /// Writes up's own pid to FILE (what logrotate or a script signals:
         /// SIGHUP reloads every app, SIGUSR1 reopens their log files).
         #[arg(long, value_name = "FILE")]
@@ -129,16 +134,25 @@ pub(crate) enum Command {
         name: String,
     },
     /// Prints the last lines of NAME's log files (--stdout, --stderr,
-    /// --log-dir), and with -f what they get from then on.
+    /// --log-dir), and with -f what they get from then on. On a `keepalive
+    /// up`, every app's; without NAME, every instance's; each line then
+    /// starts with its app's name (`web | `, `web:err | `).
     Logs {
-        /// The instance.
-        name: String,
+        /// The instance, an app, or a `keepalive up`; every instance if left out.
+        name: Option<String>,
         /// How many lines of each file.
         #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 15)]
         lines: usize,
         /// Follows the files as they grow, through rotations (until Ctrl+C).
         #[arg(short = 'f', long)]
         follow: bool,
+    },
+    /// Empties NAME's log files (pm2's flush); on a `keepalive up`, every
+    /// app's. (A rotation by size may then come early: keepalive counts
+    /// what it wrote since it opened the file.)
+    Flush {
+        /// The instance, an app, or a `keepalive up`.
+        name: String,
     },
     /// Prints NAME's events as they happen, one JSON object a line:
     /// started, ready, status, exited (code/signal), restarting, gave-up,
@@ -184,6 +198,7 @@ long options (a true flag is the flag, a list repeats the option, a table is
     listen = [\"127.0.0.1:8080\"]
     wait-ready = true
     env = { RUST_LOG = \"info\" }
+    env_production = { RUST_LOG = \"warn\" }  # `keepalive up --env production` (pm2's)
 
 Each app is an instance of its own: `keepalive status web`, `reload web`,
 `stop web`, `start web`; on the up's own name, `reload shop`, `restart
@@ -386,7 +401,7 @@ pub(crate) struct RunArgs {
     cwd: Option<std::path::PathBuf>,
     /// Sets K to V in the program's environment. Repeatable.
     #[arg(long = "env", value_name = "K=V", value_parser = env_pair)]
-    envs: Vec<(String, String)>,
+    pub(crate) envs: Vec<(String, String)>,
     /// The signal that asks a worker to stop (default: the one that stops
     /// keepalive; SIGTERM for a reload).
     #[arg(long, value_name = "SIG", value_parser = kill_signal)]
@@ -685,6 +700,59 @@ fn listen(text: &str) -> Result<(String, ListenAddr), String> {
 
 #[cfg(test)]
 mod tests {
+    /// The README's migration table speaks only of what exists: each
+    /// `keepalive COMMAND` in its keepalive column is a command, each
+    /// `--option` an option of `run` or of that command.
+    #[test]
+    fn the_migration_table_names_real_commands_and_options() {
+        use clap::CommandFactory;
+        let cli = super::Cli::command();
+        let run = cli.find_subcommand("run").unwrap();
+        let long = |command: &clap::Command| -> Vec<String> {
+            command
+                .get_arguments()
+                .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+                .collect()
+        };
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Coming from pm2 or forever")
+            .nth(1)
+            .unwrap()
+            .split("\n## ")
+            .next()
+            .unwrap();
+        let mut checked = 0;
+        for row in table.lines().filter(|l| l.starts_with("| ")) {
+            let ours = row.rsplit(" | ").next().unwrap();
+            let command = ours
+                .split("`keepalive ")
+                .nth(1)
+                .and_then(|rest| rest.split([' ', '`']).next())
+                .filter(|word| !word.starts_with('-'));
+            if let Some(name) = command {
+                assert!(
+                    cli.find_subcommand(name).is_some(),
+                    "no command `keepalive {name}`: {row}"
+                );
+            }
+            // An option of `run` or of any command (a row may name two).
+            let options: Vec<String> = std::iter::once(run)
+                .chain(cli.get_subcommands())
+                .flat_map(long)
+                .collect();
+            for word in ours.split(|c: char| c.is_whitespace() || c == '`' || c == '(') {
+                let option = word.trim_end_matches([',', ')', ';', ':']);
+                if option.starts_with("--") && option.len() > 2 {
+                    let option = option.split('=').next().unwrap();
+                    assert!(options.iter().any(|o| o == option), "no {option}: {row}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 30, "{checked} options checked");
+    }
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {

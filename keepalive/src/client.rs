@@ -34,7 +34,8 @@ pub(crate) fn command(command: Command) -> ExitCode {
             name,
             lines,
             follow,
-        } => crate::logs::logs(&name, lines, follow),
+        } => crate::logs::logs(name.as_deref(), lines, follow),
+        Command::Flush { name } => crate::logs::flush(&name),
         Command::Events { name } => events(&name),
         Command::ReopenLogs { name } => reopen_logs(&name),
         Command::SystemdUnit { name } => ask(&name, &Request::Status).and_then(|reply| {

@@ -34,6 +34,8 @@ use keepalive::check_name;
 pub(crate) struct Config {
     /// The file, as an absolute path (what a unit for `up` runs).
     pub(crate) file: PathBuf,
+    /// The environment set chosen (`keepalive up --env NAME`).
+    pub(crate) env_set: Option<String>,
     /// Its directory, where every app runs.
     pub(crate) dir: PathBuf,
     /// What `keepalive up` is controlled by: `name = "..."`, else the
@@ -51,6 +53,39 @@ pub(crate) struct App {
     /// `keepalive run`'s arguments for it (after `run`).
     pub(crate) argv: Vec<OsString>,
     pub(crate) run: RunArgs,
+    /// Its named environment sets (`env_production = { … }`, pm2's), as
+    /// `--env=K=V` arguments, chosen with `keepalive up --env production`.
+    pub(crate) env_sets: Vec<(String, Vec<OsString>)>,
+}
+
+impl Config {
+    /// The apps with the environment set `set` over their own `env`
+    /// (`keepalive up --env production`: each app's `env_production`).
+    /// An error if no app has that set: a misspelt name would run the
+    /// apps without it.
+    pub(crate) fn with_env_set(mut self, set: &str) -> Result<Config, String> {
+        let mut found = false;
+        for app in &mut self.apps {
+            let Some((_, args)) = app.env_sets.iter().find(|(name, _)| name == set) else {
+                continue;
+            };
+            found = true;
+            let at = app
+                .argv
+                .iter()
+                .position(|arg| arg == "--")
+                .unwrap_or(app.argv.len());
+            app.argv.splice(at..at, args.iter().cloned());
+            app.run = crate::cli::parse_run(&app.argv)
+                .map_err(|err| format!("apps.{}: {err}", app.name))?;
+        }
+        if found {
+            self.env_set = Some(set.to_owned());
+            Ok(self)
+        } else {
+            Err(format!("no app has an env_{set} table"))
+        }
+    }
 }
 
 /// What is wrong with a config file, with where.
@@ -223,6 +258,7 @@ pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
     if problems.is_empty() {
         Ok(Config {
             file: dir.join("keepalive.toml"),
+            env_set: None,
             dir,
             name,
             apps,
@@ -246,6 +282,7 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
     let mut problems = Vec::new();
     let mut command: Vec<OsString> = Vec::new();
     let mut args: Vec<OsString> = Vec::new();
+    let mut env_sets = Vec::new();
     let mut options: Vec<OsString> = vec!["--name".into(), name.into()];
     for (key, value) in table {
         let line = lines.key(name, key);
@@ -273,6 +310,16 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
                 Ok(words) => args = words.into_iter().map(OsString::from).collect(),
                 Err(message) => problem(message),
             },
+            // pm2's env_production: a named set, chosen by `up --env NAME`.
+            set if set.strip_prefix("env_").is_some_and(|set| !set.is_empty()) => {
+                match option_args("env", value) {
+                    Ok(these) => match check_alone(name, &these) {
+                        Ok(()) => env_sets.push((set["env_".len()..].to_owned(), these)),
+                        Err(message) => problem(message),
+                    },
+                    Err(message) => problem(message),
+                }
+            }
             "name" => problem(format!("an app's name is its table's: [apps.{name}]")),
             "daemon" => problem("--daemon is `keepalive up --daemon`'s, not an app's".into()),
             _ => match option_args(key, value) {
@@ -307,6 +354,7 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
         name: name.to_owned(),
         argv,
         run,
+        env_sets,
     })
 }
 
@@ -381,6 +429,44 @@ mod tests {
             .into_iter()
             .map(|p| (p.line, p.message))
             .collect()
+    }
+
+    #[test]
+    fn a_named_environment_set_is_chosen_over_the_apps_own() {
+        let text = r#"
+[apps.web]
+command = "./server"
+env = { NODE_ENV = "development", PORT = "3000" }
+env_production = { NODE_ENV = "production" }
+
+[apps.jobs]
+command = "./jobs"
+"#;
+        let config = parse(text, PathBuf::from("/srv/shop")).unwrap();
+        let envs = |config: &Config| config.apps[0].run.envs.clone();
+        assert_eq!(
+            envs(&config),
+            [
+                ("NODE_ENV".to_owned(), "development".to_owned()),
+                ("PORT".to_owned(), "3000".to_owned())
+            ]
+        );
+        let production = config.with_env_set("production").unwrap();
+        assert_eq!(production.env_set.as_deref(), Some("production"));
+        // The set's value comes last: the one the worker gets.
+        assert_eq!(
+            envs(&production).last(),
+            Some(&("NODE_ENV".to_owned(), "production".to_owned()))
+        );
+        assert_eq!(
+            production.apps[1].argv[2..],
+            ["--", "./jobs"].map(OsString::from)
+        );
+        let config = parse(text, PathBuf::from("/srv/shop")).unwrap();
+        assert_eq!(
+            config.with_env_set("staging").err().as_deref(),
+            Some("no app has an env_staging table")
+        );
     }
 
     #[test]

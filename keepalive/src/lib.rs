@@ -382,8 +382,11 @@ impl Supervisor {
 
     /// Sets an environment variable for the child.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.envs
-            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        // The last value given for a key is the one (a named set's over
+        // the app's own, as pm2's env_production over env).
+        let key = key.as_ref().to_owned();
+        self.envs.retain(|(known, _)| *known != key);
+        self.envs.push((key, value.as_ref().to_owned()));
         self
     }
 

@@ -1,6 +1,7 @@
-//! `keepalive logs NAME [-n N] [-f]`: the last lines of an instance's log
-//! files, read from their end (a 1 GiB log costs a few blocks, not 1 GiB),
-//! and with `-f` what they get from then on.
+//! `keepalive logs [NAME] [-n N] [-f]`: the last lines of an instance's log
+//! files (an `up`'s apps', or every instance's, each line labelled), read
+//! from their end (a 1 GiB log costs a few blocks, not 1 GiB), and with
+//! `-f` what they get from then on; `keepalive flush NAME` empties them.
 //!
 //! Following is `tail -F`'s way: by the descriptor opened, not by the
 //! path. When another file appears at the path (keepalive rotated it, or
@@ -16,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use keepalive::Request;
+use keepalive::{Request, Status};
 
 /// How often a followed file is looked at.
 const EVERY: Duration = Duration::from_millis(200);
@@ -25,24 +26,23 @@ const OLD_FILE_LOOKS: u32 = 25;
 /// The most `-n` reads back from a file's end, whatever N says.
 const MAX_TAIL: u64 = 16 << 20;
 
-pub(crate) fn logs(name: &str, lines: usize, follow: bool) -> Result<(), String> {
-    let status = crate::client::ask(name, &Request::Status)?
-        .status
-        .ok_or_else(|| format!("{name}: no status"))?;
-    let files: Vec<PathBuf> = [status.stdout_log, status.stderr_log]
-        .into_iter()
-        .flatten()
-        .map(PathBuf::from)
-        .collect();
-    if files.is_empty() {
-        return Err(format!(
-            "{name} writes no log files (run it with --stdout, --stderr or --log-dir)"
-        ));
-    }
+/// A log file to show, and the label its lines get (`web`, `web:err`)
+/// when several instances are shown at once.
+struct Shown {
+    label: Option<String>,
+    path: PathBuf,
+}
+
+/// `keepalive logs [NAME]`: NAME's log files; an `up`'s name, every app's;
+/// no name, every instance's (each line labelled with its instance).
+pub(crate) fn logs(name: Option<&str>, lines: usize, follow: bool) -> Result<(), String> {
+    let files = log_files(name)?;
     let mut out = io::stdout().lock();
     let mut followed = Vec::new();
-    for path in &files {
-        if files.len() > 1 {
+    let headers = files.len() > 1 && files.iter().all(|shown| shown.label.is_none());
+    for shown in &files {
+        let path = &shown.path;
+        if headers {
             let _ = writeln!(out, "==> {} <==", path.display());
         }
         let mut follower = Follower::open(path);
@@ -51,9 +51,10 @@ pub(crate) fn logs(name: &str, lines: usize, follow: bool) -> Result<(), String>
             return Err(format!("{}: no such file", path.display()));
         };
         let (tail, end) = tail(file, lines).map_err(|err| format!("{}: {err}", path.display()))?;
-        let _ = out.write_all(&tail);
+        let mut labelled = Labelled::new(shown.label.as_deref(), &mut out);
+        let _ = labelled.write_all(&tail);
         follower.position = end;
-        followed.push(follower);
+        followed.push((follower, labelled.at_line_start));
     }
     let _ = out.flush();
     if !follow {
@@ -61,11 +62,120 @@ pub(crate) fn logs(name: &str, lines: usize, follow: bool) -> Result<(), String>
     }
     loop {
         std::thread::sleep(EVERY);
-        for follower in &mut followed {
-            if follower.poll(&mut out).and_then(|()| out.flush()).is_err() {
+        for ((follower, at_line_start), shown) in followed.iter_mut().zip(&files) {
+            let mut labelled = Labelled::new(shown.label.as_deref(), &mut out);
+            labelled.at_line_start = *at_line_start;
+            let polled = follower.poll(&mut labelled);
+            *at_line_start = labelled.at_line_start;
+            if polled.and_then(|()| out.flush()).is_err() {
                 return Ok(()); // nobody reads any more
             }
         }
+    }
+}
+
+/// `keepalive flush NAME` (pm2's `flush`): empties NAME's log files (an
+/// `up`'s: every app's). Lines written from then on start the file again.
+pub(crate) fn flush(name: &str) -> Result<(), String> {
+    for shown in log_files(Some(name))? {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&shown.path)
+            .and_then(|file| file.set_len(0))
+            .map_err(|err| format!("{}: {err}", shown.path.display()))?;
+        println!("emptied {}", shown.path.display());
+    }
+    Ok(())
+}
+
+/// The log files to show for `name` (see [`logs`]).
+fn log_files(name: Option<&str>) -> Result<Vec<Shown>, String> {
+    let statuses: Vec<(bool, Status)> = match name {
+        Some(name) => {
+            let status = status_of(name)?;
+            if status.apps.is_empty() {
+                vec![(false, status)]
+            } else {
+                // An up: its apps, each an instance of its own.
+                let running = status.apps.iter().filter(|app| app.pid.is_some());
+                running
+                    .map(|app| status_of(&app.name).map(|status| (true, status)))
+                    .collect::<Result<_, _>>()?
+            }
+        }
+        None => keepalive::control::instances()
+            .map_err(|err| err.to_string())?
+            .iter()
+            .filter_map(|socket| {
+                keepalive::control::status_at(socket, keepalive::control::ANSWER_WITHIN).ok()
+            })
+            .filter(|status| status.apps.is_empty())
+            .map(|status| (true, status))
+            .collect(),
+    };
+    let mut files = Vec::new();
+    for (labelled, status) in statuses {
+        let label = |suffix: &str| labelled.then(|| format!("{}{suffix}", status.name));
+        files.extend(status.stdout_log.as_ref().map(|path| Shown {
+            label: label(""),
+            path: PathBuf::from(path),
+        }));
+        files.extend(status.stderr_log.as_ref().map(|path| Shown {
+            label: label(":err"),
+            path: PathBuf::from(path),
+        }));
+    }
+    if files.is_empty() {
+        return Err(match name {
+            Some(name) => {
+                format!("{name} writes no log files (run it with --stdout, --stderr or --log-dir)")
+            }
+            None => "no instance writes log files (--stdout, --stderr or --log-dir)".into(),
+        });
+    }
+    Ok(files)
+}
+
+fn status_of(name: &str) -> Result<Status, String> {
+    crate::client::ask(name, &Request::Status)?
+        .status
+        .ok_or_else(|| format!("{name}: no status"))
+}
+
+/// Writes lines with `label | ` before each (nothing without a label).
+struct Labelled<'a, W: Write> {
+    label: Option<&'a str>,
+    out: &'a mut W,
+    at_line_start: bool,
+}
+
+impl<'a, W: Write> Labelled<'a, W> {
+    fn new(label: Option<&'a str>, out: &'a mut W) -> Self {
+        Labelled {
+            label,
+            out,
+            at_line_start: true,
+        }
+    }
+}
+
+impl<W: Write> Write for Labelled<'_, W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let Some(label) = self.label else {
+            return self.out.write(bytes);
+        };
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                write!(self.out, "{label} | ")?;
+            }
+            self.out.write_all(line)?;
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 

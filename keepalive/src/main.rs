@@ -61,6 +61,7 @@ fn command() -> ExitCode {
             config: cli::ConfigFile { file },
             daemon,
             detached,
+            env_set,
             pid_file,
         } => {
             if detached {
@@ -69,6 +70,16 @@ fn command() -> ExitCode {
             let config = match config::load(&file) {
                 Ok(config) => config,
                 Err(problems) => return report(&file, &problems),
+            };
+            let config = match env_set {
+                Some(set) => match config.with_env_set(&set) {
+                    Ok(config) => config,
+                    Err(err) => {
+                        say!("keepalive up: {}: {err}", file.display());
+                        return ExitCode::from(2);
+                    }
+                },
+                None => config,
             };
             if daemon {
                 return match daemon::log_path(&config.name) {

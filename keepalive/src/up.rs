@@ -439,6 +439,9 @@ impl Up {
             self.config.file.display().to_string(),
         ]
         .into();
+        if let Some(set) = &self.config.env_set {
+            status.argv.extend(["--env".to_owned(), set.clone()]);
+        }
         status.apps = self
             .config
             .apps

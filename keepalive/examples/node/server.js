@@ -29,7 +29,7 @@ const server = http.createServer((request, response) => {
   const ms = Number(new URL(request.url, "http://localhost").searchParams.get("ms") || 0);
   setTimeout(() => {
     if (draining) response.setHeader("Connection", "close");
-    response.end(`worker ${process.env.NODE_APP_INSTANCE} pid ${process.pid}\n`);
+    response.end(`worker ${process.env.NODE_APP_INSTANCE} pid ${process.pid} env ${process.env.NODE_ENV}\n`);
   }, ms);
 });
 

@@ -234,3 +234,30 @@ fn read_ready(pipe: &std::os::fd::OwnedFd) -> Option<bool> {
         }
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A helper that said `READY=1` and exited at once (`systemd-notify
+    /// --ready`) is believed: its ancestry cannot be read any more. What
+    /// only the worker may say is not.
+    #[test]
+    fn a_sender_already_gone_is_believed_but_not_for_stopping() {
+        let mut helper = std::process::Command::new("true").spawn().unwrap();
+        let gone = helper.id();
+        helper.wait().unwrap();
+        let worker = std::process::id();
+        assert!(may_say(gone, worker, &Message::Ready));
+        assert!(may_say(gone, worker, &Message::Status("up".into())));
+        assert!(!may_say(gone, worker, &Message::Stopping));
+        assert!(!may_say(
+            gone,
+            worker,
+            &Message::Extend(std::time::Duration::from_secs(1))
+        ));
+        // A live process outside the worker's tree is not.
+        let parent = rustix::process::getppid().map_or(1, |pid| pid.as_raw_nonzero().get() as u32);
+        assert!(!may_say(parent, worker, &Message::Ready));
+    }
+}

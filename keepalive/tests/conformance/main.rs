@@ -25,6 +25,8 @@ mod hostile;
 #[path = "../../../checks/tests/conformance/http_client.rs"]
 mod http;
 #[cfg(target_os = "linux")]
+mod migration;
+#[cfg(target_os = "linux")]
 mod node;
 #[cfg(target_os = "linux")]
 mod operations;
@@ -57,6 +59,7 @@ fn main() {
             .chain(control::tests())
             .chain(up::tests())
             .chain(node::tests())
+            .chain(migration::tests())
             .chain(hostile::tests()),
     );
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), tests).exit();
