@@ -358,6 +358,11 @@ pub(crate) struct RunArgs {
     /// up --min-uptime).
     #[arg(long)]
     wait_ready: bool,
+    /// Reloads every worker (ready-first, as SIGHUP) at each time the cron
+    /// PATTERN names, in local time: "0 3 * * *" (03:00 daily), or with
+    /// seconds first. pm2's cron_restart, never a stop-and-start.
+    #[arg(long, visible_alias = "cron-restart", value_name = "PATTERN")]
+    cron_reload: Option<keepalive::Schedule>,
     /// Each worker gets a pipe at descriptor N (and KEEPALIVE_READY_FD=N)
     /// and is ready when it writes a newline to it: readiness without a
     /// library (s6's notification-fd). Implies --wait-ready.
@@ -517,6 +522,9 @@ impl RunArgs {
         }
         if let Some(fd) = self.ready_fd {
             supervisor = supervisor.ready_fd(fd);
+        }
+        if let Some(schedule) = &self.cron_reload {
+            supervisor = supervisor.reload_on(schedule.clone());
         }
         if let Some(name) = &self.worker_env {
             supervisor = supervisor.worker_env(name);
@@ -711,7 +719,9 @@ mod tests {
         let long = |command: &clap::Command| -> Vec<String> {
             command
                 .get_arguments()
-                .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+                .filter_map(|arg| arg.get_long_and_visible_aliases())
+                .flatten()
+                .map(|long| format!("--{long}"))
                 .collect()
         };
         let readme = include_str!("../README.md");

@@ -60,6 +60,9 @@ pub enum Event {
         /// Its process id.
         pid: u32,
     },
+    /// The time a reload schedule (`--cron-reload`) names has come: a
+    /// reload starts.
+    Scheduled,
     /// A stopping worker said `EXTEND_TIMEOUT_USEC=`: it is killed no
     /// sooner than `more` from now (within the supervisor's own deadline).
     Extended {
@@ -233,6 +236,7 @@ impl fmt::Display for Event {
             Event::Listening { addr } => write!(f, "listening on {addr}"),
             Event::Ready { pid } => write!(f, "pid {pid} is ready"),
             Event::Draining { pid } => write!(f, "pid {pid} is stopping"),
+            Event::Scheduled => f.write_str("scheduled reload"),
             Event::Extended { pid, more } => {
                 write!(f, "pid {pid} asks {} ms more to stop", more.as_millis())
             }

@@ -97,6 +97,7 @@ mod policy;
 mod protocol;
 #[cfg(unix)]
 mod runtime;
+mod schedule;
 mod stop;
 mod watch;
 
@@ -119,6 +120,7 @@ pub use http_check::{HealthCheck, HealthUrl};
 pub use logfile::Rotation;
 pub use names::check_name;
 pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
+pub use schedule::Schedule;
 
 /// The name an instance gets when none is given: its program's file name
 /// (`/usr/bin/my-server` → `my-server`), made a name: control characters
@@ -221,6 +223,7 @@ pub struct Supervisor {
     exit_as_workers: bool,
     ready_fd: Option<i32>,
     worker_env: Option<OsString>,
+    reload_schedule: Option<Schedule>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -275,6 +278,7 @@ impl Supervisor {
             exit_as_workers: false,
             ready_fd: None,
             worker_env: None,
+            reload_schedule: None,
         }
     }
 
@@ -591,6 +595,14 @@ impl Supervisor {
     /// variable `name` (pm2's `NODE_APP_INSTANCE`, which Node apps read).
     pub fn worker_env(mut self, name: impl Into<OsString>) -> Self {
         self.worker_env = Some(name.into());
+        self
+    }
+
+    /// Reloads the workers at each time `schedule` names (pm2's
+    /// `cron_restart`): a rolling reload, ready-first, as SIGHUP; never a
+    /// stop-and-start.
+    pub fn reload_on(mut self, schedule: Schedule) -> Self {
+        self.reload_schedule = Some(schedule);
         self
     }
 

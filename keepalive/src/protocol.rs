@@ -224,6 +224,7 @@ pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
         E::Listening { addr } => ("listening", json!({ "addr": addr })),
         E::Ready { pid } => ("ready", json!({ "pid": pid })),
         E::Draining { pid } => ("draining", json!({ "pid": pid })),
+        E::Scheduled => ("scheduled-reload", json!({})),
         E::Extended { pid, more } => (
             "extended",
             json!({ "pid": pid, "more_ms": more.as_millis() as u64 }),

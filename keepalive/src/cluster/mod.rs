@@ -51,6 +51,7 @@ use super::listen::Listeners;
 use super::notify::{NotifyDir, NotifySocket};
 use super::os::{self, Alarm};
 use super::policy::Restarts;
+use super::schedule::Schedule;
 use super::stop::{Shared, kill_tree};
 use super::{StopReason, Supervisor};
 use crate::Error;
@@ -130,6 +131,8 @@ pub(crate) struct Cluster<'a> {
     restarting: bool,
     /// When to look at the workers' memory next (`max_memory`).
     memory_check_at: Option<Instant>,
+    /// The next scheduled reload (`--cron-reload`).
+    scheduled_reload: Option<Instant>,
     /// The log files the workers' streams go to.
     sinks: start::Sinks,
 }
@@ -215,6 +218,7 @@ impl<'a> Cluster<'a> {
             reload_pending: false,
             restarting: false,
             memory_check_at: supervisor.max_memory.map(|_| now),
+            scheduled_reload: supervisor.reload_schedule.as_ref().and_then(Schedule::next),
             sinks,
         })
     }
@@ -266,6 +270,15 @@ impl<'a> Cluster<'a> {
                 .is_some_and(|asked| asked.swap(false, Ordering::AcqRel));
             let by_control = std::mem::take(&mut self.shared.lock().reload_asked);
             if by_signal || by_control {
+                self.reload_pending = true;
+            }
+            if self.scheduled_reload.is_some_and(|at| at <= Instant::now()) {
+                self.scheduled_reload = self
+                    .supervisor
+                    .reload_schedule
+                    .as_ref()
+                    .and_then(Schedule::next);
+                self.supervisor.emit(Event::Scheduled);
                 self.reload_pending = true;
             }
             if std::mem::take(&mut self.shared.lock().restart_asked) {
@@ -364,6 +377,7 @@ impl<'a> Cluster<'a> {
             .chain(stragglers)
             .chain(health)
             .chain(self.next_quieted())
+            .chain(self.scheduled_reload)
             .min()
     }
 

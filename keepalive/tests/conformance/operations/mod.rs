@@ -21,6 +21,7 @@ mod notify;
 mod orphans;
 mod output;
 mod pid1;
+mod schedule;
 mod slots;
 mod small;
 mod stop_during_reload;
@@ -39,6 +40,7 @@ pub fn tests() -> Vec<Trial> {
         logs::tests(),
         small::tests(),
         pid1::tests(),
+        schedule::tests(),
     ]
     .into_iter()
     .flatten()
