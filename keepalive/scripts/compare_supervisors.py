@@ -19,7 +19,13 @@ Measured, for each supervisor:
   program that is not Node runs in pm2's fork mode, where two instances
   cannot share a port;
 - the supervisor's own RSS with one idle worker (`sleep 3600`) and with
-  100, and its CPU time over 30 s idle with one (schedstat, ns).
+  100, and its CPU time over 30 s idle with one (schedstat, ns);
+- Node in pm2's cluster mode, where pm2's reload is ready-first: the same
+  Node server (keepalive/examples/node/server.js) under `pm2 start -i N`
+  and under `keepalive --workers N --ready-fd 4`, N = 1 and 2, requests
+  failed under the same load over REPLACEMENTS reloads each.
+
+`--node-only` runs the last part alone.
 """
 
 import json
@@ -40,6 +46,7 @@ SERVER = os.path.join(ROOT, "target/release/examples/http_server")
 NODE_DIR = os.path.join(ROOT, "target/bench-pm2")
 PM2 = os.path.join(NODE_DIR, "node_modules/.bin/pm2")
 FOREVER = os.path.join(NODE_DIR, "node_modules/.bin/forever")
+NODE_SERVER = os.path.join(ROOT, "keepalive/examples/node/server.js")
 ROUNDS = int(os.environ.get("ROUNDS", "15"))
 REPLACEMENTS = int(os.environ.get("REPLACEMENTS", "5"))
 IDLE_SECS = int(os.environ.get("IDLE_SECS", "30"))
@@ -137,6 +144,8 @@ class Keepalive:
         args = [KEEPALIVE, "run", "--name", "bench", "--workers", str(workers)]
         if port:
             args += ["--listen", f"127.0.0.1:{port}", "--wait-ready", "--min-uptime", "0ms"]
+        if program[0] == "node":
+            args += ["--ready-fd", "4"]
         if watch:
             args += ["--watch", watch]
         self.proc = subprocess.Popen(args + ["--"] + program, env=self.env,
@@ -172,6 +181,12 @@ class Pm2:
 
     def start(self, program, workers=1, port=None, watch=None):
         env = dict(self.env, PORT=str(port or 0))
+        if program[0] == "node":
+            # A Node script with -i: pm2's cluster mode (Node's cluster
+            # module shares the port), where its reload is ready-first.
+            sh(PM2, "start", program[1], "--name", "bench", "-i", str(workers), env=env)
+            wait("workers", lambda: len(self.workers()) >= workers)
+            return
         rest = ["--", *program[1:]] if program[1:] else []
         watching = ["--watch", watch] if watch else []
         sh(PM2, "start", program[0], "--name", "bench", "-i", str(workers), *watching, *rest,
@@ -331,6 +346,46 @@ def replaced_under_load(sup, how):
         shutil.rmtree(watched, ignore_errors=True)
 
 
+def node_reloads(sup, workers):
+    """Requests sent and failed over REPLACEMENTS reloads of the Node
+    server with `workers` workers, each reload waited for (both
+    `keepalive reload` and `pm2 reload` return once it is over), then 1 s."""
+    port = free_port()
+    try:
+        sup.start(["node", NODE_SERVER], workers, port)
+        wait("an answer", lambda: answered(port))
+        time.sleep(1)
+        with Load(port) as load:
+            for _ in range(REPLACEMENTS):
+                old = set(sup.workers())
+                time.sleep(0.5)
+                sup.reload()
+                wait("new workers", lambda: not (set(sup.workers()) & old) and answered(port))
+                time.sleep(1)
+        return load.sent, load.failed
+    finally:
+        sup.stop()
+
+
+def node_rows():
+    """pm2's cluster mode beside keepalive, for the same Node server."""
+    rows = []
+    for kind in (Keepalive, Pm2):
+        for workers in (1, 2):
+            home = tempfile.mkdtemp(prefix="bench-sup-")
+            try:
+                sent, failed = node_reloads(kind(home), workers)
+                rows.append((kind.name, workers, sent, failed))
+                print(f"{kind.name} -i {workers}: {failed} / {sent}", file=sys.stderr)
+            finally:
+                shutil.rmtree(home, ignore_errors=True)
+    print(f"| Node server, {REPLACEMENTS} reloads under load | workers | failed / sent |")
+    print("|---|---|---|")
+    for name, workers, sent, failed in rows:
+        how = "pm2 cluster mode (`-i`)" if name.startswith("pm2") else "keepalive `--ready-fd`"
+        print(f"| {name}, {how} | {workers} | {failed} / {sent} |")
+
+
 def footprint(sup, workers):
     try:
         sup.start(["sleep", "3600"], workers)
@@ -348,6 +403,9 @@ def footprint(sup, workers):
 
 def main():
     setup()
+    if "--node-only" in sys.argv:
+        node_rows()
+        return
     rows = []
     for kind in (Keepalive, Pm2, Forever):
         homes = []
@@ -378,6 +436,8 @@ def main():
               f"| {cpu:.3f} ms |")
     print(json.dumps({"rounds": ROUNDS, "replacements": REPLACEMENTS, "idle_secs": IDLE_SECS}),
           file=sys.stderr)
+    print()
+    node_rows()
 
 
 if __name__ == "__main__":

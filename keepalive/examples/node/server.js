@@ -33,7 +33,7 @@ const server = http.createServer((request, response) => {
   }, ms);
 });
 
-server.listen(process.env.LISTEN_FDS ? { fd: 3 } : { port: 3000 }, () => {
+server.listen(process.env.LISTEN_FDS ? { fd: 3 } : { port: Number(process.env.PORT || 3000) }, () => {
   const ready = process.env.KEEPALIVE_READY_FD;
   if (ready) {
     fs.writeSync(Number(ready), "\n");
