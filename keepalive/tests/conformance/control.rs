@@ -504,6 +504,22 @@ fn keepalive_streams_its_events_and_shows_its_logs() {
     assert!(line.starts_with("tick "), "{line:?}");
     follow.kill().unwrap();
     follow.wait().unwrap();
+    // flush (pm2's): the file emptied, and the lines that come after
+    // start it again.
+    let output = dir.client(&["flush", "feed"]);
+    assert!(output.status.success(), "{output:?}");
+    let log = dir.path().join("logs/feed.log");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        // Emptied: what is there now came after, whole lines from the start.
+        if text.starts_with("tick ") {
+            break;
+        }
+        assert!(text.is_empty(), "{text:?}");
+        assert!(Instant::now() < until, "no line after the flush");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A log file gone is an error, not an empty tail.
     std::fs::remove_file(dir.path().join("logs/feed.log")).unwrap();
     let output = dir.client(&["logs", "feed"]);

@@ -337,6 +337,16 @@ fn keepalive_daemon_detaches_and_answers_by_name() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Its unit runs it in the foreground, as systemd wants: no --daemon,
+    // and not the hidden --detached it runs with.
+    let output = dir.client(&["systemd-unit", "bg"]);
+    assert!(output.status.success(), "{output:?}");
+    let unit = text(&output.stdout);
+    assert!(
+        !unit.contains("--detached") && !unit.contains("--daemon"),
+        "{unit}"
+    );
+    crate::control::verify_unit(&dir, "bg", &unit);
     let output = dir.client(&["stop", "bg"]);
     assert!(output.status.success(), "{output:?}");
     assert_gone_soon(pid);

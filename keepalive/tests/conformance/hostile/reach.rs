@@ -337,6 +337,18 @@ fn root_without_a_session_uses_run_keepalive() {
         0,
         "nothing in TMPDIR"
     );
+    // A login shell (over SSH: XDG_RUNTIME_DIR set, its own directory
+    // empty) finds it too, as it finds a systemd unit's instance.
+    let session = SharedTmp::new("session");
+    std::fs::set_permissions(&session.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let from_session = [
+        ("TMPDIR", tmp.as_path()),
+        ("XDG_RUNTIME_DIR", session.0.as_path()),
+    ];
+    let output = client(&["status", &name, "--json"], &from_session, false);
+    assert!(output.status.success(), "{output:?}");
+    let output = client(&["status"], &from_session, false);
+    assert!(text(&output.stdout).contains(&name), "{output:?}");
     let output = client(&["stop", &name], &envs, false);
     assert!(output.status.success(), "{output:?}");
     keepalive.finish().assert_code(143);
