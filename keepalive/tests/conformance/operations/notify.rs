@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Trial> {
     trials![
         keepalive_takes_readiness_from_the_worker_tree_and_stopping_from_the_worker,
         keepalive_refuses_a_ready_from_another_process_during_a_reload,
+        keepalive_takes_ready_from_systemd_notify_gone_at_once,
     ]
 }
 
@@ -164,4 +165,35 @@ fn keepalive_refuses_a_ready_from_another_process_during_a_reload() {
         "{outcome:#?}"
     );
     assert_stopped_once(&outcome, old);
+}
+
+/// `systemd-notify --ready` (what a shell script, or a Node server, has
+/// without a library) sends and exits at once: its ancestry is gone before
+/// keepalive reads the datagram. Every worker is still taken as ready, and
+/// nothing it says refused (11 of 40 were).
+fn keepalive_takes_ready_from_systemd_notify_gone_at_once() {
+    let mut command = crate::supervisor::keepalive_command();
+    command.args([
+        "--workers",
+        "40",
+        "--wait-ready",
+        "--",
+        "sh",
+        "-c",
+        "systemd-notify --ready && exec sleep 600",
+    ]);
+    super::merge_stderr(&mut command);
+    let mut keepalive = Child::spawn_with(command, "none");
+    for _ in 0..40 {
+        keepalive.wait_line("is ready", |l| l.ends_with(" is ready"));
+    }
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert!(
+        !outcome
+            .stdout
+            .iter()
+            .any(|l| l.contains("which may not say it")),
+        "{outcome:#?}"
+    );
 }
