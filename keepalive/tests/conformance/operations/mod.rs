@@ -154,3 +154,31 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A reload has started while `client` connects all along: the new
+/// workers (as many as `old`) become ready, the reload is done, the old
+/// workers are gone, and not one connection failed. The new workers.
+fn reload_completes_without_a_failure(
+    keepalive: &mut Child,
+    watchdog: &mut crate::cluster::Watchdog,
+    old: &[u32],
+    client: crate::cluster::Asking,
+) -> Vec<u32> {
+    use crate::cluster::{assert_gone_soon, next_number};
+    let new: Vec<u32> = old
+        .iter()
+        .map(|_| watchdog.watch(next_number(keepalive, "ready ")))
+        .collect();
+    seen_or_wait(keepalive, "keepalive: reload done: every worker replaced");
+    let (answers, failures) = client.stop();
+    for pid in old {
+        assert_gone_soon(*pid);
+    }
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "refused or unanswered connections"
+    );
+    assert!(!answers.is_empty(), "the client got through");
+    new
+}

@@ -4,8 +4,8 @@
 
 use libtest_mimic::Trial;
 
-use super::{event, keepalive_role, seen_or_wait};
-use crate::cluster::{Watchdog, assert_gone_soon, assert_stopped_once, next_number};
+use super::{event, keepalive_role, reload_completes_without_a_failure};
+use crate::cluster::{Watchdog, assert_stopped_once, next_number};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -34,19 +34,7 @@ fn keepalive_reloads_ready_first_on_its_schedule() {
         .collect();
     let client = crate::cluster::Asking::start(port);
     event(&mut keepalive, "scheduled reload");
-    let new: Vec<u32> = (0..2)
-        .map(|_| watchdog.watch(next_number(&mut keepalive, "ready ")))
-        .collect();
-    seen_or_wait(
-        &mut keepalive,
-        "keepalive: reload done: every worker replaced",
-    );
-    let (answers, failures) = client.stop();
-    for pid in &old {
-        assert_gone_soon(*pid);
-    }
-    assert_eq!(failures, Vec::<String>::new(), "refused or unanswered");
-    assert!(!answers.is_empty(), "the client got through");
+    let new = reload_completes_without_a_failure(&mut keepalive, &mut watchdog, &old, client);
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
     for pid in &old {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use super::{TempDir, event, keepalive_role, seen_or_wait};
-use crate::cluster::{Watchdog, assert_gone_soon, assert_stopped_once, next_number};
+use super::{TempDir, event, keepalive_role, reload_completes_without_a_failure};
+use crate::cluster::{Watchdog, assert_stopped_once, next_number};
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
@@ -59,27 +59,7 @@ fn keepalive_replaces_every_worker_when_a_watched_file_changes() {
         &mut keepalive,
         &format!("{} changed: reloading", changed.display()),
     );
-    let new: Vec<u32> = (0..2)
-        .map(|_| watchdog.watch(next_number(&mut keepalive, "ready ")))
-        .collect();
-    seen_or_wait(
-        &mut keepalive,
-        "keepalive: reload done: every worker replaced",
-    );
-    let (answers, failures) = client.stop();
-    for pid in &old {
-        assert_gone_soon(*pid);
-    }
-    assert_eq!(
-        failures,
-        Vec::<String>::new(),
-        "refused or unanswered connections"
-    );
-    assert!(
-        answers.len() > 10,
-        "the client got through: {}",
-        answers.len()
-    );
+    let new = reload_completes_without_a_failure(&mut keepalive, &mut watchdog, &old, client);
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
     for pid in old.iter().chain(&new) {
