@@ -58,6 +58,7 @@ pub(crate) struct App {
     pub(crate) env_sets: Vec<(String, Vec<OsString>)>,
 }
 
+#[cfg_attr(not(unix), allow(dead_code, reason = "keepalive up is Unix-only"))]
 impl Config {
     /// The apps with the environment set `set` over their own `env`
     /// (`keepalive up --env production`: each app's `env_production`).

@@ -773,6 +773,8 @@ impl Supervisor {
         // waited for (cleanup); their last lines are copied out (flush).
         #[cfg(unix)]
         let control_file = _control.as_ref().map(control::Server::file);
+        // Said once: by the stop's last hook, or when the loop ends without one.
+        let last_words = Arc::new(std::sync::Mutex::new(self.last_words.take()));
         let stop_hooks = [
             exit_hook::in_phase(exit_hook::Phase::Drain).try_add(move |_| {
                 #[cfg(unix)]
@@ -795,13 +797,11 @@ impl Supervisor {
             })?,
             exit_hook::in_phase(exit_hook::Phase::Flush).try_add({
                 let shared = shared.clone();
-                let last_words = self.last_words.take();
+                let last_words = last_words.clone();
                 let exit_as_workers = self.exit_as_workers;
                 move |exit| {
                     shared.copiers.wait(exit.deadline());
-                    if let Some(last_words) = last_words {
-                        last_words();
-                    }
+                    say_last_words(&last_words);
                     if exit_as_workers {
                         let status = shared.lock().last_status;
                         if let Some(status) = status {
@@ -820,6 +820,9 @@ impl Supervisor {
         for hook in stop_hooks {
             hook.unregister();
         }
+        // Given up (or failed): the stop hook that would have said them is
+        // gone, and the caller ends the process.
+        say_last_words(&last_words);
         // The workers' last lines, copied out before the caller exits.
         shared
             .copiers
@@ -990,5 +993,16 @@ impl LoopSignals {
             }
         }
         Ok(signals)
+    }
+}
+
+/// What the program says last ([`Supervisor::last_words`]), once.
+fn say_last_words(last_words: &std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>) {
+    let last = last_words
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(last) = last {
+        last();
     }
 }

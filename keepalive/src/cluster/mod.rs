@@ -43,7 +43,6 @@ mod start;
 
 pub(crate) use start::Sinks;
 
-#[cfg(unix)]
 use super::event::Event;
 #[cfg(unix)]
 use super::listen::Listeners;

@@ -236,7 +236,10 @@ struct ReadyPipe {
 #[cfg(unix)]
 impl ReadyPipe {
     fn new() -> io::Result<ReadyPipe> {
-        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        // pipe(2), not pipe2: macOS has no pipe2. The loop's thread is the
+        // only one that forks, and marks these close-on-exec before it does.
+        let (read, write) = rustix::pipe::pipe()?;
+        rustix::io::fcntl_setfd(&read, rustix::io::FdFlags::CLOEXEC)?;
         rustix::io::ioctl_fionbio(&read, true)?;
         let write = rustix::io::fcntl_dupfd_cloexec(&write, 512)?;
         Ok(ReadyPipe { read, write })

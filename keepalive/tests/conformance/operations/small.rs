@@ -184,6 +184,8 @@ fn keepalive_runs_the_program_in_its_cwd_with_its_env_and_kill_signal() {
 }
 
 fn keepalive_spin_sleep_zero_still_waits_the_floor() {
+    let dir = TempDir::new("spin_pid");
+    let pid_file = dir.join("keepalive.pid");
     let outcome = keepalive_role(
         &[
             "--min-uptime",
@@ -192,12 +194,19 @@ fn keepalive_spin_sleep_zero_still_waits_the_floor() {
             "0",
             "--max-restarts",
             "4",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
         ],
         &[],
         "spin",
     )
     .finish();
     outcome.assert_code(1);
+    // Given up, it removes its pid file too, as when it is stopped.
+    assert!(
+        !pid_file.exists(),
+        "the pid file is removed when it gives up"
+    );
     let starts: Vec<u64> = outcome
         .stdout
         .iter()
