@@ -9,7 +9,13 @@ use super::StopReason;
 use exit_hook::Signal;
 
 /// What the supervisor does, as it happens; also sent to `tracing`.
-#[derive(Clone, Debug)]
+///
+/// Serialized (`keepalive events`, JSON) with its kind under `event` in
+/// kebab case (`reload-done`, `gave-up`), durations in milliseconds
+/// (`uptime_ms`), an exit status as `code` and `signal`, a signal as its
+/// number.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Event {
     /// The child started.
@@ -22,13 +28,16 @@ pub enum Event {
         /// Its process id.
         pid: u32,
         /// How it ended.
+        #[serde(flatten, serialize_with = "json::exit_status")]
         status: ExitStatus,
         /// How long it ran.
+        #[serde(rename = "uptime_ms", serialize_with = "json::millis")]
         uptime: Duration,
     },
     /// The child will be started again after `delay`.
     Restarting {
         /// The wait before the restart.
+        #[serde(rename = "delay_ms", serialize_with = "json::millis")]
         delay: Duration,
         /// Restarts so far, this one included.
         restarts: u32,
@@ -38,6 +47,7 @@ pub enum Event {
         /// The child's process id.
         pid: u32,
         /// The signal forwarded.
+        #[serde(serialize_with = "json::signal")]
         signal: Signal,
     },
     /// The child did not exit within the kill timeout and was killed.
@@ -62,6 +72,7 @@ pub enum Event {
     },
     /// The time a reload schedule (`--cron-reload`) names has come: a
     /// reload starts.
+    #[serde(rename = "scheduled-reload")]
     Scheduled,
     /// A stopping worker said `EXTEND_TIMEOUT_USEC=`: it is killed no
     /// sooner than `more` from now (within the supervisor's own deadline).
@@ -69,6 +80,7 @@ pub enum Event {
         /// Its process id.
         pid: u32,
         /// How much longer it asked for.
+        #[serde(rename = "more_ms", serialize_with = "json::millis")]
         more: Duration,
     },
     /// A worker said `STATUS=…`.
@@ -100,6 +112,7 @@ pub enum Event {
         workers: usize,
     },
     /// Every worker was replaced.
+    #[serde(rename = "reload-done")]
     Reloaded,
     /// A restart (`keepalive restart NAME`): every worker is stopped, then
     /// every slot starts afresh; the listeners stay bound meanwhile.
@@ -128,6 +141,7 @@ pub enum Event {
         /// Which of the workers (0 for the first).
         slot: usize,
         /// Why.
+        #[serde(skip)]
         reason: StopReason,
     },
     /// A worker started with `wait_ready` has not said `READY=1` within the
@@ -136,6 +150,7 @@ pub enum Event {
         /// Its process id.
         pid: u32,
         /// How long it has been running.
+        #[serde(rename = "waited_ms", serialize_with = "json::millis")]
         waited: Duration,
     },
     /// A notification for a worker's socket came from a process that may
@@ -147,6 +162,7 @@ pub enum Event {
         /// The process that sent it.
         sender: u32,
         /// What it said.
+        #[serde(rename = "said")]
         message: String,
     },
     /// An ended worker left processes behind; they are sent the stop
@@ -210,6 +226,7 @@ pub enum Event {
     /// killed now, whatever its kill timeout.
     Forced,
     /// No more restarts.
+    #[serde(serialize_with = "json::nothing")]
     Done(StopReason),
 }
 
@@ -340,5 +357,44 @@ pub(crate) fn emit(listener: Option<&Listener>, event: Event) {
     tracing::info!(%event, "supervisor");
     if let Some(listener) = listener {
         listener(&event);
+    }
+}
+
+/// How an [`Event`]'s fields read in JSON.
+mod json {
+    use std::process::ExitStatus;
+    use std::time::Duration;
+
+    use serde::ser::{SerializeMap, Serializer};
+
+    pub(super) fn millis<S: Serializer>(duration: &Duration, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn signal<S: Serializer>(
+        signal: &exit_hook::Signal,
+        out: S,
+    ) -> Result<S::Ok, S::Error> {
+        out.serialize_i32(signal.as_raw())
+    }
+
+    /// `code` and `signal`, each `null` when it is not how it ended.
+    pub(super) fn exit_status<S: Serializer>(
+        status: &ExitStatus,
+        out: S,
+    ) -> Result<S::Ok, S::Error> {
+        #[cfg(unix)]
+        let signal = std::os::unix::process::ExitStatusExt::signal(status);
+        #[cfg(not(unix))]
+        let signal: Option<i32> = None;
+        let mut map = out.serialize_map(Some(2))?;
+        map.serialize_entry("code", &status.code())?;
+        map.serialize_entry("signal", &signal)?;
+        map.end()
+    }
+
+    /// No fields (what `done` carries is said in its message).
+    pub(super) fn nothing<T, S: Serializer>(_: &T, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_map(Some(0))?.end()
     }
 }

@@ -198,79 +198,13 @@ pub(crate) struct About {
 /// An [`Event`](crate::Event) as `keepalive events` prints it: one JSON
 /// object a line, `{"time": …, "event": "started", "pid": 42, "message": …}`.
 pub(crate) fn event_json(event: &crate::Event) -> serde_json::Value {
-    use crate::Event as E;
-    use serde_json::json;
-    let (kind, mut fields) = match event {
-        E::Started { pid } => ("started", json!({ "pid": pid })),
-        E::Exited {
-            pid,
-            status,
-            uptime,
-        } => {
-            use std::os::unix::process::ExitStatusExt;
-            (
-                "exited",
-                json!({ "pid": pid, "code": status.code(), "signal": status.signal(), "uptime_ms": uptime.as_millis() as u64 }),
-            )
-        }
-        E::Restarting { delay, restarts } => (
-            "restarting",
-            json!({ "delay_ms": delay.as_millis() as u64, "restarts": restarts }),
-        ),
-        E::Stopping { pid, signal } => {
-            ("stopping", json!({ "pid": pid, "signal": signal.as_raw() }))
-        }
-        E::Killed { pid } => ("killed", json!({ "pid": pid })),
-        E::Listening { addr } => ("listening", json!({ "addr": addr })),
-        E::Ready { pid } => ("ready", json!({ "pid": pid })),
-        E::Draining { pid } => ("draining", json!({ "pid": pid })),
-        E::Scheduled => ("scheduled-reload", json!({})),
-        E::Extended { pid, more } => (
-            "extended",
-            json!({ "pid": pid, "more_ms": more.as_millis() as u64 }),
-        ),
-        E::Status { pid, status } => ("status", json!({ "pid": pid, "status": status })),
-        E::Said { pid, line } => ("said", json!({ "pid": pid, "line": line })),
-        E::Quieted { pid, dropped } => ("quieted", json!({ "pid": pid, "dropped": dropped })),
-        E::Reloading { workers } => ("reloading", json!({ "workers": workers })),
-        E::Reloaded => ("reload-done", json!({})),
-        E::Restart { workers } => ("restart", json!({ "workers": workers })),
-        E::ReloadFailed { reason } => ("reload-failed", json!({ "reason": reason })),
-        E::StartFailed { slot, reason } => {
-            ("start-failed", json!({ "slot": slot, "reason": reason }))
-        }
-        E::GaveUp { slot, .. } => ("gave-up", json!({ "slot": slot })),
-        E::NotReady { pid, waited } => (
-            "not-ready",
-            json!({ "pid": pid, "waited_ms": waited.as_millis() as u64 }),
-        ),
-        E::Refused {
-            pid,
-            sender,
-            message,
-        } => (
-            "refused",
-            json!({ "pid": pid, "sender": sender, "said": message }),
-        ),
-        E::LeftBehind { pid, group } => ("left-behind", json!({ "pid": pid, "group": group })),
-        E::Replacing { pid, reason } => ("replacing", json!({ "pid": pid, "reason": reason })),
-        E::HealthFailed { reason } => ("health-failed", json!({ "reason": reason })),
-        E::Changed { path } => ("changed", json!({ "path": path })),
-        E::Control { name, socket } => ("control", json!({ "name": name, "socket": socket })),
-        E::RuntimeDirRefused { reason } => ("runtime-dir-refused", json!({ "reason": reason })),
-        E::LogDropping { path, reason } => {
-            ("log-dropping", json!({ "path": path, "reason": reason }))
-        }
-        E::LogResumed { path, dropped } => {
-            ("log-resumed", json!({ "path": path, "dropped": dropped }))
-        }
-        E::Forced => ("forced", json!({})),
-        E::Done(_) => ("done", json!({})),
-    };
-    fields["event"] = json!(kind);
-    fields["message"] = json!(event.to_string());
-    fields["time"] =
-        json!(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
+    let mut fields = serde_json::to_value(event).unwrap_or_else(
+        |err| serde_json::json!({ "event": "unserializable", "error": err.to_string() }),
+    );
+    fields["message"] = serde_json::json!(event.to_string());
+    fields["time"] = serde_json::json!(
+        humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+    );
     fields
 }
 
@@ -305,6 +239,80 @@ pub struct WorkerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events as `keepalive events` prints them, as the hand-kept writer
+    /// that `Event`'s derived `Serialize` replaced wrote them (all 32 kinds
+    /// compared when it was replaced; these pin the ones with renamed or
+    /// converted fields).
+    #[cfg(unix)]
+    #[test]
+    fn events_serialize_with_their_kind_and_converted_fields() {
+        use crate::{Event as E, StopReason};
+        use serde_json::json;
+        use std::os::unix::process::ExitStatusExt;
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let cases = [
+            (
+                E::Exited {
+                    pid: 7,
+                    status: std::process::ExitStatus::from_raw(9),
+                    uptime: ms(1500),
+                },
+                json!({"event": "exited", "pid": 7, "code": null, "signal": 9, "uptime_ms": 1500}),
+            ),
+            (
+                E::Exited {
+                    pid: 7,
+                    status: std::process::ExitStatus::from_raw(3 << 8),
+                    uptime: ms(2),
+                },
+                json!({"event": "exited", "pid": 7, "code": 3, "signal": null, "uptime_ms": 2}),
+            ),
+            (
+                E::Restarting {
+                    delay: ms(150),
+                    restarts: 2,
+                },
+                json!({"event": "restarting", "delay_ms": 150, "restarts": 2}),
+            ),
+            (
+                E::Stopping {
+                    pid: 7,
+                    signal: exit_hook::Signal::terminate(),
+                },
+                json!({"event": "stopping", "pid": 7, "signal": 15}),
+            ),
+            (
+                E::Refused {
+                    pid: 7,
+                    sender: 8,
+                    message: "READY=1".into(),
+                },
+                json!({"event": "refused", "pid": 7, "sender": 8, "said": "READY=1"}),
+            ),
+            (E::Scheduled, json!({"event": "scheduled-reload"})),
+            (E::Reloaded, json!({"event": "reload-done"})),
+            (
+                E::GaveUp {
+                    slot: 1,
+                    reason: StopReason::MaxRestarts(3),
+                },
+                json!({"event": "gave-up", "slot": 1}),
+            ),
+            (E::Done(StopReason::Stopped(15)), json!({"event": "done"})),
+        ];
+        for (event, expected) in cases {
+            let mut got = event_json(&event);
+            let object = got.as_object_mut().unwrap();
+            assert!(
+                object.remove("time").is_some_and(|t| t.is_string()),
+                "{event:?}"
+            );
+            assert_eq!(object.remove("message"), Some(json!(event.to_string())));
+            assert_eq!(got, expected, "{event:?}");
+        }
+    }
 
     #[test]
     fn requests_and_replies_are_json_lines() {
