@@ -88,7 +88,8 @@ pub enum Request {
     Reload,
     /// A rolling reload, answered once it is over: an error says why it
     /// failed (a new worker never ready) or was abandoned (a restart, the
-    /// instance stopping). A reload already going answers for both.
+    /// instance stopping). Asked while a reload is going, it is answered
+    /// by the one that runs after it (requests made meanwhile share it).
     ReloadAndWait,
     /// Every worker stopped gracefully, then started again (pm2's
     /// restart; a reload replaces them ready-first instead).

@@ -322,22 +322,33 @@ fn write_reply(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
 pub(crate) struct Subscribers(
     Mutex<Vec<(u64, Arc<UnixStream>)>>,
     AtomicUsize,
-    /// Those waiting for the next reload's outcome (`reload` without
-    /// `--no-wait`): `Err` with the reason it failed.
-    Mutex<Vec<mpsc::Sender<Result<(), String>>>>,
+    /// The reloads started and ended so far, and those waiting for one
+    /// (`reload` without `--no-wait`).
+    Mutex<Reloads>,
 );
 
+/// Reloads counted as their events pass: each waiter waits for the first
+/// reload to *start* after it asked (one going when it asked is not its
+/// own: its request is queued behind it), and gets how that one ended.
+#[derive(Default)]
+pub(crate) struct Reloads {
+    started: u64,
+    ended: u64,
+    /// Each with the number of the reload it waits for.
+    waiting: Vec<(u64, mpsc::Sender<Result<(), String>>)>,
+}
+
 impl Subscribers {
-    /// The next reload's outcome, from the event that ends it: done, or
-    /// failed with its reason. Asked before the reload is, so it cannot be
+    /// The outcome of the reload that will run for a request made now
+    /// (the next to start), from the event that ends it: done, or failed
+    /// with its reason. Asked before the reload is, so it cannot be
     /// missed. The sender is dropped (a receive error) if the process ends
     /// first.
     pub(crate) fn next_reload(&self) -> mpsc::Receiver<Result<(), String>> {
         let (send, receive) = mpsc::channel();
-        self.2
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(send);
+        let mut reloads = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+        let own = reloads.started + 1;
+        reloads.waiting.push((own, send));
         receive
     }
 
@@ -350,14 +361,23 @@ impl Subscribers {
             crate::Event::ReloadFailed { reason } => Some(Err(reason.clone())),
             _ => None,
         };
-        if let Some(outcome) = outcome {
-            for waiting in self
-                .2
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain(..)
-            {
-                let _ = waiting.send(outcome.clone());
+        {
+            let mut reloads = self.2.lock().unwrap_or_else(PoisonError::into_inner);
+            if matches!(event, crate::Event::Reloading { .. }) {
+                reloads.started += 1;
+            }
+            // A replacement of one worker (a failed health check) ends
+            // without a reload started: not one of them.
+            if let Some(outcome) = outcome.filter(|_| reloads.started > reloads.ended) {
+                reloads.ended += 1;
+                let ended = reloads.ended;
+                reloads.waiting.retain(|(own, waiting)| {
+                    if *own > ended {
+                        return true;
+                    }
+                    let _ = waiting.send(outcome.clone());
+                    false
+                });
             }
         }
         let mut streams = self.0.lock().unwrap_or_else(PoisonError::into_inner);

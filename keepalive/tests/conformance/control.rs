@@ -18,6 +18,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_status_by_name_shows_its_workers,
         keepalive_reload_signal_and_stop_by_name,
         keepalive_reload_waits_for_its_outcome,
+        keepalive_reload_asked_during_a_reload_waits_for_its_own,
         keepalive_control_refuses_another_user,
         keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
         keepalive_prints_a_systemd_unit_for_a_running_instance,
@@ -340,6 +341,50 @@ fn keepalive_reload_waits_for_its_outcome() {
         "{output:?}"
     );
     assert_gone_soon(never);
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+}
+
+/// `keepalive reload` asked while a reload (SIGHUP's) is going is
+/// answered by the reload queued for it, not by the one going: once it
+/// returns, the worker is the third, not the second (it returned with the
+/// first reload's outcome).
+fn keepalive_reload_asked_during_a_reload_waits_for_its_own() {
+    let dir = RuntimeDir::new("twice");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive_env(
+        "twice",
+        &["--listen", "127.0.0.1:0", "--wait-ready"],
+        &[("EXIT_HOOK_READY_DELAY_MS", Path::new("700"))],
+        "ready_server", // cluster.rs: READY=1 700 ms after it starts
+    );
+    let first = watchdog.watch(next_number(&mut keepalive, "ready "));
+    keepalive.send(libc::SIGHUP);
+    keepalive.wait_line("reloading", |l| l.starts_with("keepalive: reloading"));
+    let output = dir.client(&["reload", "twice"]);
+    assert!(output.status.success(), "{output:?}");
+    // The workers as the reload returned (looked at for 300 ms, as the
+    // status the loop publishes may lag its events), then the two that
+    // started: the third was ready then, where the first reload's end
+    // comes 700 ms before it is.
+    let returned = Instant::now();
+    let mut statuses = Vec::new();
+    while returned.elapsed() < Duration::from_millis(300) {
+        statuses.push(dir.status("twice"));
+    }
+    let second = watchdog.watch(next_number(&mut keepalive, "ready "));
+    let third = watchdog.watch(next_number(&mut keepalive, "ready "));
+    let third_ready = |status: &serde_json::Value| {
+        status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["pid"] == third && w["state"] == "ready")
+    };
+    assert!(
+        statuses.iter().any(third_ready),
+        "the reload asked during the first ({first} → {second}) is its own: {statuses:#?}"
+    );
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
 }
