@@ -821,8 +821,12 @@ impl Supervisor {
             hook.unregister();
         }
         // Given up (or failed): the stop hook that would have said them is
-        // gone, and the caller ends the process.
-        say_last_words(&last_words);
+        // gone, and the caller ends the process. (Stopped, the stop hook,
+        // which has the run's end to itself, says them: said here, they
+        // could be cut by the process ending from the hook's thread.)
+        if !matches!(result, Ok(StopReason::Stopped(_))) {
+            say_last_words(&last_words);
+        }
         // The workers' last lines, copied out before the caller exits.
         shared
             .copiers

@@ -21,7 +21,7 @@ impl Cluster<'_> {
         if self.reloading.is_some() || self.restarting {
             return;
         }
-        let now = Instant::now();
+        let now = self.now;
         let mut unhealthy = None;
         if let Some(every) = self.supervisor.watchdog {
             unhealthy = self

@@ -132,6 +132,9 @@ pub(crate) struct Cluster<'a> {
     memory_check_at: Option<Instant>,
     /// The next scheduled reload (`--cron-reload`).
     scheduled_reload: Option<Instant>,
+    /// The time of this turn of the loop: read once a turn (and once it
+    /// wakes), so that the turn's decisions agree on it.
+    now: Instant,
     /// The log files the workers' streams go to.
     sinks: start::Sinks,
 }
@@ -218,6 +221,7 @@ impl<'a> Cluster<'a> {
             restarting: false,
             memory_check_at: supervisor.max_memory.map(|_| now),
             scheduled_reload: supervisor.reload_schedule.as_ref().and_then(Schedule::next),
+            now,
             sinks,
         })
     }
@@ -226,6 +230,7 @@ impl<'a> Cluster<'a> {
     /// stopped, and until nothing they started is left.
     pub(crate) fn run(mut self) -> StopReason {
         loop {
+            self.now = Instant::now();
             if self
                 .force_asked
                 .as_ref()
@@ -241,7 +246,7 @@ impl<'a> Cluster<'a> {
             self.shared
                 .lock()
                 .stragglers
-                .tick(Instant::now(), self.supervisor.listener.as_ref());
+                .tick(self.now, self.supervisor.listener.as_ref());
             // The stop hook waits for everything to be gone.
             self.shared.changed.notify_all();
             if let Some(signal) = stopping {
@@ -271,7 +276,7 @@ impl<'a> Cluster<'a> {
             if by_signal || by_control {
                 self.reload_pending = true;
             }
-            if self.scheduled_reload.is_some_and(|at| at <= Instant::now()) {
+            if self.scheduled_reload.is_some_and(|at| at <= self.now) {
                 self.scheduled_reload = self
                     .supervisor
                     .reload_schedule
@@ -386,7 +391,7 @@ impl<'a> Cluster<'a> {
         if self.supervisor.wait_ready {
             worker.said_ready
         } else {
-            worker.started.elapsed() >= self.supervisor.policy.min_uptime
+            self.now.saturating_duration_since(worker.started) >= self.supervisor.policy.min_uptime
         }
     }
 
@@ -404,7 +409,7 @@ impl<'a> Cluster<'a> {
     /// nothing left to wait for) and ends the process with 128 + SIGQUIT.
     fn force(&mut self) {
         self.supervisor.emit(crate::Event::Forced);
-        let now = Instant::now();
+        let now = self.now;
         let mut state = self.shared.lock();
         // From here on nothing starts, and the stop hook kills at once.
         state.stopping.get_or_insert(QUIT);

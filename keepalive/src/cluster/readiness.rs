@@ -36,7 +36,7 @@ impl Cluster<'_> {
             }
             for (sender, message) in worker.notify.messages() {
                 let pid = worker.pid;
-                let now = std::time::Instant::now();
+                let now = self.now;
                 let report = |event: Event, chatter: &mut Chatter| {
                     if let Some(quiet) = chatter.allow(now) {
                         if quiet > 0 {
@@ -107,7 +107,7 @@ impl Cluster<'_> {
     /// Reports what the workers said and was not reported, once their
     /// second is over.
     pub(super) fn report_quieted(&mut self) {
-        let now = std::time::Instant::now();
+        let now = self.now;
         for worker in &mut self.workers {
             if let Some(dropped) = worker.chatter.overdue(now) {
                 self.supervisor.emit(Event::Quieted {
@@ -132,7 +132,7 @@ impl Cluster<'_> {
         }
         let timeout = self.supervisor.listen_timeout;
         for worker in &mut self.workers {
-            let waited = worker.started.elapsed();
+            let waited = self.now.saturating_duration_since(worker.started);
             if worker.role == Role::Serving
                 && !worker.said_ready
                 && !worker.reported_late

@@ -41,7 +41,9 @@ impl Cluster<'_> {
                 .workers
                 .iter()
                 .find(|w| w.pid == pid)
-                .map_or(Duration::ZERO, |w| w.started.elapsed());
+                .map_or(Duration::ZERO, |w| {
+                    self.now.saturating_duration_since(w.started)
+                });
             state.last_status = Some(crate::os::shell_status(status));
             self.supervisor.emit(Event::Exited {
                 pid,
@@ -116,7 +118,7 @@ impl Cluster<'_> {
                     .decide(&mut slot.restarts, status.code(), uptime)
                 {
                     Decision::Restart(delay) => {
-                        slot.start_at = Some(os::later(Instant::now(), delay));
+                        slot.start_at = Some(os::later(self.now, delay));
                         let restarts = slot.restarts.count;
                         self.supervisor.emit(Event::Restarting { delay, restarts });
                     }

@@ -2,8 +2,6 @@
 //! until it is ready, retire the old worker; a replacement that exits or
 //! is late fails the reload, and the old workers serve on.
 
-use std::time::Instant;
-
 use super::{Cluster, Reload, Role};
 use crate::event::Event;
 
@@ -25,7 +23,7 @@ impl Cluster<'_> {
                 self.reloading = Some(Reload {
                     slot,
                     replacement: pid,
-                    deadline: os::later(Instant::now(), self.supervisor.listen_timeout),
+                    deadline: os::later(self.now, self.supervisor.listen_timeout),
                     only,
                 });
             }
@@ -45,10 +43,10 @@ impl Cluster<'_> {
         };
         if self.is_ready(&self.workers[index]) {
             self.promote(slot, replacement);
-        } else if Instant::now() >= deadline {
+        } else if self.now >= deadline {
             self.kill(replacement);
             self.workers[index].role = Role::Retiring {
-                kill_at: Instant::now(),
+                kill_at: self.now,
                 killed: true,
             };
             self.reload_failed(format!(
@@ -86,7 +84,7 @@ impl Cluster<'_> {
 
     /// Asks the workers `which` picks to stop, once each.
     pub(super) fn retire_where(&mut self, which: impl Fn(&super::Worker) -> bool) {
-        let kill_at = os::later(Instant::now(), self.supervisor.kill_timeout);
+        let kill_at = os::later(self.now, self.supervisor.kill_timeout);
         let signal = self.kill_signal();
         let mut state = self.shared.lock();
         for worker in &mut self.workers {
@@ -110,7 +108,7 @@ impl Cluster<'_> {
 
     /// Kills the retiring workers still there at their kill timeout.
     pub(super) fn retire_overdue(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         let overdue: Vec<u32> = self
             .workers
             .iter_mut()

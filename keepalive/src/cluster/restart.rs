@@ -5,8 +5,6 @@
 //! meanwhile waits in the backlog for the new workers instead of being
 //! refused.
 
-use std::time::Instant;
-
 use super::{Cluster, Slot};
 use crate::event::Event;
 
@@ -34,7 +32,7 @@ impl Cluster<'_> {
             return;
         }
         self.restarting = false;
-        let now = Instant::now();
+        let now = self.now;
         for slot in &mut self.slots {
             *slot = Slot {
                 start_at: Some(now),

@@ -7,7 +7,6 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{Cluster, Role, Worker, context};
 use crate::Output;
@@ -23,7 +22,7 @@ use crate::stop::Started;
 impl Cluster<'_> {
     /// Starts the workers whose time has come.
     pub(super) fn start_due(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         for slot in 0..self.slots.len() {
             if self.slots[slot].start_at.is_some_and(|at| at <= now) {
                 self.slots[slot].start_at = None;
@@ -47,7 +46,7 @@ impl Cluster<'_> {
             .decide_failed_start(&mut state.restarts, failed.transient)
         {
             Decision::Restart(delay) => {
-                state.start_at = Some(os::later(Instant::now(), delay));
+                state.start_at = Some(os::later(self.now, delay));
                 let restarts = state.restarts.count;
                 self.supervisor.emit(Event::Restarting { delay, restarts });
             }
@@ -151,10 +150,10 @@ impl Cluster<'_> {
         self.workers.push(Worker {
             pid,
             slot,
-            started: Instant::now(),
+            started: self.now,
             said_ready: false,
             reported_late: false,
-            last_ping: Instant::now(),
+            last_ping: self.now,
             status: None,
             chatter: Default::default(),
             role,
