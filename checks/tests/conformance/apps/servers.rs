@@ -81,14 +81,41 @@ fn axum_answers_every_request_in_flight_on_sigterm() {
 }
 
 fn actix_answers_every_request_in_flight_on_sigterm() {
-    answers_in_flight("actix_recipe", libc::SIGTERM, 143);
+    actix_answers_in_flight(libc::SIGTERM, 143);
 }
 
 /// actix-web's own handling stops at once on SIGINT; the recipe leaves
 /// the signals to the crate.
 fn actix_answers_every_request_in_flight_on_sigint() {
-    answers_in_flight("actix_recipe", libc::SIGINT, 130);
+    actix_answers_in_flight(libc::SIGINT, 130);
 }
+
+/// actix-server (2.6 to 2.10 measured) has a race of its own in a graceful
+/// stop: when its accept thread closes a worker's connection channel
+/// before the worker has read the stop, the worker ends at once and drops
+/// the requests in flight (actix/actix-net#945; with actix's own SIGTERM
+/// handling and no exit_hook, 1 of 10 runs here). So a run of the recipe
+/// may lose them through no fault of its own; it must answer every one in
+/// at least one of [`ACTIX_TRIES`] runs. Without `shutdown_signal`,
+/// SIGINT loses them in every run, and this still fails.
+fn actix_answers_in_flight(signal: i32, code: i32) {
+    let mut failures = Vec::new();
+    for _ in 0..ACTIX_TRIES {
+        match std::panic::catch_unwind(|| answers_in_flight("actix_recipe", signal, code)) {
+            Ok(()) => return,
+            Err(failure) => failures.push(
+                failure
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "a panic".into()),
+            ),
+        }
+    }
+    panic!("actix-web lost requests in every one of {ACTIX_TRIES} runs: {failures:#?}");
+}
+
+/// How many runs [`actix_answers_in_flight`] allows.
+const ACTIX_TRIES: usize = 6;
 
 fn tonic_answers_every_call_in_flight_on_sigterm() {
     answers_in_flight("tonic_recipe", libc::SIGTERM, 143);
