@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use exit_hook::{Phase, Signal};
 use keepalive::control::{Answer, Endpoint};
 use keepalive::{AppStatus, Reply, Request, Status};
+use signal_hook::consts::{SIGHUP, SIGUSR1};
 
 use crate::config::{App, Config};
 
@@ -128,7 +129,7 @@ pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCo
         up.config.apps.len(),
         endpoint.name()
     );
-    let signals = signal_hook::iterator::Signals::new([libc_signal::HUP, libc_signal::USR1]);
+    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1]);
     for index in 0..up.config.apps.len() {
         let _ = up.start(index);
     }
@@ -144,12 +145,6 @@ pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCo
     loop {
         std::thread::park();
     }
-}
-
-/// The signals `up` passes on to its apps.
-mod libc_signal {
-    pub(super) const HUP: i32 = signal_hook::consts::SIGHUP;
-    pub(super) const USR1: i32 = signal_hook::consts::SIGUSR1;
 }
 
 impl Up {
@@ -296,11 +291,11 @@ impl Up {
 
     /// SIGHUP: a reload of every app; SIGUSR1: every app's keepalive
     /// reopens its log files. Nothing once stopping.
-    fn on_signal(&self, signal: i32) {
+    fn on_signal(&self, received: i32) {
         if self.lock().stopping {
             return;
         }
-        if signal == libc_signal::HUP {
+        if received == SIGHUP {
             say!("keepalive up: SIGHUP: reloading every app");
             if let Some(error) = self.ask_every_app(&Request::ReloadAndWait).error {
                 say!("keepalive up: reload: {error}");
@@ -308,7 +303,7 @@ impl Up {
         } else {
             let state = self.lock();
             for pid in state.apps.iter().filter_map(|app| app.pid) {
-                let _ = crate::up::signal(pid, rustix::process::Signal::USR1);
+                let _ = signal(pid, rustix::process::Signal::USR1);
             }
         }
     }

@@ -84,8 +84,9 @@ impl Cluster<'_> {
                         {
                             started.extended_until = Some(now + more);
                         }
+                        // The stop hook waiting on it is woken by the
+                        // loop's turn, which notifies after reading this.
                         drop(state);
-                        self.shared.changed.notify_all();
                         Event::Extended { pid, more }
                     }
                     Message::Watchdog => {
