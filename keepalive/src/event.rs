@@ -14,7 +14,7 @@ use exit_hook::Signal;
 /// kebab case (`reload-done`, `gave-up`), durations in milliseconds
 /// (`uptime_ms`), an exit status as `code` and `signal`, a signal as its
 /// number.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Event {

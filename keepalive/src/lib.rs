@@ -87,6 +87,7 @@ mod http_check;
 mod leftovers;
 mod listen;
 mod logfile;
+mod machine;
 mod names;
 #[cfg(unix)]
 mod notify;

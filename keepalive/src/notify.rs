@@ -14,20 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
-/// What a worker said.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Message {
-    Ready,
-    Stopping,
-    /// `EXTEND_TIMEOUT_USEC=n`: the worker needs `n` µs more from now
-    /// (systemd's field; `exit_hook` sends it with `STOPPING=1`).
-    Extend(std::time::Duration),
-    Status(String),
-    /// `WATCHDOG=1`: the worker is alive (systemd's watchdog protocol).
-    Watchdog,
-    /// Any other `KEY=value` line (`MAINPID=`, `ERRNO=`, `X_APP_DB=up`…).
-    Other(String),
-}
+pub(crate) use crate::machine::Message;
 
 /// The messages in one datagram, one per line, in order.
 pub(crate) fn parse(datagram: &[u8]) -> Vec<Message> {

@@ -1,44 +1,26 @@
-//! The supervisor's loop: N workers, each restarted on its own when it
-//! exits (as the Node cluster primary does), and the rolling reload.
-//!
-//! The loop sleeps until something happens — a child exited (SIGCHLD), a
-//! SIGHUP, the stop hook, a notification datagram, or the next timer (a
-//! restart delay, a kill timeout, a listen timeout) — then reads what the
-//! workers said, reaps what exited, and decides:
-//!
-//! - a **serving** worker that exited is restarted after its slot's policy
-//!   delay, or its slot is given up; a worker that cannot be started is
-//!   its slot's failure too. The supervisor is done when every slot is
-//!   given up; until then the other workers serve on;
-//! - a **reload** (SIGHUP) replaces the workers one slot at a time: start
-//!   the replacement (the program looked up again), wait until it is ready
-//!   (`READY=1` with `wait_ready`, else alive for `min_uptime`), then stop
-//!   the old worker gracefully and go on to the next slot. A replacement
-//!   that exits first or misses the listen timeout is killed, the old
-//!   worker keeps serving, and the reload ends as failed. A SIGHUP during a
-//!   reload is queued: one more reload follows;
-//! - a **restart** (`keepalive restart NAME`) stops every worker, waits
-//!   until they are gone, then starts every slot afresh; the listeners
-//!   stay bound, so connections wait in the backlog meanwhile;
-//! - a **retiring** worker (replaced) is killed, with its process group, if
-//!   it has not exited at the kill timeout;
-//! - whatever an ended worker **left behind** (its process group; on Linux
-//!   its orphans) is stopped (`orphans.rs`).
+//! The supervisor's loop: the shell around the decisions' state machine
+//! ([`crate::machine`]). It sleeps until something happens — a child
+//! exited (SIGCHLD), a SIGHUP, the stop hook, a notification datagram, or
+//! the machine's next timer — then, in one turn at one time, reads what
+//! the workers said, reaps what exited, tells the machine, and performs
+//! what it decides: starting a worker (the program looked up again, with
+//! the protocols' variables, its process group, its output), asking one
+//! to stop, killing one with its process group. Whatever an ended worker
+//! **left behind** (its process group; on Linux its orphans) is stopped
+//! here too (`orphans.rs`).
 //!
 //! Once the stop hook set `stopping`, the loop starts nothing and only
 //! reaps, until no worker and nothing they left is there; a reload going
 //! on is abandoned (its replacement is stopped with the others).
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-mod health;
 mod readiness;
 mod reap;
-mod reload;
-mod restart;
 mod start;
 
 pub(crate) use start::Sinks;
@@ -46,67 +28,23 @@ pub(crate) use start::Sinks;
 use super::event::Event;
 #[cfg(unix)]
 use super::listen::Listeners;
+use super::machine::{Effect, Input, Machine, Settings, SpawnFailed};
 #[cfg(unix)]
 use super::notify::{NotifyDir, NotifySocket};
 use super::os::{self, Alarm};
-use super::policy::Restarts;
 use super::schedule::Schedule;
 use super::stop::{Shared, kill_tree};
 use super::{StopReason, Supervisor};
 use crate::Error;
 
-/// A worker started and not reaped yet.
-struct Worker {
+/// What the shell holds for a worker the machine knows by its pid.
+#[cfg(unix)]
+struct Handles {
     pid: u32,
-    slot: usize,
-    started: Instant,
-    /// It said `READY=1`.
-    said_ready: bool,
-    /// It was reported as not ready at the listen timeout.
-    reported_late: bool,
-    /// When it last said `WATCHDOG=1` (or started).
-    last_ping: Instant,
-    /// What it last said with `STATUS=`.
-    status: Option<String>,
-    /// How much of what it says was reported lately.
-    chatter: readiness::Chatter,
-    role: Role,
-    #[cfg(unix)]
     notify: NotifySocket,
     /// The readiness pipe's read end (`--ready-fd`), until it said ready
     /// or was closed.
-    #[cfg(unix)]
     ready_pipe: Option<std::os::fd::OwnedFd>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// The slot's worker.
-    Serving,
-    /// Started by a reload for its slot; serving once ready.
-    Replacement,
-    /// Replaced, asked to stop; killed at `kill_at` if still there.
-    Retiring { kill_at: Instant, killed: bool },
-}
-
-/// One of the N places a worker runs in, with its own restart policy state.
-#[derive(Default)]
-struct Slot {
-    restarts: Restarts,
-    /// How its last worker ended, for `status`.
-    last_exit: Option<String>,
-    /// When to start its worker; `None` while one serves (or it gave up).
-    start_at: Option<Instant>,
-    given_up: Option<StopReason>,
-}
-
-/// A reload going on: the slot being replaced, and its replacement.
-struct Reload {
-    slot: usize,
-    replacement: u32,
-    deadline: Instant,
-    /// This slot only (an unhealthy worker replaced), not every slot.
-    only: bool,
 }
 
 pub(crate) struct Cluster<'a> {
@@ -121,15 +59,13 @@ pub(crate) struct Cluster<'a> {
     listeners: Option<Listeners>,
     #[cfg(unix)]
     notify_dir: NotifyDir,
-    workers: Vec<Worker>,
-    slots: Vec<Slot>,
+    #[cfg(unix)]
+    handles: Vec<Handles>,
+    /// The decisions.
+    machine: Machine,
+    /// The machine was told the supervisor is stopping.
+    told_stop: bool,
     next_id: u64,
-    reloading: Option<Reload>,
-    reload_pending: bool,
-    /// A restart waits for the old workers to be gone.
-    restarting: bool,
-    /// When to look at the workers' memory next (`max_memory`).
-    memory_check_at: Option<Instant>,
     /// The next scheduled reload (`--cron-reload`).
     scheduled_reload: Option<Instant>,
     /// The time of this turn of the loop: read once a turn (and once it
@@ -208,18 +144,23 @@ impl<'a> Cluster<'a> {
             listeners,
             #[cfg(unix)]
             notify_dir,
-            workers: Vec::new(),
-            slots: (0..supervisor.workers)
-                .map(|_| Slot {
-                    start_at: Some(now),
-                    ..Slot::default()
-                })
-                .collect(),
+            #[cfg(unix)]
+            handles: Vec::new(),
+            machine: Machine::new(
+                Settings {
+                    workers: supervisor.workers,
+                    policy: supervisor.policy.clone(),
+                    wait_ready: supervisor.wait_ready,
+                    listen_timeout: supervisor.listen_timeout,
+                    kill_timeout: supervisor.kill_timeout,
+                    watchdog: supervisor.watchdog,
+                    max_memory: supervisor.max_memory,
+                    holds_sockets: !supervisor.listen.is_empty(),
+                },
+                now,
+            ),
+            told_stop: false,
             next_id: 0,
-            reloading: None,
-            reload_pending: false,
-            restarting: false,
-            memory_check_at: supervisor.max_memory.map(|_| now),
             scheduled_reload: supervisor.reload_schedule.as_ref().and_then(Schedule::next),
             now,
             sinks,
@@ -239,9 +180,6 @@ impl<'a> Cluster<'a> {
                 self.force();
             }
             self.read_notifications();
-            // Before the stopping branch: a count due is said, not a
-            // timer left in the past (which would wake the loop at once).
-            self.report_quieted();
             let stopping = self.reap();
             self.shared
                 .lock()
@@ -253,59 +191,144 @@ impl<'a> Cluster<'a> {
                 if self.shared.lock().all_gone() {
                     return StopReason::Stopped(signal);
                 }
+                self.feed(Input::Tick);
                 self.sleep();
                 continue;
             }
-            self.retire_overdue();
-            self.progress_reload();
-            self.check_health();
-            self.report_late();
-            self.start_due();
-            if self.workers.is_empty() && self.slots.iter().all(|s| s.given_up.is_some()) {
+            self.tell_asked();
+            self.feed(Input::Tick);
+            if let Some(reason) = self.machine.gave_up() {
                 if self.shared.lock().all_gone() {
-                    return self.slots[0].given_up.expect("every slot gave up");
+                    return reason;
                 }
-                self.sleep();
-                continue;
             }
-            let by_signal = self
-                .reload_asked
-                .as_ref()
-                .is_some_and(|asked| asked.swap(false, Ordering::AcqRel));
-            let by_control = std::mem::take(&mut self.shared.lock().reload_asked);
-            if by_signal || by_control {
-                self.reload_pending = true;
-            }
-            if self.scheduled_reload.is_some_and(|at| at <= self.now) {
-                self.scheduled_reload = self
-                    .supervisor
-                    .reload_schedule
-                    .as_ref()
-                    .and_then(Schedule::next);
-                self.supervisor.emit(Event::Scheduled);
-                self.reload_pending = true;
-            }
-            if std::mem::take(&mut self.shared.lock().restart_asked) {
-                self.start_restart();
-            }
-            if self.reload_pending && self.reloading.is_none() && !self.restarting {
-                self.reload_pending = false;
-                self.start_reload();
-            }
-            self.progress_restart();
             self.sleep();
         }
+    }
+
+    /// Tells the machine what was asked since the last turn: a reload (by
+    /// SIGHUP, the control socket, a watched file, the schedule), a
+    /// restart, what the health check found, the memory it asks to read.
+    fn tell_asked(&mut self) {
+        if let Some(pids) = self.machine.memory_due(self.now) {
+            let samples = pids
+                .into_iter()
+                .map(|pid| (pid, os::resident_bytes(pid)))
+                .collect();
+            self.feed(Input::Memory(samples));
+        }
+        let (by_control, restart, unhealthy) = {
+            let mut state = self.shared.lock();
+            (
+                std::mem::take(&mut state.reload_asked),
+                std::mem::take(&mut state.restart_asked),
+                state.unhealthy.take(),
+            )
+        };
+        if let Some(reason) = unhealthy {
+            self.feed(Input::Unhealthy(reason));
+        }
+        let by_signal = self
+            .reload_asked
+            .as_ref()
+            .is_some_and(|asked| asked.swap(false, Ordering::AcqRel));
+        if by_signal || by_control {
+            self.feed(Input::Reload);
+        }
+        if self.scheduled_reload.is_some_and(|at| at <= self.now)
+            && self.machine.gave_up().is_none()
+        {
+            self.scheduled_reload = self
+                .supervisor
+                .reload_schedule
+                .as_ref()
+                .and_then(Schedule::next);
+            self.supervisor.emit(Event::Scheduled);
+            self.feed(Input::Reload);
+        }
+        if restart {
+            self.feed(Input::Restart);
+        }
+    }
+
+    /// Tells the machine `input`, and performs what it decides, in order;
+    /// an effect answered (a spawn) is answered before the next effect.
+    fn feed(&mut self, input: Input) {
+        let mut effects = VecDeque::from(self.machine.handle(self.now, input));
+        while let Some(effect) = effects.pop_front() {
+            if let Some(answer) = self.perform(effect) {
+                let more = self.machine.handle(self.now, answer);
+                for effect in more.into_iter().rev() {
+                    effects.push_front(effect);
+                }
+            }
+        }
+    }
+
+    /// Performs `effect`; returns what to tell the machine of it.
+    fn perform(&mut self, effect: Effect) -> Option<Input> {
+        match effect {
+            Effect::Spawn { slot, purpose } => match self.start(slot) {
+                Ok(Some(pid)) => Some(Input::Spawned {
+                    slot,
+                    purpose,
+                    result: Ok(pid),
+                }),
+                Ok(None) => self.tell_stop(),
+                Err(failed) => Some(Input::Spawned {
+                    slot,
+                    purpose,
+                    result: Err(SpawnFailed {
+                        reason: failed.error.to_string(),
+                        transient: failed.transient,
+                    }),
+                }),
+            },
+            Effect::AskToStop { pid } => {
+                self.ask_to_stop(pid);
+                None
+            }
+            Effect::Kill { pid } => {
+                self.kill(pid);
+                None
+            }
+            Effect::Extend { pid, until } => {
+                // The stop hook waiting on it is woken by the loop's turn,
+                // which notifies after reading this.
+                let mut state = self.shared.lock();
+                if let Some(started) = state.children.iter_mut().find(|s| s.child.id() == pid) {
+                    started.extended_until = Some(until);
+                }
+                None
+            }
+            Effect::Emit(event) => {
+                self.supervisor.emit(event);
+                None
+            }
+        }
+    }
+
+    /// [`Input::Stop`], once.
+    fn tell_stop(&mut self) -> Option<Input> {
+        (!std::mem::replace(&mut self.told_stop, true)).then_some(Input::Stop)
     }
 
     /// Sleeps until something happens, or the next timer is due; first
     /// publishes the workers as they are now, for `status`.
     fn sleep(&self) {
         self.publish();
-        let until = self.next_due();
+        let stragglers = self.shared.lock().stragglers.next_due();
+        let until = self
+            .machine
+            .next_due()
+            .into_iter()
+            .chain(stragglers)
+            .chain(self.scheduled_reload)
+            .min();
         #[cfg(unix)]
         {
             let fds: Vec<_> = self
-                .workers
+                .handles
                 .iter()
                 .flat_map(|w| {
                     let ready = w.ready_pipe.as_ref().map(std::os::fd::AsFd::as_fd);
@@ -323,75 +346,15 @@ impl<'a> Cluster<'a> {
         if self.supervisor.control.is_none() && self.supervisor.health_check.is_none() {
             return; // nobody can ask
         }
-        let view = self
-            .workers
-            .iter()
-            .map(|worker| {
-                let slot = &self.slots[worker.slot];
-                crate::protocol::Seen {
-                    slot: worker.slot,
-                    pid: worker.pid,
-                    started: worker.started,
-                    said_ready: worker.said_ready,
-                    ready_after: (!self.supervisor.wait_ready)
-                        .then_some(self.supervisor.policy.min_uptime),
-                    stopping: matches!(worker.role, Role::Retiring { .. }),
-                    restarts: slot.restarts.count,
-                    last_exit: slot.last_exit.clone(),
-                    status: worker.status.clone(),
-                }
-            })
-            .collect();
+        let (view, replacing) = self.machine.view();
         let mut state = self.shared.lock();
         let stopping = state.stopping.is_some();
         state.view = view;
-        state.replacing = self.reloading.is_some() || self.restarting;
+        state.replacing = replacing;
         if stopping {
             for seen in &mut state.view {
                 seen.stopping = true;
             }
-        }
-    }
-
-    /// The next moment the loop has something to do without being woken.
-    fn next_due(&self) -> Option<Instant> {
-        let policy = &self.supervisor.policy;
-        let slots = self.slots.iter().filter_map(|slot| slot.start_at);
-        let workers = self.workers.iter().filter_map(|worker| match worker.role {
-            Role::Retiring {
-                kill_at,
-                killed: false,
-            } => Some(kill_at),
-            Role::Replacement if !self.supervisor.wait_ready => {
-                Some(os::later(worker.started, policy.min_uptime))
-            }
-            Role::Serving
-                if self.supervisor.wait_ready && !worker.said_ready && !worker.reported_late =>
-            {
-                Some(os::later(worker.started, self.supervisor.listen_timeout))
-            }
-            _ => None,
-        });
-        let reload = self.reloading.as_ref().map(|reload| reload.deadline);
-        let stragglers = self.shared.lock().stragglers.next_due();
-        let health = self.next_health_check();
-        slots
-            .chain(workers)
-            .chain(reload)
-            .chain(stragglers)
-            .chain(health)
-            .chain(self.next_quieted())
-            .chain(self.scheduled_reload)
-            .min()
-    }
-
-    /// Ready: said `READY=1` when the supervisor waits for it, else alive
-    /// for `min_uptime`.
-    fn is_ready(&self, worker: &Worker) -> bool {
-        if self.supervisor.wait_ready {
-            worker.said_ready
-        } else {
-            self.now.saturating_duration_since(worker.started) >= self.supervisor.policy.min_uptime
         }
     }
 
@@ -403,12 +366,26 @@ impl<'a> Cluster<'a> {
             .unwrap_or_else(exit_hook::Signal::terminate)
     }
 
+    /// Asks the worker `pid` to stop, unless the stop hook did: under the
+    /// lock, so that it is asked once.
+    fn ask_to_stop(&self, pid: u32) {
+        let signal = self.kill_signal();
+        let mut state = self.shared.lock();
+        let Some(started) = state.children.iter_mut().find(|s| s.child.id() == pid) else {
+            return;
+        };
+        if !std::mem::replace(&mut started.signalled, true) {
+            self.supervisor.emit(Event::Stopping { pid, signal });
+            let _ = os::signal_process(pid, signal.as_raw());
+        }
+    }
+
     /// SIGQUIT: the stop, forced. Every worker and what the workers left
     /// is killed now; a stop going on ends as soon as they are reaped, and
     /// without one, one starts (exit_hook's run, the stop hook finding
     /// nothing left to wait for) and ends the process with 128 + SIGQUIT.
     fn force(&mut self) {
-        self.supervisor.emit(crate::Event::Forced);
+        self.feed(Input::Force);
         let now = self.now;
         let mut state = self.shared.lock();
         // From here on nothing starts, and the stop hook kills at once.
@@ -421,12 +398,6 @@ impl<'a> Cluster<'a> {
         state.stragglers.kill_all(self.supervisor.listener.as_ref());
         self.shared.changed.notify_all();
         drop(state);
-        for worker in &mut self.workers {
-            worker.role = Role::Retiring {
-                kill_at: now,
-                killed: true,
-            };
-        }
         exit_hook::start_exit(128 + QUIT);
     }
 

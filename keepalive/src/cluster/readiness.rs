@@ -1,199 +1,54 @@
-//! What the workers say on their notification sockets, who may say it,
-//! and a worker that never says `READY=1`.
+//! What the workers say on their notification sockets and readiness
+//! pipes, and who may say it; told to the machine, which decides what it
+//! means.
 
-use super::{Cluster, Role};
-use crate::event::Event;
+use super::Cluster;
+#[cfg(unix)]
+use crate::machine::Input;
 #[cfg(unix)]
 use crate::notify::Message;
 #[cfg(target_os = "linux")]
 use crate::os;
 
 impl Cluster<'_> {
-    /// Reads every worker's notification socket. On Linux only the worker
-    /// and its process tree may speak for it, and only the worker itself
-    /// may say `STOPPING=1` or `EXTEND_TIMEOUT_USEC=`: a forked child running its own exit hooks is
-    /// not the worker draining.
-    ///
-    /// What a worker says is reported at most [`SAID_PER_SECOND`] times a
-    /// second (`READY=1` always); the rest is counted and the count
-    /// reported with the next report. A `STATUS=` that repeats the last
-    /// one changes nothing and is not reported.
+    /// Reads every worker's notification socket and readiness pipe. On
+    /// Linux only the worker and its process tree may speak for it, and
+    /// only the worker itself may say `STOPPING=1` or
+    /// `EXTEND_TIMEOUT_USEC=`: a forked child running its own exit hooks
+    /// is not the worker draining.
     pub(super) fn read_notifications(&mut self) {
         #[cfg(unix)]
-        for worker in &mut self.workers {
-            if let Some(pipe) = &worker.ready_pipe {
-                match read_ready(pipe) {
-                    Some(true) => {
-                        worker.ready_pipe = None;
-                        if !worker.said_ready {
-                            worker.said_ready = true;
-                            self.supervisor.emit(Event::Ready { pid: worker.pid });
-                        }
-                    }
-                    Some(false) => worker.ready_pipe = None, // closed unsaid
-                    None => {}
-                }
-            }
-            for (sender, message) in worker.notify.messages() {
+        {
+            let mut said = Vec::new();
+            for worker in &mut self.handles {
                 let pid = worker.pid;
-                let now = self.now;
-                let report = |event: Event, chatter: &mut Chatter| {
-                    if let Some(quiet) = chatter.allow(now) {
-                        if quiet > 0 {
-                            self.supervisor.emit(Event::Quieted {
+                if let Some(pipe) = &worker.ready_pipe {
+                    match read_ready(pipe) {
+                        Some(true) => {
+                            worker.ready_pipe = None;
+                            said.push(Input::Said {
                                 pid,
-                                dropped: quiet,
+                                message: Message::Ready,
+                                refused: None,
                             });
                         }
-                        self.supervisor.emit(event);
+                        Some(false) => worker.ready_pipe = None, // closed unsaid
+                        None => {}
                     }
-                };
-                if let Some(sender) = sender.filter(|&s| !may_say(s, pid, &message)) {
-                    let message = match &message {
-                        Message::Ready => "READY=1".to_owned(),
-                        Message::Stopping => "STOPPING=1".to_owned(),
-                        Message::Extend(more) => {
-                            format!("EXTEND_TIMEOUT_USEC={}", more.as_micros())
-                        }
-                        Message::Status(status) => format!("STATUS={status}"),
-                        Message::Watchdog => "WATCHDOG=1".to_owned(),
-                        Message::Other(line) => line.clone(),
-                    };
-                    let refused = Event::Refused {
-                        pid,
-                        sender,
-                        message,
-                    };
-                    report(refused, &mut worker.chatter);
-                    continue;
                 }
-                let event = match message {
-                    Message::Ready if !worker.said_ready => {
-                        worker.said_ready = true;
-                        self.supervisor.emit(Event::Ready { pid });
-                        continue;
-                    }
-                    Message::Ready => continue,
-                    Message::Stopping => Event::Draining { pid },
-                    Message::Extend(more) => {
-                        // As systemd: the stop may last until `more` from
-                        // now, if that is later than its kill timeout.
-                        let mut state = self.shared.lock();
-                        if let Some(started) =
-                            state.children.iter_mut().find(|s| s.child.id() == pid)
-                        {
-                            started.extended_until = Some(now + more);
-                        }
-                        // The stop hook waiting on it is woken by the
-                        // loop's turn, which notifies after reading this.
-                        drop(state);
-                        Event::Extended { pid, more }
-                    }
-                    Message::Watchdog => {
-                        worker.last_ping = now;
-                        continue;
-                    }
-                    Message::Status(status) if worker.status.as_ref() == Some(&status) => continue,
-                    Message::Status(status) => {
-                        worker.status = Some(status.clone());
-                        Event::Status { pid, status }
-                    }
-                    Message::Other(line) => Event::Said { pid, line },
-                };
-                report(event, &mut worker.chatter);
+                for (sender, message) in worker.notify.messages() {
+                    let refused = sender.filter(|&s| !may_say(s, pid, &message));
+                    said.push(Input::Said {
+                        pid,
+                        message,
+                        refused,
+                    });
+                }
+            }
+            for input in said {
+                self.feed(input);
             }
         }
-    }
-
-    /// Reports what the workers said and was not reported, once their
-    /// second is over.
-    pub(super) fn report_quieted(&mut self) {
-        let now = self.now;
-        for worker in &mut self.workers {
-            if let Some(dropped) = worker.chatter.overdue(now) {
-                self.supervisor.emit(Event::Quieted {
-                    pid: worker.pid,
-                    dropped,
-                });
-            }
-        }
-    }
-
-    /// When [`report_quieted`](Self::report_quieted) has something to say.
-    pub(super) fn next_quieted(&self) -> Option<std::time::Instant> {
-        self.workers.iter().filter_map(|w| w.chatter.due()).min()
-    }
-
-    /// Reports, once, a worker that has not said `READY=1` within the
-    /// listen timeout of its start (a reload's replacement is killed then
-    /// instead, in `progress_reload`).
-    pub(super) fn report_late(&mut self) {
-        if !self.supervisor.wait_ready {
-            return;
-        }
-        let timeout = self.supervisor.listen_timeout;
-        for worker in &mut self.workers {
-            let waited = self.now.saturating_duration_since(worker.started);
-            if worker.role == Role::Serving
-                && !worker.said_ready
-                && !worker.reported_late
-                && waited >= timeout
-            {
-                worker.reported_late = true;
-                self.supervisor.emit(Event::NotReady {
-                    pid: worker.pid,
-                    waited,
-                });
-            }
-        }
-    }
-}
-
-/// The most reports of what one worker says, in a second.
-#[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
-pub(super) const SAID_PER_SECOND: u32 = 10;
-
-/// How much of what a worker says was reported lately.
-#[derive(Debug, Default)]
-#[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
-pub(super) struct Chatter {
-    since: Option<std::time::Instant>,
-    reported: u32,
-    quiet: u64,
-}
-
-#[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
-impl Chatter {
-    /// Whether to report now: `Some(n)` with the `n` not reported since
-    /// the last report, or `None` (counted).
-    fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
-        let second = std::time::Duration::from_secs(1);
-        if self
-            .since
-            .is_none_or(|since| now.saturating_duration_since(since) >= second)
-        {
-            self.since = Some(now);
-            self.reported = 0;
-        }
-        if self.reported >= SAID_PER_SECOND {
-            self.quiet += 1;
-            return None;
-        }
-        self.reported += 1;
-        Some(std::mem::take(&mut self.quiet))
-    }
-
-    /// When the count of what was not reported is to be said.
-    fn due(&self) -> Option<std::time::Instant> {
-        let since = self.since.filter(|_| self.quiet > 0)?;
-        Some(since + std::time::Duration::from_secs(1))
-    }
-
-    /// The count not reported, once its second is over (and then none).
-    fn overdue(&mut self, now: std::time::Instant) -> Option<u64> {
-        self.due()
-            .is_some_and(|due| due <= now)
-            .then(|| std::mem::take(&mut self.quiet))
     }
 }
 

@@ -1,28 +1,29 @@
-//! Reaping: what exited, what each exit means for its slot or the reload,
-//! and what an ended worker left behind (handed to the stragglers under the
-//! same lock as the worker's removal).
+//! Reaping: what exited (told to the machine), and what an ended worker
+//! left behind (handed to the stragglers under the same lock as the
+//! worker's removal).
 
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{Cluster, Role};
-use crate::StopReason;
+use super::Cluster;
 use crate::event::Event;
+use crate::machine::Input;
 use crate::os;
-use crate::policy::Decision;
 use crate::stop::State;
 
 impl Cluster<'_> {
-    /// Reaps what exited and decides for each worker; returns the stopping
-    /// signal once the supervisor is being stopped. What an ended worker
+    /// Reaps what exited and tells the machine; returns the stopping
+    /// signal once the supervisor is being stopped (and tells the machine). What an ended worker
     /// left is put in the stragglers under the same lock as its removal,
     /// so the stop hook never sees "all gone" in between.
     pub(super) fn reap(&mut self) -> Option<i32> {
         let shared = self.shared;
         let mut state = shared.lock();
         let reaped = os::reap(state.children.iter_mut().map(|s| &mut s.child));
+        let stopping = state.stopping;
         if reaped.is_empty() {
-            return state.stopping;
+            drop(state);
+            self.told_stopping(stopping);
+            return stopping;
         }
         let signal = match state.stopping {
             Some(_) => state.stop_signal,
@@ -37,13 +38,7 @@ impl Cluster<'_> {
                 continue;
             };
             state.children.remove(index);
-            let uptime = self
-                .workers
-                .iter()
-                .find(|w| w.pid == pid)
-                .map_or(Duration::ZERO, |w| {
-                    self.now.saturating_duration_since(w.started)
-                });
+            let uptime = self.machine.uptime(pid, self.now);
             state.last_status = Some(crate::os::shell_status(status));
             self.supervisor.emit(Event::Exited {
                 pid,
@@ -53,77 +48,29 @@ impl Cluster<'_> {
             state
                 .stragglers
                 .worker_ended(pid, signal, kill_at, listener);
-            exited.push((pid, status, uptime));
+            exited.push((pid, status));
         }
-        let ended: Vec<u32> = exited.iter().map(|&(pid, ..)| pid).collect();
+        let ended: Vec<u32> = exited.iter().map(|&(pid, _)| pid).collect();
         self.stop_orphans(&mut state, &ended, signal, kill_at);
         shared.changed.notify_all();
-        let stopping = state.stopping;
         drop(state);
+        self.told_stopping(stopping);
         // What an exited worker said before it exited counts (its
         // `READY=1` may have come after this round's reading).
         self.read_notifications();
-        for (pid, status, uptime) in exited {
-            self.exited(pid, status, uptime, stopping.is_some());
+        for (pid, status) in exited {
+            self.feed(Input::Exited { pid, status });
+            #[cfg(unix)]
+            self.handles.retain(|handles| handles.pid != pid);
         }
         stopping
     }
 
-    /// Decides for the worker `pid`, which exited with `status`.
-    pub(super) fn exited(
-        &mut self,
-        pid: u32,
-        status: ExitStatus,
-        uptime: Duration,
-        stopping: bool,
-    ) {
-        let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
-            return;
-        };
-        if stopping {
-            self.workers.remove(index);
-            return;
-        }
-        let worker = &self.workers[index];
-        if worker.role == Role::Replacement && self.is_ready(worker) {
-            // It was ready, then exited before the loop saw it: it did
-            // replace the old worker, and its slot restarts it.
-            self.promote(worker.slot, pid);
-        }
-        let index = self
-            .workers
-            .iter()
-            .position(|w| w.pid == pid)
-            .expect("still there");
-        let worker = self.workers.remove(index);
-        self.slots[worker.slot].last_exit = Some(status.to_string());
-        match worker.role {
-            Role::Retiring { .. } => {}
-            Role::Replacement => {
-                let hint = if self.supervisor.listen.is_empty() {
-                    "; a worker that binds its own port cannot start while the old one holds it: \
-                     let the supervisor hold the socket (--listen)"
-                } else {
-                    ""
-                };
-                self.reload_failed(format!(
-                    "the new worker (pid {pid}) exited ({status}) before it was ready{hint}"
-                ));
-            }
-            Role::Serving => {
-                let slot = &mut self.slots[worker.slot];
-                match self
-                    .supervisor
-                    .policy
-                    .decide(&mut slot.restarts, status.code(), uptime)
-                {
-                    Decision::Restart(delay) => {
-                        slot.start_at = Some(os::later(self.now, delay));
-                        let restarts = slot.restarts.count;
-                        self.supervisor.emit(Event::Restarting { delay, restarts });
-                    }
-                    Decision::Stop(reason) => self.give_up(worker.slot, reason),
-                }
+    /// Tells the machine, once, that the supervisor is stopping.
+    fn told_stopping(&mut self, stopping: Option<i32>) {
+        if stopping.is_some() {
+            if let Some(stop) = self.tell_stop() {
+                self.feed(stop);
             }
         }
     }
@@ -143,7 +90,7 @@ impl Cluster<'_> {
         {
             use crate::orphans::{LiveWorker, Ties, owner};
             let live: Vec<LiveWorker<'_>> = self
-                .workers
+                .handles
                 .iter()
                 .filter(|w| !ended.contains(&w.pid))
                 .map(|w| LiveWorker {
@@ -176,14 +123,6 @@ impl Cluster<'_> {
                     );
                 }
             }
-        }
-    }
-
-    /// The slot stops restarting; the others serve on.
-    pub(super) fn give_up(&mut self, slot: usize, reason: StopReason) {
-        self.slots[slot].given_up = Some(reason);
-        if self.slots.iter().any(|s| s.given_up.is_none()) {
-            self.supervisor.emit(Event::GaveUp { slot, reason });
         }
     }
 }

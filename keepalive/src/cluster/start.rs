@@ -1,6 +1,5 @@
-//! Starting workers: when a slot's time comes, how a worker process is
-//! made (the protocols' variables, its process group, its output), and a
-//! start that fails, which is its slot's failure alone.
+//! Starting a worker: how its process is made (the program looked up
+//! again, the protocols' variables, its process group, its output).
 
 use std::io;
 #[cfg(unix)]
@@ -8,7 +7,9 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use super::{Cluster, Role, Worker, context};
+#[cfg(unix)]
+use super::Handles;
+use super::{Cluster, context};
 use crate::Output;
 use crate::event::Event;
 #[cfg(unix)]
@@ -16,50 +17,15 @@ use crate::exec::Plan;
 use crate::logfile::LogSink;
 use crate::os;
 use crate::output::{Copiers, copy_lines};
-use crate::policy::Decision;
 use crate::stop::Started;
 
 impl Cluster<'_> {
-    /// Starts the workers whose time has come.
-    pub(super) fn start_due(&mut self) {
-        let now = self.now;
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].start_at.is_some_and(|at| at <= now) {
-                self.slots[slot].start_at = None;
-                if let Err(err) = self.start(slot, Role::Serving) {
-                    self.start_failed(slot, err);
-                }
-            }
-        }
-    }
-
-    /// A worker of `slot` could not start: the slot's policy decides.
-    pub(super) fn start_failed(&mut self, slot: usize, failed: Failed) {
-        self.supervisor.emit(Event::StartFailed {
-            slot,
-            reason: failed.error.to_string(),
-        });
-        let state = &mut self.slots[slot];
-        match self
-            .supervisor
-            .policy
-            .decide_failed_start(&mut state.restarts, failed.transient)
-        {
-            Decision::Restart(delay) => {
-                state.start_at = Some(os::later(self.now, delay));
-                let restarts = state.restarts.count;
-                self.supervisor.emit(Event::Restarting { delay, restarts });
-            }
-            Decision::Stop(reason) => self.give_up(slot, reason),
-        }
-    }
-
     /// Starts a worker for `slot`; `None` if the supervisor is stopping.
-    pub(super) fn start(&mut self, slot: usize, role: Role) -> Result<Option<u32>, Failed> {
+    pub(super) fn start(&mut self, slot: usize) -> Result<Option<u32>, Failed> {
         let id = self.next_id;
         self.next_id += 1;
         #[cfg(not(unix))]
-        let _ = id;
+        let _ = (id, slot);
         let supervisor = self.supervisor;
         let mut command = Command::new(&supervisor.program);
         if let Some(dir) = &supervisor.current_dir {
@@ -147,20 +113,11 @@ impl Cluster<'_> {
             extended_until: None,
         });
         drop(state);
-        self.workers.push(Worker {
+        #[cfg(unix)]
+        self.handles.push(Handles {
             pid,
-            slot,
-            started: self.now,
-            said_ready: false,
-            reported_late: false,
-            last_ping: self.now,
-            status: None,
-            chatter: Default::default(),
-            role,
-            #[cfg(unix)]
             notify,
             // The worker holds the write end now: only its end keeps the pipe open.
-            #[cfg(unix)]
             ready_pipe: ready.map(|(pipe, _)| pipe.read),
         });
         supervisor.emit(Event::Started { pid });

@@ -1,0 +1,440 @@
+//! The supervisor's decisions, as a state machine with no clock, no
+//! process, no lock and no I/O: [`Machine::handle`] takes the time and one
+//! [`Input`] (a worker started, said something, exited; the time passed;
+//! a reload, a restart, a stop was asked) and returns the [`Effect`]s to
+//! perform (start a worker, ask one to stop, kill one, report an event).
+//! The loop in `cluster/` is the shell that reads the clock, waits on the
+//! OS, performs the effects and feeds their results back; the unit tests
+//! in `tests.rs` drive the machine with a fake clock and fake children.
+//!
+//! What the machine decides, one application's N workers:
+//!
+//! - a **serving** worker that exited is restarted after its slot's policy
+//!   delay, or its slot is given up; a worker that cannot be started is
+//!   its slot's failure too. The supervisor is done when every slot is
+//!   given up; until then the other workers serve on;
+//! - a **reload** replaces the workers one slot at a time: start the
+//!   replacement, wait until it is ready (`READY=1` with `wait_ready`,
+//!   else alive for `min_uptime`), then stop the old worker gracefully and
+//!   go on to the next slot. A replacement that exits first or misses the
+//!   listen timeout is killed, the old worker keeps serving, and the reload
+//!   ends as failed. A reload asked during a reload is queued: one more
+//!   reload follows;
+//! - a **restart** stops every worker, waits until they are gone, then
+//!   starts every slot afresh;
+//! - a **retiring** worker (replaced) is killed if it has not exited at
+//!   the kill timeout;
+//! - an **unhealthy** worker (no `WATCHDOG=1`, too much memory, a failed
+//!   health check) is replaced ready-first, as in a reload of its slot.
+//!
+//! Once stopping, the machine starts nothing and only sees workers exit.
+
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+mod exits;
+mod health;
+mod reload;
+mod said;
+#[cfg(all(test, unix))]
+mod tests;
+
+use crate::StopReason;
+use crate::event::Event;
+use crate::os::later;
+use crate::policy::{Policy, Restarts};
+use crate::protocol::Seen;
+
+use said::Chatter;
+pub(crate) use said::Message;
+
+/// What the machine is told.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// The answer to [`Effect::Spawn`]: the worker's pid, or why it could
+    /// not start. (A spawn refused because the supervisor is stopping is
+    /// told as [`Input::Stop`].)
+    Spawned {
+        slot: usize,
+        purpose: Purpose,
+        result: Result<u32, SpawnFailed>,
+    },
+    /// The worker `pid` said `message`; `refused` names a sender that may
+    /// not say it for the worker (not the worker, not of its tree).
+    #[cfg_attr(not(unix), allow(dead_code, reason = "no notification socket"))]
+    Said {
+        pid: u32,
+        message: Message,
+        refused: Option<u32>,
+    },
+    /// The worker `pid` exited. What it said before is told first.
+    Exited { pid: u32, status: ExitStatus },
+    /// The resident memory of the pids [`Machine::memory_due`] named.
+    Memory(Vec<(u32, Option<u64>)>),
+    /// The health check failed (`--health-check`).
+    Unhealthy(String),
+    /// A reload was asked (SIGHUP, the control socket, a watched file, the
+    /// schedule): taken at the next [`Input::Tick`].
+    Reload,
+    /// A restart was asked: taken at the next [`Input::Tick`].
+    Restart,
+    /// The supervisor is stopping: nothing starts any more.
+    Stop,
+    /// SIGQUIT: every worker is being killed now.
+    Force,
+    /// The time passed: do what is due. The last input of a turn.
+    Tick,
+}
+
+/// What a worker is started for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// To serve its slot (a first start, a restart).
+    Serve,
+    /// To replace its slot's worker once ready (a reload, a health check).
+    Replace,
+}
+
+/// Why a worker could not start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SpawnFailed {
+    pub(crate) reason: String,
+    /// The system's passing want (descriptors, processes, memory), worth
+    /// trying again whatever the policy says of a program that cannot start.
+    pub(crate) transient: bool,
+}
+
+/// What the shell is to do, in order.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Effect {
+    /// Start a worker for `slot`, and answer with [`Input::Spawned`]
+    /// before the effects that follow this one.
+    Spawn { slot: usize, purpose: Purpose },
+    /// Ask the worker to stop with the kill signal, unless it was asked
+    /// already (by the stop hook).
+    AskToStop { pid: u32 },
+    /// SIGKILL the worker and its process group.
+    Kill { pid: u32 },
+    /// The worker's stop may last until `until` (`EXTEND_TIMEOUT_USEC=`).
+    Extend { pid: u32, until: Instant },
+    /// Report an event.
+    Emit(Event),
+}
+
+/// The settings the decisions depend on.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) workers: usize,
+    pub(crate) policy: Policy,
+    pub(crate) wait_ready: bool,
+    pub(crate) listen_timeout: Duration,
+    pub(crate) kill_timeout: Duration,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) max_memory: Option<u64>,
+    /// The supervisor holds the listening sockets (`--listen`).
+    pub(crate) holds_sockets: bool,
+}
+
+/// A worker started and not reaped yet.
+#[derive(Debug)]
+struct Worker {
+    pid: u32,
+    slot: usize,
+    started: Instant,
+    /// It said `READY=1`.
+    said_ready: bool,
+    /// It was reported as not ready at the listen timeout.
+    reported_late: bool,
+    /// When it last said `WATCHDOG=1` (or started).
+    last_ping: Instant,
+    /// What it last said with `STATUS=`.
+    status: Option<String>,
+    /// How much of what it says was reported lately.
+    chatter: Chatter,
+    role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The slot's worker.
+    Serving,
+    /// Started by a reload for its slot; serving once ready.
+    Replacement,
+    /// Asked to stop (replaced, restarted, forced); killed at `kill_at`
+    /// if still there.
+    Retiring { kill_at: Instant, killed: bool },
+}
+
+/// One of the N places a worker runs in, with its own restart policy state.
+#[derive(Debug, Default)]
+struct Slot {
+    restarts: Restarts,
+    /// How its last worker ended, for `status`.
+    last_exit: Option<String>,
+    /// When to start its worker; `None` while one serves (or it gave up).
+    start_at: Option<Instant>,
+    given_up: Option<StopReason>,
+}
+
+/// A reload going on: the slot being replaced, and its replacement.
+#[derive(Debug)]
+struct Reload {
+    slot: usize,
+    /// `None` while it is being spawned.
+    replacement: Option<u32>,
+    deadline: Instant,
+    /// This slot only (an unhealthy worker replaced), not every slot.
+    only: bool,
+}
+
+/// The decisions' state: the workers, their slots, what goes on.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    settings: Settings,
+    workers: Vec<Worker>,
+    slots: Vec<Slot>,
+    reloading: Option<Reload>,
+    reload_pending: bool,
+    restart_asked: bool,
+    /// A restart waits for the old workers to be gone.
+    restarting: bool,
+    stopping: bool,
+    /// What the health check found, for the next tick to act on.
+    unhealthy: Option<String>,
+    /// When to look at the workers' memory next (`max_memory`).
+    memory_check_at: Option<Instant>,
+    /// The memory read for the next tick to look at.
+    memory: Option<Vec<(u32, Option<u64>)>>,
+    /// The time of the input being handled.
+    now: Instant,
+    effects: Vec<Effect>,
+}
+
+impl Machine {
+    /// Every slot due to start at `now`.
+    pub(crate) fn new(settings: Settings, now: Instant) -> Machine {
+        Machine {
+            slots: (0..settings.workers)
+                .map(|_| Slot {
+                    start_at: Some(now),
+                    ..Slot::default()
+                })
+                .collect(),
+            memory_check_at: settings.max_memory.map(|_| now),
+            settings,
+            workers: Vec::new(),
+            reloading: None,
+            reload_pending: false,
+            restart_asked: false,
+            restarting: false,
+            stopping: false,
+            unhealthy: None,
+            memory: None,
+            now,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Takes `input` at `now`; returns what to do.
+    pub(crate) fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+        self.now = now;
+        match input {
+            Input::Spawned {
+                slot,
+                purpose,
+                result,
+            } => self.spawned(slot, purpose, result),
+            Input::Said {
+                pid,
+                message,
+                refused,
+            } => self.said(pid, message, refused),
+            Input::Exited { pid, status } => self.exited(pid, status),
+            Input::Memory(samples) => self.memory_read(samples),
+            Input::Unhealthy(reason) => self.unhealthy = Some(reason),
+            Input::Reload => self.reload_pending = true,
+            Input::Restart => self.restart_asked = true,
+            Input::Stop => {
+                self.stopping = true;
+                self.reloading = None;
+            }
+            Input::Force => self.force(),
+            Input::Tick => self.tick(),
+        }
+        std::mem::take(&mut self.effects)
+    }
+
+    /// What is due: the turn's decisions, in their order.
+    fn tick(&mut self) {
+        self.report_quieted();
+        if self.stopping {
+            return;
+        }
+        self.retire_overdue();
+        self.progress_reload();
+        self.check_health();
+        self.report_late();
+        self.start_due();
+        if self.gave_up().is_some() {
+            return;
+        }
+        if std::mem::take(&mut self.restart_asked) {
+            self.start_restart();
+        }
+        if self.reload_pending && self.reloading.is_none() && !self.restarting {
+            self.reload_pending = false;
+            self.start_reload();
+        }
+        self.progress_restart();
+    }
+
+    /// SIGQUIT: every worker counts as killed now (the shell kills them).
+    fn force(&mut self) {
+        self.emit(Event::Forced);
+        let now = self.now;
+        for worker in &mut self.workers {
+            worker.role = Role::Retiring {
+                kill_at: now,
+                killed: true,
+            };
+        }
+    }
+
+    /// Starts the slots whose time has come.
+    fn start_due(&mut self) {
+        let now = self.now;
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].start_at.is_some_and(|at| at <= now) {
+                self.slots[slot].start_at = None;
+                self.effects.push(Effect::Spawn {
+                    slot,
+                    purpose: Purpose::Serve,
+                });
+            }
+        }
+    }
+
+    /// A worker started, or could not.
+    fn spawned(&mut self, slot: usize, purpose: Purpose, result: Result<u32, SpawnFailed>) {
+        match (result, purpose) {
+            (Ok(pid), _) => {
+                let role = match purpose {
+                    Purpose::Serve => Role::Serving,
+                    Purpose::Replace => Role::Replacement,
+                };
+                if let Some(reload) = self
+                    .reloading
+                    .as_mut()
+                    .filter(|_| role == Role::Replacement)
+                {
+                    reload.replacement = Some(pid);
+                }
+                self.workers.push(Worker {
+                    pid,
+                    slot,
+                    started: self.now,
+                    said_ready: false,
+                    reported_late: false,
+                    last_ping: self.now,
+                    status: None,
+                    chatter: Chatter::default(),
+                    role,
+                });
+            }
+            (Err(failed), Purpose::Serve) => self.start_failed(slot, failed),
+            (Err(failed), Purpose::Replace) => {
+                self.reload_failed(format!("the new worker could not start: {}", failed.reason))
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.effects.push(Effect::Emit(event));
+    }
+
+    /// Ready: said `READY=1` when the supervisor waits for it, else alive
+    /// for `min_uptime`.
+    fn is_ready(&self, worker: &Worker) -> bool {
+        if self.settings.wait_ready {
+            worker.said_ready
+        } else {
+            self.now.saturating_duration_since(worker.started) >= self.settings.policy.min_uptime
+        }
+    }
+
+    /// Why the supervisor is done: every slot gave up and no worker is
+    /// left (the first slot's reason).
+    pub(crate) fn gave_up(&self) -> Option<StopReason> {
+        if !self.workers.is_empty() {
+            return None;
+        }
+        let mut reasons = self.slots.iter().map(|slot| slot.given_up);
+        let first = reasons.next()??;
+        reasons.all(|reason| reason.is_some()).then_some(first)
+    }
+
+    /// How long the worker `pid` has run, at `now`.
+    pub(crate) fn uptime(&self, pid: u32, now: Instant) -> Duration {
+        self.workers
+            .iter()
+            .find(|w| w.pid == pid)
+            .map_or(Duration::ZERO, |w| now.saturating_duration_since(w.started))
+    }
+
+    /// The workers as the control socket shows them, and whether workers
+    /// are being replaced (a reload, a restart).
+    pub(crate) fn view(&self) -> (Vec<Seen>, bool) {
+        let view = self
+            .workers
+            .iter()
+            .map(|worker| {
+                let slot = &self.slots[worker.slot];
+                Seen {
+                    slot: worker.slot,
+                    pid: worker.pid,
+                    started: worker.started,
+                    said_ready: worker.said_ready,
+                    ready_after: (!self.settings.wait_ready)
+                        .then_some(self.settings.policy.min_uptime),
+                    stopping: self.stopping || matches!(worker.role, Role::Retiring { .. }),
+                    restarts: slot.restarts.count,
+                    last_exit: slot.last_exit.clone(),
+                    status: worker.status.clone(),
+                }
+            })
+            .collect();
+        (view, self.reloading.is_some() || self.restarting)
+    }
+
+    /// The next moment the machine has something to do without an input
+    /// other than [`Input::Tick`].
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        let said = self.workers.iter().filter_map(|w| w.chatter.due());
+        if self.stopping {
+            // Nothing is started or killed by the machine any more.
+            return said.min();
+        }
+        let settings = &self.settings;
+        let slots = self.slots.iter().filter_map(|slot| slot.start_at);
+        let workers = self.workers.iter().filter_map(|worker| match worker.role {
+            Role::Retiring {
+                kill_at,
+                killed: false,
+            } => Some(kill_at),
+            Role::Replacement if !settings.wait_ready => {
+                Some(later(worker.started, settings.policy.min_uptime))
+            }
+            Role::Serving if settings.wait_ready && !worker.said_ready && !worker.reported_late => {
+                Some(later(worker.started, settings.listen_timeout))
+            }
+            _ => None,
+        });
+        let reload = self.reloading.as_ref().map(|reload| reload.deadline);
+        slots
+            .chain(workers)
+            .chain(reload)
+            .chain(self.next_health_check())
+            .chain(said)
+            .min()
+    }
+}

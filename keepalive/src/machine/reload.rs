@@ -1,0 +1,153 @@
+//! The rolling reload (one slot at a time: start the replacement, wait
+//! until it is ready, retire the old worker; a replacement that exits or
+//! is late fails the reload, and the old workers serve on), the restart
+//! (every worker retired, then every slot started afresh), and retiring.
+
+use super::{Effect, Machine, Purpose, Reload, Role, Slot, Worker};
+use crate::event::Event;
+use crate::os::later;
+
+impl Machine {
+    pub(super) fn start_reload(&mut self) {
+        self.emit(Event::Reloading {
+            workers: self.slots.len(),
+        });
+        self.replace(0, false);
+    }
+
+    /// Starts the replacement for `slot` (and, unless `only`, for each
+    /// slot after it in turn).
+    pub(super) fn replace(&mut self, slot: usize, only: bool) {
+        self.reloading = Some(Reload {
+            slot,
+            replacement: None,
+            deadline: later(self.now, self.settings.listen_timeout),
+            only,
+        });
+        self.effects.push(Effect::Spawn {
+            slot,
+            purpose: Purpose::Replace,
+        });
+    }
+
+    /// Moves the reload on: its replacement ready, or late.
+    pub(super) fn progress_reload(&mut self) {
+        let Some(Reload {
+            slot,
+            replacement: Some(replacement),
+            deadline,
+            ..
+        }) = self.reloading
+        else {
+            return;
+        };
+        let Some(index) = self.workers.iter().position(|w| w.pid == replacement) else {
+            return;
+        };
+        if self.is_ready(&self.workers[index]) {
+            self.promote(slot, replacement);
+        } else if self.now >= deadline {
+            self.effects.push(Effect::Kill { pid: replacement });
+            self.workers[index].role = Role::Retiring {
+                kill_at: self.now,
+                killed: true,
+            };
+            self.reload_failed(format!(
+                "the new worker (pid {replacement}) was not ready within {} ms",
+                self.settings.listen_timeout.as_millis()
+            ));
+        }
+    }
+
+    /// The replacement is ready: it serves the slot (even one that had
+    /// given up), the old worker retires, and the next slot's turn comes.
+    pub(super) fn promote(&mut self, slot: usize, replacement: u32) {
+        if let Some(worker) = self.workers.iter_mut().find(|w| w.pid == replacement) {
+            worker.role = Role::Serving;
+        }
+        self.slots[slot].start_at = None;
+        self.slots[slot].given_up = None;
+        self.retire_where(|w| w.slot == slot && w.role == Role::Serving && w.pid != replacement);
+        let only = self.reloading.as_ref().is_some_and(|reload| reload.only);
+        if only {
+            self.reloading = None;
+        } else if slot + 1 < self.slots.len() {
+            self.replace(slot + 1, false);
+        } else {
+            self.reloading = None;
+            self.emit(Event::Reloaded);
+        }
+    }
+
+    /// Asks the workers `which` picks to stop, once each.
+    pub(super) fn retire_where(&mut self, which: impl Fn(&Worker) -> bool) {
+        let kill_at = later(self.now, self.settings.kill_timeout);
+        for worker in &mut self.workers {
+            if !which(worker) || matches!(worker.role, Role::Retiring { .. }) {
+                continue;
+            }
+            worker.role = Role::Retiring {
+                kill_at,
+                killed: false,
+            };
+            self.effects.push(Effect::AskToStop { pid: worker.pid });
+        }
+    }
+
+    /// Kills the retiring workers still there at their kill timeout.
+    pub(super) fn retire_overdue(&mut self) {
+        let now = self.now;
+        for worker in &mut self.workers {
+            if let Role::Retiring { kill_at, killed } = &mut worker.role {
+                if !*killed && *kill_at <= now {
+                    *killed = true;
+                    let pid = worker.pid;
+                    self.effects.push(Effect::Kill { pid });
+                    self.effects.push(Effect::Emit(Event::Killed { pid }));
+                }
+            }
+        }
+    }
+
+    pub(super) fn reload_failed(&mut self, reason: String) {
+        self.reloading = None;
+        self.emit(Event::ReloadFailed { reason });
+    }
+
+    /// Every worker is asked to stop, once; a reload going on (or asked)
+    /// is abandoned.
+    pub(super) fn start_restart(&mut self) {
+        if self.reloading.take().is_some() {
+            self.emit(Event::ReloadFailed {
+                reason: "abandoned for a restart".into(),
+            });
+        }
+        self.reload_pending = false;
+        self.restarting = true;
+        for slot in &mut self.slots {
+            slot.start_at = None;
+        }
+        self.emit(Event::Restart {
+            workers: self.workers.len(),
+        });
+        self.retire_where(|_| true);
+    }
+
+    /// Once the old workers are gone, starts every slot again (its restart
+    /// count and any give-up cleared).
+    pub(super) fn progress_restart(&mut self) {
+        if !self.restarting || !self.workers.is_empty() {
+            return;
+        }
+        self.restarting = false;
+        let now = self.now;
+        for slot in &mut self.slots {
+            *slot = Slot {
+                start_at: Some(now),
+                last_exit: slot.last_exit.take(),
+                ..Slot::default()
+            };
+        }
+        self.start_due();
+    }
+}
