@@ -25,12 +25,12 @@ use syn::visit::Visit;
 /// The root's node: items defined in `lib.rs` itself.
 const ROOT: &str = "lib";
 
-/// ARCHITECTURE.md's layers, top first: each line's modules.
-fn layers() -> Vec<Vec<String>> {
+/// ARCHITECTURE.md's layers under `marker`, top first: each line's modules.
+fn layers(marker: &str) -> Vec<Vec<String>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ARCHITECTURE.md");
     let text = std::fs::read_to_string(&path).unwrap();
     let block = text
-        .split("<!-- layers: checked by checks/tests/architecture.rs -->")
+        .split(marker)
         .nth(1)
         .and_then(|rest| rest.split("```text\n").nth(1))
         .and_then(|rest| rest.split("```").next())
@@ -48,9 +48,83 @@ fn layers() -> Vec<Vec<String>> {
 
 #[test]
 fn every_module_uses_only_modules_of_lower_layers() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
+    check_layers(
+        "../src",
+        "<!-- layers: checked by checks/tests/architecture.rs -->",
+    );
+}
+
+/// keepalive's library (its command, `src/bin/`, aside) is layered too.
+#[test]
+fn every_module_of_keepalive_uses_only_modules_of_lower_layers() {
+    check_layers(
+        "../keepalive/src",
+        "<!-- keepalive layers: checked by checks/tests/architecture.rs -->",
+    );
+}
+
+/// keepalive's decisions (`machine/`) read no clock, take no lock and call
+/// nothing of the OS: they use only what describes (events, the policy,
+/// the status view) and `os::later`, an `Instant` sum.
+#[test]
+fn keepalive_machine_is_pure() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keepalive/src");
     let graph = Graph::of(&src);
-    let layers = layers();
+    let mut wrong = String::new();
+    for ((from, to), places) in &graph.edges {
+        if from != "machine" {
+            continue;
+        }
+        for place in places {
+            let allowed = match to.as_str() {
+                "event" | "policy" | "protocol" => true,
+                "os" => place.ends_with("::os::later"),
+                _ => false,
+            };
+            if !allowed {
+                writeln!(wrong, "  {place}").unwrap();
+            }
+        }
+    }
+    // Its unit tests (`tests.rs`) make exit statuses as the OS does.
+    for file in rust_files(&src.join("machine")) {
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let code = std::fs::read_to_string(&file).unwrap();
+        for impure in [
+            "Instant::now",
+            "SystemTime",
+            "std::sync",
+            "std::thread",
+            "std::fs",
+            "std::io",
+            "std::net",
+            "std::process::Command",
+            "rustix",
+            "libc",
+        ] {
+            if code.contains(impure) {
+                writeln!(wrong, "  {}: {impure}", file.display()).unwrap();
+            }
+        }
+    }
+    assert!(
+        graph.edges.keys().any(|(from, _)| from == "machine"),
+        "the checker found no dependency of keepalive's machine: it is not reading it"
+    );
+    assert!(
+        wrong.is_empty(),
+        "keepalive's machine reaches out:\n{wrong}"
+    );
+}
+
+/// `src` (from this package) has every module in one layer of the block
+/// under `marker`, and uses only modules of lower layers.
+fn check_layers(src: &str, marker: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(src);
+    let graph = Graph::of(&src);
+    let layers = layers(marker);
     let layer_of: BTreeMap<&str, usize> = layers
         .iter()
         .enumerate()
@@ -253,6 +327,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
+            // A package's binaries (`src/bin/`) are crates of their own.
+            if path.file_name().is_some_and(|name| name == "bin") {
+                continue;
+            }
             files.extend(rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
             files.push(path);
@@ -369,7 +447,12 @@ fn resolve(module: &[String], path: &[String], root: &Root) -> Option<String> {
     let first = rest.first()?;
     if root.modules.contains(first) {
         Some(first.clone())
-    } else if let Some(module) = root.reexports.get(first) {
+    } else if let Some(module) = root
+        .reexports
+        .get(first)
+        .filter(|module| root.modules.contains(*module))
+    {
+        // (`use std::sync::Arc` in the root is no module of the crate.)
         Some(module.clone())
     } else if from_root {
         Some(ROOT.to_owned()) // an item defined in lib.rs

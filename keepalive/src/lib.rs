@@ -62,7 +62,7 @@
 //! run a supervisor in a process that starts no children of its own.
 //! Listeners, readiness and reload are Unix-only; on Windows `run` refuses
 //! them with an error, and the loop looks every 5 ms. The `keepalive`
-//! command (`src/main.rs`) is its command line.
+//! command (`src/bin/keepalive/`) is its command line.
 
 // `unsafe` lives in exec.rs (what a worker does between fork and exec)
 // and in os::exit_now (`_exit`); the rest goes through rustix and std.
@@ -100,17 +100,17 @@ mod protocol;
 mod runtime;
 mod schedule;
 mod stop;
+mod supervisor;
 mod watch;
 
 use std::ffi::{OsStr, OsString};
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use event::Event;
-use event::{Listener, emit};
+use event::emit;
 pub use listen::{ListenAddr, ParseListenAddrError};
 use policy::Policy;
 pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
@@ -120,8 +120,10 @@ pub use error::Error;
 pub use http_check::{HealthCheck, HealthUrl};
 pub use logfile::Rotation;
 pub use names::check_name;
+pub use output::Output;
 pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
 pub use schedule::Schedule;
+pub use supervisor::Supervisor;
 
 /// The name an instance gets when none is given: its program's file name
 /// (`/usr/bin/my-server` → `my-server`), made a name: control characters
@@ -139,108 +141,6 @@ pub fn default_name(program: &std::path::Path) -> String {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     names::sanitize_name(&name)
-}
-
-/// Where the child's output goes.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Output {
-    /// The supervisor's own stdout and stderr (the default).
-    Inherit,
-    /// Each line of the child's stdout and stderr, with this prefix, on the
-    /// supervisor's stdout and stderr. The bytes are copied as they are
-    /// (UTF-8 or not); a line longer than 64 KiB is written in pieces of
-    /// 64 KiB, each ended with a newline, so memory stays bounded; a write
-    /// that fails loses that line only, and the child's pipe is read until
-    /// the child closes it.
-    Prefixed(String),
-}
-
-/// Runs a program, restarts it when it exits, and stops it gracefully.
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use keepalive::{Backoff, Supervisor};
-///
-/// // Restart `my-server` with backoff; stop it with the supervisor's SIGTERM.
-/// let stopped = Supervisor::new("my-server")
-///     .arg("--port=8080")
-///     .min_uptime(Duration::from_secs(2))
-///     .backoff(Backoff::new(Duration::from_millis(100)))
-///     .kill_timeout(Duration::from_secs(5))
-///     .on_event(|event| eprintln!("keepalive: {event}"))
-///     .run()?;
-/// eprintln!("supervisor done: {stopped:?}");
-/// # Ok::<(), keepalive::Error>(())
-/// ```
-///
-/// Four workers on one port, reloaded one at a time on SIGHUP:
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use exit_hook::Signal;
-/// use keepalive::Supervisor;
-///
-/// // SIGHUP reloads, so exit_hook stops the supervisor on SIGTERM and SIGINT only.
-/// exit_hook::Builder::new()
-///     .signals([Signal::terminate(), Signal::interrupt()])
-///     .timeout(Duration::from_secs(12))
-///     .install()?;
-/// Supervisor::new("my-server")
-///     .workers(4)
-///     .listen("0.0.0.0:8080".parse()?) // fd 3 in each worker, LISTEN_FDS=1
-///     .wait_ready(true)                // a worker is up once it says READY=1
-///     .reload_on_hangup(true)
-///     .kill_timeout(Duration::from_secs(10))
-///     .on_event(|event| eprintln!("keepalive: {event}"))
-///     .run()?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "a Supervisor does nothing until `run` is called"]
-pub struct Supervisor {
-    program: OsString,
-    args: Vec<OsString>,
-    envs: Vec<(OsString, OsString)>,
-    current_dir: Option<PathBuf>,
-    output: Output,
-    policy: Policy,
-    kill_timeout: Duration,
-    kill_signal: Option<exit_hook::Signal>,
-    watchdog: Option<Duration>,
-    max_memory: Option<u64>,
-    health_check: Option<HealthCheck>,
-    watch: watch::WatchSpec,
-    logs: logfile::LogOptions,
-    listener: Option<Listener>,
-    workers: usize,
-    listen: Vec<(String, ListenAddr)>,
-    wait_ready: bool,
-    listen_timeout: Duration,
-    reload_on_hangup: bool,
-    control: Option<(String, bool)>,
-    inherit_stdin: bool,
-    force_on_quit: bool,
-    last_words: Option<Box<dyn FnOnce() + Send>>,
-    exit_as_workers: bool,
-    ready_fd: Option<i32>,
-    worker_env: Option<OsString>,
-    reload_schedule: Option<Schedule>,
-}
-
-impl fmt::Debug for Supervisor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Supervisor")
-            .field("program", &self.program)
-            .field("args", &self.args)
-            .field("policy", &self.policy)
-            .field("kill_timeout", &self.kill_timeout)
-            .field("workers", &self.workers)
-            .field("listen", &self.listen)
-            .field("wait_ready", &self.wait_ready)
-            .field("listen_timeout", &self.listen_timeout)
-            .field("reload_on_hangup", &self.reload_on_hangup)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Supervisor {
@@ -815,7 +715,7 @@ impl Supervisor {
             })?,
         ];
         let (sinks, _reopen) = self.open_logs()?;
-        let result = cluster::Cluster::new(&self, &tag, &shared, &alarm, &signals, sinks)
+        let result = cluster::Cluster::new(&self, &tag, &shared, &alarm, signals.asked(), sinks)
             .map(cluster::Cluster::run);
         drop(signals);
         for hook in stop_hooks {
@@ -998,6 +898,14 @@ impl LoopSignals {
             }
         }
         Ok(signals)
+    }
+
+    /// The flags, for the loop.
+    fn asked(&self) -> cluster::Asked {
+        cluster::Asked {
+            reload: self.reload.clone(),
+            force: self.force.clone(),
+        }
     }
 }
 

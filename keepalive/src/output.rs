@@ -9,12 +9,27 @@
 //! the worker writes. The supervisor waits for the copies to end before
 //! it exits, so the lines a worker wrote as it stopped are not lost.
 //!
-//! [`Output::Prefixed`]: super::Output::Prefixed
+//! [`Output::Prefixed`]: Output::Prefixed
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
+
+/// Where the child's output goes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Output {
+    /// The supervisor's own stdout and stderr (the default).
+    Inherit,
+    /// Each line of the child's stdout and stderr, with this prefix, on the
+    /// supervisor's stdout and stderr. The bytes are copied as they are
+    /// (UTF-8 or not); a line longer than 64 KiB is written in pieces of
+    /// 64 KiB, each ended with a newline, so memory stays bounded; a write
+    /// that fails loses that line only, and the child's pipe is read until
+    /// the child closes it.
+    Prefixed(String),
+}
 
 /// The longest piece of a line kept before it is written: 64 KiB.
 pub(crate) const MAX_LINE: usize = 64 * 1024;

@@ -37,6 +37,14 @@ use super::stop::{Shared, kill_tree};
 use super::{StopReason, Supervisor};
 use crate::Error;
 
+/// The flags the signal handlers set for the loop.
+pub(crate) struct Asked {
+    /// Set by SIGHUP: reload.
+    pub(crate) reload: Option<Arc<AtomicBool>>,
+    /// Set by SIGQUIT: kill everything now.
+    pub(crate) force: Option<Arc<AtomicBool>>,
+}
+
 /// What the shell holds for a worker the machine knows by its pid.
 #[cfg(unix)]
 struct Handles {
@@ -81,7 +89,7 @@ impl<'a> Cluster<'a> {
         tag: &str,
         shared: &'a Shared,
         alarm: &'a Alarm,
-        signals: &crate::LoopSignals,
+        asked: Asked,
         sinks: start::Sinks,
     ) -> Result<Self, Error> {
         #[cfg(unix)]
@@ -138,8 +146,8 @@ impl<'a> Cluster<'a> {
             supervisor,
             shared,
             alarm,
-            reload_asked: signals.reload.clone(),
-            force_asked: signals.force.clone(),
+            reload_asked: asked.reload,
+            force_asked: asked.force,
             #[cfg(unix)]
             listeners,
             #[cfg(unix)]

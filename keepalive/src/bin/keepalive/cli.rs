@@ -724,7 +724,7 @@ mod tests {
                 .map(|long| format!("--{long}"))
                 .collect()
         };
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../../README.md");
         let table = readme
             .split("## Coming from pm2 or forever")
             .nth(1)

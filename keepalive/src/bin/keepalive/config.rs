@@ -654,7 +654,7 @@ workers = 0
             config.apps[0].run.kill_timeout,
             keepalive::Supervisor::DEFAULT_KILL_TIMEOUT
         );
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../../README.md");
         let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
         let block = &readme[start..start + readme[start..].find("```").unwrap()];
         let config = parse(block, PathBuf::from("/srv")).unwrap();
