@@ -121,7 +121,7 @@ pub use http_check::{HealthCheck, HealthUrl};
 pub use logfile::Rotation;
 pub use names::check_name;
 pub use output::Output;
-pub use protocol::{AppStatus, Reply, Request, Status, WorkerStatus};
+pub use protocol::{AppStatus, PROTOCOL, Reply, Request, Status, WorkerStatus};
 pub use schedule::Schedule;
 pub use supervisor::Supervisor;
 
@@ -598,17 +598,13 @@ impl Supervisor {
             }));
         }
         let signals = LoopSignals::register(self.reload_on_hangup, self.force_on_quit)?;
-        let alarm = os::Alarm::new(&wake_signals(&signals)).map_err(|err| {
-            Error::Setup(io::Error::new(
-                err.kind(),
-                format!("cannot handle SIGCHLD: {err}"),
-            ))
-        })?;
+        let alarm = os::Alarm::new(&wake_signals(&signals))
+            .map_err(|err| Error::Setup(crate::error::context(err, "cannot handle SIGCHLD")))?;
         #[cfg(target_os = "linux")]
         let was_subreaper = os::become_subreaper().map_err(|err| {
-            Error::Setup(io::Error::new(
-                err.kind(),
-                format!("cannot become the workers' subreaper: {err}"),
+            Error::Setup(crate::error::context(
+                err,
+                "cannot become the workers' subreaper",
             ))
         })?;
         let shared = Arc::new(Shared::new(alarm.bell()));
@@ -651,9 +647,9 @@ impl Supervisor {
                     refused,
                 )
                 .map_err(|err| {
-                    Error::Setup(io::Error::new(
-                        err.kind(),
-                        format!("cannot listen for control as {name}: {err}"),
+                    Error::Setup(crate::error::context(
+                        err,
+                        format!("cannot listen for control as {name}"),
                     ))
                 })?;
                 shared.lock().socket_files.push(server.file());
@@ -755,9 +751,9 @@ impl Supervisor {
                 self.listener.clone(),
             )
             .map_err(|err| {
-                Error::Setup(io::Error::new(
-                    err.kind(),
-                    format!("cannot open the log file {}: {err}", path.display()),
+                Error::Setup(crate::error::context(
+                    err,
+                    format!("cannot open the log file {}", path.display()),
                 ))
             })?;
             reopen.push(SignalFlag::register(REOPEN_SIGNAL, "SIGUSR1", flag)?);
@@ -830,10 +826,7 @@ impl SignalFlag {
         #[cfg(unix)]
         {
             let id = signal_hook::flag::register(signal, flag).map_err(|err| {
-                Error::Setup(io::Error::new(
-                    err.kind(),
-                    format!("cannot handle {name}: {err}"),
-                ))
+                Error::Setup(crate::error::context(err, format!("cannot handle {name}")))
             })?;
             Ok(SignalFlag { id })
         }

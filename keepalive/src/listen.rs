@@ -143,9 +143,8 @@ mod unix {
             let mut bound = Vec::with_capacity(addrs.len());
             let mut files = Vec::new();
             for (_, addr) in addrs {
-                let context = |err: io::Error| {
-                    io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
-                };
+                let context =
+                    |err: io::Error| crate::error::context(err, format!("cannot listen on {addr}"));
                 let (fd, local) = match addr {
                     ListenAddr::Tcp(addr) => {
                         let listener = std::net::TcpListener::bind(addr).map_err(context)?;

@@ -92,8 +92,14 @@ pub enum Request {
     /// by the one that runs after it (requests made meanwhile share it).
     ReloadAndWait,
     /// Every worker stopped gracefully, then started again (pm2's
-    /// restart; a reload replaces them ready-first instead).
+    /// restart; a reload replaces them ready-first instead); answered at
+    /// once.
     Restart,
+    /// [`Restart`](Request::Restart), answered once it is over: every
+    /// worker started again and ready; an error says which gave up, or
+    /// that not all were ready within the listen timeout, or that the
+    /// instance stopped first. A reload it abandons is said in the note.
+    RestartAndWait,
     /// A graceful stop of the whole instance, as SIGTERM.
     Stop,
     /// Every event from now on, one JSON line each, until the instance ends.
@@ -110,10 +116,56 @@ pub enum Request {
     },
 }
 
+/// The control protocol's version. A request says it (`"version": 1`;
+/// one without says nothing else: the requests of the keepalive before
+/// versions are version 1's), and so does every reply. An instance asked in
+/// another version answers with an error that says both, and a client
+/// answered in another refuses the answer.
+pub const PROTOCOL: u32 = 1;
+
+/// `request` as a client sends it: one JSON object, with the version.
+#[cfg(unix)]
+pub(crate) fn request_line(request: &Request) -> serde_json::Result<String> {
+    let mut value = serde_json::to_value(request)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("version".into(), PROTOCOL.into());
+    }
+    serde_json::to_string(&value)
+}
+
+/// The request a line says, if it says it in this version.
+#[cfg(unix)]
+pub(crate) fn parse_request(text: &str) -> Result<Request, String> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| format!("not a request: {err}"))?;
+    let version = match value
+        .as_object_mut()
+        .and_then(|fields| fields.remove("version"))
+    {
+        None => Some(1),
+        Some(version) => version.as_u64(),
+    };
+    if version != Some(u64::from(PROTOCOL)) {
+        let theirs = version.map_or_else(|| "unknown".to_owned(), |v| v.to_string());
+        let binary = std::env::current_exe()
+            .map(|exe| format!(" ({})", exe.display()))
+            .unwrap_or_default();
+        return Err(format!(
+            "this keepalive speaks control protocol {PROTOCOL}, the client protocol {theirs}: \
+             ask it with the keepalive binary it runs{binary}"
+        ));
+    }
+    serde_json::from_value(value).map_err(|err| format!("not a request: {err}"))
+}
+
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Reply {
+    /// The protocol version it is said in ([`PROTOCOL`]); none from a
+    /// keepalive before versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     /// What went wrong, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -325,5 +377,34 @@ mod tests {
         );
         let reply = serde_json::to_string(&Reply::default()).unwrap();
         assert_eq!(reply, "{}");
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_request_says_its_version_and_another_version_is_refused() {
+        let line = request_line(&Request::ReloadAndWait).unwrap();
+        assert_eq!(line, r#"{"command":"reload-and-wait","version":1}"#);
+        assert_eq!(parse_request(&line), Ok(Request::ReloadAndWait));
+        // Before versions: version 1's.
+        assert_eq!(
+            parse_request(r#"{"command":"status"}"#),
+            Ok(Request::Status)
+        );
+        for other in [
+            r#"{"command":"status","version":2}"#,
+            r#"{"version":"x","command":"status"}"#,
+        ] {
+            let refused = parse_request(other).unwrap_err();
+            assert!(
+                refused
+                    .starts_with("this keepalive speaks control protocol 1, the client protocol "),
+                "{refused}"
+            );
+        }
+        assert!(
+            parse_request("{")
+                .unwrap_err()
+                .starts_with("not a request: ")
+        );
     }
 }

@@ -59,6 +59,13 @@ pub(crate) struct State {
     pub(crate) reload_asked: bool,
     /// A restart asked for by the control socket, for the loop to take.
     pub(crate) restart_asked: bool,
+    /// Requests that wait for their outcome, for the loop to take: the
+    /// outcome is sent when the work is done (the sender dropped if the
+    /// loop ends first).
+    pub(crate) commands: Vec<(
+        crate::machine::Command,
+        std::sync::mpsc::Sender<crate::machine::Outcome>,
+    )>,
     /// Workers are being replaced (a reload, a restart): the health check
     /// counts nothing meanwhile.
     pub(crate) replacing: bool,

@@ -67,7 +67,8 @@ impl Watch {
             watcher
                 .watch(path, RecursiveMode::Recursive)
                 .map_err(|err| {
-                    std::io::Error::other(format!("cannot watch {}: {err}", path.display()))
+                    let err = std::io::Error::other(err);
+                    crate::error::context(err, format!("cannot watch {}", path.display()))
                 })?;
         }
         let debounce = spec.debounce;

@@ -13,7 +13,8 @@
 //! reaps, until no worker and nothing they left is there; a reload going
 //! on is abandoned (its replacement is stopped with the others).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+#[cfg(not(unix))]
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ pub(crate) use start::Sinks;
 use super::event::Event;
 #[cfg(unix)]
 use super::listen::Listeners;
-use super::machine::{Effect, Input, Machine, Settings, SpawnFailed};
+use super::machine::{Effect, Input, Machine, Outcome, Settings, SpawnFailed, Ticket};
 #[cfg(unix)]
 use super::notify::{NotifyDir, NotifySocket};
 use super::os::{self, Alarm};
@@ -36,6 +37,8 @@ use super::schedule::Schedule;
 use super::stop::{Shared, kill_tree};
 use super::{StopReason, Supervisor};
 use crate::Error;
+#[cfg(unix)]
+use crate::error::context;
 
 /// The flags the signal handlers set for the loop.
 pub(crate) struct Asked {
@@ -73,6 +76,11 @@ pub(crate) struct Cluster<'a> {
     machine: Machine,
     /// The machine was told the supervisor is stopping.
     told_stop: bool,
+    /// Where the answers to the requests waiting for them go.
+    replies: HashMap<Ticket, std::sync::mpsc::Sender<Outcome>>,
+    next_ticket: u64,
+    /// The answers of this turn, sent once it is published.
+    answered: Vec<(Ticket, Outcome)>,
     next_id: u64,
     /// The next scheduled reload (`--cron-reload`).
     scheduled_reload: Option<Instant>,
@@ -168,6 +176,9 @@ impl<'a> Cluster<'a> {
                 now,
             ),
             told_stop: false,
+            replies: HashMap::new(),
+            next_ticket: 0,
+            answered: Vec::new(),
             next_id: 0,
             scheduled_reload: supervisor.reload_schedule.as_ref().and_then(Schedule::next),
             now,
@@ -199,6 +210,7 @@ impl<'a> Cluster<'a> {
                 if self.shared.lock().all_gone() {
                     return StopReason::Stopped(signal);
                 }
+                self.take_commands(); // answered: stopping
                 self.feed(Input::Tick);
                 self.sleep();
                 continue;
@@ -257,6 +269,19 @@ impl<'a> Cluster<'a> {
         if restart {
             self.feed(Input::Restart);
         }
+        self.take_commands();
+    }
+
+    /// Tells the machine the requests that wait for their outcome, each
+    /// with its ticket.
+    fn take_commands(&mut self) {
+        let commands = std::mem::take(&mut self.shared.lock().commands);
+        for (command, reply) in commands {
+            let ticket = Ticket(self.next_ticket);
+            self.next_ticket += 1;
+            self.replies.insert(ticket, reply);
+            self.feed(Input::Command { ticket, command });
+        }
     }
 
     /// Tells the machine `input`, and performs what it decides, in order;
@@ -287,7 +312,7 @@ impl<'a> Cluster<'a> {
                     slot,
                     purpose,
                     result: Err(SpawnFailed {
-                        reason: failed.error.to_string(),
+                        reason: crate::error::chain(&failed.error),
                         transient: failed.transient,
                     }),
                 }),
@@ -313,6 +338,12 @@ impl<'a> Cluster<'a> {
                 self.supervisor.emit(event);
                 None
             }
+            Effect::Reply { ticket, outcome } => {
+                // Sent once the turn's view is published: a status asked
+                // after the answer shows what it says.
+                self.answered.push((ticket, outcome));
+                None
+            }
         }
     }
 
@@ -323,8 +354,14 @@ impl<'a> Cluster<'a> {
 
     /// Sleeps until something happens, or the next timer is due; first
     /// publishes the workers as they are now, for `status`.
-    fn sleep(&self) {
+    fn sleep(&mut self) {
         self.publish();
+        for (ticket, outcome) in std::mem::take(&mut self.answered) {
+            if let Some(reply) = self.replies.remove(&ticket) {
+                // The asker may have gone: nobody to tell.
+                let _ = reply.send(outcome);
+            }
+        }
         let stragglers = self.shared.lock().stragglers.next_due();
         let until = self
             .machine
@@ -420,8 +457,3 @@ impl<'a> Cluster<'a> {
 
 /// SIGQUIT's number, the same on every Unix.
 const QUIT: i32 = 3;
-
-/// `err`, saying what was being done.
-fn context(err: io::Error, doing: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("{doing}: {err}"))
-}

@@ -7,10 +7,11 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use super::Cluster;
 #[cfg(unix)]
 use super::Handles;
-use super::{Cluster, context};
 use crate::Output;
+use crate::error::context;
 use crate::event::Event;
 #[cfg(unix)]
 use crate::exec::Plan;
@@ -93,7 +94,7 @@ impl Cluster<'_> {
             let program = std::path::Path::new(&supervisor.program).display();
             let failed = Failed::of(err);
             Failed {
-                error: context(failed.error, &format!("cannot start {program}")),
+                error: context(failed.error, format!("cannot start {program}")),
                 ..failed
             }
         })?;

@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
@@ -307,11 +307,15 @@ fn read_request(mut stream: &UnixStream) -> Result<Request, String> {
         }
     }
     let text = std::str::from_utf8(&line).map_err(|_| "not a request: not UTF-8".to_owned())?;
-    serde_json::from_str(text).map_err(|err| format!("not a request: {err}"))
+    crate::protocol::parse_request(text)
 }
 
 fn write_reply(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
-    let mut text = serde_json::to_string(reply).map_err(io::Error::other)?;
+    let reply = Reply {
+        version: Some(crate::protocol::PROTOCOL),
+        ..reply.clone()
+    };
+    let mut text = serde_json::to_string(&reply).map_err(io::Error::other)?;
     text.push('\n');
     stream.write_all(text.as_bytes())
 }
@@ -319,67 +323,13 @@ fn write_reply(mut stream: &UnixStream, reply: &Reply) -> io::Result<()> {
 /// The connections that asked for events (`keepalive events NAME`), each
 /// shared with the thread that waits for its hang-up.
 #[derive(Default)]
-pub(crate) struct Subscribers(
-    Mutex<Vec<(u64, Arc<UnixStream>)>>,
-    AtomicUsize,
-    /// The reloads started and ended so far, and those waiting for one
-    /// (`reload` without `--no-wait`).
-    Mutex<Reloads>,
-);
-
-/// Reloads counted as their events pass: each waiter waits for the first
-/// reload to *start* after it asked (one going when it asked is not its
-/// own: its request is queued behind it), and gets how that one ended.
-#[derive(Default)]
-pub(crate) struct Reloads {
-    started: u64,
-    ended: u64,
-    /// Each with the number of the reload it waits for.
-    waiting: Vec<(u64, mpsc::Sender<Result<(), String>>)>,
-}
+pub(crate) struct Subscribers(Mutex<Vec<(u64, Arc<UnixStream>)>>, AtomicUsize);
 
 impl Subscribers {
-    /// The outcome of the reload that will run for a request made now
-    /// (the next to start), from the event that ends it: done, or failed
-    /// with its reason. Asked before the reload is, so it cannot be
-    /// missed. The sender is dropped (a receive error) if the process ends
-    /// first.
-    pub(crate) fn next_reload(&self) -> mpsc::Receiver<Result<(), String>> {
-        let (send, receive) = mpsc::channel();
-        let mut reloads = self.2.lock().unwrap_or_else(PoisonError::into_inner);
-        let own = reloads.started + 1;
-        reloads.waiting.push((own, send));
-        receive
-    }
-
     /// Sends `event` to every subscriber, one JSON line each. A subscriber
     /// that has gone or does not keep up (its socket is full: the write
     /// would block) is dropped: the loop never waits for a reader.
     pub(crate) fn send(&self, event: &crate::Event) {
-        let outcome = match event {
-            crate::Event::Reloaded => Some(Ok(())),
-            crate::Event::ReloadFailed { reason } => Some(Err(reason.clone())),
-            _ => None,
-        };
-        {
-            let mut reloads = self.2.lock().unwrap_or_else(PoisonError::into_inner);
-            if matches!(event, crate::Event::Reloading { .. }) {
-                reloads.started += 1;
-            }
-            // A replacement of one worker (a failed health check) ends
-            // without a reload started: not one of them.
-            if let Some(outcome) = outcome.filter(|_| reloads.started > reloads.ended) {
-                reloads.ended += 1;
-                let ended = reloads.ended;
-                reloads.waiting.retain(|(own, waiting)| {
-                    if *own > ended {
-                        return true;
-                    }
-                    let _ = waiting.send(outcome.clone());
-                    false
-                });
-            }
-        }
         let mut streams = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if streams.is_empty() {
             return;

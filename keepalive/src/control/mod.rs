@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::{Reply, Request, Status};
+use crate::protocol::{PROTOCOL, Reply, Request, Status};
 use crate::runtime;
 
 mod connection;
@@ -166,8 +166,31 @@ fn ask_at(
             format!("keepalive {shown} closed the connection without an answer"),
         ));
     }
-    serde_json::from_slice(&answer)
-        .map_err(|err| io::Error::other(format!("keepalive {shown}: not a reply: {err}")))
+    let reply: Reply = serde_json::from_slice(&answer)
+        .map_err(|err| io::Error::other(format!("keepalive {shown}: not a reply: {err}")))?;
+    match reply.version {
+        Some(PROTOCOL) => Ok(reply),
+        Some(theirs) => Err(io::Error::other(format!(
+            "keepalive {shown} speaks control protocol {theirs}, this client {PROTOCOL}: \
+             ask it with the keepalive binary it runs{}",
+            reply
+                .error
+                .map(|error| format!(" (it said: {error})"))
+                .unwrap_or_default()
+        ))),
+        // A keepalive before versions: the same requests, but not the
+        // ones added since, which it calls "not a request".
+        None => match reply.error {
+            Some(error) if error.starts_with("not a request: unknown variant") => {
+                Err(io::Error::other(format!(
+                    "keepalive {shown} runs a keepalive older than this client (before \
+                     control protocol {PROTOCOL}), which does not know this request: ask it \
+                     with the keepalive binary it runs ({error})"
+                )))
+            }
+            _ => Ok(reply),
+        },
+    }
 }
 
 /// Subscribes to the events of the instance `name`: one JSON line each,
@@ -199,7 +222,7 @@ fn send(socket: &std::path::Path, name: &str, request: &Request) -> io::Result<U
             ),
         ));
     }
-    let mut line = serde_json::to_string(request).map_err(io::Error::other)?;
+    let mut line = crate::protocol::request_line(request).map_err(io::Error::other)?;
     line.push('\n');
     match stream.write_all(line.as_bytes()) {
         // Refused before the request was read ("busy", "out of file

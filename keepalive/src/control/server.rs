@@ -3,10 +3,11 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use super::connection::{self, Listening, Subscribers};
 use crate::listen::SocketFile;
+use crate::machine::{Command, Outcome};
 use crate::os;
 use crate::protocol::{About, Reply, Request, Status, Usage};
 use crate::stop::Shared;
@@ -44,7 +45,6 @@ impl Server {
             name: name.clone(),
             about,
             shared,
-            subscribers: subscribers.clone(),
         };
         connection::serve(
             listener,
@@ -157,8 +157,6 @@ struct Context {
     name: String,
     about: About,
     shared: Arc<Shared>,
-    /// Where a reload's outcome is heard.
-    subscribers: Arc<Subscribers>,
 }
 
 fn answer_request(request: Result<Request, String>, context: &Context) -> Answer {
@@ -218,22 +216,34 @@ fn answer(request: Request, context: &Context) -> Reply {
             Reply::default()
         }
         Request::ReloadAndWait => {
-            // Heard before it is asked: its end cannot come first.
-            let outcome = context.subscribers.next_reload();
-            state.reload_asked = true;
+            let (reply, outcome) = mpsc::channel();
+            state.commands.push((Command::Reload, reply));
             drop(state);
             context.shared.bell.ring();
-            match outcome.recv() {
+            match outcome.recv().map(|outcome| outcome.result) {
                 Ok(Ok(())) => Reply::default(),
                 Ok(Err(reason)) => Reply::error(format!("the reload failed: {reason}")),
                 Err(_) => Reply::error("the instance stopped before the reload was over"),
             }
         }
+        Request::RestartAndWait => {
+            let (reply, outcome) = mpsc::channel();
+            state.commands.push((Command::Restart, reply));
+            drop(state);
+            context.shared.bell.ring();
+            match outcome.recv() {
+                Ok(Outcome { result, note }) => Reply {
+                    note,
+                    ..match result {
+                        Ok(()) => Reply::default(),
+                        Err(reason) => Reply::error(format!("the restart failed: {reason}")),
+                    }
+                },
+                Err(_) => Reply::error("the instance stopped before the restart was over"),
+            }
+        }
         Request::Restart => {
-            let note = state.replacing.then(|| {
-                "workers were being replaced (a reload): that reload is abandoned for the restart"
-                    .to_owned()
-            });
+            let note = abandons_a_reload(&state);
             state.restart_asked = true;
             drop(state);
             context.shared.bell.ring();
@@ -266,6 +276,14 @@ fn answer(request: Request, context: &Context) -> Reply {
             }
         }
     }
+}
+
+/// What a restart asked now does besides: abandon a reload going on.
+fn abandons_a_reload(state: &crate::stop::State) -> Option<String> {
+    state.replacing.then(|| {
+        "workers were being replaced (a reload): that reload is abandoned for the restart"
+            .to_owned()
+    })
 }
 
 /// This process's command line, its program as an absolute path, without

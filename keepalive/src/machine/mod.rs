@@ -48,6 +48,9 @@ use crate::protocol::Seen;
 use said::Chatter;
 pub(crate) use said::Message;
 
+/// Why a request is not done: the supervisor is stopping.
+const STOPPING: &str = "the instance is stopping";
+
 /// What the machine is told.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -82,8 +85,39 @@ pub(crate) enum Input {
     Stop,
     /// SIGQUIT: every worker is being killed now.
     Force,
+    /// A control request, answered with [`Effect::Reply`] and `ticket`
+    /// once it is done.
+    Command { ticket: Ticket, command: Command },
     /// The time passed: do what is due. The last input of a turn.
     Tick,
+}
+
+/// A control request's place: its answer comes with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Ticket(pub(crate) u64);
+
+/// What a control request asks, answered when it is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code, reason = "no control socket"))]
+pub(crate) enum Command {
+    /// A rolling reload; answered when it is over (by the reload that
+    /// starts after the request: one going then has its own). Taken at
+    /// the next [`Input::Tick`].
+    Reload,
+    /// Every worker stopped, then every slot started afresh; answered when
+    /// every slot's new worker is ready, or one gave up, or the listen
+    /// timeout passed. Taken at the next [`Input::Tick`].
+    Restart,
+}
+
+/// How a request that waited ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Done, or why not.
+    pub(crate) result: Result<(), String>,
+    /// What it did besides what was asked (a restart that abandoned a
+    /// reload).
+    pub(crate) note: Option<String>,
 }
 
 /// What a worker is started for.
@@ -119,6 +153,8 @@ pub(crate) enum Effect {
     Extend { pid: u32, until: Instant },
     /// Report an event.
     Emit(Event),
+    /// The answer to the request of `ticket`.
+    Reply { ticket: Ticket, outcome: Outcome },
 }
 
 /// The settings the decisions depend on.
@@ -187,6 +223,14 @@ struct Reload {
     only: bool,
 }
 
+/// The tickets waiting for an operation: asked for the next one, and of
+/// the one going.
+#[derive(Debug, Default)]
+struct Waiters {
+    asked: Vec<Ticket>,
+    going: Vec<Ticket>,
+}
+
 /// The decisions' state: the workers, their slots, what goes on.
 #[derive(Debug)]
 pub(crate) struct Machine {
@@ -198,6 +242,15 @@ pub(crate) struct Machine {
     restart_asked: bool,
     /// A restart waits for the old workers to be gone.
     restarting: bool,
+    /// Who waits for a reload: the one going (`going`) or the next
+    /// (`asked`).
+    reload_waiters: Waiters,
+    /// Who waits for a restart: asked, the one going, or its start.
+    restart_waiters: Waiters,
+    /// After a restart, until every slot's worker is ready: by when.
+    starting_until: Option<Instant>,
+    /// The restart going abandoned a reload: said in its answer.
+    abandoned_reload: bool,
     stopping: bool,
     /// What the health check found, for the next tick to act on.
     unhealthy: Option<String>,
@@ -227,6 +280,10 @@ impl Machine {
             reload_pending: false,
             restart_asked: false,
             restarting: false,
+            reload_waiters: Waiters::default(),
+            restart_waiters: Waiters::default(),
+            starting_until: None,
+            abandoned_reload: false,
             stopping: false,
             unhealthy: None,
             memory: None,
@@ -254,11 +311,9 @@ impl Machine {
             Input::Unhealthy(reason) => self.unhealthy = Some(reason),
             Input::Reload => self.reload_pending = true,
             Input::Restart => self.restart_asked = true,
-            Input::Stop => {
-                self.stopping = true;
-                self.reloading = None;
-            }
+            Input::Stop => self.stop(),
             Input::Force => self.force(),
+            Input::Command { ticket, command } => self.command(ticket, command),
             Input::Tick => self.tick(),
         }
         std::mem::take(&mut self.effects)
@@ -275,6 +330,7 @@ impl Machine {
         self.check_health();
         self.report_late();
         self.start_due();
+        self.progress_start();
         if self.gave_up().is_some() {
             return;
         }
@@ -286,6 +342,60 @@ impl Machine {
             self.start_reload();
         }
         self.progress_restart();
+    }
+
+    /// A control request: queued for the next tick.
+    fn command(&mut self, ticket: Ticket, command: Command) {
+        if self.stopping {
+            self.answer(&[ticket], Err(STOPPING.into()));
+            return;
+        }
+        match command {
+            Command::Reload => {
+                self.reload_pending = true;
+                self.reload_waiters.asked.push(ticket);
+            }
+            Command::Restart => {
+                self.restart_asked = true;
+                self.restart_waiters.asked.push(ticket);
+            }
+        }
+    }
+
+    /// Answers every ticket of `tickets` with `result`.
+    fn answer(&mut self, tickets: &[Ticket], result: Result<(), String>) {
+        self.answer_noting(tickets, result, None);
+    }
+
+    /// Answers every ticket of `tickets` with `result` and `note`.
+    fn answer_noting(
+        &mut self,
+        tickets: &[Ticket],
+        result: Result<(), String>,
+        note: Option<String>,
+    ) {
+        for &ticket in tickets {
+            let outcome = Outcome {
+                result: result.clone(),
+                note: note.clone(),
+            };
+            self.effects.push(Effect::Reply { ticket, outcome });
+        }
+    }
+
+    /// The supervisor is stopping: nothing starts any more, and whoever
+    /// waits for a reload or a restart is told.
+    fn stop(&mut self) {
+        self.stopping = true;
+        self.reloading = None;
+        self.reload_pending = false;
+        self.restart_asked = false;
+        self.starting_until = None;
+        let waiting: Vec<Ticket> = [&mut self.reload_waiters, &mut self.restart_waiters]
+            .into_iter()
+            .flat_map(|waiters| waiters.asked.drain(..).chain(waiters.going.drain(..)))
+            .collect();
+        self.answer(&waiting, Err(STOPPING.into()));
     }
 
     /// SIGQUIT: every worker counts as killed now (the shell kills them).
@@ -430,9 +540,19 @@ impl Machine {
             _ => None,
         });
         let reload = self.reloading.as_ref().map(|reload| reload.deadline);
+        // After a restart, each new worker's readiness is awaited.
+        let starting = self.starting_until.into_iter().chain(
+            self.workers
+                .iter()
+                .filter(|w| {
+                    self.starting_until.is_some() && !settings.wait_ready && w.role == Role::Serving
+                })
+                .map(|w| later(w.started, settings.policy.min_uptime)),
+        );
         slots
             .chain(workers)
             .chain(reload)
+            .chain(starting.filter(|&at| at > self.now))
             .chain(self.next_health_check())
             .chain(said)
             .min()

@@ -9,6 +9,9 @@ use crate::os::later;
 
 impl Machine {
     pub(super) fn start_reload(&mut self) {
+        // Those who asked before it started wait for this one.
+        let asked = std::mem::take(&mut self.reload_waiters.asked);
+        self.reload_waiters.going.extend(asked);
         self.emit(Event::Reloading {
             workers: self.slots.len(),
         });
@@ -76,6 +79,8 @@ impl Machine {
         } else {
             self.reloading = None;
             self.emit(Event::Reloaded);
+            let going = std::mem::take(&mut self.reload_waiters.going);
+            self.answer(&going, Ok(()));
         }
     }
 
@@ -111,19 +116,32 @@ impl Machine {
 
     pub(super) fn reload_failed(&mut self, reason: String) {
         self.reloading = None;
+        let going = std::mem::take(&mut self.reload_waiters.going);
+        self.answer(&going, Err(reason.clone()));
         self.emit(Event::ReloadFailed { reason });
     }
 
     /// Every worker is asked to stop, once; a reload going on (or asked)
-    /// is abandoned.
+    /// is abandoned, and whoever waits for it told so.
     pub(super) fn start_restart(&mut self) {
-        if self.reloading.take().is_some() {
-            self.emit(Event::ReloadFailed {
-                reason: "abandoned for a restart".into(),
-            });
+        let abandoned = "abandoned for a restart";
+        // A reload of every slot (not a health check's one): its own, or
+        // one asked and not started yet.
+        if self.reloading.as_ref().is_some_and(|reload| !reload.only) || self.reload_pending {
+            self.abandoned_reload = true;
         }
+        if self.reloading.is_some() {
+            self.reload_failed(abandoned.into());
+        }
+        let asked = std::mem::take(&mut self.reload_waiters.asked);
+        self.answer(&asked, Err(abandoned.into()));
         self.reload_pending = false;
         self.restarting = true;
+        // Those who asked wait for this one, as do those of a restart
+        // whose start it cuts short.
+        let asked = std::mem::take(&mut self.restart_waiters.asked);
+        self.restart_waiters.going.extend(asked);
+        self.starting_until = None;
         for slot in &mut self.slots {
             slot.start_at = None;
         }
@@ -148,6 +166,46 @@ impl Machine {
                 ..Slot::default()
             };
         }
+        if !self.restart_waiters.going.is_empty() {
+            self.starting_until = Some(later(now, self.settings.listen_timeout));
+        }
         self.start_due();
+    }
+
+    /// After a restart: answers those who asked for it once every slot's
+    /// worker is ready, or a slot gave up, or the listen timeout passed.
+    pub(super) fn progress_start(&mut self) {
+        let Some(until) = self.starting_until else {
+            return;
+        };
+        let gave_up = self
+            .slots
+            .iter()
+            .enumerate()
+            .find_map(|(slot, state)| state.given_up.map(|reason| (slot, reason)));
+        let ready = |slot: usize| {
+            self.workers
+                .iter()
+                .any(|w| w.slot == slot && w.role == Role::Serving && self.is_ready(w))
+        };
+        let outcome = if let Some((slot, reason)) = gave_up {
+            Err(format!("worker {slot}: {}", Event::Done(reason)))
+        } else if (0..self.slots.len()).all(ready) {
+            Ok(())
+        } else if self.now >= until {
+            Err(format!(
+                "not every worker was ready within {} ms (the listen timeout)",
+                self.settings.listen_timeout.as_millis()
+            ))
+        } else {
+            return;
+        };
+        self.starting_until = None;
+        let going = std::mem::take(&mut self.restart_waiters.going);
+        let note = std::mem::take(&mut self.abandoned_reload).then(|| {
+            "workers were being replaced (a reload): that reload is abandoned for the restart"
+                .to_owned()
+        });
+        self.answer_noting(&going, outcome, note);
     }
 }

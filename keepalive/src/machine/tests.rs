@@ -825,3 +825,177 @@ fn the_view_shows_a_reload_going_on() {
     assert_eq!(new_seen.status.as_deref(), Some("warm"));
     assert!(new_seen.said_ready);
 }
+
+fn replies(effects: &[Effect]) -> Vec<(u64, Result<(), String>)> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Reply { ticket, outcome } => Some((ticket.0, outcome.result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn command(ticket: u64, command: Command) -> Input {
+    Input::Command {
+        ticket: Ticket(ticket),
+        command,
+    }
+}
+
+/// A reload asked while one goes is answered by the reload that runs
+/// after it, not by the one going; requests made meanwhile share it.
+#[test]
+fn each_reload_request_is_answered_by_its_own_reload() {
+    let mut h = Harness::serving(1);
+    h.feed(1000, command(1, Command::Reload));
+    h.feed(1000, Input::Tick);
+    let first = h.newest();
+    h.feed(1100, command(2, Command::Reload));
+    h.feed(1150, command(3, Command::Reload));
+    h.feed(1200, said(first, Message::Ready));
+    let effects = h.feed(1200, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))], "{effects:?}");
+    let second = h.newest();
+    assert_ne!(second, first, "the queued reload started");
+    h.feed(1300, said(second, Message::Ready));
+    let effects = h.feed(1300, Input::Tick);
+    assert_eq!(replies(&effects), [(2, Ok(())), (3, Ok(()))]);
+}
+
+/// A failed reload answers its requests with the reason; the one queued
+/// behind it gets its own outcome.
+#[test]
+fn a_failed_reload_answers_with_its_reason() {
+    let mut h = Harness::serving(1);
+    h.feed(1000, command(1, Command::Reload));
+    h.feed(1000, Input::Tick);
+    let broken = h.newest();
+    h.feed(1100, command(2, Command::Reload));
+    let effects = h.feed(1200, exited(broken, 1));
+    let [(1, Err(reason))] = &replies(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert!(reason.contains("before it was ready"), "{reason}");
+    h.feed(1200, Input::Tick);
+    let effects = h.feed(11_200, Input::Tick);
+    let [(2, Err(reason))] = &replies(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert!(reason.contains("not ready within 10000 ms"), "{reason}");
+}
+
+/// A restart asked during a reload: the reload's requests (going and
+/// queued) are told it was abandoned; the restart's is answered once every
+/// slot's new worker is ready.
+#[test]
+fn a_restart_during_a_reload_answers_both() {
+    let mut h = Harness::serving(2);
+    h.feed(1000, command(1, Command::Reload));
+    h.feed(1000, Input::Tick);
+    h.feed(1050, command(2, Command::Reload));
+    h.feed(1100, command(3, Command::Restart));
+    let effects = h.feed(1100, Input::Tick);
+    let abandoned = Err("abandoned for a restart".to_owned());
+    assert_eq!(
+        replies(&effects),
+        [(1, abandoned.clone()), (2, abandoned)],
+        "{effects:?}"
+    );
+    for pid in h.pids() {
+        h.feed(1200, exited(pid, 0));
+    }
+    h.feed(1200, Input::Tick);
+    let [a, b] = h.pids()[..] else { panic!() };
+    h.feed(1300, said(a, Message::Ready));
+    let effects = h.feed(1300, Input::Tick);
+    assert!(
+        replies(&effects).is_empty(),
+        "one of two ready: {effects:?}"
+    );
+    h.feed(1400, said(b, Message::Ready));
+    let effects = h.feed(1400, Input::Tick);
+    assert_eq!(replies(&effects), [(3, Ok(()))]);
+    let [Effect::Reply { outcome, .. }] = &effects[..] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(
+        outcome.note.as_deref(),
+        Some("workers were being replaced (a reload): that reload is abandoned for the restart")
+    );
+}
+
+/// A restart whose new worker gives up, or is not ready in time, is
+/// answered with why.
+#[test]
+fn a_restart_that_does_not_come_up_says_why() {
+    let mut h = Harness::serving(1);
+    h.feed(1000, command(1, Command::Restart));
+    h.feed(1000, Input::Tick);
+    let [old] = h.pids()[..] else { panic!() };
+    h.feed(1100, exited(old, 0));
+    h.feed(1100, Input::Tick);
+    let new = h.newest();
+    // Exits at once: spinning, given up (no spin sleep, no backoff).
+    h.feed(1150, exited(new, 1));
+    let effects = h.feed(1150, Input::Tick);
+    let [(1, Err(reason))] = &replies(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert!(reason.starts_with("worker 0: gave up"), "{reason}");
+
+    let mut h = Harness::serving(1);
+    h.feed(1000, command(1, Command::Restart));
+    h.feed(1000, Input::Tick);
+    let [old] = h.pids()[..] else { panic!() };
+    h.feed(1100, exited(old, 0));
+    h.feed(1100, Input::Tick);
+    assert_eq!(h.machine.next_due(), Some(h.at(11_100)));
+    let effects = h.feed(11_100, Input::Tick);
+    let [(1, Err(reason))] = &replies(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert!(reason.contains("within 10000 ms"), "{reason}");
+}
+
+/// Without `wait_ready`, a restart is answered once the new workers have
+/// been up `min_uptime`: the machine asks to be woken then.
+#[test]
+fn a_restart_without_wait_ready_is_answered_after_min_uptime() {
+    let mut h = Harness::new(Settings {
+        wait_ready: false,
+        ..settings(1)
+    });
+    h.feed(5000, command(1, Command::Restart));
+    h.feed(5000, Input::Tick);
+    let [old] = h.pids()[..] else { panic!() };
+    h.feed(5100, exited(old, 0));
+    h.feed(5100, Input::Tick);
+    assert_eq!(h.machine.next_due(), Some(h.at(6100)));
+    let effects = h.feed(6100, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+}
+
+/// A stop answers every request still waiting, and those that come after.
+#[test]
+fn a_stop_answers_every_request_waiting() {
+    let mut h = Harness::serving(1);
+    h.feed(1000, command(1, Command::Reload));
+    h.feed(1000, Input::Tick);
+    h.feed(1100, command(2, Command::Reload));
+    h.feed(1100, command(3, Command::Restart));
+    let effects = h.feed(1200, Input::Stop);
+    let stopping = Err(STOPPING.to_owned());
+    let mut got = replies(&effects);
+    got.sort_by_key(|(ticket, _)| *ticket);
+    assert_eq!(
+        got,
+        [
+            (1, stopping.clone()),
+            (2, stopping.clone()),
+            (3, stopping.clone())
+        ]
+    );
+    let effects = h.feed(1300, command(4, Command::Reload));
+    assert_eq!(replies(&effects), [(4, stopping)]);
+}

@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_reload_signal_and_stop_by_name,
         keepalive_reload_waits_for_its_outcome,
         keepalive_reload_asked_during_a_reload_waits_for_its_own,
+        keepalive_restart_during_a_reload_answers_when_the_workers_are_ready,
         keepalive_control_refuses_another_user,
         keepalive_replaces_a_stale_control_socket_and_refuses_a_taken_name,
         keepalive_prints_a_systemd_unit_for_a_running_instance,
@@ -26,6 +27,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_shows_what_a_worker_says_on_its_notify_socket,
         keepalive_takes_no_control_request_once_it_stops,
         keepalive_restart_by_name_refuses_no_connection,
+        keepalive_and_its_client_refuse_another_protocol_version,
     ]
 }
 
@@ -298,7 +300,8 @@ fn keepalive_reload_signal_and_stop_by_name() {
 /// `keepalive reload` waits for the outcome: a broken new version (never
 /// ready) fails it, and the client says why and exits 1 (it exited 0 about
 /// 9 ms after it was called, whatever became of the reload). `--no-wait`
-/// returns at once, and a restart that abandons the reload says so.
+/// returns at once; a restart that abandons the reload says so, and waits
+/// for its own outcome (it too exited 0 at once, whatever became of it).
 fn keepalive_reload_waits_for_its_outcome() {
     let dir = RuntimeDir::new("broken");
     let state = dir.path().join("starts");
@@ -330,17 +333,30 @@ fn keepalive_reload_waits_for_its_outcome() {
     let never = watchdog.watch(next_number(&mut keepalive, "never_ready "));
     assert_gone_soon(never);
     assert!(!crate::cluster::is_gone(old), "the old worker serves on");
-    // --no-wait: asked, not waited for; a restart during it says so.
+    // --no-wait: asked, not waited for; a restart during it says so, and
+    // waits for its own outcome: the new worker is never ready.
     let output = dir.client(&["reload", "broken", "--no-wait"]);
     assert!(output.status.success(), "{output:?}");
     let never = watchdog.watch(next_number(&mut keepalive, "never_ready "));
     let output = dir.client(&["restart", "broken"]);
-    assert!(output.status.success(), "{output:?}");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let said = text(&output.stderr);
     assert!(
-        text(&output.stderr).contains("that reload is abandoned for the restart"),
+        said.contains("that reload is abandoned for the restart"),
+        "{output:?}"
+    );
+    assert!(
+        said.contains(
+            "broken: the restart failed: not every worker was ready within 500 ms (the listen timeout)"
+        ),
         "{output:?}"
     );
     assert_gone_soon(never);
+    let restarted = watchdog.watch(next_number(&mut keepalive, "never_ready "));
+    // --no-wait: the old way, answered at once.
+    let output = dir.client(&["restart", "broken", "--no-wait"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_gone_soon(restarted);
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
 }
@@ -384,6 +400,115 @@ fn keepalive_reload_asked_during_a_reload_waits_for_its_own() {
     assert!(
         statuses.iter().any(third_ready),
         "the reload asked during the first ({first} → {second}) is its own: {statuses:#?}"
+    );
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+}
+
+/// `keepalive restart` sent during a reload says the reload is abandoned,
+/// and returns once both new workers are ready (each says READY=1 700 ms
+/// after it starts), not before, and not with the reload's outcome.
+fn keepalive_restart_during_a_reload_answers_when_the_workers_are_ready() {
+    let dir = RuntimeDir::new("again");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive_env(
+        "again",
+        &["--listen", "127.0.0.1:0", "--wait-ready", "--workers", "2"],
+        &[("EXIT_HOOK_READY_DELAY_MS", Path::new("700"))],
+        "ready_server", // cluster.rs: READY=1 700 ms after it starts
+    );
+    let old = [
+        watchdog.watch(next_number(&mut keepalive, "ready ")),
+        watchdog.watch(next_number(&mut keepalive, "ready ")),
+    ];
+    keepalive.send(libc::SIGHUP);
+    keepalive.wait_line("reloading", |l| l.starts_with("keepalive: reloading"));
+    let asked = Instant::now();
+    let output = dir.client(&["restart", "again"]);
+    let took = asked.elapsed();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("that reload is abandoned for the restart"),
+        "{output:?}"
+    );
+    assert!(
+        text(&output.stdout).contains("restarted again: every worker started again and ready"),
+        "{output:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(700),
+        "returned after {took:?}"
+    );
+    let status = dir.status("again");
+    let workers = status["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{status:#}");
+    for worker in workers {
+        assert_eq!(worker["state"], "ready", "{status:#}");
+        let pid = worker["pid"].as_u64().unwrap() as u32;
+        assert!(!old.contains(&pid), "a new worker: {status:#}");
+        watchdog.watch(pid);
+    }
+    for pid in old {
+        assert_gone_soon(pid);
+    }
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+}
+
+/// A request in another control protocol version gets an error that says
+/// both versions and the binary to ask with; a reply in another version is
+/// refused by the client, which says so and exits 1. (A request without a
+/// version, as the keepalive before versions sent, is version 1's.)
+fn keepalive_and_its_client_refuse_another_protocol_version() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = RuntimeDir::new("versions");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive("now", &[], "worker");
+    watchdog.watch(next_number(&mut keepalive, "worker "));
+    let ask = |line: &str| -> serde_json::Value {
+        let mut stream = UnixStream::connect(dir.path().join("keepalive/now.sock")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        BufReader::new(stream).read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    let refused = ask("{\"command\":\"status\",\"version\":2}\n");
+    assert_eq!(refused["version"], 1, "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("this keepalive speaks control protocol 1, the client protocol 2: ask it with the keepalive binary it runs ("),
+        "{refused}"
+    );
+    assert!(refused["status"].is_null(), "{refused}");
+    for line in [
+        "{\"command\":\"status\",\"version\":1}\n",
+        "{\"command\":\"status\"}\n",
+    ] {
+        let answered = ask(line);
+        assert_eq!(answered["status"]["name"], "now", "{answered}");
+    }
+    // An instance of a later keepalive, as its socket answers.
+    let later = UnixListener::bind(dir.path().join("keepalive/later.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = later.accept().unwrap();
+        let mut request = String::new();
+        BufReader::new(&stream).read_line(&mut request).unwrap();
+        (&stream)
+            .write_all(b"{\"version\":2,\"error\":\"this keepalive speaks control protocol 2\"}\n")
+            .unwrap();
+        request
+    });
+    let output = dir.client(&["status", "later"]);
+    let request = server.join().unwrap();
+    assert!(request.contains("\"version\":1"), "{request}");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("keepalive later speaks control protocol 2, this client 1: ask it with the keepalive binary it runs (it said: this keepalive speaks control protocol 2)"),
+        "{output:?}"
     );
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);

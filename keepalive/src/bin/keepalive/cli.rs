@@ -78,11 +78,16 @@ pub(crate) enum Command {
         name: String,
     },
     /// Stops every worker of NAME gracefully, then starts them all again
-    /// (the listeners stay bound: connections wait instead of failing).
-    /// `reload` replaces them ready-first instead.
+    /// (the listeners stay bound: connections wait instead of failing);
+    /// waits until every new worker is ready and exits 1 with the reason
+    /// if one is not (it gave up, or missed the listen timeout). `reload`
+    /// replaces them ready-first instead. On a `keepalive up`, every app.
     Restart {
-        /// The instance.
+        /// The instance, an app, or a `keepalive up`.
         name: String,
+        /// Returns once the restart is asked for, not when it is over.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Starts the app NAME of a running `keepalive up` again, after a
     /// `stop NAME` or after it gave up.

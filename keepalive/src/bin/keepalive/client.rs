@@ -17,11 +17,15 @@ pub(crate) fn command(command: Command) -> ExitCode {
         Command::Run(_) | Command::Up { .. } | Command::Validate { .. } => {
             unreachable!("not a control command")
         }
-        Command::Restart { name } => ask(&name, &Request::Restart).map(|reply| {
+        Command::Restart {
+            name,
+            no_wait: true,
+        } => ask(&name, &Request::Restart).map(|reply| {
             if let Some(note) = reply.note {
                 say!("keepalive: {name}: {note}");
             }
         }),
+        Command::Restart { name, .. } => restart(&name),
         Command::Start { name } => start(&name),
         Command::Status { name, json } => status(name, json),
         Command::Reload {
@@ -360,7 +364,24 @@ fn reload(name: &str) -> Result<(), String> {
     }
 }
 
-/// How long `reload` waits for the reload to be over.
+/// A restart, waited for: "restarted NAME", or why it failed; and the
+/// reload it abandoned, if it did.
+fn restart(name: &str) -> Result<(), String> {
+    let reply = control::request_within(name, &Request::RestartAndWait, RELOAD_WITHIN)
+        .map_err(|err| err.to_string())?;
+    if let Some(note) = reply.note {
+        say!("keepalive: {name}: {note}");
+    }
+    match reply.error {
+        Some(error) => Err(format!("{name}: {error}")),
+        None => {
+            println!("restarted {name}: every worker started again and ready");
+            Ok(())
+        }
+    }
+}
+
+/// How long `reload` and `restart` wait for their work to be over.
 const RELOAD_WITHIN: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// SIGUSR1 to NAME's keepalive (its pid from its status), which reopens

@@ -232,7 +232,7 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
         },
         Ok(_) => 1,
         Err(err) => {
-            say!("keepalive: {err}");
+            say!("keepalive: {err:#}"); // what failed, and why
             1
         }
     };

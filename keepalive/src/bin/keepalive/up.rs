@@ -356,6 +356,7 @@ impl Up {
             request @ (Request::Reload
             | Request::ReloadAndWait
             | Request::Restart
+            | Request::RestartAndWait
             | Request::Signal { .. }) => Answer::from(self.ask_every_app(&request)),
             Request::Events => Answer::from(Reply::error(format!(
                 "{} is a `keepalive up`: ask each app for its events (keepalive events APP)",
@@ -388,7 +389,7 @@ impl Up {
         let mut reply = Reply::default();
         let (mut failed, mut notes) = (Vec::new(), Vec::new());
         for app in running {
-            let within = if *request == Request::ReloadAndWait {
+            let within = if matches!(request, Request::ReloadAndWait | Request::RestartAndWait) {
                 RELOAD_WITHIN
             } else {
                 keepalive::control::ANSWER_WITHIN
