@@ -323,9 +323,10 @@ impl fmt::Display for Event {
                 write!(f, "writing the log {path} again; {dropped} line(s) dropped")
             }
             Event::Forced => f.write_str("forced: killing every worker now"),
-            Event::Done(StopReason::Stopped(signal)) => {
-                write!(f, "done: stopped by signal {signal}")
+            Event::Done(StopReason::Stopped(Some(signal))) => {
+                write!(f, "done: stopped by {signal}")
             }
+            Event::Done(StopReason::Stopped(None)) => f.write_str("done: stopped"),
             Event::Done(StopReason::ExitCode(code)) => {
                 write!(f, "done: exit code {code} means do not restart")
             }
@@ -345,7 +346,8 @@ fn gave_up(f: &mut fmt::Formatter<'_>, reason: &StopReason) -> fmt::Result {
         StopReason::ExitCode(code) => {
             write!(f, "done: exit code {code} means do not restart")
         }
-        StopReason::Stopped(signal) => write!(f, "stopped by signal {signal}"),
+        StopReason::Stopped(Some(signal)) => write!(f, "stopped by {signal}"),
+        StopReason::Stopped(None) => f.write_str("stopped"),
         StopReason::CannotStart => f.write_str("gave up: the program could not be started"),
     }
 }

@@ -35,7 +35,12 @@ struct Found {
 /// removes their notification directories. `own` is this instance's
 /// directory, `NAME.workers.XXXXXX`: theirs are the others of that name.
 /// Call it holding the name (its lock): no other instance of it runs.
-pub(crate) fn stop(own: &Path, signal: i32, kill_timeout: Duration, listener: Option<&Listener>) {
+pub(crate) fn stop(
+    own: &Path,
+    signal: exit_hook::Signal,
+    kill_timeout: Duration,
+    listener: Option<&Listener>,
+) {
     let (Some(dir), Some(prefix)) = (own.parent(), prefix_of(own)) else {
         return;
     };
@@ -80,7 +85,7 @@ pub(crate) fn stop(own: &Path, signal: i32, kill_timeout: Duration, listener: Op
                 std::thread::sleep(Duration::from_millis(50));
             }
             for process in left {
-                let _ = os::signal_process(process.pid, os::SIGKILL);
+                let _ = os::signal_process(process.pid, os::KILL);
                 emit(listener.as_ref(), Event::Killed { pid: process.pid });
             }
         });

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use super::event::{Event, Listener, emit};
 use super::os;
+use exit_hook::Signal;
 
 /// What is being stopped, and when it is killed.
 #[derive(Debug, Default)]
@@ -71,7 +72,7 @@ impl Stragglers {
     pub(crate) fn worker_ended(
         &mut self,
         pid: u32,
-        signal: i32,
+        signal: Signal,
         kill_at: Instant,
         listener: Option<&Listener>,
     ) {
@@ -93,7 +94,7 @@ impl Stragglers {
         &mut self,
         pid: u32,
         leads_group: bool,
-        signal: i32,
+        signal: Signal,
         kill_at: Instant,
         listener: Option<&Listener>,
     ) {
@@ -153,16 +154,16 @@ impl Stragglers {
 }
 
 fn kill(target: Target, listener: Option<&Listener>) {
-    use os::SIGKILL;
+    use os::KILL;
     match target {
         Target::Group(pgid) => {
-            let _ = os::signal_group(pgid, SIGKILL);
+            let _ = os::signal_group(pgid, KILL);
             emit(listener, Event::Killed { pid: pgid });
         }
         Target::Process(pid, leads_group) => {
-            let _ = os::signal_process(pid, SIGKILL);
+            let _ = os::signal_process(pid, KILL);
             if leads_group {
-                let _ = os::signal_group(pid, SIGKILL);
+                let _ = os::signal_group(pid, KILL);
             }
             emit(listener, Event::Killed { pid });
         }

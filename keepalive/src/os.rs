@@ -22,8 +22,8 @@ pub(crate) use unix::*;
 #[cfg(not(unix))]
 pub(crate) use windows::*;
 
-/// SIGKILL's number, the same on every Unix (POSIX fixes it).
-pub(crate) const SIGKILL: i32 = 9;
+/// SIGKILL: 9 on every Unix (POSIX fixes it).
+pub(crate) const KILL: exit_hook::Signal = exit_hook::Signal::from_raw(9);
 
 /// Starts the child in a process group of its own, so a Ctrl+C in the
 /// terminal reaches only the supervisor, which forwards it once, and a
@@ -218,20 +218,24 @@ mod unix {
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    fn signal(raw: i32) -> io::Result<Signal> {
-        Signal::from_named_raw(raw).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
+    fn signal(signal: exit_hook::Signal) -> io::Result<Signal> {
+        Signal::from_named_raw(signal.as_raw())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    /// Sends `raw` to the process `to`.
-    pub(crate) fn signal_process(to: u32, raw: i32) -> io::Result<()> {
-        Ok(rustix::process::kill_process(pid(to)?, signal(raw)?)?)
+    /// Sends `signal` to the process `to`.
+    pub(crate) fn signal_process(to: u32, signal: exit_hook::Signal) -> io::Result<()> {
+        Ok(rustix::process::kill_process(
+            pid(to)?,
+            self::signal(signal)?,
+        )?)
     }
 
-    /// Sends `raw` to every process of the group `pgid`.
-    pub(crate) fn signal_group(pgid: u32, raw: i32) -> io::Result<()> {
+    /// Sends `signal` to every process of the group `pgid`.
+    pub(crate) fn signal_group(pgid: u32, signal: exit_hook::Signal) -> io::Result<()> {
         Ok(rustix::process::kill_process_group(
             pid(pgid)?,
-            signal(raw)?,
+            self::signal(signal)?,
         )?)
     }
 
@@ -384,11 +388,11 @@ mod windows {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    pub(crate) fn signal_process(_to: u32, _raw: i32) -> io::Result<()> {
+    pub(crate) fn signal_process(_to: u32, _signal: exit_hook::Signal) -> io::Result<()> {
         unsupported()
     }
 
-    pub(crate) fn signal_group(_pgid: u32, _raw: i32) -> io::Result<()> {
+    pub(crate) fn signal_group(_pgid: u32, _signal: exit_hook::Signal) -> io::Result<()> {
         unsupported()
     }
 

@@ -62,9 +62,10 @@ pub enum StopReason {
     MaxRestarts(u32),
     /// The child exited with one of the `stop_exit_codes`.
     ExitCode(i32),
-    /// The supervisor itself was told to stop (by this signal, or 0 for a
-    /// panic or a normal exit); the child was stopped and not restarted.
-    Stopped(i32),
+    /// The supervisor itself was told to stop (by this signal, or `None`
+    /// for a panic or a normal exit); the child was stopped and not
+    /// restarted.
+    Stopped(Option<exit_hook::Signal>),
     /// The program could not be started (not found, not executable) and no
     /// `backoff` or `spin_sleep` says to try again.
     CannotStart,

@@ -353,7 +353,10 @@ mod tests {
                 },
                 json!({"event": "gave-up", "slot": 1}),
             ),
-            (E::Done(StopReason::Stopped(15)), json!({"event": "done"})),
+            (
+                E::Done(StopReason::Stopped(Some(exit_hook::Signal::terminate()))),
+                json!({"event": "done"}),
+            ),
         ];
         for (event, expected) in cases {
             let mut got = event_json(&event);

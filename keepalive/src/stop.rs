@@ -34,9 +34,9 @@ pub(crate) struct State {
     pub(crate) children: Vec<Started>,
     /// What ended workers left, being stopped.
     pub(crate) stragglers: Stragglers,
-    /// Set by the stop hook: the signal that stops the supervisor (0 for
-    /// another trigger). No worker starts once it is set.
-    pub(crate) stopping: Option<i32>,
+    /// Set by the stop hook (or a forced stop): no worker starts once it
+    /// is set.
+    pub(crate) stopping: Option<Stopping>,
     /// When the stop hook kills what is left: nothing is given longer.
     pub(crate) kill_by: Option<Instant>,
     /// The Unix sockets the supervisor bound (its listeners, its control
@@ -49,9 +49,6 @@ pub(crate) struct State {
     pub(crate) notify_dir: Option<std::path::PathBuf>,
     /// The workers as the loop last saw them, for `status`.
     pub(crate) view: Vec<super::protocol::Seen>,
-    /// The signal that asks a worker to stop, once the stop hook ran (what
-    /// ended workers left gets it too).
-    pub(crate) stop_signal: i32,
     /// How the last worker to exit ended, as a shell says it (its code,
     /// or 128 + its signal), for [`exit_as_workers`](crate::Supervisor::exit_as_workers).
     pub(crate) last_status: Option<i32>,
@@ -71,6 +68,18 @@ pub(crate) struct State {
     pub(crate) replacing: bool,
     /// What the health check found, for the loop to act on.
     pub(crate) unhealthy: Option<String>,
+}
+
+/// The supervisor is stopping: by what, and with what its workers are
+/// asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stopping {
+    /// The signal that stops the supervisor; `None` for another trigger
+    /// (a panic, a normal exit).
+    pub(crate) by: Option<Signal>,
+    /// The signal that asks a worker to stop (what ended workers left
+    /// gets it too).
+    pub(crate) signal: Signal,
 }
 
 /// A worker process, not reaped yet.
@@ -115,7 +124,7 @@ impl State {
 /// Kills `child` and every process of its group (it leads one): a
 /// worker's own children go with it.
 pub(crate) fn kill_tree(child: &mut Child) {
-    let _ = os::signal_group(child.id(), os::SIGKILL);
+    let _ = os::signal_group(child.id(), os::KILL);
     let _ = child.kill();
 }
 
@@ -140,9 +149,8 @@ pub(crate) fn stop(
     let mut state = shared.lock();
     // A forced stop (SIGQUIT) set these first: it stands.
     let kill_at = state.kill_by.map_or(kill_at, |forced| forced.min(kill_at));
-    let stopping = exit.signal().map_or(0, Signal::as_raw);
-    state.stopping.get_or_insert(stopping);
-    state.stop_signal = signal.as_raw();
+    let by = exit.signal();
+    state.stopping.get_or_insert(Stopping { by, signal }).signal = signal;
     state.kill_by = Some(kill_at);
     shared.changed.notify_all();
     shared.bell.ring();
@@ -150,7 +158,7 @@ pub(crate) fn stop(
         started.signalled = true;
         let pid = started.child.id();
         emit(listener, Event::Stopping { pid, signal });
-        if let Err(err) = os::signal_process(pid, signal.as_raw()) {
+        if let Err(err) = os::signal_process(pid, signal) {
             tracing::warn!(%err, pid, "could not send the stop signal");
         }
     }

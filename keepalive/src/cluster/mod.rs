@@ -34,7 +34,7 @@ use super::machine::{Effect, Input, Machine, Outcome, Settings, SpawnFailed, Tic
 use super::notify::{NotifyDir, NotifySocket};
 use super::os::{self, Alarm};
 use super::schedule::Schedule;
-use super::stop::{Shared, kill_tree};
+use super::stop::{Shared, Stopping, kill_tree};
 use super::{StopReason, Supervisor};
 use crate::Error;
 #[cfg(unix)]
@@ -143,8 +143,7 @@ impl<'a> Cluster<'a> {
                 notify_dir.path(),
                 supervisor
                     .kill_signal
-                    .unwrap_or_else(exit_hook::Signal::terminate)
-                    .as_raw(),
+                    .unwrap_or_else(exit_hook::Signal::terminate),
                 supervisor.kill_timeout,
                 supervisor.listener.as_ref(),
             );
@@ -206,9 +205,9 @@ impl<'a> Cluster<'a> {
                 .tick(self.now, self.supervisor.listener.as_ref());
             // The stop hook waits for everything to be gone.
             self.shared.changed.notify_all();
-            if let Some(signal) = stopping {
+            if let Some(stopping) = stopping {
                 if self.shared.lock().all_gone() {
-                    return StopReason::Stopped(signal);
+                    return StopReason::Stopped(stopping.by);
                 }
                 self.take_commands(); // answered: stopping
                 self.feed(Input::Tick);
@@ -421,7 +420,7 @@ impl<'a> Cluster<'a> {
         };
         if !std::mem::replace(&mut started.signalled, true) {
             self.supervisor.emit(Event::Stopping { pid, signal });
-            let _ = os::signal_process(pid, signal.as_raw());
+            let _ = os::signal_process(pid, signal);
         }
     }
 
@@ -434,7 +433,11 @@ impl<'a> Cluster<'a> {
         let now = self.now;
         let mut state = self.shared.lock();
         // From here on nothing starts, and the stop hook kills at once.
-        state.stopping.get_or_insert(QUIT);
+        let signal = self.kill_signal();
+        state.stopping.get_or_insert(Stopping {
+            by: Some(exit_hook::Signal::quit()),
+            signal,
+        });
         state.kill_by = Some(now);
         for started in &mut state.children {
             started.signalled = true;
@@ -443,7 +446,7 @@ impl<'a> Cluster<'a> {
         state.stragglers.kill_all(self.supervisor.listener.as_ref());
         self.shared.changed.notify_all();
         drop(state);
-        exit_hook::start_exit(128 + QUIT);
+        exit_hook::start_exit(128 + exit_hook::Signal::quit().as_raw());
     }
 
     /// SIGKILL to the worker `pid` and its process group.
@@ -454,6 +457,3 @@ impl<'a> Cluster<'a> {
         }
     }
 }
-
-/// SIGQUIT's number, the same on every Unix.
-const QUIT: i32 = 3;

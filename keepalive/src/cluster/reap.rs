@@ -8,14 +8,15 @@ use super::Cluster;
 use crate::event::Event;
 use crate::machine::Input;
 use crate::os;
-use crate::stop::State;
+use crate::stop::{State, Stopping};
+use exit_hook::Signal;
 
 impl Cluster<'_> {
     /// Reaps what exited and tells the machine; returns the stopping
     /// signal once the supervisor is being stopped (and tells the machine). What an ended worker
     /// left is put in the stragglers under the same lock as its removal,
     /// so the stop hook never sees "all gone" in between.
-    pub(super) fn reap(&mut self) -> Option<i32> {
+    pub(super) fn reap(&mut self) -> Option<Stopping> {
         let shared = self.shared;
         let mut state = shared.lock();
         let reaped = os::reap(state.children.iter_mut().map(|s| &mut s.child));
@@ -26,8 +27,8 @@ impl Cluster<'_> {
             return stopping;
         }
         let signal = match state.stopping {
-            Some(_) => state.stop_signal,
-            None => self.kill_signal().as_raw(),
+            Some(stopping) => stopping.signal,
+            None => self.kill_signal(),
         };
         let kill_at = state.kill_at(self.supervisor.kill_timeout);
         let listener = self.supervisor.listener.as_ref();
@@ -67,7 +68,7 @@ impl Cluster<'_> {
     }
 
     /// Tells the machine, once, that the supervisor is stopping.
-    fn told_stopping(&mut self, stopping: Option<i32>) {
+    fn told_stopping(&mut self, stopping: Option<Stopping>) {
         if stopping.is_some() {
             if let Some(stop) = self.tell_stop() {
                 self.feed(stop);
@@ -83,7 +84,7 @@ impl Cluster<'_> {
         &self,
         state: &mut State,
         ended: &[u32],
-        signal: i32,
+        signal: Signal,
         kill_at: Instant,
     ) {
         #[cfg(target_os = "linux")]

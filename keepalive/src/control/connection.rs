@@ -260,7 +260,7 @@ fn connection(
     busy.fetch_sub(1, Ordering::AcqRel);
     if answered.then_stop && written.is_ok() {
         // The stop a SIGTERM makes: exit_hook's run, the stop hook, 143.
-        let _ = os::signal_process(std::process::id(), rustix::process::Signal::TERM.as_raw());
+        let _ = os::signal_process(std::process::id(), exit_hook::Signal::terminate());
     }
 }
 

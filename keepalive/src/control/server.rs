@@ -262,7 +262,7 @@ fn answer(request: Request, context: &Context) -> Reply {
             let mut signalled = Vec::new();
             for started in &state.children {
                 let pid = started.child.id();
-                if let Err(err) = os::signal_process(pid, signal) {
+                if let Err(err) = os::signal_process(pid, exit_hook::Signal::from_raw(signal)) {
                     return Reply {
                         error: Some(format!("cannot send signal {signal} to pid {pid}: {err}")),
                         ..Reply::default()
