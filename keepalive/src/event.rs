@@ -120,6 +120,14 @@ pub enum Event {
         /// How many workers are stopped.
         workers: usize,
     },
+    /// The number of workers changes (`keepalive scale NAME N`): new ones
+    /// start, or the last ones are stopped gracefully.
+    Scaling {
+        /// How many there were.
+        from: usize,
+        /// How many there will be.
+        to: usize,
+    },
     /// A reload stopped: a new worker did not become ready. The workers
     /// not replaced yet keep serving.
     ReloadFailed {
@@ -271,6 +279,20 @@ impl fmt::Display for Event {
                 f,
                 "restart: stopping {workers} worker(s), then starting them again"
             ),
+            Event::Scaling { from, to } if to > from => {
+                write!(
+                    f,
+                    "scaling: from {from} to {to} worker(s), starting {}",
+                    to - from
+                )
+            }
+            Event::Scaling { from, to } => {
+                write!(
+                    f,
+                    "scaling: from {from} to {to} worker(s), stopping {}",
+                    from - to
+                )
+            }
             Event::ReloadFailed { reason } => {
                 write!(f, "reload failed: {reason}; the old workers keep serving")
             }

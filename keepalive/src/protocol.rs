@@ -100,6 +100,14 @@ pub enum Request {
     /// that not all were ready within the listen timeout, or that the
     /// instance stopped first. A reload it abandons is said in the note.
     RestartAndWait,
+    /// This many workers: new ones started (answered once they are
+    /// ready), or the last ones stopped gracefully (answered once they are
+    /// gone); the others are left alone. Waits for a reload or a restart
+    /// going to end first.
+    Scale {
+        /// How many workers (at least 1).
+        workers: usize,
+    },
     /// A graceful stop of the whole instance, as SIGTERM.
     Stop,
     /// Every event from now on, one JSON line each, until the instance ends.

@@ -226,6 +226,17 @@ fn answer(request: Request, context: &Context) -> Reply {
                 Err(_) => Reply::error("the instance stopped before the reload was over"),
             }
         }
+        Request::Scale { workers } => {
+            let (reply, outcome) = mpsc::channel();
+            state.commands.push((Command::Scale(workers), reply));
+            drop(state);
+            context.shared.bell.ring();
+            match outcome.recv().map(|outcome| outcome.result) {
+                Ok(Ok(())) => Reply::default(),
+                Ok(Err(reason)) => Reply::error(format!("the scale failed: {reason}")),
+                Err(_) => Reply::error("the instance stopped before the scale was over"),
+            }
+        }
         Request::RestartAndWait => {
             let (reply, outcome) = mpsc::channel();
             state.commands.push((Command::Restart, reply));

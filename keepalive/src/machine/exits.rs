@@ -37,7 +37,10 @@ impl Machine {
             .position(|w| w.pid == pid)
             .expect("still there");
         let worker = self.workers.remove(index);
-        self.slots[worker.slot].last_exit = Some(status.to_string());
+        // (A slot scaled away has no record left.)
+        if let Some(slot) = self.slots.get_mut(worker.slot) {
+            slot.last_exit = Some(status.to_string());
+        }
         match worker.role {
             Role::Retiring { .. } => {}
             Role::Replacement => {

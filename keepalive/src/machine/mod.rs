@@ -108,6 +108,10 @@ pub(crate) enum Command {
     /// every slot's new worker is ready, or one gave up, or the listen
     /// timeout passed. Taken at the next [`Input::Tick`].
     Restart,
+    /// This many workers (at least 1): new slots started, answered as a
+    /// restart is; or the last slots' workers stopped gracefully, answered
+    /// when they are gone. Taken at a tick with no reload or restart going.
+    Scale(usize),
 }
 
 /// How a request that waited ended.
@@ -223,6 +227,16 @@ struct Reload {
     only: bool,
 }
 
+/// Slots started for requests that wait: answered once each slot has a
+/// ready worker, or one gave up, or at `until`.
+#[derive(Debug)]
+struct Awaited {
+    slots: std::ops::Range<usize>,
+    until: Instant,
+    waiters: Vec<Ticket>,
+    note: Option<String>,
+}
+
 /// The tickets waiting for an operation: asked for the next one, and of
 /// the one going.
 #[derive(Debug, Default)]
@@ -247,10 +261,14 @@ pub(crate) struct Machine {
     reload_waiters: Waiters,
     /// Who waits for a restart: asked, the one going, or its start.
     restart_waiters: Waiters,
-    /// After a restart, until every slot's worker is ready: by when.
-    starting_until: Option<Instant>,
+    /// Slots started for requests that wait for their workers to be ready.
+    awaited: Vec<Awaited>,
     /// The restart going abandoned a reload: said in its answer.
     abandoned_reload: bool,
+    /// A scale asked: to how many, and who waits for it.
+    scale_asked: Option<(usize, Vec<Ticket>)>,
+    /// Workers scaled away, and who waits for them to be gone.
+    shrinking: Vec<(Vec<u32>, Vec<Ticket>)>,
     stopping: bool,
     /// What the health check found, for the next tick to act on.
     unhealthy: Option<String>,
@@ -282,8 +300,10 @@ impl Machine {
             restarting: false,
             reload_waiters: Waiters::default(),
             restart_waiters: Waiters::default(),
-            starting_until: None,
+            awaited: Vec::new(),
             abandoned_reload: false,
+            scale_asked: None,
+            shrinking: Vec::new(),
             stopping: false,
             unhealthy: None,
             memory: None,
@@ -330,7 +350,7 @@ impl Machine {
         self.check_health();
         self.report_late();
         self.start_due();
-        self.progress_start();
+        self.progress_awaited();
         if self.gave_up().is_some() {
             return;
         }
@@ -342,6 +362,12 @@ impl Machine {
             self.start_reload();
         }
         self.progress_restart();
+        if self.reloading.is_none() && !self.restarting {
+            if let Some((to, waiters)) = self.scale_asked.take() {
+                self.scale(to, waiters);
+            }
+        }
+        self.progress_shrinking();
     }
 
     /// A control request: queued for the next tick.
@@ -358,6 +384,16 @@ impl Machine {
             Command::Restart => {
                 self.restart_asked = true;
                 self.restart_waiters.asked.push(ticket);
+            }
+            Command::Scale(0) => self.answer(
+                &[ticket],
+                Err("at least 1 worker: `keepalive stop` stops them all".into()),
+            ),
+            // The last asked wins; whoever asked before waits for it.
+            Command::Scale(to) => {
+                let (_, waiters) = self.scale_asked.get_or_insert_with(|| (to, Vec::new()));
+                waiters.push(ticket);
+                self.scale_asked.as_mut().expect("just set").0 = to;
             }
         }
     }
@@ -390,11 +426,18 @@ impl Machine {
         self.reloading = None;
         self.reload_pending = false;
         self.restart_asked = false;
-        self.starting_until = None;
-        let waiting: Vec<Ticket> = [&mut self.reload_waiters, &mut self.restart_waiters]
+        let mut waiting: Vec<Ticket> = [&mut self.reload_waiters, &mut self.restart_waiters]
             .into_iter()
             .flat_map(|waiters| waiters.asked.drain(..).chain(waiters.going.drain(..)))
             .collect();
+        waiting.extend(self.awaited.drain(..).flat_map(|awaited| awaited.waiters));
+        waiting.extend(
+            self.scale_asked
+                .take()
+                .into_iter()
+                .flat_map(|(_, waiters)| waiters),
+        );
+        waiting.extend(self.shrinking.drain(..).flat_map(|(_, waiters)| waiters));
         self.answer(&waiting, Err(STOPPING.into()));
     }
 
@@ -498,7 +541,8 @@ impl Machine {
             .workers
             .iter()
             .map(|worker| {
-                let slot = &self.slots[worker.slot];
+                // A slot scaled away has no record left.
+                let slot = self.slots.get(worker.slot);
                 Seen {
                     slot: worker.slot,
                     pid: worker.pid,
@@ -507,8 +551,8 @@ impl Machine {
                     ready_after: (!self.settings.wait_ready)
                         .then_some(self.settings.policy.min_uptime),
                     stopping: self.stopping || matches!(worker.role, Role::Retiring { .. }),
-                    restarts: slot.restarts.count,
-                    last_exit: slot.last_exit.clone(),
+                    restarts: slot.map_or(0, |slot| slot.restarts.count),
+                    last_exit: slot.and_then(|slot| slot.last_exit.clone()),
                     status: worker.status.clone(),
                 }
             })
@@ -540,13 +584,13 @@ impl Machine {
             _ => None,
         });
         let reload = self.reloading.as_ref().map(|reload| reload.deadline);
-        // After a restart, each new worker's readiness is awaited.
-        let starting = self.starting_until.into_iter().chain(
+        // New workers awaited by a request: their deadline, and without
+        // wait_ready the moment each is ready.
+        let awaited = !self.awaited.is_empty();
+        let starting = self.awaited.iter().map(|a| a.until).chain(
             self.workers
                 .iter()
-                .filter(|w| {
-                    self.starting_until.is_some() && !settings.wait_ready && w.role == Role::Serving
-                })
+                .filter(|w| awaited && !settings.wait_ready && w.role == Role::Serving)
                 .map(|w| later(w.started, settings.policy.min_uptime)),
         );
         slots

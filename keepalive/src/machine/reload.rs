@@ -3,7 +3,7 @@
 //! is late fails the reload, and the old workers serve on), the restart
 //! (every worker retired, then every slot started afresh), and retiring.
 
-use super::{Effect, Machine, Purpose, Reload, Role, Slot, Worker};
+use super::{Awaited, Effect, Machine, Purpose, Reload, Role, Slot, Ticket, Worker};
 use crate::event::Event;
 use crate::os::later;
 
@@ -137,11 +137,12 @@ impl Machine {
         self.answer(&asked, Err(abandoned.into()));
         self.reload_pending = false;
         self.restarting = true;
-        // Those who asked wait for this one, as do those of a restart
-        // whose start it cuts short.
+        // Those who asked wait for this one, as do those of a restart or
+        // scale whose start it cuts short.
         let asked = std::mem::take(&mut self.restart_waiters.asked);
         self.restart_waiters.going.extend(asked);
-        self.starting_until = None;
+        let cut = self.awaited.drain(..).flat_map(|awaited| awaited.waiters);
+        self.restart_waiters.going.extend(cut);
         for slot in &mut self.slots {
             slot.start_at = None;
         }
@@ -166,46 +167,106 @@ impl Machine {
                 ..Slot::default()
             };
         }
-        if !self.restart_waiters.going.is_empty() {
-            self.starting_until = Some(later(now, self.settings.listen_timeout));
-        }
-        self.start_due();
-    }
-
-    /// After a restart: answers those who asked for it once every slot's
-    /// worker is ready, or a slot gave up, or the listen timeout passed.
-    pub(super) fn progress_start(&mut self) {
-        let Some(until) = self.starting_until else {
-            return;
-        };
-        let gave_up = self
-            .slots
-            .iter()
-            .enumerate()
-            .find_map(|(slot, state)| state.given_up.map(|reason| (slot, reason)));
-        let ready = |slot: usize| {
-            self.workers
-                .iter()
-                .any(|w| w.slot == slot && w.role == Role::Serving && self.is_ready(w))
-        };
-        let outcome = if let Some((slot, reason)) = gave_up {
-            Err(format!("worker {slot}: {}", Event::Done(reason)))
-        } else if (0..self.slots.len()).all(ready) {
-            Ok(())
-        } else if self.now >= until {
-            Err(format!(
-                "not every worker was ready within {} ms (the listen timeout)",
-                self.settings.listen_timeout.as_millis()
-            ))
-        } else {
-            return;
-        };
-        self.starting_until = None;
-        let going = std::mem::take(&mut self.restart_waiters.going);
+        let waiters = std::mem::take(&mut self.restart_waiters.going);
         let note = std::mem::take(&mut self.abandoned_reload).then(|| {
             "workers were being replaced (a reload): that reload is abandoned for the restart"
                 .to_owned()
         });
-        self.answer_noting(&going, outcome, note);
+        self.await_ready(0..self.slots.len(), waiters, note);
+        self.start_due();
+    }
+
+    /// `slots` were started for `waiters`: they are answered once each
+    /// has a ready worker (or one gave up, or at the listen timeout).
+    fn await_ready(
+        &mut self,
+        slots: std::ops::Range<usize>,
+        waiters: Vec<Ticket>,
+        note: Option<String>,
+    ) {
+        if waiters.is_empty() {
+            return;
+        }
+        self.awaited.push(Awaited {
+            slots,
+            until: later(self.now, self.settings.listen_timeout),
+            waiters,
+            note,
+        });
+    }
+
+    /// `keepalive scale`: new slots started (answered once their workers
+    /// are ready), or the last slots' workers stopped gracefully (answered
+    /// once they are gone). The slots below are left as they are.
+    pub(super) fn scale(&mut self, to: usize, waiters: Vec<Ticket>) {
+        let from = self.slots.len();
+        if to == from {
+            self.answer(&waiters, Ok(()));
+            return;
+        }
+        self.emit(Event::Scaling { from, to });
+        if to > from {
+            let now = self.now;
+            self.slots.resize_with(to, || Slot {
+                start_at: Some(now),
+                ..Slot::default()
+            });
+            self.await_ready(from..to, waiters, None);
+            self.start_due();
+        } else {
+            self.slots.truncate(to);
+            let going: Vec<u32> = self
+                .workers
+                .iter()
+                .filter(|w| w.slot >= to)
+                .map(|w| w.pid)
+                .collect();
+            self.retire_where(|w| w.slot >= to);
+            self.shrinking.push((going, waiters));
+        }
+    }
+
+    /// Answers a scale down once the workers it stopped are gone.
+    pub(super) fn progress_shrinking(&mut self) {
+        let workers = &self.workers;
+        let (gone, going): (Vec<_>, Vec<_>) = std::mem::take(&mut self.shrinking)
+            .into_iter()
+            .partition(|(pids, _)| !workers.iter().any(|w| pids.contains(&w.pid)));
+        self.shrinking = going;
+        for (_, waiters) in gone {
+            self.answer(&waiters, Ok(()));
+        }
+    }
+
+    /// Answers the requests whose slots' workers are all ready, or of
+    /// which one gave up, or whose listen timeout passed.
+    pub(super) fn progress_awaited(&mut self) {
+        for awaited in std::mem::take(&mut self.awaited) {
+            // Slots scaled away since are not waited for.
+            let slots = awaited.slots.start..awaited.slots.end.min(self.slots.len());
+            let gave_up = slots.clone().find_map(|slot| {
+                let reason = self.slots[slot].given_up?;
+                Some((slot, reason))
+            });
+            let ready = |slot: usize| {
+                self.workers
+                    .iter()
+                    .any(|w| w.slot == slot && w.role == Role::Serving && self.is_ready(w))
+            };
+            let result = if let Some((slot, reason)) = gave_up {
+                Err(format!("worker {slot}: {}", Event::Done(reason)))
+            } else if slots.clone().all(ready) {
+                Ok(())
+            } else if self.now >= awaited.until {
+                Err(format!(
+                    "not every worker was ready within {} ms (the listen timeout)",
+                    self.settings.listen_timeout.as_millis()
+                ))
+            } else {
+                self.awaited.push(awaited);
+                continue;
+            };
+            self.answer_noting(&awaited.waiters, result, awaited.note);
+        }
     }
 }

@@ -999,3 +999,102 @@ fn a_stop_answers_every_request_waiting() {
     let effects = h.feed(1300, command(4, Command::Reload));
     assert_eq!(replies(&effects), [(4, stopping)]);
 }
+
+/// Scaling up starts the new slots, leaves the others alone, and answers
+/// once the new workers are ready.
+#[test]
+fn scaling_up_starts_new_slots_and_answers_when_they_are_ready() {
+    let mut h = Harness::serving(2);
+    let before = h.serving_pids();
+    h.feed(1000, command(1, Command::Scale(4)));
+    let effects = h.feed(1000, Input::Tick);
+    assert!(has(&effects, |e| matches!(
+        e,
+        Event::Scaling { from: 2, to: 4 }
+    )));
+    assert!(asked_to_stop(&effects).is_empty());
+    let started: Vec<_> = h.spawned[2..].iter().map(|s| (s.0, s.1)).collect();
+    assert_eq!(started, [(2, Purpose::Serve), (3, Purpose::Serve)]);
+    let (a, b) = (h.spawned[2].2, h.spawned[3].2);
+    h.feed(1100, said(a, Message::Ready));
+    let effects = h.feed(1100, Input::Tick);
+    assert!(replies(&effects).is_empty(), "{effects:?}");
+    h.feed(1200, said(b, Message::Ready));
+    let effects = h.feed(1200, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+    assert_eq!(h.serving_pids()[..2], before[..]);
+    assert_eq!(h.serving_pids().len(), 4);
+}
+
+/// Scaling down stops the last slots' workers gracefully (once, not
+/// restarted), and answers once they are gone.
+#[test]
+fn scaling_down_retires_the_last_slots_and_answers_when_they_are_gone() {
+    let mut h = Harness::serving(3);
+    let [a, b, c] = h.pids()[..] else { panic!() };
+    h.feed(1000, command(1, Command::Scale(1)));
+    let effects = h.feed(1000, Input::Tick);
+    assert!(has(&effects, |e| matches!(
+        e,
+        Event::Scaling { from: 3, to: 1 }
+    )));
+    assert_eq!(asked_to_stop(&effects), [b, c]);
+    assert!(replies(&effects).is_empty());
+    h.feed(1100, exited(b, 0));
+    let effects = h.feed(1100, Input::Tick);
+    assert!(replies(&effects).is_empty(), "{effects:?}");
+    let effects = h.feed(1200, killed(c, 15));
+    assert!(
+        !has(&effects, |e| matches!(e, Event::Restarting { .. })),
+        "{effects:?}"
+    );
+    let effects = h.feed(1200, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+    assert_eq!(h.serving_pids(), [(0, a)]);
+    assert_eq!(h.spawned.len(), 3, "nothing started");
+    let (view, _) = h.machine.view();
+    assert_eq!(view.len(), 1);
+    // A reload now replaces one worker.
+    h.feed(1300, Input::Reload);
+    let effects = h.feed(1300, Input::Tick);
+    assert!(has(&effects, |e| matches!(
+        e,
+        Event::Reloading { workers: 1 }
+    )));
+}
+
+/// A scale waits for a reload going to end; the last one asked wins, and
+/// everyone who asked is answered by it. Zero workers is refused.
+#[test]
+fn a_scale_waits_for_a_reload_and_the_last_asked_wins() {
+    let mut h = Harness::serving(1);
+    h.feed(1000, Input::Reload);
+    h.feed(1000, Input::Tick);
+    let new = h.newest();
+    h.feed(1100, command(1, Command::Scale(3)));
+    h.feed(1100, command(2, Command::Scale(2)));
+    let effects = h.feed(1100, Input::Tick);
+    assert!(
+        !has(&effects, |e| matches!(e, Event::Scaling { .. })),
+        "{effects:?}"
+    );
+    h.feed(1200, said(new, Message::Ready));
+    let effects = h.feed(1200, Input::Tick);
+    let got = events(&effects);
+    assert!(
+        matches!(
+            got[..],
+            [Event::Reloaded, Event::Scaling { from: 1, to: 2 }]
+        ),
+        "{got:?}"
+    );
+    let added = h.newest();
+    h.feed(1300, said(added, Message::Ready));
+    let effects = h.feed(1300, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(())), (2, Ok(()))]);
+    let effects = h.feed(1400, command(3, Command::Scale(0)));
+    let [(3, Err(reason))] = &replies(&effects)[..] else {
+        panic!("{effects:?}")
+    };
+    assert!(reason.starts_with("at least 1 worker"), "{reason}");
+}

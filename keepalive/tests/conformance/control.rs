@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::Trial;
 
 use crate::child::wait_forever;
-use crate::cluster::{Watchdog, assert_gone_soon, assert_stopped_once, next_number};
+use crate::cluster::{Asking, Watchdog, assert_gone_soon, assert_stopped_once, next_number};
 use crate::harness::Child;
 use crate::trials;
 
@@ -28,6 +28,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_takes_no_control_request_once_it_stops,
         keepalive_restart_by_name_refuses_no_connection,
         keepalive_and_its_client_refuse_another_protocol_version,
+        keepalive_scale_adds_and_retires_workers_with_no_failed_request,
     ]
 }
 
@@ -512,6 +513,86 @@ fn keepalive_and_its_client_refuse_another_protocol_version() {
     );
     let outcome = keepalive.signal(libc::SIGTERM).finish();
     outcome.assert_code(143);
+}
+
+/// `keepalive scale`: 2 → 4 workers, the new ones ready before it returns
+/// and the first two left as they are; 4 → 1, the last three stopped
+/// gracefully (once each) and gone before it returns; a client asking all
+/// along has every connection answered. 0 workers is a usage error.
+fn keepalive_scale_adds_and_retires_workers_with_no_failed_request() {
+    let dir = RuntimeDir::new("scale");
+    let mut watchdog = Watchdog::default();
+    let mut keepalive = dir.keepalive(
+        "shop",
+        &["--listen", "127.0.0.1:0", "--wait-ready", "--workers", "2"],
+        "ready_server", // cluster.rs
+    );
+    let port = next_number(&mut keepalive, "port ");
+    let first = [
+        watchdog.watch(next_number(&mut keepalive, "ready ")),
+        watchdog.watch(next_number(&mut keepalive, "ready ")),
+    ];
+    let client = Asking::start(port);
+    std::thread::sleep(Duration::from_millis(200));
+    let output = dir.client(&["scale", "shop", "4"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "scaled shop to 4 worker(s)\n");
+    let status = dir.status("shop");
+    let workers = status["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 4, "{status:#}");
+    assert!(workers.iter().all(|w| w["state"] == "ready"), "{status:#}");
+    let now = pids(&status);
+    for pid in first {
+        assert!(now.contains(&u64::from(pid)), "left alone: {status:#}");
+    }
+    let added: Vec<u32> = now
+        .iter()
+        .map(|&pid| pid as u32)
+        .filter(|pid| !first.contains(pid))
+        .collect();
+    for &pid in &added {
+        watchdog.watch(pid);
+    }
+    // Slot 0's worker stays (the first two said ready in either order).
+    let slot_0 = workers
+        .iter()
+        .find(|w| w["slot"] == 0)
+        .and_then(|w| w["pid"].as_u64())
+        .unwrap() as u32;
+    assert!(first.contains(&slot_0), "{status:#}");
+    std::thread::sleep(Duration::from_millis(200));
+    let output = dir.client(&["scale", "shop", "1"]);
+    assert!(output.status.success(), "{output:?}");
+    for &pid in first.iter().chain(&added).filter(|&&pid| pid != slot_0) {
+        assert!(
+            crate::cluster::is_gone(pid),
+            "gone before scale returned: {pid}"
+        );
+    }
+    assert_eq!(pids(&dir.status("shop")), [u64::from(slot_0)]);
+    std::thread::sleep(Duration::from_millis(200));
+    let (answers, failures) = client.stop();
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "refused or unanswered connections"
+    );
+    assert!(
+        answers.len() > 20,
+        "the client got through: {}",
+        answers.len()
+    );
+    assert!(
+        answers.iter().any(|pid| added.contains(pid)),
+        "the added workers answered"
+    );
+    let output = dir.client(&["scale", "shop", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let outcome = keepalive.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    for &pid in first.iter().chain(&added) {
+        assert_stopped_once(&outcome, pid);
+    }
 }
 
 fn keepalive_control_refuses_another_user() {

@@ -89,6 +89,17 @@ pub(crate) enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Runs N workers of NAME: new ones start (ready before it returns),
+    /// or the last ones stop gracefully (gone before it returns); the
+    /// others are left alone. Exits 1 with the reason if a new one is not
+    /// ready within the listen timeout. pm2's scale.
+    Scale {
+        /// The instance, or an app of a `keepalive up`.
+        name: String,
+        /// How many workers (1 to 1024).
+        #[arg(value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: u16,
+    },
     /// Starts the app NAME of a running `keepalive up` again, after a
     /// `stop NAME` or after it gave up.
     Start {

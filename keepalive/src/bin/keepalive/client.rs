@@ -27,6 +27,19 @@ pub(crate) fn command(command: Command) -> ExitCode {
         }),
         Command::Restart { name, .. } => restart(&name),
         Command::Start { name } => start(&name),
+        Command::Scale { name, workers } => {
+            let workers = usize::from(workers);
+            let request = Request::Scale { workers };
+            control::request_within(&name, &request, RELOAD_WITHIN)
+                .map_err(|err| err.to_string())
+                .and_then(|reply| match reply.error {
+                    Some(error) => Err(format!("{name}: {error}")),
+                    None => {
+                        println!("scaled {name} to {workers} worker(s)");
+                        Ok(())
+                    }
+                })
+        }
         Command::Status { name, json } => status(name, json),
         Command::Reload {
             name,
