@@ -206,7 +206,10 @@ impl<'a> Cluster<'a> {
             // The stop hook waits for everything to be gone.
             self.shared.changed.notify_all();
             if let Some(stopping) = stopping {
+                // No reload is scheduled any more: nothing to wake for.
+                self.scheduled_reload = None;
                 if self.shared.lock().all_gone() {
+                    self.send_answers();
                     return StopReason::Stopped(stopping.by);
                 }
                 self.take_commands(); // answered: stopping
@@ -217,7 +220,9 @@ impl<'a> Cluster<'a> {
             self.tell_asked();
             self.feed(Input::Tick);
             if let Some(reason) = self.machine.gave_up() {
+                self.scheduled_reload = None;
                 if self.shared.lock().all_gone() {
+                    self.send_answers();
                     return reason;
                 }
             }
@@ -355,12 +360,7 @@ impl<'a> Cluster<'a> {
     /// publishes the workers as they are now, for `status`.
     fn sleep(&mut self) {
         self.publish();
-        for (ticket, outcome) in std::mem::take(&mut self.answered) {
-            if let Some(reply) = self.replies.remove(&ticket) {
-                // The asker may have gone: nobody to tell.
-                let _ = reply.send(outcome);
-            }
-        }
+        self.send_answers();
         let stragglers = self.shared.lock().stragglers.next_due();
         let until = self
             .machine
@@ -383,6 +383,16 @@ impl<'a> Cluster<'a> {
         }
         #[cfg(not(unix))]
         self.alarm.sleep(until);
+    }
+
+    /// Sends this turn's answers (once its view is published).
+    fn send_answers(&mut self) {
+        for (ticket, outcome) in std::mem::take(&mut self.answered) {
+            if let Some(reply) = self.replies.remove(&ticket) {
+                // The asker may have gone: nobody to tell.
+                let _ = reply.send(outcome);
+            }
+        }
     }
 
     /// The workers as the control socket shows them.

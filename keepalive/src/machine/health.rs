@@ -99,7 +99,8 @@ impl Machine {
 
     /// When `check_health` has something to look at next.
     pub(super) fn next_health_check(&self) -> Option<Instant> {
-        if self.reloading.is_some() {
+        // As check_health, which looks at nothing meanwhile.
+        if self.reloading.is_some() || self.restarting {
             return None;
         }
         let watchdog = self

@@ -48,6 +48,9 @@ use crate::protocol::Seen;
 use said::Chatter;
 pub(crate) use said::Message;
 
+/// The most workers a scale asks for (as `--workers`).
+const MAX_WORKERS: usize = u16::MAX as usize;
+
 /// Why a request is not done: the supervisor is stopping.
 const STOPPING: &str = "the instance is stopping";
 
@@ -263,6 +266,8 @@ pub(crate) struct Machine {
     restart_waiters: Waiters,
     /// Slots started for requests that wait for their workers to be ready.
     awaited: Vec<Awaited>,
+    /// The workers to start once the input is handled: (slot, purpose).
+    to_spawn: Vec<(usize, Purpose)>,
     /// The restart going abandoned a reload: said in its answer.
     abandoned_reload: bool,
     /// A scale asked: to how many, and who waits for it.
@@ -301,6 +306,7 @@ impl Machine {
             reload_waiters: Waiters::default(),
             restart_waiters: Waiters::default(),
             awaited: Vec::new(),
+            to_spawn: Vec::new(),
             abandoned_reload: false,
             scale_asked: None,
             shrinking: Vec::new(),
@@ -336,6 +342,7 @@ impl Machine {
             Input::Command { ticket, command } => self.command(ticket, command),
             Input::Tick => self.tick(),
         }
+        self.spawn_wanted();
         std::mem::take(&mut self.effects)
     }
 
@@ -388,6 +395,10 @@ impl Machine {
             Command::Scale(0) => self.answer(
                 &[ticket],
                 Err("at least 1 worker: `keepalive stop` stops them all".into()),
+            ),
+            Command::Scale(to) if to > MAX_WORKERS => self.answer(
+                &[ticket],
+                Err(format!("at most {MAX_WORKERS} workers, not {to}")),
             ),
             // The last asked wins; whoever asked before waits for it.
             Command::Scale(to) => {
@@ -459,10 +470,7 @@ impl Machine {
         for slot in 0..self.slots.len() {
             if self.slots[slot].start_at.is_some_and(|at| at <= now) {
                 self.slots[slot].start_at = None;
-                self.effects.push(Effect::Spawn {
-                    slot,
-                    purpose: Purpose::Serve,
-                });
+                self.spawn(slot, Purpose::Serve);
             }
         }
     }
@@ -493,10 +501,41 @@ impl Machine {
                     chatter: Chatter::default(),
                     role,
                 });
+                // Ready at once without wait_ready and with no min_uptime.
+                self.progress_awaited();
             }
             (Err(failed), Purpose::Serve) => self.start_failed(slot, failed),
             (Err(failed), Purpose::Replace) => {
                 self.reload_failed(format!("the new worker could not start: {}", failed.reason))
+            }
+        }
+    }
+
+    /// A worker to start for `slot`, once the input's decisions are all
+    /// made (see [`spawn_wanted`](Self::spawn_wanted)).
+    fn spawn(&mut self, slot: usize, purpose: Purpose) {
+        if !self.to_spawn.contains(&(slot, purpose)) {
+            self.to_spawn.push((slot, purpose));
+        }
+    }
+
+    /// The workers to start, as the input's decisions left them wanted: a
+    /// decision made after a start was asked (a restart, a scale down, a
+    /// stop, a failed reload) cannot find a worker that does not exist
+    /// yet, so the start is dropped instead. (A slot's start so dropped is
+    /// its restart's or gone with it.)
+    fn spawn_wanted(&mut self) {
+        for (slot, purpose) in std::mem::take(&mut self.to_spawn) {
+            let wanted = !self.stopping
+                && match purpose {
+                    Purpose::Serve => slot < self.slots.len() && !self.restarting,
+                    Purpose::Replace => self
+                        .reloading
+                        .as_ref()
+                        .is_some_and(|reload| reload.slot == slot && reload.replacement.is_none()),
+                };
+            if wanted {
+                self.effects.push(Effect::Spawn { slot, purpose });
             }
         }
     }

@@ -27,10 +27,7 @@ impl Machine {
             deadline: later(self.now, self.settings.listen_timeout),
             only,
         });
-        self.effects.push(Effect::Spawn {
-            slot,
-            purpose: Purpose::Replace,
-        });
+        self.spawn(slot, Purpose::Replace);
     }
 
     /// Moves the reload on: its replacement ready, or late.
@@ -201,7 +198,11 @@ impl Machine {
     pub(super) fn scale(&mut self, to: usize, waiters: Vec<Ticket>) {
         let from = self.slots.len();
         if to == from {
-            self.answer(&waiters, Ok(()));
+            // Answered with a scale down still stopping workers, if one is.
+            match self.shrinking.last_mut() {
+                Some((_, shrinking)) => shrinking.extend(waiters),
+                None => self.answer(&waiters, Ok(())),
+            }
             return;
         }
         self.emit(Event::Scaling { from, to });

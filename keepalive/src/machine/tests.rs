@@ -796,8 +796,8 @@ fn force_counts_every_worker_killed() {
     h.feed(1000, Input::Tick);
     let effects = h.feed(1100, Input::Force);
     assert_eq!(events(&effects), [&Event::Forced]);
+    assert_eq!(h.machine.next_due(), None, "no kill timer left");
     h.feed(1100, Input::Stop);
-    assert_eq!(h.machine.next_due(), None);
     assert!(
         h.pids()
             .iter()
@@ -1097,4 +1097,113 @@ fn a_scale_waits_for_a_reload_and_the_last_asked_wins() {
         panic!("{effects:?}")
     };
     assert!(reason.starts_with("at least 1 worker"), "{reason}");
+}
+
+/// A restart asked before the first workers started (the control socket
+/// answers before the loop's first turn) starts each slot once.
+#[test]
+fn a_restart_before_the_first_start_starts_each_slot_once() {
+    let t0 = Instant::now();
+    let mut h = Harness {
+        machine: Machine::new(settings(2), t0),
+        t0,
+        next_pid: 100,
+        fail_spawns: Vec::new(),
+        spawned: Vec::new(),
+    };
+    h.feed(0, command(1, Command::Restart));
+    let effects = h.feed(0, Input::Tick);
+    assert!(asked_to_stop(&effects).is_empty(), "{effects:?}");
+    assert_eq!(
+        h.spawned,
+        [(0, Purpose::Serve, 100), (1, Purpose::Serve, 101)]
+    );
+    h.feed(10, said(100, Message::Ready));
+    h.feed(10, said(101, Message::Ready));
+    let effects = h.feed(10, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+}
+
+/// A slot due to start in the tick a restart is taken is not started
+/// beside the restart (its worker would serve on, and the restart wait
+/// for ever): it starts with the others once the old ones are gone.
+#[test]
+fn a_slot_due_in_the_tick_of_a_restart_starts_with_the_restart() {
+    let mut h = Harness::serving(2);
+    let [a, b] = h.pids()[..] else { panic!() };
+    h.feed(5000, exited(b, 1)); // restarted at once by the policy
+    h.feed(5000, command(1, Command::Restart));
+    let effects = h.feed(5000, Input::Tick);
+    assert_eq!(asked_to_stop(&effects), [a]);
+    assert_eq!(h.spawned.len(), 2, "nothing started: {:?}", h.spawned);
+    h.feed(5100, exited(a, 0));
+    h.feed(5100, Input::Tick);
+    let started: Vec<_> = h.spawned[2..].iter().map(|s| (s.0, s.1)).collect();
+    assert_eq!(started, [(0, Purpose::Serve), (1, Purpose::Serve)]);
+    for pid in h.pids() {
+        h.feed(5200, said(pid, Message::Ready));
+    }
+    let effects = h.feed(5200, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+    assert_eq!(h.pids().len(), 2);
+}
+
+/// A reload's next replacement asked in the tick a restart abandons the
+/// reload is not started.
+#[test]
+fn a_replacement_due_in_the_tick_of_a_restart_is_not_started() {
+    let mut h = Harness::serving(2);
+    h.feed(1000, Input::Reload);
+    h.feed(1000, Input::Tick);
+    let new0 = h.newest();
+    h.feed(1100, said(new0, Message::Ready));
+    h.feed(1100, command(1, Command::Restart));
+    let effects = h.feed(1100, Input::Tick);
+    assert!(has(&effects, |e| matches!(e, Event::ReloadFailed { .. })));
+    assert_eq!(
+        h.spawned.len(),
+        3,
+        "no replacement for slot 1: {:?}",
+        h.spawned
+    );
+    assert_eq!(asked_to_stop(&effects).len(), 3);
+    for pid in h.pids() {
+        h.feed(1200, exited(pid, 0));
+    }
+    h.feed(1200, Input::Tick);
+    assert_eq!(h.pids().len(), 2);
+    for pid in h.pids() {
+        h.feed(1300, said(pid, Message::Ready));
+    }
+    let effects = h.feed(1300, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+}
+
+/// A scale down taken in the tick a restart starts the slots again: the
+/// slots scaled away are not started, and both requests are answered.
+#[test]
+fn a_scale_down_in_the_tick_of_a_restarts_start_starts_only_what_is_left() {
+    let mut h = Harness::serving(3);
+    h.feed(1000, command(1, Command::Restart));
+    h.feed(1000, Input::Tick);
+    h.feed(1000, command(2, Command::Scale(1)));
+    for pid in h.pids() {
+        h.feed(1100, exited(pid, 0));
+    }
+    let effects = h.feed(1100, Input::Tick);
+    assert_eq!(
+        replies(&effects),
+        [(2, Ok(()))],
+        "nothing to stop: {effects:?}"
+    );
+    assert_eq!(h.spawned[3..], [(0, Purpose::Serve, h.newest())]);
+    h.feed(1200, said(h.newest(), Message::Ready));
+    let effects = h.feed(1200, Input::Tick);
+    assert_eq!(replies(&effects), [(1, Ok(()))]);
+    // And a scale asked too high is refused.
+    let effects = h.feed(1300, command(3, Command::Scale(MAX_WORKERS + 1)));
+    assert!(
+        matches!(&replies(&effects)[..], [(3, Err(_))]),
+        "{effects:?}"
+    );
 }

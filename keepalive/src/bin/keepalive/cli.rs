@@ -96,8 +96,8 @@ pub(crate) enum Command {
     Scale {
         /// The instance, or an app of a `keepalive up`.
         name: String,
-        /// How many workers (1 to 1024).
-        #[arg(value_parser = clap::value_parser!(u16).range(1..=1024))]
+        /// How many workers (at least 1).
+        #[arg(value_parser = clap::value_parser!(u16).range(1..))]
         workers: u16,
     },
     /// Starts the app NAME of a running `keepalive up` again, after a
