@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_restart_by_name_refuses_no_connection,
         keepalive_and_its_client_refuse_another_protocol_version,
         keepalive_scale_adds_and_retires_workers_with_no_failed_request,
+        keepalive_stop_returns_once_the_instance_has_ended,
     ]
 }
 
@@ -592,6 +593,46 @@ fn keepalive_scale_adds_and_retires_workers_with_no_failed_request() {
     outcome.assert_code(143);
     for &pid in first.iter().chain(&added) {
         assert_stopped_once(&outcome, pid);
+    }
+}
+
+/// `keepalive stop` returns once the instance has ended: its worker took
+/// 1.5 s to stop, and the instance's keepalive is gone when the client
+/// returns (it returned at once). `--no-wait` returns while it stops.
+fn keepalive_stop_returns_once_the_instance_has_ended() {
+    let dir = RuntimeDir::new("stopwait");
+    let mut watchdog = Watchdog::default();
+    for wait in [true, false] {
+        let mut keepalive = dir.keepalive("slow", &[], "slow_stop");
+        let worker = watchdog.watch(next_number(&mut keepalive, "worker "));
+        let pid = keepalive.pid() as u32;
+        let asked = Instant::now();
+        let args: &[&str] = if wait {
+            &["stop", "slow"]
+        } else {
+            &["stop", "slow", "--no-wait"]
+        };
+        let output = dir.client(args);
+        let took = asked.elapsed();
+        assert!(output.status.success(), "{output:?}");
+        if wait {
+            assert_eq!(text(&output.stdout), "stopped slow\n");
+            assert!(
+                took >= Duration::from_millis(1400),
+                "returned after {took:?}"
+            );
+            assert!(crate::cluster::is_gone(worker), "the worker is gone");
+            assert!(crate::cluster::is_gone(pid), "keepalive has ended");
+        } else {
+            assert_eq!(text(&output.stdout), "");
+            assert!(
+                !crate::cluster::is_gone(pid),
+                "still stopping after {took:?}"
+            );
+        }
+        let outcome = keepalive.finish();
+        outcome.assert_code(143);
+        assert_stopped_once(&outcome, worker);
     }
 }
 

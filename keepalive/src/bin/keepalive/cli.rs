@@ -76,6 +76,9 @@ pub(crate) enum Command {
     Stop {
         /// The instance, an app, or a `keepalive up`.
         name: String,
+        /// Returns once the stop is asked for, not when NAME has ended.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Stops every worker of NAME gracefully, then starts them all again
     /// (the listeners stay bound: connections wait instead of failing);

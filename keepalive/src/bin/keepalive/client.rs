@@ -46,7 +46,11 @@ pub(crate) fn command(command: Command) -> ExitCode {
             no_wait: true,
         } => ask(&name, &Request::Reload).map(|_| ()),
         Command::Reload { name, .. } => reload(&name),
-        Command::Stop { name } => ask(&name, &Request::Stop).map(|_| ()),
+        Command::Stop {
+            name,
+            no_wait: true,
+        } => ask(&name, &Request::Stop).map(|_| ()),
+        Command::Stop { name, .. } => stop(&name),
         Command::Logs {
             name,
             lines,
@@ -140,16 +144,40 @@ fn start(app: &str) -> Result<(), String> {
             app: app.to_owned(),
         },
     )?;
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Started once every worker is ready; ended if it stops answering
+    // after it did (it gave up).
+    let until = std::time::Instant::now() + START_WITHIN;
+    let mut answered = false;
     while std::time::Instant::now() < until {
-        if control::request(app, &Request::Status).is_ok() {
-            println!("started {app}");
-            return Ok(());
+        match control::request(app, &Request::Status) {
+            Ok(Reply {
+                status: Some(status),
+                ..
+            }) => {
+                answered = true;
+                let workers = &status.workers;
+                if !workers.is_empty() && workers.iter().all(|w| w.state == "ready") {
+                    println!("started {app}");
+                    return Ok(());
+                }
+            }
+            _ if answered => {
+                return Err(format!(
+                    "{app} ended before its workers were ready (keepalive logs {app})"
+                ));
+            }
+            _ => {}
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Err(format!("{app} was started but does not answer yet"))
+    Err(format!(
+        "{app} was started, but its workers are not ready after {} s",
+        START_WITHIN.as_secs()
+    ))
 }
+
+/// How long `start` waits for the app's workers to be ready.
+const START_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn print_table(statuses: &[Status]) {
     println!(
@@ -392,6 +420,44 @@ fn restart(name: &str) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// A stop, waited for: asked, then NAME's keepalive seen gone (its
+/// workers stopped, and what they left): "stopped NAME".
+fn stop(name: &str) -> Result<(), String> {
+    let pid = ask(name, &Request::Status)?
+        .status
+        .map(|status| status.pid)
+        .ok_or_else(|| format!("{name}: no status in the reply"))?;
+    ask(name, &Request::Stop)?;
+    let until = std::time::Instant::now() + RELOAD_WITHIN;
+    while !ended(pid) {
+        if std::time::Instant::now() >= until {
+            return Err(format!("{name} (pid {pid}) has not ended yet"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    println!("stopped {name}");
+    Ok(())
+}
+
+/// Whether the process `pid` has ended: gone, or a zombie its parent has
+/// not reaped yet.
+fn ended(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        return stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+    }
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return true;
+    };
+    rustix::process::test_kill_process(pid).is_err()
 }
 
 /// How long `reload` and `restart` wait for their work to be over.
