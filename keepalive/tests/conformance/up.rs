@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_daemon_detaches_and_answers_by_name,
         keepalive_up_killed_still_stops_its_apps_gracefully,
         keepalive_up_passes_hup_and_usr1_to_its_apps,
+        keepalive_up_starts_an_app_after_the_ones_it_names_and_stops_it_first,
     ]
 }
 
@@ -483,4 +484,62 @@ fn keepalive_up_passes_hup_and_usr1_to_its_apps() {
         "{outcome:#?}"
     );
     assert!(!pid_file.exists(), "the pid file is removed");
+}
+
+/// `after = ["db"]`: `web` (first in the file) starts once `db` is ready
+/// (up 1 s, its min-uptime: no READY=1 asked), and is stopped, and gone
+/// (its worker takes 1.5 s), before `db` is asked to stop.
+fn keepalive_up_starts_an_app_after_the_ones_it_names_and_stops_it_first() {
+    let dir = RuntimeDir::new("after");
+    let exe = std::env::current_exe().unwrap();
+    let file = dir.path().join("keepalive.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "chain"
+
+[apps.web]
+command = [{exe:?}]
+after = ["db"]
+min-uptime = "100ms"
+env = {{ EXIT_HOOK_SCENARIO = "slow_stop" }}
+
+[apps.db]
+command = [{exe:?}]
+min-uptime = "1s"
+"#
+        ),
+    )
+    .unwrap();
+    let mut watchdog = Watchdog::default();
+    let mut up = up(&dir, &file);
+    let db = watchdog.watch(next_number(&mut up, "worker "));
+    let db_started = Instant::now();
+    let web = watchdog.watch(next_number(&mut up, "worker "));
+    let waited = db_started.elapsed();
+    assert_eq!(pids(&dir.status("db")), [u64::from(db)]);
+    assert_eq!(pids(&dir.status("web")), [u64::from(web)]);
+    assert!(
+        waited >= Duration::from_millis(800),
+        "web started {waited:?} after db, before db was ready"
+    );
+    let outcome = up.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_stopped_once(&outcome, web);
+    assert_stopped_once(&outcome, db);
+    // The line (of up's stdout, in order) that has `text`.
+    let said = |text: &str| {
+        outcome
+            .stdout
+            .iter()
+            .position(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("{text:?} not in {outcome:#?}"))
+    };
+    assert!(
+        said("keepalive up: web waits for db to be ready") < said(&format!("started pid {web}"))
+    );
+    assert!(
+        said(&format!("hook {web}: ")) < said(&format!("stopping: sent SIGTERM (15) to pid {db}")),
+        "web was stopped, and gone, before db was asked: {outcome:#?}"
+    );
 }

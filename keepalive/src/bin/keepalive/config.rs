@@ -56,6 +56,9 @@ pub(crate) struct App {
     /// Its named environment sets (`env_production = { … }`, pm2's), as
     /// `--env=K=V` arguments, chosen with `keepalive up --env production`.
     pub(crate) env_sets: Vec<(String, Vec<OsString>)>,
+    /// The apps it starts after, once they are ready, and stops before
+    /// (`after = ["db"]`: Horust's `start-after`, systemd's `After=`).
+    pub(crate) after: Vec<String>,
 }
 
 #[cfg_attr(not(unix), allow(dead_code, reason = "keepalive up is Unix-only"))]
@@ -256,6 +259,7 @@ pub(crate) fn parse(text: &str, dir: PathBuf) -> Result<Config, Vec<Problem>> {
             }
         }
     }
+    problems.extend(check_after(&apps, &lines));
     if problems.is_empty() {
         Ok(Config {
             file: dir.join("keepalive.toml"),
@@ -284,6 +288,7 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
     let mut command: Vec<OsString> = Vec::new();
     let mut args: Vec<OsString> = Vec::new();
     let mut env_sets = Vec::new();
+    let mut after = Vec::new();
     let mut options: Vec<OsString> = vec!["--name".into(), name.into()];
     for (key, value) in table {
         let line = lines.key(name, key);
@@ -309,6 +314,13 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
             },
             "args" => match strings(value) {
                 Ok(words) => args = words.into_iter().map(OsString::from).collect(),
+                Err(message) => problem(message),
+            },
+            "after" => match strings(value) {
+                Ok(names) if names.iter().any(|other| other == name) => {
+                    problem("an app cannot start after itself".into());
+                }
+                Ok(names) => after = names,
                 Err(message) => problem(message),
             },
             // pm2's env_production: a named set, chosen by `up --env NAME`.
@@ -356,7 +368,61 @@ fn app_of(name: &str, table: &Value, lines: &Lines) -> Result<App, Vec<Problem>>
         argv,
         run,
         env_sets,
+        after,
     })
+}
+
+/// Each app's `after` names apps of the file, and no app comes after
+/// itself through others (a cycle would start none of them): a problem at
+/// the `after` line of each app that does not.
+fn check_after(apps: &[App], lines: &Lines) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let index = |name: &str| apps.iter().position(|app| app.name == name);
+    for app in apps {
+        for other in app.after.iter().filter(|other| index(other).is_none()) {
+            problems.push(Problem {
+                line: lines.key(&app.name, "after"),
+                message: format!("apps.{}.after: no app named {other} in this file", app.name),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return problems;
+    }
+    // A depth-first walk from each app: a path back to an app on it is a cycle.
+    for (start, app) in apps.iter().enumerate() {
+        let mut path = vec![start];
+        // Each app is walked from once: one that did not lead back to
+        // `start` will not from elsewhere.
+        let mut seen = vec![false; apps.len()];
+        seen[start] = true;
+        let mut todo: Vec<(usize, usize)> = vec![(start, 0)];
+        while let Some((at, next)) = todo.pop() {
+            let Some(dependency) = apps[at].after.get(next).and_then(|name| index(name)) else {
+                path.pop();
+                continue;
+            };
+            todo.push((at, next + 1));
+            if dependency == start {
+                let mut names: Vec<&str> = path.iter().map(|&i| apps[i].name.as_str()).collect();
+                names.push(&app.name);
+                problems.push(Problem {
+                    line: lines.key(&app.name, "after"),
+                    message: format!(
+                        "apps.{}.after: a cycle ({}): none of them could start",
+                        app.name,
+                        names.join(" → ")
+                    ),
+                });
+                break;
+            }
+            if !std::mem::replace(&mut seen[dependency], true) {
+                path.push(dependency);
+                todo.push((dependency, 0));
+            }
+        }
+    }
+    problems
 }
 
 /// A string, or a list of strings.
@@ -430,6 +496,73 @@ mod tests {
             .into_iter()
             .map(|p| (p.line, p.message))
             .collect()
+    }
+
+    #[test]
+    fn after_names_apps_of_the_file_and_no_cycle() {
+        let text = r#"
+[apps.db]
+command = "./db"
+
+[apps.api]
+command = "./api"
+after = ["db"]
+
+[apps.web]
+command = "./web"
+after = ["api", "db"]
+"#;
+        let config = parse(text, PathBuf::from("/srv/shop")).unwrap();
+        assert_eq!(config.apps[2].after, ["api", "db"]);
+        let text = r#"
+[apps.db]
+command = "./db"
+after = "web"
+
+[apps.api]
+command = "./api"
+after = ["db"]
+
+[apps.web]
+command = "./web"
+after = ["api", "cache"]
+"#;
+        assert_eq!(
+            problems(text),
+            [(
+                12,
+                "apps.web.after: no app named cache in this file".to_owned()
+            )]
+        );
+        let cycle = text.replace(r#"["api", "cache"]"#, r#"["api"]"#);
+        assert_eq!(
+            problems(&cycle),
+            [
+                (
+                    4,
+                    "apps.db.after: a cycle (db → web → api → db): none of them could start"
+                        .to_owned()
+                ),
+                (
+                    8,
+                    "apps.api.after: a cycle (api → db → web → api): none of them could start"
+                        .to_owned()
+                ),
+                (
+                    12,
+                    "apps.web.after: a cycle (web → api → db → web): none of them could start"
+                        .to_owned()
+                ),
+            ]
+        );
+        let myself = "[apps.db]\ncommand = \"./db\"\nafter = [\"db\"]\n";
+        assert_eq!(
+            problems(myself),
+            [(
+                3,
+                "apps.db.after: an app cannot start after itself".to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -18,10 +18,13 @@
 //!   `keepalive reopen-logs UP`): what they mean to `run` and to the unit
 //!   `systemd-unit` writes. A reload, a restart or a signal asked of the
 //!   up's name is asked of every app;
+//! - an app with `after = ["db"]` starts once every app it names is
+//!   ready (every worker), and is stopped before them;
 //! - SIGTERM or SIGINT stop `up` the way `run` stops: first no control
 //!   request is taken (exit_hook's drain phase), then every app gets
 //!   SIGTERM once and is waited for (the last phase, whose end is the
-//!   deadline), then `up` exits 128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
+//!   deadline): those no running app starts after first, then the apps
+//!   they started after, and so on; then `up` exits 128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
 //!   `up` killed by SIGKILL still has its apps stop gracefully.
 
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -131,7 +134,9 @@ pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCo
     );
     let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1]);
     for index in 0..up.config.apps.len() {
-        let _ = up.start(index);
+        // Each on its own thread: one waiting for its `after` apps holds
+        // up no other.
+        let _ = up.start_in_background(index);
     }
     match signals {
         // The waiters and exit_hook end the process.
@@ -159,20 +164,62 @@ impl Up {
     /// `up`: a child spawned by a thread that then returned would be sent
     /// SIGTERM as soon as it set the signal.
     fn start(self: &Arc<Self>, index: usize) -> Result<u32, String> {
+        self.start_in_background(index)?
+            .recv()
+            .unwrap_or_else(|_| Err("the starting thread ended".to_owned()))
+    }
+
+    /// [`start`](Self::start), not waiting for the pid: where it will come.
+    fn start_in_background(
+        self: &Arc<Self>,
+        index: usize,
+    ) -> Result<std::sync::mpsc::Receiver<Result<u32, String>>, String> {
         let (started, pid) = std::sync::mpsc::channel();
         let up = self.clone();
         std::thread::Builder::new()
             .name(format!("keepalive-up-{}", self.config.apps[index].name))
             .spawn(move || up.keep(index, &started))
             .map_err(|err| err.to_string())?;
-        pid.recv()
-            .unwrap_or_else(|_| Err("the starting thread ended".to_owned()))
+        Ok(pid)
+    }
+
+    /// Waits until every app that app `index` starts after is ready
+    /// (every worker); false if `up` stops first.
+    fn wait_for_after(&self, index: usize) -> bool {
+        let app = &self.config.apps[index];
+        for other in &app.after {
+            let mut said = false;
+            loop {
+                if self.lock().stopping {
+                    return false;
+                }
+                let ready = keepalive::control::request(other, &Request::Status)
+                    .ok()
+                    .and_then(|reply| reply.status)
+                    .is_some_and(|status| {
+                        !status.workers.is_empty()
+                            && status.workers.iter().all(|w| w.state == "ready")
+                    });
+                if ready {
+                    break;
+                }
+                if !std::mem::replace(&mut said, true) {
+                    say!("keepalive up: {} waits for {other} to be ready", app.name);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        true
     }
 
     /// The thread of app `index`: starts its keepalive, says the pid (or
     /// why not) through `started`, and [`wait`](Self::wait)s; while `wait`
     /// says to start it again, does so here.
     fn keep(self: Arc<Self>, index: usize, started: &std::sync::mpsc::Sender<Result<u32, String>>) {
+        if !self.wait_for_after(index) {
+            let _ = started.send(Err(format!("{} is stopping", self.config.name)));
+            return;
+        }
         let mut child = match self.spawn(index) {
             Ok(child) => {
                 let _ = started.send(Ok(child.id()));
@@ -313,17 +360,47 @@ impl Up {
     fn stop_all(&self, deadline: Instant) {
         let mut state = self.lock();
         state.stopping = true;
-        for pid in state.apps.iter().filter_map(|app| app.pid) {
-            let _ = signal(pid, rustix::process::Signal::TERM);
-        }
-        let left = deadline
+        let until = deadline
             .checked_sub(Duration::from_millis(500))
-            .unwrap_or(deadline)
-            .saturating_duration_since(Instant::now());
-        let (state, _) = self
-            .changed
-            .wait_timeout_while(state, left, |s| s.apps.iter().any(|app| app.pid.is_some()))
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or(deadline);
+        let apps = &self.config.apps;
+        let mut signalled = vec![false; apps.len()];
+        // In waves: the running apps no running app starts after, each
+        // asked once, waited for; then the next.
+        loop {
+            let running: Vec<usize> = (0..apps.len())
+                .filter(|&i| state.apps[i].pid.is_some())
+                .collect();
+            if running.is_empty() || Instant::now() >= until {
+                break;
+            }
+            let wave: Vec<usize> = running
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    !running
+                        .iter()
+                        .any(|&j| apps[j].after.contains(&apps[i].name))
+                })
+                .collect();
+            // (`validate` refuses a cycle; were there one, all at once.)
+            let wave = if wave.is_empty() { running } else { wave };
+            for &i in &wave {
+                if !std::mem::replace(&mut signalled[i], true) {
+                    if let Some(pid) = state.apps[i].pid {
+                        let _ = signal(pid, rustix::process::Signal::TERM);
+                    }
+                }
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            state = self
+                .changed
+                .wait_timeout_while(state, left, |s| {
+                    wave.iter().any(|&i| s.apps[i].pid.is_some())
+                })
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
         for pid in state.apps.iter().filter_map(|app| app.pid) {
             // Its workers have keepalive's parent-death SIGKILL.
             let _ = signal(pid, rustix::process::Signal::KILL);
