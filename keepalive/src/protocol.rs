@@ -112,6 +112,15 @@ pub enum Request {
     Stop,
     /// Every event from now on, one JSON line each, until the instance ends.
     Events,
+    /// A `keepalive up` reads its file again and applies it: the apps
+    /// added start, the apps removed stop gracefully, an app whose
+    /// `workers` alone changed is scaled, one whose other settings changed
+    /// is stopped and started with them; the others are left alone.
+    /// Answered once done, with what it did in the note.
+    Apply {
+        /// The file the client read (the up's own, by absolute path).
+        file: String,
+    },
     /// Starts the app `app` of a `keepalive up` again.
     Start {
         /// The app's name.

@@ -269,6 +269,10 @@ fn answer(request: Request, context: &Context) -> Reply {
             "{} is an instance, not a `keepalive up`: it starts nothing by name",
             context.name
         )),
+        Request::Apply { .. } => Reply::error(format!(
+            "{} is an instance, not a `keepalive up`: it has no file to apply",
+            context.name
+        )),
         Request::Signal { signal } => {
             let mut signalled = Vec::new();
             for started in &state.children {

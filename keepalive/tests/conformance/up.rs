@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Trial;
 
-use crate::cluster::{Watchdog, assert_gone_soon, assert_stopped_once, is_gone, next_number};
+use crate::cluster::{
+    Asking, Watchdog, assert_gone_soon, assert_stopped_once, is_gone, next_number,
+};
 use crate::control::{RuntimeDir, pids, status_until, text};
 use crate::harness::Child;
 use crate::trials;
@@ -20,6 +22,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_up_killed_still_stops_its_apps_gracefully,
         keepalive_up_passes_hup_and_usr1_to_its_apps,
         keepalive_up_starts_an_app_after_the_ones_it_names_and_stops_it_first,
+        keepalive_apply_scales_removes_and_adds_apps_and_leaves_the_others,
     ]
 }
 
@@ -542,4 +545,118 @@ min-uptime = "1s"
         said(&format!("hook {web}: ")) < said(&format!("stopping: sent SIGTERM (15) to pid {db}")),
         "web was stopped, and gone, before db was asked: {outcome:#?}"
     );
+}
+
+/// `keepalive apply` after editing the file: `web`'s workers 2 → 3 scales
+/// it (no connection of a client asking all along refused, its first two
+/// workers kept) and leaves `jobs`'s worker as it is; `jobs` taken out is
+/// stopped gracefully, and gone when apply returns; `extra` put in is
+/// started; nothing changed says so.
+fn keepalive_apply_scales_removes_and_adds_apps_and_leaves_the_others() {
+    let dir = RuntimeDir::new("apply");
+    let exe = std::env::current_exe().unwrap();
+    let file = dir.path().join("keepalive.toml");
+    let write = |web_workers: u32, jobs: bool, extra: bool| {
+        let mut text = format!(
+            r#"name = "shop"
+
+[apps.web]
+command = [{exe:?}]
+workers = {web_workers}
+listen = ["127.0.0.1:0"]
+wait-ready = true
+env = {{ EXIT_HOOK_SCENARIO = "ready_server" }}
+"#
+        );
+        if jobs {
+            text.push_str(&format!(
+                "\n[apps.jobs]\ncommand = [{exe:?}]\nmin-uptime = \"100ms\"\n"
+            ));
+        }
+        if extra {
+            text.push_str(&format!(
+                "\n[apps.extra]\ncommand = [{exe:?}]\nmin-uptime = \"100ms\"\n"
+            ));
+        }
+        std::fs::write(&file, text).unwrap();
+    };
+    write(2, true, false);
+    let mut watchdog = Watchdog::default();
+    let mut up = up(&dir, &file);
+    let port = next_number(&mut up, "port ");
+    // (The apps' lines come in any order: the pids from their status.)
+    let status = status_until(&dir, "web", |s| all_ready(s, 2));
+    let web: Vec<u32> = pids(&status)
+        .into_iter()
+        .map(|pid| watchdog.watch(pid as u32))
+        .collect();
+    let status = status_until(&dir, "jobs", |s| pids(s).len() == 1);
+    let jobs = watchdog.watch(pids(&status)[0] as u32);
+    let client = Asking::start(port);
+    std::thread::sleep(Duration::from_millis(200));
+    let apply = |dir: &RuntimeDir| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+        command
+            .args(["apply", "-f"])
+            .arg(&file)
+            .env("XDG_RUNTIME_DIR", dir.path());
+        command.output().unwrap()
+    };
+
+    write(3, true, false);
+    let output = apply(&dir);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        "applied shop: scaled web to 3 worker(s)\n"
+    );
+    let status = dir.status("web");
+    assert!(all_ready(&status, 3), "{status:#}");
+    let now = pids(&status);
+    for pid in &web {
+        assert!(now.contains(&u64::from(*pid)), "kept: {status:#}");
+    }
+    for pid in &now {
+        watchdog.watch(*pid as u32);
+    }
+    assert_eq!(pids(&dir.status("jobs")), [u64::from(jobs)], "left alone");
+
+    write(3, false, true);
+    let output = apply(&dir);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        "applied shop: removed jobs (stopped); added extra\n"
+    );
+    assert!(is_gone(jobs), "jobs's worker is gone when apply returns");
+    let status = status_until(&dir, "extra", |s| pids(s).len() == 1);
+    let extra = watchdog.watch(pids(&status)[0] as u32);
+    assert_eq!(pids(&dir.status("web")), now, "web left alone");
+    assert_eq!(
+        apps(&dir),
+        [
+            ("web".into(), "running".into()),
+            ("extra".into(), "running".into())
+        ]
+    );
+    let output = apply(&dir);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "applied shop: nothing changed\n");
+
+    std::thread::sleep(Duration::from_millis(200));
+    let (answers, failures) = client.stop();
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "refused or unanswered connections"
+    );
+    assert!(
+        answers.len() > 20,
+        "the client got through: {}",
+        answers.len()
+    );
+    let outcome = up.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert_stopped_once(&outcome, jobs);
+    assert_stopped_once(&outcome, extra);
 }

@@ -145,6 +145,16 @@ pub(crate) enum Command {
         #[command(flatten)]
         config: ConfigFile,
     },
+    /// Applies the edited config file to the running `keepalive up` of it:
+    /// the apps added start, the apps removed stop gracefully, an app whose
+    /// `workers` alone changed is scaled (ready-first, no connection
+    /// refused), one whose other settings changed is stopped and started
+    /// with them; the others are left alone (the same pids). Says what it
+    /// did; exits 1 if a change failed, 2 if the file has errors.
+    Apply {
+        #[command(flatten)]
+        config: ConfigFile,
+    },
     /// Prints a systemd unit that runs NAME as it runs now (its command
     /// line, its directory), as `pm2 startup` does: reload is a rolling
     /// reload, stop a graceful stop. Save it as /etc/systemd/system/NAME.service.
@@ -368,7 +378,7 @@ const SIGNALS: [(&str, i32); 0] = [];
 pub(crate) struct RunArgs {
     /// Run N copies sharing the listeners, each restarted on its own.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-    workers: u16,
+    pub(crate) workers: u16,
     /// Bind ADDR (127.0.0.1:8080, [::1]:8080, /path/to.sock) once and pass
     /// it to every worker, named NAME in LISTEN_FDNAMES. Repeatable.
     #[arg(long, value_name = "[NAME=]ADDR", value_parser = listen)]

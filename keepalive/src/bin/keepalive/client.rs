@@ -27,6 +27,7 @@ pub(crate) fn command(command: Command) -> ExitCode {
         }),
         Command::Restart { name, .. } => restart(&name),
         Command::Start { name } => start(&name),
+        Command::Apply { config } => return apply(&config.file),
         Command::Scale { name, workers } => {
             let workers = usize::from(workers);
             let request = Request::Scale { workers };
@@ -419,6 +420,41 @@ fn restart(name: &str) -> Result<(), String> {
             println!("restarted {name}: every worker started again and ready");
             Ok(())
         }
+    }
+}
+
+/// `keepalive apply`: the file checked here (its errors said with their
+/// lines, exit 2), then applied by the up it names; what it did, said.
+fn apply(file: &Path) -> ExitCode {
+    let config = match crate::config::load(file) {
+        Ok(config) => config,
+        Err(problems) => {
+            for problem in problems {
+                say!("{}:{}: {}", file.display(), problem.line, problem.message);
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let name = config.name.clone();
+    let request = Request::Apply {
+        file: config.file.display().to_string(),
+    };
+    let reply = match control::request_within(&name, &request, RELOAD_WITHIN) {
+        Ok(reply) => reply,
+        Err(err) => {
+            say!("keepalive: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(note) = &reply.note {
+        println!("applied {name}: {note}");
+    }
+    match reply.error {
+        Some(error) => {
+            say!("keepalive: {name}: {error}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
     }
 }
 

@@ -41,11 +41,35 @@ use crate::config::{App, Config};
 /// How long a reload asked of every app is waited for, app by app.
 const RELOAD_WITHIN: Duration = Duration::from_secs(3600);
 
+/// How long `apply` waits for an app it started to be ready.
+const START_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits until the app `name` answers with every worker ready.
+fn wait_ready(name: &str, within: Duration) -> Result<(), String> {
+    let until = Instant::now() + within;
+    loop {
+        let ready = keepalive::control::request(name, &Request::Status)
+            .ok()
+            .and_then(|reply| reply.status)
+            .is_some_and(|status| {
+                !status.workers.is_empty() && status.workers.iter().all(|w| w.state == "ready")
+            });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            return Err(format!("{name} is not ready after {} s", within.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// How long after an app's keepalive was killed it is started again.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
 
 /// `up`'s apps, shared by the control thread, the waiters and the stop hook.
 struct Up {
+    /// The file as `up` started (its apps are in `state`: `apply` changes them).
     config: Config,
     state: Mutex<State>,
     changed: Condvar,
@@ -59,15 +83,28 @@ struct State {
 }
 
 /// An app and its keepalive, if running.
-#[derive(Default)]
 struct Running {
+    app: App,
     pid: Option<u32>,
     last_exit: Option<String>,
+    /// Taken out of the file (`apply`): not shown, never started again.
+    retired: bool,
+}
+
+impl Running {
+    fn of(app: App) -> Running {
+        Running {
+            app,
+            pid: None,
+            last_exit: None,
+            retired: false,
+        }
+    }
 }
 
 /// Runs the apps of `config` until stopped; its exit status. `pid_file`,
 /// written, is removed once the apps are stopped.
-pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCode {
+pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCode {
     // Each app's keepalive's own deadline, and 2 s for up's own end.
     let deadline = crate::cli::own_deadline(
         config
@@ -88,9 +125,11 @@ pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCo
         return ExitCode::FAILURE;
     }
     crate::say::flush_at_exit();
+    let apps = std::mem::take(&mut config.apps);
+    let count = apps.len();
     let up = Arc::new(Up {
         state: Mutex::new(State {
-            apps: config.apps.iter().map(|_| Running::default()).collect(),
+            apps: apps.into_iter().map(Running::of).collect(),
             stopping: false,
         }),
         config,
@@ -129,11 +168,11 @@ pub(crate) fn up(config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCo
     say!(
         "keepalive up: {} with {} app(s), controlled as {}",
         up.config.dir.display(),
-        up.config.apps.len(),
+        count,
         endpoint.name()
     );
     let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1]);
-    for index in 0..up.config.apps.len() {
+    for index in 0..count {
         // Each on its own thread: one waiting for its `after` apps holds
         // up no other.
         let _ = up.start_in_background(index);
@@ -177,7 +216,7 @@ impl Up {
         let (started, pid) = std::sync::mpsc::channel();
         let up = self.clone();
         std::thread::Builder::new()
-            .name(format!("keepalive-up-{}", self.config.apps[index].name))
+            .name(format!("keepalive-up-{}", self.lock().apps[index].app.name))
             .spawn(move || up.keep(index, &started))
             .map_err(|err| err.to_string())?;
         Ok(pid)
@@ -186,8 +225,12 @@ impl Up {
     /// Waits until every app that app `index` starts after is ready
     /// (every worker); false if `up` stops first.
     fn wait_for_after(&self, index: usize) -> bool {
-        let app = &self.config.apps[index];
-        for other in &app.after {
+        let (name, after) = {
+            let state = self.lock();
+            let app = &state.apps[index].app;
+            (app.name.clone(), app.after.clone())
+        };
+        for other in &after {
             let mut said = false;
             loop {
                 if self.lock().stopping {
@@ -204,7 +247,7 @@ impl Up {
                     break;
                 }
                 if !std::mem::replace(&mut said, true) {
-                    say!("keepalive up: {} waits for {other} to be ready", app.name);
+                    say!("keepalive up: {name} waits for {other} to be ready");
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -240,18 +283,21 @@ impl Up {
 
     /// Spawns app `index`'s keepalive, unless `up` is stopping or it runs.
     fn spawn(&self, index: usize) -> Result<Child, String> {
-        let app = &self.config.apps[index];
         let mut state = self.lock();
+        let name = state.apps[index].app.name.clone();
         if state.stopping {
             return Err(format!("{} is stopping", self.config.name));
         }
-        if let Some(pid) = state.apps[index].pid {
-            return Err(format!("{} is running (keepalive pid {pid})", app.name));
+        if state.apps[index].retired {
+            return Err(format!("{name} was taken out of the file"));
         }
-        let child = match self.command(app).spawn() {
+        if let Some(pid) = state.apps[index].pid {
+            return Err(format!("{name} is running (keepalive pid {pid})"));
+        }
+        let child = match self.command(&state.apps[index].app).spawn() {
             Ok(child) => child,
             Err(err) => {
-                let reason = format!("cannot start keepalive for {}: {err}", app.name);
+                let reason = format!("cannot start keepalive for {name}: {err}");
                 state.apps[index].last_exit = Some(reason.clone());
                 drop(state);
                 say!("keepalive up: {reason}");
@@ -262,7 +308,7 @@ impl Up {
         let pid = child.id();
         state.apps[index].pid = Some(pid);
         drop(state);
-        say!("keepalive up: started {} (pid {pid})", app.name);
+        say!("keepalive up: started {name} (pid {pid})");
         Ok(child)
     }
 
@@ -296,12 +342,12 @@ impl Up {
         let mut state = self.lock();
         let status = child.wait();
         state.apps[index].pid = None;
-        let name = &self.config.apps[index].name;
+        let name = state.apps[index].app.name.clone();
         let shown = status
             .as_ref()
             .map_or_else(ToString::to_string, ToString::to_string);
         state.apps[index].last_exit = Some(shown.clone());
-        let stopping = state.stopping;
+        let stopping = state.stopping || state.apps[index].retired;
         drop(state);
         self.changed.notify_all();
         if stopping {
@@ -363,7 +409,12 @@ impl Up {
         let until = deadline
             .checked_sub(Duration::from_millis(500))
             .unwrap_or(deadline);
-        let apps = &self.config.apps;
+        // Each app's name and what it starts after, as they are now.
+        let apps: Vec<(String, Vec<String>)> = state
+            .apps
+            .iter()
+            .map(|running| (running.app.name.clone(), running.app.after.clone()))
+            .collect();
         let mut signalled = vec![false; apps.len()];
         // In waves: the running apps no running app starts after, each
         // asked once, waited for; then the next.
@@ -377,11 +428,7 @@ impl Up {
             let wave: Vec<usize> = running
                 .iter()
                 .copied()
-                .filter(|&i| {
-                    !running
-                        .iter()
-                        .any(|&j| apps[j].after.contains(&apps[i].name))
-                })
+                .filter(|&i| !running.iter().any(|&j| apps[j].1.contains(&apps[i].0)))
                 .collect();
             // (`validate` refuses a cycle; were there one, all at once.)
             let wave = if wave.is_empty() { running } else { wave };
@@ -417,7 +464,12 @@ impl Up {
                 Answer::from(reply)
             }
             Request::Start { app } => {
-                let Some(index) = self.config.apps.iter().position(|a| a.name == app) else {
+                let index = self
+                    .lock()
+                    .apps
+                    .iter()
+                    .position(|running| running.app.name == app && !running.retired);
+                let Some(index) = index else {
                     return Answer::from(Reply::error(format!("no app named {app}")));
                 };
                 match self.start(index) {
@@ -429,6 +481,7 @@ impl Up {
                 reply: Reply::default(),
                 then_stop: true,
             },
+            Request::Apply { file } => Answer::from(self.apply(&file)),
             // A reload, a restart or a signal of the `up` is one of every app.
             request @ (Request::Reload
             | Request::ReloadAndWait
@@ -446,18 +499,170 @@ impl Up {
         }
     }
 
+    /// `keepalive apply`: the file read again and what changed done, app
+    /// by app; answered once done, with what it did.
+    fn apply(self: &Arc<Self>, file: &str) -> Reply {
+        if std::path::Path::new(file) != self.config.file {
+            return Reply::error(format!(
+                "{} runs {}, not {file}",
+                self.config.name,
+                self.config.file.display()
+            ));
+        }
+        let config = match crate::config::load(&self.config.file) {
+            Ok(config) => config,
+            Err(problems) => {
+                let said: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("line {}: {}", p.line, p.message))
+                    .collect();
+                return Reply::error(format!("not applied: {}", said.join("; ")));
+            }
+        };
+        let config = match &self.config.env_set {
+            Some(set) => match config.with_env_set(set) {
+                Ok(config) => config,
+                Err(err) => return Reply::error(format!("not applied: {err}")),
+            },
+            None => config,
+        };
+        if config.name != self.config.name {
+            return Reply::error(format!(
+                "not applied: the file names the up {}, and this one is {}: start it anew",
+                config.name, self.config.name
+            ));
+        }
+        let (mut done, mut failed) = (Vec::new(), Vec::new());
+        // The apps taken out of the file: stopped, and gone, first.
+        let removed: Vec<usize> = {
+            let mut state = self.lock();
+            let gone: Vec<usize> = (0..state.apps.len())
+                .filter(|&i| {
+                    let running = &state.apps[i];
+                    !running.retired && !config.apps.iter().any(|app| app.name == running.app.name)
+                })
+                .collect();
+            for &i in &gone {
+                state.apps[i].retired = true;
+            }
+            gone
+        };
+        for index in removed {
+            let name = self.lock().apps[index].app.name.clone();
+            match self.stop_one(index) {
+                Ok(()) => done.push(format!("removed {name} (stopped)")),
+                Err(err) => failed.push(err),
+            }
+        }
+        let mut started = Vec::new();
+        for app in config.apps {
+            let name = app.name.clone();
+            let found = self
+                .lock()
+                .apps
+                .iter()
+                .position(|running| running.app.name == name && !running.retired);
+            let Some(index) = found else {
+                started.push(self.add(app));
+                done.push(format!("added {name}"));
+                continue;
+            };
+            let old = self.lock().apps[index].app.argv.clone();
+            if old == app.argv {
+                continue;
+            }
+            let but_workers = |argv: &[std::ffi::OsString]| -> Vec<std::ffi::OsString> {
+                argv.iter()
+                    .filter(|arg| !arg.to_string_lossy().starts_with("--workers="))
+                    .cloned()
+                    .collect()
+            };
+            if but_workers(&old) == but_workers(&app.argv) {
+                let workers = usize::from(app.run.workers);
+                let request = Request::Scale { workers };
+                match keepalive::control::request_within(&name, &request, RELOAD_WITHIN) {
+                    Ok(Reply { error: None, .. }) => {
+                        self.lock().apps[index].app = app;
+                        done.push(format!("scaled {name} to {workers} worker(s)"));
+                    }
+                    Ok(Reply {
+                        error: Some(err), ..
+                    }) => failed.push(format!("{name}: {err}")),
+                    Err(err) => failed.push(format!("{name}: {err}")),
+                }
+                continue;
+            }
+            // Other settings: a keepalive of its own runs them, started anew.
+            self.lock().apps[index].retired = true;
+            if let Err(err) = self.stop_one(index) {
+                failed.push(err);
+                continue;
+            }
+            started.push(self.add(app));
+            done.push(format!("restarted {name} with its new settings"));
+        }
+        for name in started.into_iter().flatten() {
+            if let Err(err) = wait_ready(&name, START_WITHIN) {
+                failed.push(err);
+            }
+        }
+        let mut reply = Reply::default();
+        if !failed.is_empty() {
+            reply.error = Some(failed.join("; "));
+        }
+        reply.note = Some(if done.is_empty() {
+            "nothing changed".into()
+        } else {
+            done.join("; ")
+        });
+        reply
+    }
+
+    /// A new app, started (once the apps it starts after are ready): its
+    /// name, or `None` if it could not be.
+    fn add(self: &Arc<Self>, app: App) -> Option<String> {
+        let name = app.name.clone();
+        let index = {
+            let mut state = self.lock();
+            state.apps.push(Running::of(app));
+            state.apps.len() - 1
+        };
+        self.start_in_background(index).ok().map(|_| name)
+    }
+
+    /// Stops app `index`'s keepalive (SIGTERM, once) and waits until it is
+    /// gone, up to its own deadline.
+    fn stop_one(&self, index: usize) -> Result<(), String> {
+        let mut state = self.lock();
+        let name = state.apps[index].app.name.clone();
+        let Some(pid) = state.apps[index].pid else {
+            return Ok(());
+        };
+        let _ = signal(pid, rustix::process::Signal::TERM);
+        let within = crate::cli::own_deadline(state.apps[index].app.run.kill_timeout)
+            + Duration::from_secs(1);
+        state = self
+            .changed
+            .wait_timeout_while(state, within, |s| s.apps[index].pid.is_some())
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        match state.apps[index].pid {
+            None => Ok(()),
+            Some(pid) => Err(format!("{name}'s keepalive (pid {pid}) has not ended")),
+        }
+    }
+
     /// Asks every running app's keepalive (an instance of its own, by the
     /// app's name) what the `up` was asked; the workers signalled, and
     /// what went wrong, app by app.
     fn ask_every_app(&self, request: &Request) -> Reply {
         let running: Vec<String> = {
             let state = self.lock();
-            self.config
+            state
                 .apps
                 .iter()
-                .zip(&state.apps)
-                .filter(|(_, running)| running.pid.is_some())
-                .map(|(app, _)| app.name.clone())
+                .filter(|running| running.pid.is_some() && !running.retired)
+                .map(|running| running.app.name.clone())
                 .collect()
         };
         if running.is_empty() {
@@ -515,14 +720,13 @@ impl Up {
         if let Some(set) = &self.config.env_set {
             status.argv.extend(["--env".to_owned(), set.clone()]);
         }
-        status.apps = self
-            .config
+        status.apps = state
             .apps
             .iter()
-            .zip(&state.apps)
-            .map(|(app, running)| {
+            .filter(|running| !running.retired)
+            .map(|running| {
                 let mut shown = AppStatus::default();
-                shown.name = app.name.clone();
+                shown.name = running.app.name.clone();
                 shown.state = if running.pid.is_some() {
                     "running"
                 } else {
