@@ -216,43 +216,29 @@ fn answer(request: Request, context: &Context) -> Reply {
             Reply::default()
         }
         Request::ReloadAndWait => {
-            let (reply, outcome) = mpsc::channel();
-            state.commands.push((Command::Reload, reply));
-            drop(state);
-            context.shared.bell.ring();
-            match outcome.recv().map(|outcome| outcome.result) {
+            match ask_the_loop(state, context, Command::Reload).map(|outcome| outcome.result) {
                 Ok(Ok(())) => Reply::default(),
                 Ok(Err(reason)) => Reply::error(format!("the reload failed: {reason}")),
                 Err(_) => Reply::error("the instance stopped before the reload was over"),
             }
         }
-        Request::Scale { workers } => {
-            let (reply, outcome) = mpsc::channel();
-            state.commands.push((Command::Scale(workers), reply));
-            drop(state);
-            context.shared.bell.ring();
-            match outcome.recv().map(|outcome| outcome.result) {
-                Ok(Ok(())) => Reply::default(),
-                Ok(Err(reason)) => Reply::error(format!("the scale failed: {reason}")),
-                Err(_) => Reply::error("the instance stopped before the scale was over"),
-            }
-        }
-        Request::RestartAndWait => {
-            let (reply, outcome) = mpsc::channel();
-            state.commands.push((Command::Restart, reply));
-            drop(state);
-            context.shared.bell.ring();
-            match outcome.recv() {
-                Ok(Outcome { result, note }) => Reply {
-                    note,
-                    ..match result {
-                        Ok(()) => Reply::default(),
-                        Err(reason) => Reply::error(format!("the restart failed: {reason}")),
-                    }
-                },
-                Err(_) => Reply::error("the instance stopped before the restart was over"),
-            }
-        }
+        Request::Scale { workers } => match ask_the_loop(state, context, Command::Scale(workers))
+            .map(|outcome| outcome.result)
+        {
+            Ok(Ok(())) => Reply::default(),
+            Ok(Err(reason)) => Reply::error(format!("the scale failed: {reason}")),
+            Err(_) => Reply::error("the instance stopped before the scale was over"),
+        },
+        Request::RestartAndWait => match ask_the_loop(state, context, Command::Restart) {
+            Ok(Outcome { result, note }) => Reply {
+                note,
+                ..match result {
+                    Ok(()) => Reply::default(),
+                    Err(reason) => Reply::error(format!("the restart failed: {reason}")),
+                }
+            },
+            Err(_) => Reply::error("the instance stopped before the restart was over"),
+        },
         Request::Restart => {
             let note = abandons_a_reload(&state);
             state.restart_asked = true;
@@ -291,6 +277,20 @@ fn answer(request: Request, context: &Context) -> Reply {
             }
         }
     }
+}
+
+/// Asks the loop for `command` and waits for its outcome; an error if the
+/// loop ended first.
+fn ask_the_loop(
+    mut state: std::sync::MutexGuard<'_, crate::stop::State>,
+    context: &Context,
+    command: Command,
+) -> Result<Outcome, mpsc::RecvError> {
+    let (reply, outcome) = mpsc::channel();
+    state.commands.push((command, reply));
+    drop(state);
+    context.shared.bell.ring();
+    outcome.recv()
 }
 
 /// What a restart asked now does besides: abandon a reload going on.

@@ -146,6 +146,23 @@ impl Asking {
         self.done.store(true, Ordering::Relaxed);
         self.client.join().unwrap()
     }
+
+    /// Stops asking, with every connection answered and more than 20 of
+    /// them: the pids that answered.
+    pub(crate) fn stop_all_answered(self) -> Vec<u32> {
+        let (answers, failures) = self.stop();
+        assert_eq!(
+            failures,
+            Vec::<String>::new(),
+            "refused or unanswered connections"
+        );
+        assert!(
+            answers.len() > 20,
+            "the client got through: {}",
+            answers.len()
+        );
+        answers
+    }
 }
 
 /// Connects to the workers' port and reads the pid the worker answers with.

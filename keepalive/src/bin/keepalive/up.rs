@@ -48,13 +48,7 @@ const START_WITHIN: Duration = Duration::from_secs(60);
 fn wait_ready(name: &str, within: Duration) -> Result<(), String> {
     let until = Instant::now() + within;
     loop {
-        let ready = keepalive::control::request(name, &Request::Status)
-            .ok()
-            .and_then(|reply| reply.status)
-            .is_some_and(|status| {
-                !status.workers.is_empty() && status.workers.iter().all(|w| w.state == "ready")
-            });
-        if ready {
+        if is_ready(name) {
             return Ok(());
         }
         if Instant::now() >= until {
@@ -62,6 +56,16 @@ fn wait_ready(name: &str, within: Duration) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the app `name` answers with every worker (one at least) ready.
+fn is_ready(name: &str) -> bool {
+    keepalive::control::request(name, &Request::Status)
+        .ok()
+        .and_then(|reply| reply.status)
+        .is_some_and(|status| {
+            !status.workers.is_empty() && status.workers.iter().all(|w| w.state == "ready")
+        })
 }
 
 /// How long after an app's keepalive was killed it is started again.
@@ -236,14 +240,7 @@ impl Up {
                 if self.lock().stopping {
                     return false;
                 }
-                let ready = keepalive::control::request(other, &Request::Status)
-                    .ok()
-                    .and_then(|reply| reply.status)
-                    .is_some_and(|status| {
-                        !status.workers.is_empty()
-                            && status.workers.iter().all(|w| w.state == "ready")
-                    });
-                if ready {
+                if is_ready(other) {
                     break;
                 }
                 if !std::mem::replace(&mut said, true) {
@@ -464,12 +461,7 @@ impl Up {
                 Answer::from(reply)
             }
             Request::Start { app } => {
-                let index = self
-                    .lock()
-                    .apps
-                    .iter()
-                    .position(|running| running.app.name == app && !running.retired);
-                let Some(index) = index else {
+                let Some(index) = self.index_of(&app) else {
                     return Answer::from(Reply::error(format!("no app named {app}")));
                 };
                 match self.start(index) {
@@ -557,12 +549,7 @@ impl Up {
         let mut started = Vec::new();
         for app in config.apps {
             let name = app.name.clone();
-            let found = self
-                .lock()
-                .apps
-                .iter()
-                .position(|running| running.app.name == name && !running.retired);
-            let Some(index) = found else {
+            let Some(index) = self.index_of(&name) else {
                 started.push(self.add(app));
                 done.push(format!("added {name}"));
                 continue;
@@ -616,6 +603,14 @@ impl Up {
             done.join("; ")
         });
         reply
+    }
+
+    /// The app `name` of the file (not one taken out of it).
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.lock()
+            .apps
+            .iter()
+            .position(|running| running.app.name == name && !running.retired)
     }
 
     /// A new app, started (once the apps it starts after are ready): its
