@@ -567,23 +567,7 @@ impl Supervisor {
     /// stop hook cannot be registered.
     #[cfg_attr(not(unix), allow(unused_mut))]
     pub fn run(mut self) -> Result<StopReason, Error> {
-        if self.workers == 0 {
-            return Err(Error::Setup(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the supervisor needs at least one worker",
-            )));
-        }
-        if let Some(fd) = self.ready_fd {
-            let first_free = 3 + self.listen.len() as i32;
-            if !(first_free..=255).contains(&fd) {
-                return Err(Error::Setup(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "the readiness descriptor must be from {first_free} (after the listeners) to 255, not {fd}"
-                    ),
-                )));
-            }
-        }
+        self.check()?;
         // `keepalive events NAME`: every event to the subscribers too.
         #[cfg(unix)]
         let subscribers = Arc::new(control::Subscribers::default());
@@ -620,62 +604,131 @@ impl Supervisor {
         #[cfg_attr(not(unix), allow(unused_mut))]
         let mut tag = default_name(std::path::Path::new(&self.program));
         #[cfg(unix)]
-        let _control = match &self.control {
-            Some((name, numbered)) => {
-                // Absolute: `keepalive logs` reads them from its own directory.
-                let shown = |path: &Option<PathBuf>| {
-                    let path = path.as_ref()?;
-                    let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                    Some(path.display().to_string())
-                };
-                let about = protocol::About {
-                    program: std::path::Path::new(&self.program).display().to_string(),
-                    stdout_log: shown(&self.logs.stdout),
-                    stderr_log: shown(&self.logs.stderr),
-                };
-                let refused = |err: &io::Error| {
-                    self.emit(Event::RuntimeDirRefused {
-                        reason: err.to_string(),
-                    });
-                };
-                let (server, name) = control::Server::start(
-                    name,
-                    *numbered,
-                    about,
-                    shared.clone(),
-                    subscribers.clone(),
-                    refused,
-                )
-                .map_err(|err| {
-                    Error::Setup(crate::error::context(
-                        err,
-                        format!("cannot listen for control as {name}"),
-                    ))
-                })?;
-                shared.lock().socket_files.push(server.file());
-                tag.clone_from(&name);
-                self.emit(Event::Control {
-                    name,
-                    socket: server.path().display().to_string(),
-                });
-                Some(server)
-            }
-            None => None,
-        };
+        let control = self.serve_control(&shared, &subscribers, &mut tag)?;
         if let Some(check) = &self.health_check {
             http_check::start(check.clone(), shared.clone()).map_err(Error::Setup)?;
         }
-        // keepalive's own shutdown, in exit_hook's phases: no control
-        // request is taken any more (drain); the workers are stopped and
-        // waited for (cleanup); their last lines are copied out (flush).
-        #[cfg(unix)]
-        let control_file = _control.as_ref().map(control::Server::file);
         // Said once: by the stop's last hook, or when the loop ends without one.
         let last_words = Arc::new(std::sync::Mutex::new(self.last_words.take()));
-        let stop_hooks = [
+        #[cfg(unix)]
+        let control_file = control.as_ref().map(control::Server::file);
+        #[cfg(not(unix))]
+        let control_file: Option<ControlFile> = None;
+        let stop_hooks = self.stop_hooks(&shared, control_file, &last_words)?;
+        let (sinks, _reopen) = self.open_logs()?;
+        let result = cluster::Cluster::new(&self, &tag, &shared, &alarm, signals.asked(), sinks)
+            .map(cluster::Cluster::run);
+        drop(signals);
+        for hook in stop_hooks {
+            hook.unregister();
+        }
+        // Given up (or failed): the stop hook that would have said them is
+        // gone, and the caller ends the process. (Stopped, the stop hook,
+        // which has the run's end to itself, says them: said here, they
+        // could be cut by the process ending from the hook's thread.)
+        if !matches!(result, Ok(StopReason::Stopped(_))) {
+            say_last_words(&last_words);
+        }
+        // The workers' last lines, copied out before the caller exits.
+        shared
+            .copiers
+            .wait(os::later(std::time::Instant::now(), self.kill_timeout));
+        #[cfg(target_os = "linux")]
+        if !was_subreaper {
+            os::stop_being_subreaper();
+        }
+        let last_status = shared.lock().last_status;
+        result.map(|reason| self.done(reason, last_status))
+    }
+
+    /// What `run` refuses before it starts anything: no worker, a
+    /// readiness descriptor where a listener goes or past 255.
+    fn check(&self) -> Result<(), Error> {
+        if self.workers == 0 {
+            return Err(Error::Setup(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the supervisor needs at least one worker",
+            )));
+        }
+        if let Some(fd) = self.ready_fd {
+            let first_free = 3 + self.listen.len() as i32;
+            if !(first_free..=255).contains(&fd) {
+                return Err(Error::Setup(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the readiness descriptor must be from {first_free} (after the listeners) to 255, not {fd}"
+                    ),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The control socket, if one was asked for: served from now on, its
+    /// name the instance's `tag`.
+    #[cfg(unix)]
+    fn serve_control(
+        &self,
+        shared: &Arc<Shared>,
+        subscribers: &Arc<control::Subscribers>,
+        tag: &mut String,
+    ) -> Result<Option<control::Server>, Error> {
+        let Some((name, numbered)) = &self.control else {
+            return Ok(None);
+        };
+        // Absolute: `keepalive logs` reads them from its own directory.
+        let shown = |path: &Option<PathBuf>| {
+            let path = path.as_ref()?;
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            Some(path.display().to_string())
+        };
+        let about = protocol::About {
+            program: std::path::Path::new(&self.program).display().to_string(),
+            stdout_log: shown(&self.logs.stdout),
+            stderr_log: shown(&self.logs.stderr),
+        };
+        let refused = |err: &io::Error| {
+            self.emit(Event::RuntimeDirRefused {
+                reason: err.to_string(),
+            });
+        };
+        let (server, name) = control::Server::start(
+            name,
+            *numbered,
+            about,
+            shared.clone(),
+            subscribers.clone(),
+            refused,
+        )
+        .map_err(|err| {
+            Error::Setup(crate::error::context(
+                err,
+                format!("cannot listen for control as {name}"),
+            ))
+        })?;
+        shared.lock().socket_files.push(server.file());
+        tag.clone_from(&name);
+        self.emit(Event::Control {
+            name,
+            socket: server.path().display().to_string(),
+        });
+        Ok(Some(server))
+    }
+
+    /// keepalive's own shutdown, in exit_hook's phases: no control request
+    /// is taken any more (drain); the workers are stopped and waited for,
+    /// then their last lines are copied out and the last words said
+    /// (flush). Unregistered when the run ends.
+    fn stop_hooks(
+        &self,
+        shared: &Arc<Shared>,
+        #[cfg_attr(not(unix), allow(unused_variables))] control_file: Option<ControlFile>,
+        last_words: &Arc<LastWords>,
+    ) -> Result<[exit_hook::HookHandle; 3], Error> {
+        Ok([
             exit_hook::in_phase(exit_hook::Phase::Drain).try_add(move |_| {
                 #[cfg(unix)]
-                if let Some(file) = control_file {
+                if let Some(file) = &control_file {
                     file.remove();
                 }
             })?,
@@ -709,31 +762,7 @@ impl Supervisor {
                     }
                 }
             })?,
-        ];
-        let (sinks, _reopen) = self.open_logs()?;
-        let result = cluster::Cluster::new(&self, &tag, &shared, &alarm, signals.asked(), sinks)
-            .map(cluster::Cluster::run);
-        drop(signals);
-        for hook in stop_hooks {
-            hook.unregister();
-        }
-        // Given up (or failed): the stop hook that would have said them is
-        // gone, and the caller ends the process. (Stopped, the stop hook,
-        // which has the run's end to itself, says them: said here, they
-        // could be cut by the process ending from the hook's thread.)
-        if !matches!(result, Ok(StopReason::Stopped(_))) {
-            say_last_words(&last_words);
-        }
-        // The workers' last lines, copied out before the caller exits.
-        shared
-            .copiers
-            .wait(os::later(std::time::Instant::now(), self.kill_timeout));
-        #[cfg(target_os = "linux")]
-        if !was_subreaper {
-            os::stop_being_subreaper();
-        }
-        let last_status = shared.lock().last_status;
-        result.map(|reason| self.done(reason, last_status))
+        ])
     }
 
     /// Opens the log files, and has SIGUSR1 reopen them (Unix): the sinks,
@@ -781,6 +810,17 @@ impl Supervisor {
         reason
     }
 }
+
+/// [`Supervisor::last_words`], said once: by the stop's last hook, or when
+/// the loop ends without one.
+type LastWords = std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>;
+
+/// The control socket's file, removed when the stop begins (nothing
+/// on Windows, which has no control socket).
+#[cfg(unix)]
+type ControlFile = listen::SocketFile;
+#[cfg(not(unix))]
+type ControlFile = ();
 
 /// The signals that wake the loop: SIGCHLD, and SIGHUP and SIGQUIT when
 /// they set a flag.
@@ -903,7 +943,7 @@ impl LoopSignals {
 }
 
 /// What the program says last ([`Supervisor::last_words`]), once.
-fn say_last_words(last_words: &std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>) {
+fn say_last_words(last_words: &LastWords) {
     let last = last_words
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
