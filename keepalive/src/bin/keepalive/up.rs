@@ -494,36 +494,10 @@ impl Up {
     /// `keepalive apply`: the file read again and what changed done, app
     /// by app; answered once done, with what it did.
     fn apply(self: &Arc<Self>, file: &str) -> Reply {
-        if std::path::Path::new(file) != self.config.file {
-            return Reply::error(format!(
-                "{} runs {}, not {file}",
-                self.config.name,
-                self.config.file.display()
-            ));
-        }
-        let config = match crate::config::load(&self.config.file) {
+        let config = match self.read_again(file) {
             Ok(config) => config,
-            Err(problems) => {
-                let said: Vec<String> = problems
-                    .iter()
-                    .map(|p| format!("line {}: {}", p.line, p.message))
-                    .collect();
-                return Reply::error(format!("not applied: {}", said.join("; ")));
-            }
+            Err(err) => return Reply::error(err),
         };
-        let config = match &self.config.env_set {
-            Some(set) => match config.with_env_set(set) {
-                Ok(config) => config,
-                Err(err) => return Reply::error(format!("not applied: {err}")),
-            },
-            None => config,
-        };
-        if config.name != self.config.name {
-            return Reply::error(format!(
-                "not applied: the file names the up {}, and this one is {}: start it anew",
-                config.name, self.config.name
-            ));
-        }
         let (mut done, mut failed) = (Vec::new(), Vec::new());
         // The apps taken out of the file: stopped, and gone, first.
         let removed: Vec<usize> = {
@@ -611,6 +585,38 @@ impl Up {
             .apps
             .iter()
             .position(|running| running.app.name == name && !running.retired)
+    }
+
+    /// The up's file, read again (`file`, the client's, must be it), with
+    /// the environment set it started with: what it says, or why not.
+    fn read_again(&self, file: &str) -> Result<Config, String> {
+        if std::path::Path::new(file) != self.config.file {
+            return Err(format!(
+                "{} runs {}, not {file}",
+                self.config.name,
+                self.config.file.display()
+            ));
+        }
+        let config = crate::config::load(&self.config.file).map_err(|problems| {
+            let said: Vec<String> = problems
+                .iter()
+                .map(|p| format!("line {}: {}", p.line, p.message))
+                .collect();
+            format!("not applied: {}", said.join("; "))
+        })?;
+        let config = match &self.config.env_set {
+            Some(set) => config
+                .with_env_set(set)
+                .map_err(|err| format!("not applied: {err}"))?,
+            None => config,
+        };
+        if config.name != self.config.name {
+            return Err(format!(
+                "not applied: the file names the up {}, and this one is {}: start it anew",
+                config.name, self.config.name
+            ));
+        }
+        Ok(config)
     }
 
     /// A new app, started (once the apps it starts after are ready): its
