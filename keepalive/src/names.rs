@@ -53,6 +53,24 @@ pub(crate) fn sanitize_name(text: &str) -> String {
     }
 }
 
+/// The name an instance gets when none is given: its program's file name
+/// (`/usr/bin/my-server` → `my-server`), made a name: control characters
+/// become `_`, leading dots go, at most 200 bytes.
+///
+/// ```
+/// use std::path::Path;
+/// assert_eq!(keepalive::default_name(Path::new("/usr/bin/my-server")), "my-server");
+/// assert_eq!(keepalive::default_name(Path::new("/")), "keepalive");
+/// assert_eq!(keepalive::default_name(Path::new("./.hidden\nname")), "hidden_name");
+/// ```
+pub fn default_name(program: &std::path::Path) -> String {
+    let name = program
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    sanitize_name(&name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,3 +101,10 @@ impl fmt::Debug for Supervisor {
             .finish_non_exhaustive()
     }
 }
+
+impl Supervisor {
+    /// Reports `event` (to `tracing` and to the listener).
+    pub(crate) fn emit(&self, event: crate::Event) {
+        crate::event::emit(self.listener.as_ref(), event);
+    }
+}

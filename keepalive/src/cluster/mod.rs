@@ -17,12 +17,15 @@ use std::collections::{HashMap, VecDeque};
 #[cfg(not(unix))]
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+mod group;
 mod readiness;
 mod reap;
 mod start;
+
+pub(crate) use group::run;
 
 pub(crate) use start::Sinks;
 
@@ -32,7 +35,7 @@ use super::listen::Listeners;
 use super::machine::{Effect, Input, Machine, Outcome, Settings, SpawnFailed, Ticket};
 #[cfg(unix)]
 use super::notify::{NotifyDir, NotifySocket};
-use super::os::{self, Alarm};
+use super::os;
 use super::schedule::Schedule;
 use super::stop::{Shared, Stopping, kill_tree};
 use super::{StopReason, Supervisor};
@@ -61,11 +64,6 @@ struct Handles {
 pub(crate) struct Cluster<'a> {
     supervisor: &'a Supervisor,
     shared: &'a Shared,
-    alarm: &'a Alarm,
-    /// Set by SIGHUP.
-    reload_asked: Option<Arc<AtomicBool>>,
-    /// Set by SIGQUIT: kill everything now.
-    force_asked: Option<Arc<AtomicBool>>,
     #[cfg(unix)]
     listeners: Option<Listeners>,
     #[cfg(unix)]
@@ -96,8 +94,6 @@ impl<'a> Cluster<'a> {
         supervisor: &'a Supervisor,
         tag: &str,
         shared: &'a Shared,
-        alarm: &'a Alarm,
-        asked: Asked,
         sinks: start::Sinks,
     ) -> Result<Self, Error> {
         #[cfg(unix)]
@@ -152,9 +148,6 @@ impl<'a> Cluster<'a> {
         Ok(Cluster {
             supervisor,
             shared,
-            alarm,
-            reload_asked: asked.reload,
-            force_asked: asked.force,
             #[cfg(unix)]
             listeners,
             #[cfg(unix)]
@@ -185,55 +178,70 @@ impl<'a> Cluster<'a> {
         })
     }
 
-    /// Runs the workers until every slot gave up or the supervisor is
-    /// stopped, and until nothing they started is left.
-    pub(crate) fn run(mut self) -> StopReason {
-        loop {
-            self.now = Instant::now();
-            if self
-                .force_asked
-                .as_ref()
-                .is_some_and(|asked| asked.swap(false, Ordering::AcqRel))
-            {
-                self.force();
-            }
-            self.read_notifications();
-            let stopping = self.reap();
-            self.shared
-                .lock()
-                .stragglers
-                .tick(self.now, self.supervisor.listener.as_ref());
-            // The stop hook waits for everything to be gone.
-            self.shared.changed.notify_all();
-            if let Some(stopping) = stopping {
-                // No reload is scheduled any more: nothing to wake for.
-                self.scheduled_reload = None;
-                if self.shared.lock().all_gone() {
-                    self.send_answers();
-                    return StopReason::Stopped(stopping.by);
-                }
-                self.take_commands(); // answered: stopping
-                self.feed(Input::Tick);
-                self.sleep();
-                continue;
-            }
-            self.tell_asked();
-            self.feed(Input::Tick);
-            if let Some(reason) = self.machine.gave_up() {
-                self.scheduled_reload = None;
-                if self.shared.lock().all_gone() {
-                    self.send_answers();
-                    return reason;
-                }
-            }
-            self.sleep();
+    /// One turn of the loop at `now`: what `forced` (SIGQUIT) and
+    /// `hangup` (SIGHUP, when it reloads) ask, what the workers said, what
+    /// of `reaped` is this cluster's (taken out of it; `foreign` are the
+    /// other clusters' workers, not orphans), what is due. The reason it
+    /// ended, once every slot gave up or it was stopped and nothing it
+    /// started is left.
+    pub(crate) fn turn(
+        &mut self,
+        now: Instant,
+        forced: bool,
+        hangup: bool,
+        reaped: &mut Vec<(u32, std::process::ExitStatus)>,
+        foreign: &[u32],
+    ) -> Option<StopReason> {
+        self.now = now;
+        if forced && self.supervisor.force_on_quit {
+            self.force();
         }
+        self.read_notifications();
+        let stopping = self.reap(reaped, foreign);
+        self.shared
+            .lock()
+            .stragglers
+            .tick(self.now, self.supervisor.listener.as_ref());
+        // The stop hook waits for everything to be gone.
+        self.shared.changed.notify_all();
+        if let Some(stopping) = stopping {
+            // No reload is scheduled any more: nothing to wake for.
+            self.scheduled_reload = None;
+            if self.shared.lock().all_gone() {
+                self.send_answers();
+                return Some(StopReason::Stopped(stopping.by));
+            }
+            self.take_commands(); // answered: stopping
+            self.feed(Input::Tick);
+            return None;
+        }
+        self.tell_asked(hangup && self.supervisor.reload_on_hangup);
+        self.feed(Input::Tick);
+        if let Some(reason) = self.machine.gave_up() {
+            self.scheduled_reload = None;
+            if self.shared.lock().all_gone() {
+                self.send_answers();
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    /// The pids of this cluster's workers, not reaped yet.
+    pub(crate) fn children(&self) -> Vec<u32> {
+        let state = self.shared.lock();
+        state.children.iter().map(|s| s.child.id()).collect()
+    }
+
+    /// A child nobody's worker: one of this cluster's stragglers, if it is.
+    pub(crate) fn straggler_reaped(&self, pid: u32) {
+        self.shared.lock().stragglers.reaped(pid);
     }
 
     /// Tells the machine what was asked since the last turn: a reload (by
     /// SIGHUP, the control socket, a watched file, the schedule), a
     /// restart, what the health check found, the memory it asks to read.
-    fn tell_asked(&mut self) {
+    fn tell_asked(&mut self, by_signal: bool) {
         if let Some(pids) = self.machine.memory_due(self.now) {
             let samples = pids
                 .into_iter()
@@ -252,10 +260,6 @@ impl<'a> Cluster<'a> {
         if let Some(reason) = unhealthy {
             self.feed(Input::Unhealthy(reason));
         }
-        let by_signal = self
-            .reload_asked
-            .as_ref()
-            .is_some_and(|asked| asked.swap(false, Ordering::AcqRel));
         if by_signal || by_control {
             self.feed(Input::Reload);
         }
@@ -356,33 +360,29 @@ impl<'a> Cluster<'a> {
         (!std::mem::replace(&mut self.told_stop, true)).then_some(Input::Stop)
     }
 
-    /// Sleeps until something happens, or the next timer is due; first
-    /// publishes the workers as they are now, for `status`.
-    fn sleep(&mut self) {
+    /// Before the loop sleeps: publishes the workers as they are now, for
+    /// `status`, sends the turn's answers; when it has something to do
+    /// without being woken.
+    pub(crate) fn rest(&mut self) -> Option<Instant> {
         self.publish();
         self.send_answers();
         let stragglers = self.shared.lock().stragglers.next_due();
-        let until = self
-            .machine
+        self.machine
             .next_due()
             .into_iter()
             .chain(stragglers)
             .chain(self.scheduled_reload)
-            .min();
-        #[cfg(unix)]
-        {
-            let fds: Vec<_> = self
-                .handles
-                .iter()
-                .flat_map(|w| {
-                    let ready = w.ready_pipe.as_ref().map(std::os::fd::AsFd::as_fd);
-                    std::iter::once(w.notify.as_fd()).chain(ready)
-                })
-                .collect();
-            self.alarm.sleep(&fds, until);
-        }
-        #[cfg(not(unix))]
-        self.alarm.sleep(until);
+            .min()
+    }
+
+    /// What wakes the loop for this cluster: the workers' notification
+    /// sockets and readiness pipes.
+    #[cfg(unix)]
+    pub(crate) fn fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
+        self.handles.iter().flat_map(|w| {
+            let ready = w.ready_pipe.as_ref().map(std::os::fd::AsFd::as_fd);
+            std::iter::once(w.notify.as_fd()).chain(ready)
+        })
     }
 
     /// Sends this turn's answers (once its view is published).

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::Cluster;
 use crate::event::Event;
 use crate::machine::Input;
+#[cfg(any(target_os = "linux", not(unix)))]
 use crate::os;
 use crate::stop::{State, Stopping};
 use exit_hook::Signal;
@@ -16,10 +17,20 @@ impl Cluster<'_> {
     /// signal once the supervisor is being stopped (and tells the machine). What an ended worker
     /// left is put in the stragglers under the same lock as its removal,
     /// so the stop hook never sees "all gone" in between.
-    pub(super) fn reap(&mut self) -> Option<Stopping> {
+    pub(super) fn reap(
+        &mut self,
+        all: &mut Vec<(u32, std::process::ExitStatus)>,
+        foreign: &[u32],
+    ) -> Option<Stopping> {
         let shared = self.shared;
         let mut state = shared.lock();
-        let reaped = os::reap(state.children.iter_mut().map(|s| &mut s.child));
+        // (Windows reaps each child by its handle: this cluster's here.)
+        #[cfg(not(unix))]
+        all.extend(os::reap(state.children.iter_mut().map(|s| &mut s.child)));
+        let (reaped, others): (Vec<_>, Vec<_>) = std::mem::take(all)
+            .into_iter()
+            .partition(|(pid, _)| state.children.iter().any(|s| s.child.id() == *pid));
+        *all = others;
         let stopping = state.stopping;
         if reaped.is_empty() {
             drop(state);
@@ -35,7 +46,6 @@ impl Cluster<'_> {
         let mut exited = Vec::new();
         for (pid, status) in reaped {
             let Some(index) = state.children.iter().position(|s| s.child.id() == pid) else {
-                state.stragglers.reaped(pid);
                 continue;
             };
             state.children.remove(index);
@@ -52,7 +62,7 @@ impl Cluster<'_> {
             exited.push((pid, status));
         }
         let ended: Vec<u32> = exited.iter().map(|&(pid, _)| pid).collect();
-        self.stop_orphans(&mut state, &ended, signal, kill_at);
+        self.stop_orphans(&mut state, &ended, foreign, signal, kill_at);
         shared.changed.notify_all();
         drop(state);
         self.told_stopping(stopping);
@@ -84,6 +94,7 @@ impl Cluster<'_> {
         &self,
         state: &mut State,
         ended: &[u32],
+        foreign: &[u32],
         signal: Signal,
         kill_at: Instant,
     ) {
@@ -103,6 +114,7 @@ impl Cluster<'_> {
             for pid in os::children() {
                 if live.iter().any(|w| w.pid == pid)
                     || state.children.iter().any(|s| s.child.id() == pid)
+                    || foreign.contains(&pid)
                 {
                     continue;
                 }

@@ -14,6 +14,7 @@ use crate::cluster::number_after;
 use crate::harness::Child;
 use crate::supervisor::keepalive_command;
 
+mod group;
 mod health;
 mod idle;
 mod logs;
@@ -41,6 +42,7 @@ pub fn tests() -> Vec<Trial> {
         small::tests(),
         pid1::tests(),
         schedule::tests(),
+        group::tests(),
     ]
     .into_iter()
     .flatten()
@@ -57,6 +59,7 @@ pub fn run_role(role: &str) -> bool {
         || health::run_role(role)
         || logs::run_role(role)
         || pid1::run_role(role)
+        || group::run_role(role)
 }
 
 /// `keepalive OPTIONS -- PROGRAM ARGS` with `envs`, its stderr merged into

@@ -1,0 +1,97 @@
+//! [`keepalive::Group`]: three apps in one process (its role, beside the
+//! test), each with its own name and control socket: the apps' workers
+//! are that process's children, an app that gives up leaves the others
+//! running, and one SIGTERM stops them all at once.
+
+use std::process::Command;
+use std::time::Duration;
+
+use libtest_mimic::Trial;
+
+use crate::cluster::{Watchdog, assert_stopped_once, next_number};
+use crate::control::{RuntimeDir, pids};
+use crate::harness::Child;
+use crate::trials;
+
+pub fn tests() -> Vec<Trial> {
+    trials![keepalive_group_runs_three_apps_in_one_process]
+}
+
+pub fn run_role(role: &str) -> bool {
+    if role != "group_of_three" {
+        return false;
+    }
+    exit_hook::Builder::new()
+        .signals([
+            exit_hook::Signal::terminate(),
+            exit_hook::Signal::interrupt(),
+        ])
+        .force_on_second_signal(false)
+        .install()
+        .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let app = |name: &'static str, program: &std::path::Path, scenario: &str| {
+        keepalive::Supervisor::new(program)
+            .env("EXIT_HOOK_SCENARIO", scenario)
+            .control(name)
+            .on_event(move |event| println!("keepalive[{name}]: {event}"))
+    };
+    let reasons = keepalive::Group::new()
+        .app(app("db", &exe, "worker"))
+        .app(app("web", &exe, "worker").workers(2))
+        // Exits at once, every time: given up (spinning), alone.
+        .app(app("broken", std::path::Path::new("false"), "worker"))
+        .run()
+        .unwrap();
+    println!("ended: {reasons:?}");
+    crate::child::wait_forever() // exit_hook ends the process: 143
+}
+
+/// The parent of `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[1].parse().unwrap()
+}
+
+/// Three apps, one process: `db` (a worker), `web` (two) and `broken`
+/// (gives up). Each answers by its name with that process's pid; every
+/// worker is its child; `broken` giving up leaves the others running; one
+/// SIGTERM stops every worker once, and the process exits 143.
+fn keepalive_group_runs_three_apps_in_one_process() {
+    let dir = RuntimeDir::new("group");
+    let mut watchdog = Watchdog::default();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env("XDG_RUNTIME_DIR", dir.path());
+    super::merge_stderr(&mut command);
+    let mut group = Child::spawn_with(command, "group_of_three");
+    let me = group.pid() as u32;
+    let workers: Vec<u32> = (0..3)
+        .map(|_| watchdog.watch(next_number(&mut group, "worker ")))
+        .collect();
+    group.wait_line("broken gave up", |line| {
+        line.starts_with("keepalive[broken]: gave up")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for &pid in &workers {
+        assert_eq!(parent_of(pid), me, "worker {pid} is the group's child");
+    }
+    let (db, web) = (dir.status("db"), dir.status("web"));
+    assert_eq!(db["pid"], me, "{db:#}");
+    assert_eq!(web["pid"], me, "{web:#}");
+    let mut seen: Vec<u64> = pids(&db).into_iter().chain(pids(&web)).collect();
+    seen.sort_unstable();
+    let mut started: Vec<u64> = workers.iter().map(|&pid| u64::from(pid)).collect();
+    started.sort_unstable();
+    assert_eq!(seen, started, "db's one and web's two, still running");
+    let outcome = group.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    for &pid in &workers {
+        assert_stopped_once(&outcome, pid);
+    }
+}
