@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 #[cfg(unix)]
 use crate::control;
-#[cfg(unix)]
 use crate::event::Event;
 use crate::stop::{Shared, stop};
 use crate::{Error, StopReason, Supervisor, cluster, default_name, http_check, logfile, os, watch};
@@ -21,7 +20,8 @@ use crate::{listen, protocol};
 /// Several supervisors in one process, each with its own workers, name
 /// and control socket: one loop and one reaper for all, one stop. An app's
 /// trouble (a give-up, a crash loop, a failed reload) stays that app's:
-/// the others run on.
+/// the others run on. The process's stop is every app's: `keepalive stop`
+/// on one app's name stops the process, as SIGTERM does.
 ///
 /// ```no_run
 /// use keepalive::{Group, Supervisor};
@@ -157,7 +157,8 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, E
             )
         })
         .collect();
-    let result = clusters.map(|clusters| cluster::run(clusters, &alarm, &signals.asked()));
+    let alone = supervisors.len() == 1;
+    let result = clusters.map(|clusters| cluster::run(clusters, &alarm, &signals.asked(), !alone));
     drop(signals);
     for hook in hooks {
         hook.unregister();
@@ -190,7 +191,7 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, E
         .zip(reasons)
         .map(|((supervisor, held), reason)| {
             let last_status = held.shared.lock().last_status;
-            supervisor.done(reason, last_status)
+            supervisor.done(reason, last_status, alone)
         })
         .collect())
 }
@@ -395,9 +396,14 @@ impl Supervisor {
         Ok((sinks, reopen))
     }
 
-    /// The run's end (its `Done` said as it came): given up, the app's own
-    /// status, if asked.
-    fn done(&self, reason: StopReason, last_status: Option<i32>) -> StopReason {
+    /// The run's end: a run of one says it here (a group's apps said it
+    /// as each ended) and, given up, ends the process with the app's own
+    /// status if asked.
+    fn done(&self, reason: StopReason, last_status: Option<i32>, alone: bool) -> StopReason {
+        if !alone {
+            return reason;
+        }
+        self.emit(Event::Done(reason));
         if self.exit_as_workers && !matches!(reason, StopReason::Stopped(_)) {
             if let Some(status) = last_status {
                 // Given up: the app's own status, as an init passes it on.

@@ -119,6 +119,18 @@ impl Stragglers {
         self.left.retain(|s| s.target != Target::Group(pid));
     }
 
+    /// The processes being stopped (not the groups).
+    #[cfg_attr(
+        not(target_os = "linux"),
+        allow(dead_code, reason = "no orphans elsewhere")
+    )]
+    pub(crate) fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.left.iter().filter_map(|s| match s.target {
+            Target::Process(pid, _) => Some(pid),
+            Target::Group(_) => None,
+        })
+    }
+
     /// `pid` was reaped.
     pub(crate) fn reaped(&mut self, pid: u32) {
         self.left

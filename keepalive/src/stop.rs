@@ -32,6 +32,13 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     /// Every worker started and not reaped yet.
     pub(crate) children: Vec<Started>,
+    /// Workers reaped (by the loop's one reaper, under this lock) and not
+    /// yet seen by their cluster's turn: not signalled any more, not gone
+    /// yet (what they left is not counted before the turn).
+    pub(crate) exited: Vec<(Started, std::process::ExitStatus)>,
+    /// The cluster ended (in a group, the others go on): nothing takes a
+    /// request for it any more.
+    pub(crate) ended: bool,
     /// What ended workers left, being stopped.
     pub(crate) stragglers: Stragglers,
     /// Set by the stop hook (or a forced stop): no worker starts once it
@@ -117,7 +124,7 @@ impl State {
 
     /// Whether the workers and all they left are gone.
     pub(crate) fn all_gone(&self) -> bool {
-        self.children.is_empty() && self.stragglers.is_empty()
+        self.children.is_empty() && self.exited.is_empty() && self.stragglers.is_empty()
     }
 }
 

@@ -1,21 +1,33 @@
 //! One loop for every cluster of the process: one reaper, one sleep. Each
 //! turn reaps every child that exited (`wait(-1)`: the process's only
-//! reaper), gives each cluster its own (and tells it which children are
-//! the other clusters' workers, not orphans), hands what is nobody's to
-//! the clusters' stragglers, then sleeps until any of them has something
-//! to do. A cluster that ended (every slot gave up, or stopped) leaves the
-//! turns; the others go on.
+//! reaper) with every cluster's state locked, so a reaped worker leaves
+//! its cluster's children (for the exited it turn takes) and a reaped
+//! orphan its stragglers before anyone can signal the pid or see "all
+//! gone" in between; then each cluster takes its turn, told what the other
+//! clusters own (their workers are not its orphans); then the loop sleeps
+//! until any of them has something to do. A cluster that ended (every slot
+//! gave up, or stopped) leaves the turns and its listeners close; the
+//! others go on.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{Asked, Cluster};
+use super::{Asked, Cluster, Foreign};
 use crate::StopReason;
 use crate::os::{self, Alarm};
+use crate::stop::{State, Stopping};
 
 /// Runs `clusters` until each has ended; each one's reason, in order.
-pub(crate) fn run(mut clusters: Vec<Cluster<'_>>, alarm: &Alarm, asked: &Asked) -> Vec<StopReason> {
+/// `say_done`: each says its `Done` as it ends (in a group; a run of one
+/// says it last, after its last words).
+pub(crate) fn run(
+    clusters: Vec<Cluster<'_>>,
+    alarm: &Alarm,
+    asked: &Asked,
+    say_done: bool,
+) -> Vec<StopReason> {
     let mut ended: Vec<Option<StopReason>> = vec![None; clusters.len()];
+    let mut clusters: Vec<Option<Cluster<'_>>> = clusters.into_iter().map(Some).collect();
     loop {
         let now = Instant::now();
         let take = |flag: &Option<std::sync::Arc<std::sync::atomic::AtomicBool>>| {
@@ -23,50 +35,88 @@ pub(crate) fn run(mut clusters: Vec<Cluster<'_>>, alarm: &Alarm, asked: &Asked) 
                 .is_some_and(|asked| asked.swap(false, Ordering::AcqRel))
         };
         let (forced, hangup) = (take(&asked.force), take(&asked.reload));
-        let mut reaped = os::reap(std::iter::empty());
-        let children: Vec<Vec<u32>> = clusters.iter().map(Cluster::children).collect();
-        for (index, cluster) in clusters.iter_mut().enumerate() {
-            if ended[index].is_some() {
-                continue;
+        reap(&clusters);
+        for index in 0..clusters.len() {
+            // What the others own, as it is now (an earlier turn may have
+            // started a worker).
+            let mut foreign = Foreign::default();
+            for (other, cluster) in clusters.iter().enumerate() {
+                if let (true, Some(cluster)) = (other != index, cluster) {
+                    cluster.own(&mut foreign);
+                }
             }
-            let foreign: Vec<u32> = children
-                .iter()
-                .enumerate()
-                .filter(|&(other, _)| other != index)
-                .flat_map(|(_, pids)| pids.iter().copied())
-                .collect();
-            ended[index] = cluster.turn(now, forced, hangup, &mut reaped, &foreign);
-            if let Some(reason) = ended[index] {
-                // Said as it happens: in a group the others go on.
+            let Some(cluster) = clusters[index].as_mut() else {
+                continue;
+            };
+            let Some(reason) = cluster.turn(now, forced, hangup, &foreign) else {
+                continue;
+            };
+            if say_done {
                 cluster.supervisor.emit(crate::Event::Done(reason));
             }
-        }
-        // Nobody's worker: what an ended worker left, if anyone's.
-        for (pid, _) in reaped {
-            for cluster in &clusters {
-                cluster.straggler_reaped(pid);
-            }
+            end(&mut cluster.shared.lock());
+            ended[index] = Some(reason);
+            clusters[index] = None; // its listeners and sockets' directory go
         }
         if ended.iter().all(Option::is_some) {
             return ended.into_iter().flatten().collect();
         }
         let mut until: Option<Instant> = None;
-        for (index, cluster) in clusters.iter_mut().enumerate() {
-            if ended[index].is_none() {
-                until = cluster.rest().into_iter().chain(until).min();
-            }
+        for cluster in clusters.iter_mut().flatten() {
+            until = cluster.rest().into_iter().chain(until).min();
         }
         #[cfg(unix)]
         {
-            let fds: Vec<_> = clusters
-                .iter()
-                .enumerate()
-                .filter(|&(index, _)| ended[index].is_none())
-                .flat_map(|(_, cluster)| cluster.fds())
-                .collect();
+            let fds: Vec<_> = clusters.iter().flatten().flat_map(Cluster::fds).collect();
             alarm.sleep(&fds, until);
         }
         #[cfg(not(unix))]
         alarm.sleep(until);
     }
+}
+
+/// Reaps what exited, every running cluster's state locked (in order; the
+/// other parties lock one at a time): a worker goes from its cluster's
+/// children to its exited, for its turn; anything else is taken out of
+/// every cluster's stragglers.
+fn reap(clusters: &[Option<Cluster<'_>>]) {
+    let mut states: Vec<_> = clusters.iter().flatten().map(|c| c.shared.lock()).collect();
+    // Windows reaps each child by its handle, Unix any child at all.
+    #[cfg(not(unix))]
+    let reaped: Vec<_> = states
+        .iter_mut()
+        .flat_map(|state| os::reap(state.children.iter_mut().map(|s| &mut s.child)))
+        .collect();
+    #[cfg(unix)]
+    let reaped = os::reap(std::iter::empty::<&mut std::process::Child>());
+    for (pid, status) in reaped {
+        let owner = states.iter_mut().find_map(|state| {
+            let index = state.children.iter().position(|s| s.child.id() == pid)?;
+            Some((state, index))
+        });
+        match owner {
+            Some((state, index)) => {
+                let started = state.children.remove(index);
+                state.exited.push((started, status));
+            }
+            None => {
+                for state in &mut states {
+                    state.stragglers.reaped(pid);
+                }
+            }
+        }
+    }
+}
+
+/// A cluster ended: a request waiting for it is told so (its sender
+/// dropped), none is taken any more, its status shows no worker, and its
+/// health check stops asking.
+fn end(state: &mut State) {
+    state.commands.clear();
+    state.ended = true;
+    state.view.clear();
+    state.stopping.get_or_insert(Stopping {
+        by: None,
+        signal: exit_hook::Signal::terminate(),
+    });
 }

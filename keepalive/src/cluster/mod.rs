@@ -51,6 +51,20 @@ pub(crate) struct Asked {
     pub(crate) force: Option<Arc<AtomicBool>>,
 }
 
+/// What a cluster's turn must leave alone, being the other clusters' (in
+/// a group): their live workers (with their notification sockets, which
+/// their workers' children inherit), and the processes they watch (their
+/// workers not reaped yet, what their ended workers left).
+#[derive(Debug, Default)]
+#[cfg_attr(
+    not(target_os = "linux"),
+    allow(dead_code, reason = "no orphans elsewhere")
+)]
+pub(crate) struct Foreign {
+    pub(crate) workers: Vec<(u32, std::path::PathBuf)>,
+    pub(crate) processes: Vec<u32>,
+}
+
 /// What the shell holds for a worker the machine knows by its pid.
 #[cfg(unix)]
 struct Handles {
@@ -189,15 +203,14 @@ impl<'a> Cluster<'a> {
         now: Instant,
         forced: bool,
         hangup: bool,
-        reaped: &mut Vec<(u32, std::process::ExitStatus)>,
-        foreign: &[u32],
+        foreign: &Foreign,
     ) -> Option<StopReason> {
         self.now = now;
         if forced && self.supervisor.force_on_quit {
             self.force();
         }
         self.read_notifications();
-        let stopping = self.reap(reaped, foreign);
+        let stopping = self.reap(foreign);
         self.shared
             .lock()
             .stragglers
@@ -227,15 +240,19 @@ impl<'a> Cluster<'a> {
         None
     }
 
-    /// The pids of this cluster's workers, not reaped yet.
-    pub(crate) fn children(&self) -> Vec<u32> {
+    /// What another cluster's turn must leave alone: this one's live
+    /// workers, its workers not reaped yet and what its ended workers left.
+    fn own(&self, into: &mut Foreign) {
+        #[cfg(unix)]
+        into.workers.extend(
+            self.handles
+                .iter()
+                .map(|w| (w.pid, w.notify.path().to_owned())),
+        );
         let state = self.shared.lock();
-        state.children.iter().map(|s| s.child.id()).collect()
-    }
-
-    /// A child nobody's worker: one of this cluster's stragglers, if it is.
-    pub(crate) fn straggler_reaped(&self, pid: u32) {
-        self.shared.lock().stragglers.reaped(pid);
+        into.processes
+            .extend(state.children.iter().map(|s| s.child.id()));
+        into.processes.extend(state.stragglers.pids());
     }
 
     /// Tells the machine what was asked since the last turn: a reload (by

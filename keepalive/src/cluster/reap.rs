@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
-use super::Cluster;
+use super::{Cluster, Foreign};
 use crate::event::Event;
 use crate::machine::Input;
-#[cfg(any(target_os = "linux", not(unix)))]
+#[cfg(target_os = "linux")]
 use crate::os;
 use crate::stop::{State, Stopping};
 use exit_hook::Signal;
@@ -17,20 +17,13 @@ impl Cluster<'_> {
     /// signal once the supervisor is being stopped (and tells the machine). What an ended worker
     /// left is put in the stragglers under the same lock as its removal,
     /// so the stop hook never sees "all gone" in between.
-    pub(super) fn reap(
-        &mut self,
-        all: &mut Vec<(u32, std::process::ExitStatus)>,
-        foreign: &[u32],
-    ) -> Option<Stopping> {
+    pub(super) fn reap(&mut self, foreign: &Foreign) -> Option<Stopping> {
         let shared = self.shared;
         let mut state = shared.lock();
-        // (Windows reaps each child by its handle: this cluster's here.)
-        #[cfg(not(unix))]
-        all.extend(os::reap(state.children.iter_mut().map(|s| &mut s.child)));
-        let (reaped, others): (Vec<_>, Vec<_>) = std::mem::take(all)
+        let reaped: Vec<(u32, std::process::ExitStatus)> = std::mem::take(&mut state.exited)
             .into_iter()
-            .partition(|(pid, _)| state.children.iter().any(|s| s.child.id() == *pid));
-        *all = others;
+            .map(|(started, status)| (started.child.id(), status))
+            .collect();
         let stopping = state.stopping;
         if reaped.is_empty() {
             drop(state);
@@ -45,10 +38,6 @@ impl Cluster<'_> {
         let listener = self.supervisor.listener.as_ref();
         let mut exited = Vec::new();
         for (pid, status) in reaped {
-            let Some(index) = state.children.iter().position(|s| s.child.id() == pid) else {
-                continue;
-            };
-            state.children.remove(index);
             let uptime = self.machine.uptime(pid, self.now);
             state.last_status = Some(crate::os::shell_status(status));
             self.supervisor.emit(Event::Exited {
@@ -94,13 +83,15 @@ impl Cluster<'_> {
         &self,
         state: &mut State,
         ended: &[u32],
-        foreign: &[u32],
+        foreign: &Foreign,
         signal: Signal,
         kill_at: Instant,
     ) {
         #[cfg(target_os = "linux")]
         {
             use crate::orphans::{LiveWorker, Ties, owner};
+            // This cluster's live workers and the other clusters' (in a
+            // group): a process one of them owns is not an orphan.
             let live: Vec<LiveWorker<'_>> = self
                 .handles
                 .iter()
@@ -109,12 +100,16 @@ impl Cluster<'_> {
                     pid: w.pid,
                     notify_socket: w.notify.path(),
                 })
+                .chain(foreign.workers.iter().map(|(pid, socket)| LiveWorker {
+                    pid: *pid,
+                    notify_socket: socket,
+                }))
                 .collect();
             let me = std::process::id();
             for pid in os::children() {
                 if live.iter().any(|w| w.pid == pid)
                     || state.children.iter().any(|s| s.child.id() == pid)
-                    || foreign.contains(&pid)
+                    || foreign.processes.contains(&pid)
                 {
                     continue;
                 }

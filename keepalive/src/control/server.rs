@@ -286,6 +286,9 @@ fn ask_the_loop(
     context: &Context,
     command: Command,
 ) -> Result<Outcome, mpsc::RecvError> {
+    if state.ended {
+        return Err(mpsc::RecvError); // nothing takes it any more
+    }
     let (reply, outcome) = mpsc::channel();
     state.commands.push((command, reply));
     drop(state);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libtest_mimic::Trial;
 
-use crate::cluster::{Watchdog, assert_stopped_once, next_number};
+use crate::cluster::{Watchdog, assert_stopped_once};
 use crate::control::{RuntimeDir, pids};
 use crate::harness::Child;
 use crate::trials;
@@ -71,12 +71,17 @@ fn keepalive_group_runs_three_apps_in_one_process() {
     super::merge_stderr(&mut command);
     let mut group = Child::spawn_with(command, "group_of_three");
     let me = group.pid() as u32;
-    let workers: Vec<u32> = (0..3)
-        .map(|_| watchdog.watch(next_number(&mut group, "worker ")))
-        .collect();
-    group.wait_line("broken gave up", |line| {
-        line.starts_with("keepalive[broken]: gave up")
-    });
+    // The three workers' lines and broken's giving up, in any order.
+    let (mut workers, mut gave_up) = (Vec::new(), false);
+    while workers.len() < 3 || !gave_up {
+        let line = group.wait_line("the workers and broken's give-up", |line| {
+            line.starts_with("worker ") || line.starts_with("keepalive[broken]: gave up")
+        });
+        match line.strip_prefix("worker ") {
+            Some(pid) => workers.push(watchdog.watch(pid.parse().unwrap())),
+            None => gave_up = true,
+        }
+    }
     std::thread::sleep(Duration::from_millis(200));
     for &pid in &workers {
         assert_eq!(parent_of(pid), me, "worker {pid} is the group's child");
