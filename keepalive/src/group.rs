@@ -108,39 +108,11 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, E
     let mut held = Vec::with_capacity(supervisors.len());
     #[cfg_attr(not(unix), allow(unused_variables))]
     for (index, supervisor) in supervisors.iter_mut().enumerate() {
-        let shared = Arc::new(Shared::new(alarm.bell()));
-        let watch = if supervisor.watch.paths.is_empty() {
-            None
-        } else {
-            let watch = watch::Watch::start(
-                &supervisor.watch,
-                shared.clone(),
-                supervisor.listener.clone(),
-            )
-            .map_err(Error::Setup)?;
-            Some(watch)
-        };
-        // The instance's name: the notification sockets' directory is
-        // named by it, so what its workers leave can be found by it.
-        #[cfg_attr(not(unix), allow(unused_mut))]
-        let mut tag = default_name(std::path::Path::new(&supervisor.program));
         #[cfg(unix)]
-        let control = supervisor.serve_control(&shared, &subscribers[index], &mut tag)?;
-        if let Some(check) = &supervisor.health_check {
-            http_check::start(check.clone(), shared.clone()).map_err(Error::Setup)?;
-        }
-        let last_words = Arc::new(std::sync::Mutex::new(supervisor.last_words.take()));
-        let (sinks, reopen) = supervisor.open_logs()?;
-        held.push(Held {
-            shared,
-            tag,
-            #[cfg(unix)]
-            control,
-            _watch: watch,
-            last_words,
-            sinks: Some(sinks),
-            _reopen: reopen,
-        });
+        let subscribers = &subscribers[index];
+        #[cfg(not(unix))]
+        let subscribers = &();
+        held.push(supervisor.prepare(&alarm, subscribers)?);
     }
     let hooks = stop_hooks(&supervisors, &held)?;
     let sinks: Vec<_> = held.iter_mut().map(|held| held.sinks.take()).collect();
@@ -275,6 +247,46 @@ fn stop_hooks(
 }
 
 impl Supervisor {
+    /// What this supervisor sets up for itself: the state it shares with
+    /// its stop and its control socket, watch, its control socket (its
+    /// name), health check, last words, log files.
+    fn prepare(
+        &mut self,
+        alarm: &os::Alarm,
+        #[cfg(unix)] subscribers: &Arc<control::Subscribers>,
+        #[cfg(not(unix))] _subscribers: &(),
+    ) -> Result<Held, Error> {
+        let shared = Arc::new(Shared::new(alarm.bell()));
+        let watch = if self.watch.paths.is_empty() {
+            None
+        } else {
+            let watch = watch::Watch::start(&self.watch, shared.clone(), self.listener.clone())
+                .map_err(Error::Setup)?;
+            Some(watch)
+        };
+        // The instance's name: the notification sockets' directory is
+        // named by it, so what its workers leave can be found by it.
+        #[cfg_attr(not(unix), allow(unused_mut))]
+        let mut tag = default_name(std::path::Path::new(&self.program));
+        #[cfg(unix)]
+        let control = self.serve_control(&shared, subscribers, &mut tag)?;
+        if let Some(check) = &self.health_check {
+            http_check::start(check.clone(), shared.clone()).map_err(Error::Setup)?;
+        }
+        let last_words = Arc::new(std::sync::Mutex::new(self.last_words.take()));
+        let (sinks, reopen) = self.open_logs()?;
+        Ok(Held {
+            shared,
+            tag,
+            #[cfg(unix)]
+            control,
+            _watch: watch,
+            last_words,
+            sinks: Some(sinks),
+            _reopen: reopen,
+        })
+    }
+
     /// Every event to the control socket's subscribers too (`keepalive
     /// events NAME`): they are returned, the listener wrapped.
     #[cfg(unix)]
