@@ -99,12 +99,7 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, E
     let alarm = os::Alarm::new(&wake_signals(&signals))
         .map_err(|err| Error::Setup(crate::error::context(err, "cannot handle SIGCHLD")))?;
     #[cfg(target_os = "linux")]
-    let was_subreaper = os::become_subreaper().map_err(|err| {
-        Error::Setup(crate::error::context(
-            err,
-            "cannot become the workers' subreaper",
-        ))
-    })?;
+    let subreaper = Subreaper::become_one()?;
     let mut held = Vec::with_capacity(supervisors.len());
     #[cfg_attr(not(unix), allow(unused_variables))]
     for (index, supervisor) in supervisors.iter_mut().enumerate() {
@@ -153,9 +148,7 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, E
         ));
     }
     #[cfg(target_os = "linux")]
-    if !was_subreaper {
-        os::stop_being_subreaper();
-    }
+    drop(subreaper);
     let reasons = result?;
     Ok(supervisors
         .iter()
@@ -166,6 +159,35 @@ pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, E
             supervisor.done(reason, last_status, alone)
         })
         .collect())
+}
+
+/// The process the workers' subreaper (Linux) for the run: given back when
+/// dropped (also when the setup fails half-way), unless it was one before.
+#[cfg(target_os = "linux")]
+struct Subreaper {
+    was: bool,
+}
+
+#[cfg(target_os = "linux")]
+impl Subreaper {
+    fn become_one() -> Result<Subreaper, Error> {
+        let was = os::become_subreaper().map_err(|err| {
+            Error::Setup(crate::error::context(
+                err,
+                "cannot become the workers' subreaper",
+            ))
+        })?;
+        Ok(Subreaper { was })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        if !self.was {
+            os::stop_being_subreaper();
+        }
+    }
 }
 
 /// keepalive's own shutdown, in exit_hook's phases, for every supervisor

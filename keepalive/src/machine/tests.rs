@@ -836,6 +836,14 @@ fn replies(effects: &[Effect]) -> Vec<(u64, Result<(), String>)> {
         .collect()
 }
 
+/// The one reply of `effects`, to `ticket`, a refusal: its reason.
+fn refused(effects: &[Effect], ticket: u64) -> String {
+    match &replies(effects)[..] {
+        [(got, Err(reason))] if *got == ticket => reason.clone(),
+        _ => panic!("not one refusal to {ticket}: {effects:?}"),
+    }
+}
+
 fn command(ticket: u64, command: Command) -> Input {
     Input::Command {
         ticket: Ticket(ticket),
@@ -873,15 +881,11 @@ fn a_failed_reload_answers_with_its_reason() {
     let broken = h.newest();
     h.feed(1100, command(2, Command::Reload));
     let effects = h.feed(1200, exited(broken, 1));
-    let [(1, Err(reason))] = &replies(&effects)[..] else {
-        panic!("{effects:?}")
-    };
+    let reason = refused(&effects, 1);
     assert!(reason.contains("before it was ready"), "{reason}");
     h.feed(1200, Input::Tick);
     let effects = h.feed(11_200, Input::Tick);
-    let [(2, Err(reason))] = &replies(&effects)[..] else {
-        panic!("{effects:?}")
-    };
+    let reason = refused(&effects, 2);
     assert!(reason.contains("not ready within 10000 ms"), "{reason}");
 }
 
@@ -939,9 +943,7 @@ fn a_restart_that_does_not_come_up_says_why() {
     // Exits at once: spinning, given up (no spin sleep, no backoff).
     h.feed(1150, exited(new, 1));
     let effects = h.feed(1150, Input::Tick);
-    let [(1, Err(reason))] = &replies(&effects)[..] else {
-        panic!("{effects:?}")
-    };
+    let reason = refused(&effects, 1);
     assert!(reason.starts_with("worker 0: gave up"), "{reason}");
 
     let mut h = Harness::serving(1);
@@ -952,9 +954,7 @@ fn a_restart_that_does_not_come_up_says_why() {
     h.feed(1100, Input::Tick);
     assert_eq!(h.machine.next_due(), Some(h.at(11_100)));
     let effects = h.feed(11_100, Input::Tick);
-    let [(1, Err(reason))] = &replies(&effects)[..] else {
-        panic!("{effects:?}")
-    };
+    let reason = refused(&effects, 1);
     assert!(reason.contains("within 10000 ms"), "{reason}");
 }
 
@@ -1093,9 +1093,7 @@ fn a_scale_waits_for_a_reload_and_the_last_asked_wins() {
     let effects = h.feed(1300, Input::Tick);
     assert_eq!(replies(&effects), [(1, Ok(())), (2, Ok(()))]);
     let effects = h.feed(1400, command(3, Command::Scale(0)));
-    let [(3, Err(reason))] = &replies(&effects)[..] else {
-        panic!("{effects:?}")
-    };
+    let reason = refused(&effects, 3);
     assert!(reason.starts_with("at least 1 worker"), "{reason}");
 }
 
