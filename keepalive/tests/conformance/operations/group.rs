@@ -14,10 +14,16 @@ use crate::harness::Child;
 use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
-    trials![keepalive_group_runs_three_apps_in_one_process]
+    trials![
+        keepalive_group_runs_three_apps_in_one_process,
+        keepalive_group_leaves_an_apps_orphan_to_that_app,
+    ]
 }
 
 pub fn run_role(role: &str) -> bool {
+    if role == "group_with_an_orphan" {
+        group_with_an_orphan();
+    }
     if role != "group_of_three" {
         return false;
     }
@@ -45,6 +51,98 @@ pub fn run_role(role: &str) -> bool {
         .unwrap();
     println!("ended: {reasons:?}");
     crate::child::wait_forever() // exit_hook ends the process: 143
+}
+
+/// Two apps in one process: `a`'s worker leaves a process of its own
+/// behind (a double fork: reparented to the group, `NOTIFY_SOCKET` still
+/// `a`'s), and `b`'s worker exits every half second (each exit makes `b`
+/// look for what its worker left).
+fn group_with_an_orphan() -> ! {
+    exit_hook::Builder::new()
+        .signals([
+            exit_hook::Signal::terminate(),
+            exit_hook::Signal::interrupt(),
+        ])
+        .force_on_second_signal(false)
+        .install()
+        .unwrap();
+    let shell = |name: &'static str, script: &str| {
+        keepalive::Supervisor::new("sh")
+            .args(["-c", script])
+            .control(name)
+            .min_uptime(Duration::ZERO)
+            .on_event(move |event| println!("keepalive[{name}]: {event}"))
+    };
+    let reasons = keepalive::Group::new()
+        .app(shell(
+            "a",
+            "(setsid sh -c 'echo orphan $$; exec sleep 600' &); echo worker $$; exec sleep 600",
+        ))
+        .app(shell("b", "sleep 0.5; exit 3"))
+        .run()
+        .unwrap();
+    println!("ended: {reasons:?}");
+    crate::child::wait_forever()
+}
+
+/// What one app's worker left (an orphan tied to it by its
+/// `NOTIFY_SOCKET`) is that app's: another app's workers exiting around it
+/// do not make that app stop it (before, `b` adopted and stopped it at its
+/// first worker's exit). It goes with `a`'s stop.
+fn keepalive_group_leaves_an_apps_orphan_to_that_app() {
+    let dir = RuntimeDir::new("orphan");
+    let mut watchdog = Watchdog::default();
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env("XDG_RUNTIME_DIR", dir.path());
+    super::merge_stderr(&mut command);
+    let mut group = Child::spawn_with(command, "group_with_an_orphan");
+    let (mut orphan, mut worker) = (None, None);
+    while orphan.is_none() || worker.is_none() {
+        let line = group.wait_line("a's worker and its orphan", |line| {
+            line.starts_with("orphan ") || line.starts_with("worker ")
+        });
+        let (what, pid) = line.split_once(' ').unwrap();
+        let pid = watchdog.watch(pid.parse().unwrap());
+        match what {
+            "orphan" => orphan = Some(pid),
+            _ => worker = Some(pid),
+        }
+    }
+    let (orphan, worker) = (orphan.unwrap(), worker.unwrap());
+    // b's worker exits at 0.5 s, 1 s, 1.5 s …
+    for _ in 0..3 {
+        group.wait_line("b's worker exits", |line| {
+            line.starts_with("keepalive[b]: pid ") && line.contains(" exited ")
+        });
+    }
+    assert!(!crate::cluster::is_gone(orphan), "a's orphan left alone");
+    assert_eq!(
+        parent_of(orphan),
+        group.pid() as u32,
+        "reparented to the group"
+    );
+    let outcome = group.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    assert!(
+        !outcome
+            .stdout
+            .iter()
+            .any(|line| line.starts_with("keepalive[b]: ")
+                && line.contains(&format!("pid {orphan}"))),
+        "b never touched a's orphan: {outcome:#?}"
+    );
+    crate::cluster::assert_gone_soon(orphan);
+    assert_stopped_once_by_keepalive(&outcome, worker);
+}
+
+/// `pid` was asked to stop once, by its app.
+fn assert_stopped_once_by_keepalive(outcome: &crate::harness::Outcome, pid: u32) {
+    let asked = outcome
+        .stdout
+        .iter()
+        .filter(|line| line.contains(&format!("sent SIGTERM (15) to pid {pid}")))
+        .count();
+    assert_eq!(asked, 1, "{outcome:#?}");
 }
 
 /// The parent of `pid`, from `/proc/PID/stat`.
