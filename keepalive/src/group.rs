@@ -190,6 +190,26 @@ impl Drop for Subreaper {
     }
 }
 
+/// What the stop hook needs of one app to stop its workers.
+struct AppStop {
+    shared: Arc<Shared>,
+    listener: Option<crate::event::Listener>,
+    kill_timeout: std::time::Duration,
+    kill_signal: Option<exit_hook::Signal>,
+}
+
+impl AppStop {
+    fn stop(&self, exit: &exit_hook::Exit) {
+        stop(
+            &self.shared,
+            self.listener.as_ref(),
+            self.kill_timeout,
+            self.kill_signal,
+            exit,
+        );
+    }
+}
+
 /// keepalive's own shutdown, in exit_hook's phases, for every supervisor
 /// at once: no control request is taken any more (drain); the workers are
 /// stopped and waited for, every supervisor's at the same time, then their
@@ -204,16 +224,14 @@ fn stop_hooks(
         .iter()
         .filter_map(|held| held.control.as_ref().map(control::Server::file))
         .collect();
-    let stops: Vec<_> = supervisors
+    let stops: Vec<AppStop> = supervisors
         .iter()
         .zip(held)
-        .map(|(supervisor, held)| {
-            (
-                held.shared.clone(),
-                supervisor.listener.clone(),
-                supervisor.kill_timeout,
-                supervisor.kill_signal,
-            )
+        .map(|(supervisor, held)| AppStop {
+            shared: held.shared.clone(),
+            listener: supervisor.listener.clone(),
+            kill_timeout: supervisor.kill_timeout,
+            kill_signal: supervisor.kill_signal,
         })
         .collect();
     let flushes: Vec<_> = held
@@ -233,23 +251,13 @@ fn stop_hooks(
         // flush: its end is the run's deadline, which bounds the kill
         // timeout (and what a worker's EXTEND_TIMEOUT_USEC= asks), however
         // the phases share the deadline.
-        exit_hook::in_phase(exit_hook::Phase::Flush).try_add(move |exit| {
-            let stop_one = |(shared, listener, kill_timeout, kill_signal): &(
-                Arc<Shared>,
-                Option<crate::event::Listener>,
-                std::time::Duration,
-                Option<exit_hook::Signal>,
-            )| {
-                stop(shared, listener.as_ref(), *kill_timeout, *kill_signal, exit);
-            };
-            match &stops[..] {
-                [one] => stop_one(one),
-                many => std::thread::scope(|scope| {
-                    for each in many {
-                        scope.spawn(move || stop_one(each));
-                    }
-                }),
-            }
+        exit_hook::in_phase(exit_hook::Phase::Flush).try_add(move |exit| match &stops[..] {
+            [one] => one.stop(exit),
+            many => std::thread::scope(|scope| {
+                for each in many {
+                    scope.spawn(move || each.stop(exit));
+                }
+            }),
         })?,
         exit_hook::in_phase(exit_hook::Phase::Flush).try_add(move |exit| {
             for (shared, last_words) in &flushes {
@@ -269,9 +277,9 @@ fn stop_hooks(
 }
 
 impl Supervisor {
-    /// What this supervisor sets up for itself: the state it shares with
-    /// its stop and its control socket, watch, its control socket (its
-    /// name), health check, last words, log files.
+    /// What this supervisor sets up for itself: the state its loop shares
+    /// with its stop and its control threads, watch, its control socket
+    /// (its name), health check, last words, log files.
     fn prepare(
         &mut self,
         alarm: &os::Alarm,

@@ -193,9 +193,9 @@ impl<'a> Cluster<'a> {
     }
 
     /// One turn of the loop at `now`: what `forced` (SIGQUIT) and
-    /// `hangup` (SIGHUP, when it reloads) ask, what the workers said, what
-    /// of `reaped` is this cluster's (taken out of it; `foreign` are the
-    /// other clusters' workers, not orphans), what is due. The reason it
+    /// `hangup` (SIGHUP, when it reloads) ask, what the workers said, its
+    /// workers the group's reaper found exited (`foreign`: what the other
+    /// clusters own, not this one's orphans), what is due. The reason it
     /// ended, once every slot gave up or it was stopped and nothing it
     /// started is left.
     pub(crate) fn turn(

@@ -298,10 +298,9 @@ fn ask_the_loop(
 
 /// What a restart asked now does besides: abandon a reload going on.
 fn abandons_a_reload(state: &crate::stop::State) -> Option<String> {
-    state.replacing.then(|| {
-        "workers were being replaced (a reload): that reload is abandoned for the restart"
-            .to_owned()
-    })
+    state
+        .replacing
+        .then(|| crate::machine::ABANDONS_A_RELOAD.to_owned())
 }
 
 /// This process's command line, its program as an absolute path, without

@@ -51,6 +51,10 @@ pub(crate) use said::Message;
 /// The most workers a scale asks for (as `--workers`).
 const MAX_WORKERS: usize = u16::MAX as usize;
 
+/// What a restart that abandons a reload going on says besides.
+pub(crate) const ABANDONS_A_RELOAD: &str =
+    "workers were being replaced (a reload): that reload is abandoned for the restart";
+
 /// Why a request is not done: the supervisor is stopping.
 const STOPPING: &str = "the instance is stopping";
 
@@ -402,9 +406,9 @@ impl Machine {
             ),
             // The last asked wins; whoever asked before waits for it.
             Command::Scale(to) => {
-                let (_, waiters) = self.scale_asked.get_or_insert_with(|| (to, Vec::new()));
-                waiters.push(ticket);
-                self.scale_asked.as_mut().expect("just set").0 = to;
+                let asked = self.scale_asked.get_or_insert_with(|| (to, Vec::new()));
+                asked.0 = to;
+                asked.1.push(ticket);
             }
         }
     }

@@ -3,7 +3,9 @@
 //! is late fails the reload, and the old workers serve on), the restart
 //! (every worker retired, then every slot started afresh), and retiring.
 
-use super::{Awaited, Effect, Machine, Purpose, Reload, Role, Slot, Ticket, Worker};
+use super::{
+    ABANDONS_A_RELOAD, Awaited, Effect, Machine, Purpose, Reload, Role, Slot, Ticket, Worker,
+};
 use crate::event::Event;
 use crate::os::later;
 
@@ -165,10 +167,7 @@ impl Machine {
             };
         }
         let waiters = std::mem::take(&mut self.restart_waiters.going);
-        let note = std::mem::take(&mut self.abandoned_reload).then(|| {
-            "workers were being replaced (a reload): that reload is abandoned for the restart"
-                .to_owned()
-        });
+        let note = std::mem::take(&mut self.abandoned_reload).then(|| ABANDONS_A_RELOAD.to_owned());
         self.await_ready(0..self.slots.len(), waiters, note);
         self.start_due();
     }

@@ -156,8 +156,7 @@ fn start(app: &str) -> Result<(), String> {
                 ..
             }) => {
                 answered = true;
-                let workers = &status.workers;
-                if !workers.is_empty() && workers.iter().all(|w| w.state == "ready") {
+                if all_ready(&status) {
                     println!("started {app}");
                     return Ok(());
                 }
@@ -175,6 +174,11 @@ fn start(app: &str) -> Result<(), String> {
         "{app} was started, but its workers are not ready after {} s",
         START_WITHIN.as_secs()
     ))
+}
+
+/// Whether `status` shows workers, every one ready.
+pub(crate) fn all_ready(status: &Status) -> bool {
+    !status.workers.is_empty() && status.workers.iter().all(|w| w.state == "ready")
 }
 
 /// How long `start` waits for the app's workers to be ready.

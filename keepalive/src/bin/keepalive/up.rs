@@ -63,9 +63,7 @@ fn is_ready(name: &str) -> bool {
     keepalive::control::request(name, &Request::Status)
         .ok()
         .and_then(|reply| reply.status)
-        .is_some_and(|status| {
-            !status.workers.is_empty() && status.workers.iter().all(|w| w.state == "ready")
-        })
+        .is_some_and(|status| crate::client::all_ready(&status))
 }
 
 /// How long after an app's keepalive was killed it is started again.

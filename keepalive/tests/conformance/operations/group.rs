@@ -21,12 +21,16 @@ pub fn tests() -> Vec<Trial> {
 }
 
 pub fn run_role(role: &str) -> bool {
-    if role == "group_with_an_orphan" {
-        group_with_an_orphan();
+    match role {
+        "group_of_three" => group_of_three(),
+        "group_with_an_orphan" => group_with_an_orphan(),
+        _ => false,
     }
-    if role != "group_of_three" {
-        return false;
-    }
+}
+
+/// As the `keepalive` command installs exit_hook: SIGTERM and SIGINT stop
+/// the group, a second one does not cut the workers' stop short.
+fn install_exit_hook() {
     exit_hook::Builder::new()
         .signals([
             exit_hook::Signal::terminate(),
@@ -35,22 +39,36 @@ pub fn run_role(role: &str) -> bool {
         .force_on_second_signal(false)
         .install()
         .unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let app = |name: &'static str, program: &std::path::Path, scenario: &str| {
-        keepalive::Supervisor::new(program)
-            .env("EXIT_HOOK_SCENARIO", scenario)
-            .control(name)
-            .on_event(move |event| println!("keepalive[{name}]: {event}"))
-    };
-    let reasons = keepalive::Group::new()
-        .app(app("db", &exe, "worker"))
-        .app(app("web", &exe, "worker").workers(2))
-        // Exits at once, every time: given up (spinning), alone.
-        .app(app("broken", std::path::Path::new("false"), "worker"))
-        .run()
-        .unwrap();
+}
+
+/// An app of the group: `program` under `name`, its events printed as
+/// `keepalive[NAME]: …`.
+fn app(name: &'static str, program: impl AsRef<std::ffi::OsStr>) -> keepalive::Supervisor {
+    keepalive::Supervisor::new(program)
+        .control(name)
+        .on_event(move |event| println!("keepalive[{name}]: {event}"))
+}
+
+/// Runs `group` until exit_hook ends the process (143).
+fn run(group: keepalive::Group) -> ! {
+    let reasons = group.run().unwrap();
     println!("ended: {reasons:?}");
-    crate::child::wait_forever() // exit_hook ends the process: 143
+    crate::child::wait_forever()
+}
+
+/// `db` (a worker), `web` (two) and `broken` (exits at once, every time:
+/// given up, spinning, alone).
+fn group_of_three() -> ! {
+    install_exit_hook();
+    let exe = std::env::current_exe().unwrap();
+    run(keepalive::Group::new()
+        .app(app("db", &exe).env("EXIT_HOOK_SCENARIO", "worker"))
+        .app(
+            app("web", &exe)
+                .env("EXIT_HOOK_SCENARIO", "worker")
+                .workers(2),
+        )
+        .app(app("broken", "false")))
 }
 
 /// Two apps in one process: `a`'s worker leaves a process of its own
@@ -58,31 +76,18 @@ pub fn run_role(role: &str) -> bool {
 /// `a`'s), and `b`'s worker exits every half second (each exit makes `b`
 /// look for what its worker left).
 fn group_with_an_orphan() -> ! {
-    exit_hook::Builder::new()
-        .signals([
-            exit_hook::Signal::terminate(),
-            exit_hook::Signal::interrupt(),
-        ])
-        .force_on_second_signal(false)
-        .install()
-        .unwrap();
+    install_exit_hook();
     let shell = |name: &'static str, script: &str| {
-        keepalive::Supervisor::new("sh")
+        app(name, "sh")
             .args(["-c", script])
-            .control(name)
             .min_uptime(Duration::ZERO)
-            .on_event(move |event| println!("keepalive[{name}]: {event}"))
     };
-    let reasons = keepalive::Group::new()
+    run(keepalive::Group::new()
         .app(shell(
             "a",
             "(setsid sh -c 'echo orphan $$; exec sleep 600' &); echo worker $$; exec sleep 600",
         ))
-        .app(shell("b", "sleep 0.5; exit 3"))
-        .run()
-        .unwrap();
-    println!("ended: {reasons:?}");
-    crate::child::wait_forever()
+        .app(shell("b", "sleep 0.5; exit 3")))
 }
 
 /// What one app's worker left (an orphan tied to it by its
