@@ -233,6 +233,13 @@ pub enum Event {
     /// A stop was forced (SIGQUIT): every worker and what it left is
     /// killed now, whatever its kill timeout.
     Forced,
+    /// In a [`Group`](crate::Group): the app waits for `app`, which it
+    /// starts [`after`](crate::Supervisor::after), to be ready before it
+    /// starts its workers. Said once.
+    Waiting {
+        /// The app it waits for.
+        app: String,
+    },
     /// No more restarts.
     #[serde(serialize_with = "json::nothing")]
     Done(StopReason),
@@ -345,6 +352,7 @@ impl fmt::Display for Event {
                 write!(f, "writing the log {path} again; {dropped} line(s) dropped")
             }
             Event::Forced => f.write_str("forced: killing every worker now"),
+            Event::Waiting { app } => write!(f, "waits for {app} to be ready"),
             Event::Done(StopReason::Stopped(Some(signal))) => {
                 write!(f, "done: stopped by {signal}")
             }

@@ -115,12 +115,12 @@ use policy::Policy;
 pub use policy::{Backoff, MIN_SPIN_SLEEP, StopReason};
 
 pub use error::Error;
-pub use group::Group;
+pub use group::{Group, GroupHandle, Hold};
 pub use http_check::{HealthCheck, HealthUrl};
 pub use logfile::Rotation;
 pub use names::{check_name, default_name};
 pub use output::Output;
-pub use protocol::{AppStatus, PROTOCOL, Reply, Request, Status, WorkerStatus};
+pub use protocol::{AppStatus, PROTOCOL, Reply, Request, STOPPED_ALONE, Status, WorkerStatus};
 pub use schedule::Schedule;
 pub use supervisor::Supervisor;
 
@@ -161,6 +161,8 @@ impl Supervisor {
             ready_fd: None,
             worker_env: None,
             reload_schedule: None,
+            after: Vec::new(),
+            command_line: None,
         }
     }
 
@@ -498,6 +500,42 @@ impl Supervisor {
         self
     }
 
+    /// In a [`Group`], the apps (by their control names) whose every
+    /// worker must be ready before this one starts its first; and when
+    /// the group stops, this one is stopped, and its workers gone, before
+    /// them (systemd's `After=`, Horust's `start-after`). Alone, nothing.
+    ///
+    /// ```no_run
+    /// use keepalive::{Group, Supervisor};
+    ///
+    /// Group::new()
+    ///     .app(Supervisor::new("web-server").control("web").after(["db"]))
+    ///     .app(Supervisor::new("db-server").control("db"))
+    ///     .run()?;
+    /// # Ok::<(), keepalive::Error>(())
+    /// ```
+    pub fn after<I, S>(mut self, apps: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.after = apps.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The command line that runs this instance by itself, as its control
+    /// socket's `status` shows it (and `keepalive systemd-unit` writes it
+    /// into a unit); default: this process's own. An app of a [`Group`]
+    /// that would be run alone by another command says that one.
+    pub fn command_line<I, S>(mut self, argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.command_line = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Whether the process ends with the workers' status, as a container's
     /// init does (tini, dumb-init, pm2-runtime; default `false`): stopped,
     /// it exits with the status of the last worker to exit (its code, or
@@ -547,6 +585,6 @@ impl Supervisor {
     /// [`Error::StopHook`] with the error of [`exit_hook::HookBuilder::try_add`] if the
     /// stop hook cannot be registered.
     pub fn run(self) -> Result<StopReason, Error> {
-        group::run(vec![self]).map(|reasons| reasons[0])
+        group::run_alone(self)
     }
 }

@@ -255,6 +255,11 @@ pub struct AppStatus {
     pub last_exit: Option<String>,
 }
 
+/// The note of a `Stop`'s reply from one app of a group: it was stopped
+/// alone, and is when the reply comes (an instance of its own is stopped
+/// once it has answered, its process gone when it is).
+pub const STOPPED_ALONE: &str = "stopped alone: the other apps of its process run on";
+
 /// What the control server knows of its instance besides the workers.
 #[derive(Clone, Debug, Default)]
 #[cfg(unix)]
@@ -262,6 +267,8 @@ pub(crate) struct About {
     pub(crate) program: String,
     pub(crate) stdout_log: Option<String>,
     pub(crate) stderr_log: Option<String>,
+    /// The command line that runs it alone, if not this process's.
+    pub(crate) argv: Option<Vec<String>>,
 }
 
 #[cfg(unix)]

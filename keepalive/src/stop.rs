@@ -14,7 +14,7 @@ use super::event::{Event, Listener, emit};
 use super::orphans::Stragglers;
 use super::os::Bell;
 use super::output::Copiers;
-use exit_hook::{Exit, Signal};
+use exit_hook::Signal;
 
 use super::os;
 
@@ -26,6 +26,10 @@ pub(crate) struct Shared {
     pub(crate) bell: Bell,
     /// The threads copying the workers' output.
     pub(crate) copiers: Arc<Copiers>,
+    /// One app of a [`Group`](crate::Group) of several: a stop asked of
+    /// its control socket stops it alone.
+    #[cfg_attr(not(unix), allow(dead_code, reason = "no control socket"))]
+    pub(crate) in_group: bool,
 }
 
 #[derive(Default)]
@@ -41,6 +45,9 @@ pub(crate) struct State {
     pub(crate) ended: bool,
     /// What ended workers left, being stopped.
     pub(crate) stragglers: Stragglers,
+    /// A stop of this app alone, asked of its control socket or of its
+    /// group's handle (in a group), for the loop to take.
+    pub(crate) stop_asked: bool,
     /// Set by the stop hook (or a forced stop): no worker starts once it
     /// is set.
     pub(crate) stopping: Option<Stopping>,
@@ -100,13 +107,29 @@ pub(crate) struct Started {
 }
 
 impl Shared {
-    pub(crate) fn new(bell: Bell) -> Shared {
+    pub(crate) fn new(bell: Bell, in_group: bool) -> Shared {
         Shared {
             state: Mutex::default(),
             changed: Condvar::new(),
             bell,
             copiers: Arc::default(),
+            in_group,
         }
+    }
+
+    /// Asks the loop to stop this app alone (in a group), and waits until
+    /// it has ended: its workers stopped, and gone.
+    pub(crate) fn stop_alone(&self) {
+        let mut state = self.lock();
+        if !state.ended {
+            state.stop_asked = true;
+            self.bell.ring();
+        }
+        drop(
+            self.changed
+                .wait_while(state, |state| !state.ended)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -135,28 +158,26 @@ pub(crate) fn kill_tree(child: &mut Child) {
     let _ = child.kill();
 }
 
-/// The stop hook: forward the signal that stops the supervisor (SIGTERM
-/// for another trigger) to every worker not signalled yet, wait up to the
-/// kill timeout (and before the run's deadline), then kill what is left.
+/// The stop hook: forward the signal that stops the supervisor (`by`;
+/// SIGTERM for another trigger) to every worker not signalled yet, wait
+/// up to the kill timeout (and before `deadline`, the run's), then kill
+/// what is left.
 pub(crate) fn stop(
     shared: &Shared,
     listener: Option<&Listener>,
     kill_timeout: Duration,
     kill_signal: Option<Signal>,
-    exit: &Exit,
+    by: Option<Signal>,
+    deadline: Instant,
 ) {
-    let signal = kill_signal.unwrap_or_else(|| exit.signal().unwrap_or_else(Signal::terminate));
+    let signal = kill_signal.unwrap_or_else(|| by.unwrap_or_else(Signal::terminate));
     // Kill in time for the supervisor's own deadline.
     let margin = Duration::from_millis(250);
-    let kill_at = os::later(Instant::now(), kill_timeout).min(
-        exit.deadline()
-            .checked_sub(margin)
-            .unwrap_or(exit.deadline()),
-    );
+    let kill_at = os::later(Instant::now(), kill_timeout)
+        .min(deadline.checked_sub(margin).unwrap_or(deadline));
     let mut state = shared.lock();
     // A forced stop (SIGQUIT) set these first: it stands.
     let kill_at = state.kill_by.map_or(kill_at, |forced| forced.min(kill_at));
-    let by = exit.signal();
     state.stopping.get_or_insert(Stopping { by, signal }).signal = signal;
     state.kill_by = Some(kill_at);
     shared.changed.notify_all();
@@ -171,7 +192,7 @@ pub(crate) fn stop(
     }
     // A worker that said EXTEND_TIMEOUT_USEC= gets until then, as under
     // systemd; never past the supervisor's own deadline.
-    let latest = exit.deadline().checked_sub(margin).unwrap_or(kill_at);
+    let latest = deadline.checked_sub(margin).unwrap_or(kill_at);
     loop {
         let until = state
             .children
@@ -200,7 +221,7 @@ pub(crate) fn stop(
     }
     state.stragglers.kill_all(listener);
     shared.bell.ring();
-    let left = exit.deadline().saturating_duration_since(Instant::now());
+    let left = deadline.saturating_duration_since(Instant::now());
     let (state, _) = shared
         .changed
         .wait_timeout_while(state, left, |s| !s.all_gone())

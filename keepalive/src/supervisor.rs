@@ -84,6 +84,8 @@ pub struct Supervisor {
     pub(crate) ready_fd: Option<i32>,
     pub(crate) worker_env: Option<OsString>,
     pub(crate) reload_schedule: Option<Schedule>,
+    pub(crate) after: Vec<String>,
+    pub(crate) command_line: Option<Vec<String>>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -98,6 +100,7 @@ impl fmt::Debug for Supervisor {
             .field("wait_ready", &self.wait_ready)
             .field("listen_timeout", &self.listen_timeout)
             .field("reload_on_hangup", &self.reload_on_hangup)
+            .field("after", &self.after)
             .finish_non_exhaustive()
     }
 }

@@ -1,13 +1,13 @@
-//! One loop for every cluster of the process: one reaper, one sleep. Each
-//! turn reaps every child that exited (`wait(-1)`: the process's only
-//! reaper) with every cluster's state locked, so a reaped worker leaves
+//! One loop for every cluster of the process (`crate::group` runs it):
+//! one reaper, one sleep. Each turn reaps every child that exited
+//! (`wait(-1)`: the process's only reaper) with every cluster's state
+//! locked, so a reaped worker leaves
 //! its cluster's children (for the exited it turn takes) and a reaped
 //! orphan its stragglers before anyone can signal the pid or see "all
 //! gone" in between; then each cluster takes its turn, told what the other
 //! clusters own (their workers are not its orphans); then the loop sleeps
 //! until any of them has something to do. A cluster that ended (every slot
-//! gave up, or stopped) leaves the turns and its listeners close; the
-//! others go on.
+//! gave up, or stopped) leaves the turns; the others go on.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -17,70 +17,68 @@ use crate::StopReason;
 use crate::os::{self, Alarm};
 use crate::stop::{State, Stopping};
 
-/// Runs `clusters` until each has ended; each one's reason, in order.
-/// `say_done`: each says its `Done` as it ends (in a group; a run of one
-/// says it last, after its last words).
-pub(crate) fn run(
-    clusters: Vec<Cluster<'_>>,
-    alarm: &Alarm,
+/// One turn of every cluster of the group at one time: what SIGQUIT and
+/// SIGHUP asked (taken here, once for all), the reaper, each cluster's
+/// turn. Those that ended, by their index, with their reason: each said
+/// its `Done` if `say_done` (in a group; a run of one says it last, after
+/// its last words), and takes no request any more.
+pub(crate) fn turn(
+    clusters: &mut [&mut Cluster],
     asked: &Asked,
     say_done: bool,
-) -> Vec<StopReason> {
-    let mut ended: Vec<Option<StopReason>> = vec![None; clusters.len()];
-    let mut clusters: Vec<Option<Cluster<'_>>> = clusters.into_iter().map(Some).collect();
-    loop {
-        let now = Instant::now();
-        let take = |flag: &Option<std::sync::Arc<std::sync::atomic::AtomicBool>>| {
-            flag.as_ref()
-                .is_some_and(|asked| asked.swap(false, Ordering::AcqRel))
+) -> Vec<(usize, StopReason)> {
+    let now = Instant::now();
+    let take = |flag: &Option<std::sync::Arc<std::sync::atomic::AtomicBool>>| {
+        flag.as_ref()
+            .is_some_and(|asked| asked.swap(false, Ordering::AcqRel))
+    };
+    let (forced, hangup) = (take(&asked.force), take(&asked.reload));
+    reap(clusters);
+    let mut ended = Vec::new();
+    for index in 0..clusters.len() {
+        // What the others own, as it is now (an earlier turn may have
+        // started a worker).
+        let mut foreign = Foreign::default();
+        for (other, cluster) in clusters.iter().enumerate() {
+            if other != index {
+                cluster.own(&mut foreign);
+            }
+        }
+        let cluster = &mut clusters[index];
+        let Some(reason) = cluster.turn(now, forced, hangup, &foreign) else {
+            continue;
         };
-        let (forced, hangup) = (take(&asked.force), take(&asked.reload));
-        reap(&clusters);
-        for index in 0..clusters.len() {
-            // What the others own, as it is now (an earlier turn may have
-            // started a worker).
-            let mut foreign = Foreign::default();
-            for (other, cluster) in clusters.iter().enumerate() {
-                if let (true, Some(cluster)) = (other != index, cluster) {
-                    cluster.own(&mut foreign);
-                }
-            }
-            let Some(cluster) = clusters[index].as_mut() else {
-                continue;
-            };
-            let Some(reason) = cluster.turn(now, forced, hangup, &foreign) else {
-                continue;
-            };
-            if say_done {
-                cluster.supervisor.emit(crate::Event::Done(reason));
-            }
-            end(&mut cluster.shared.lock());
-            ended[index] = Some(reason);
-            clusters[index] = None; // its listeners and sockets' directory go
+        if say_done {
+            cluster.supervisor.emit(crate::Event::Done(reason));
         }
-        if ended.iter().all(Option::is_some) {
-            return ended.into_iter().flatten().collect();
-        }
-        let mut until: Option<Instant> = None;
-        for cluster in clusters.iter_mut().flatten() {
-            until = cluster.rest().into_iter().chain(until).min();
-        }
-        #[cfg(unix)]
-        {
-            let fds: Vec<_> = clusters.iter().flatten().flat_map(Cluster::fds).collect();
-            alarm.sleep(&fds, until);
-        }
-        #[cfg(not(unix))]
-        alarm.sleep(until);
+        end(&mut cluster.shared.lock());
+        cluster.shared.changed.notify_all();
+        ended.push((index, reason));
     }
+    ended
+}
+
+/// Sleeps until any of `clusters` has something to do, or `until`.
+pub(crate) fn sleep(clusters: &mut [&mut Cluster], alarm: &Alarm, until: Option<Instant>) {
+    let mut until = until;
+    for cluster in clusters.iter_mut() {
+        until = cluster.rest().into_iter().chain(until).min();
+    }
+    #[cfg(unix)]
+    {
+        let fds: Vec<_> = clusters.iter().flat_map(|cluster| cluster.fds()).collect();
+        alarm.sleep(&fds, until);
+    }
+    #[cfg(not(unix))]
+    alarm.sleep(until);
 }
 
 /// Reaps what exited, every running cluster's state locked (in order; the
 /// other parties lock one at a time): a worker goes from its cluster's
 /// children to its exited, for its turn; anything else is taken out of
 /// every cluster's stragglers.
-fn reap(clusters: &[Option<Cluster<'_>>]) {
-    let mut states: Vec<_> = clusters.iter().flatten().map(|c| c.shared.lock()).collect();
+fn reap(clusters: &[&mut Cluster]) {
+    let mut states: Vec<_> = clusters.iter().map(|c| c.shared.lock()).collect();
     // Windows reaps each child by its handle, Unix any child at all.
     #[cfg(not(unix))]
     let reaped: Vec<_> = states

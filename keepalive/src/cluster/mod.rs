@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 #[cfg(not(unix))]
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -25,7 +26,7 @@ mod readiness;
 mod reap;
 mod start;
 
-pub(crate) use group::run;
+pub(crate) use group::{sleep, turn};
 
 pub(crate) use start::Sinks;
 
@@ -75,9 +76,9 @@ struct Handles {
     ready_pipe: Option<std::os::fd::OwnedFd>,
 }
 
-pub(crate) struct Cluster<'a> {
-    supervisor: &'a Supervisor,
-    shared: &'a Shared,
+pub(crate) struct Cluster {
+    pub(crate) supervisor: Rc<Supervisor>,
+    pub(crate) shared: Arc<Shared>,
     #[cfg(unix)]
     listeners: Option<Listeners>,
     #[cfg(unix)]
@@ -103,11 +104,11 @@ pub(crate) struct Cluster<'a> {
     sinks: start::Sinks,
 }
 
-impl<'a> Cluster<'a> {
+impl Cluster {
     pub(crate) fn new(
-        supervisor: &'a Supervisor,
+        supervisor: Rc<Supervisor>,
         tag: &str,
-        shared: &'a Shared,
+        shared: Arc<Shared>,
         sinks: start::Sinks,
     ) -> Result<Self, Error> {
         #[cfg(unix)]
@@ -160,7 +161,7 @@ impl<'a> Cluster<'a> {
         }
         let now = Instant::now();
         Ok(Cluster {
-            supervisor,
+            supervisor: supervisor.clone(),
             shared,
             #[cfg(unix)]
             listeners,

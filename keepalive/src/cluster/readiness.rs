@@ -10,7 +10,7 @@ use crate::notify::Message;
 #[cfg(target_os = "linux")]
 use crate::os;
 
-impl Cluster<'_> {
+impl Cluster {
     /// Reads every worker's notification socket and readiness pipe. On
     /// Linux only the worker and its process tree may speak for it, and
     /// only the worker itself may say `STOPPING=1` or

@@ -12,13 +12,13 @@ use crate::os;
 use crate::stop::{State, Stopping};
 use exit_hook::Signal;
 
-impl Cluster<'_> {
+impl Cluster {
     /// Reaps what exited and tells the machine; returns the stopping
     /// signal once the supervisor is being stopped (and tells the machine). What an ended worker
     /// left is put in the stragglers under the same lock as its removal,
     /// so the stop hook never sees "all gone" in between.
     pub(super) fn reap(&mut self, foreign: &Foreign) -> Option<Stopping> {
-        let shared = self.shared;
+        let shared = self.shared.clone();
         let mut state = shared.lock();
         let reaped: Vec<(u32, std::process::ExitStatus)> = std::mem::take(&mut state.exited)
             .into_iter()

@@ -20,14 +20,14 @@ use crate::os;
 use crate::output::{Copiers, copy_lines};
 use crate::stop::Started;
 
-impl Cluster<'_> {
+impl Cluster {
     /// Starts a worker for `slot`; `None` if the supervisor is stopping.
     pub(super) fn start(&mut self, slot: usize) -> Result<Option<u32>, Failed> {
         let id = self.next_id;
         self.next_id += 1;
         #[cfg(not(unix))]
         let _ = (id, slot);
-        let supervisor = self.supervisor;
+        let supervisor = self.supervisor.clone();
         let mut command = Command::new(&supervisor.program);
         if let Some(dir) = &supervisor.current_dir {
             command.current_dir(dir);

@@ -346,6 +346,15 @@ impl Subscribers {
         });
     }
 
+    /// Ends every subscriber's stream: its instance has ended (one app of
+    /// a group, which the process outlives).
+    pub(crate) fn close(&self) {
+        let mut streams = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, stream) in streams.drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Keeps `stream` as a subscriber until it hangs up (or is dropped for
     /// not keeping up); on the calling thread.
     fn follow(&self, stream: UnixStream) {

@@ -165,6 +165,14 @@ fn answer_request(request: Result<Request, String>, context: &Context) -> Answer
         Err(err) => return Answer::from(Reply::error(err)),
     };
     if let Request::Stop = request {
+        if context.shared.in_group {
+            // One app of a group: stopped alone, answered once it is.
+            context.shared.stop_alone();
+            return Answer::from(Reply {
+                note: Some(crate::protocol::STOPPED_ALONE.to_owned()),
+                ..Reply::default()
+            });
+        }
         return Answer {
             reply: Reply::default(),
             then_stop: true,
@@ -196,7 +204,7 @@ fn answer(request: Request, context: &Context) -> Reply {
                     program: context.about.program.clone(),
                     stdout_log: context.about.stdout_log.clone(),
                     stderr_log: context.about.stderr_log.clone(),
-                    argv: own_command_line(),
+                    argv: context.about.argv.clone().unwrap_or_else(own_command_line),
                     cwd: std::env::current_dir()
                         .map(|dir| dir.display().to_string())
                         .unwrap_or_default(),
@@ -304,15 +312,15 @@ fn abandons_a_reload(state: &crate::stop::State) -> Option<String> {
 }
 
 /// This process's command line, its program as an absolute path, without
-/// what keepalive adds for itself (`--up-app=PID`, an `up`'s tie to its
-/// app; `--detached`, a daemon's second start): what a user would type.
+/// what keepalive adds for itself (`--detached`, a daemon's second start):
+/// what a user would type.
 fn own_command_line() -> Vec<String> {
     let mut program = false;
     let mut argv: Vec<String> = std::env::args_os()
         .map(|arg| arg.to_string_lossy().into_owned())
         .filter(|arg| {
             program |= arg == "--";
-            program || !(arg.starts_with("--up-app=") || arg == "--detached")
+            program || arg != "--detached"
         })
         .collect();
     if let (Some(first), Ok(exe)) = (argv.first_mut(), std::env::current_exe()) {

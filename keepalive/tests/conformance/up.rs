@@ -19,7 +19,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_up_runs_each_app_of_its_file_under_the_app_name,
         keepalive_validate_names_the_line_of_each_error,
         keepalive_daemon_detaches_and_answers_by_name,
-        keepalive_up_killed_still_stops_its_apps_gracefully,
+        keepalive_up_is_one_process_whose_children_are_the_workers,
         keepalive_up_passes_hup_and_usr1_to_its_apps,
         keepalive_up_starts_an_app_after_the_ones_it_names_and_stops_it_first,
         keepalive_apply_scales_removes_and_adds_apps_and_leaves_the_others,
@@ -107,11 +107,11 @@ fn keepalive_up_runs_each_app_of_its_file_under_the_app_name() {
             ("jobs".into(), "running".into())
         ]
     );
-    // Each app's keepalive is a child of up, from the file's directory.
+    // Each app runs in up, from the file's directory.
     assert_eq!(web["cwd"], dir.path().display().to_string(), "{web}");
-    // Its argv is what a user would type: not up's hidden --up-app=PID.
+    // Its argv is what runs it alone: `keepalive run` and its options.
     assert!(
-        !web["argv"].to_string().contains("--up-app"),
+        web["argv"].to_string().contains(r#""run","--name","web""#),
         "{}",
         web["argv"]
     );
@@ -133,7 +133,6 @@ fn keepalive_up_runs_each_app_of_its_file_under_the_app_name() {
     assert!(output.status.success(), "{output:?}");
     let unit = text(&output.stdout);
     assert!(unit.contains(" run --name web "), "{unit}");
-    assert!(!unit.contains("--up-app"), "{unit}");
     crate::control::verify_unit(&dir, "web", &unit);
 
     // stop one app: the other serves on; start brings it back.
@@ -362,62 +361,63 @@ fn keepalive_daemon_detaches_and_answers_by_name() {
     );
 }
 
-fn keepalive_up_killed_still_stops_its_apps_gracefully() {
-    let dir = RuntimeDir::new("upkill");
-    let file = write_config(&dir);
+/// A three-app `up` is one keepalive process: each app answers by its
+/// name with that process's pid, and the process's children are the
+/// apps' workers, no keepalive per app (it was a child `keepalive run`
+/// each). Killed by SIGKILL, it takes the workers with it, as `run` does
+/// (their parent-death signal): none is left running.
+fn keepalive_up_is_one_process_whose_children_are_the_workers() {
+    let dir = RuntimeDir::new("upone");
+    let exe = std::env::current_exe().unwrap();
+    let file = dir.path().join("keepalive.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"trio\"\n\n[apps.a]\ncommand = [{exe:?}]\nworkers = 2\n\n[apps.b]\ncommand = [{exe:?}]\n\n[apps.c]\ncommand = [{exe:?}]\n"
+        ),
+    )
+    .unwrap();
     let mut watchdog = Watchdog::default();
     let mut up = up(&dir, &file);
-    let workers: Vec<u32> = (0..3)
+    let me = up.pid() as u32;
+    let mut workers: Vec<u32> = (0..4)
         .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
         .collect();
-    let keepalives: Vec<u32> = ["web", "jobs"]
-        .map(|name| {
-            status_until(&dir, name, |s| !pids(s).is_empty())["pid"]
-                .as_u64()
-                .unwrap() as u32
-        })
-        .to_vec();
-    for pid in &keepalives {
-        watchdog.watch(*pid);
+    workers.sort_unstable();
+    let mut seen = Vec::new();
+    for (app, count) in [("a", 2), ("b", 1), ("c", 1)] {
+        let status = status_until(&dir, app, |s| pids(s).len() == count);
+        assert_eq!(status["pid"], me, "{status:#}");
+        seen.extend(pids(&status).into_iter().map(|pid| pid as u32));
     }
-    // An app's keepalive killed: up starts it again.
-    // SAFETY: kill(2) on the web app's keepalive, alive.
-    assert_eq!(
-        unsafe { libc::kill(keepalives[0] as i32, libc::SIGKILL) },
-        0
-    );
-    crate::operations::seen_or_wait(
-        &mut up,
-        "keepalive up: web's keepalive was killed (signal: 9 (SIGKILL)); starting it again in 1 s",
-    );
-    let again: Vec<u32> = (0..2)
-        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
-        .collect();
-    let web = status_until(&dir, "web", |s| all_ready(s, 2));
-    watchdog.watch(web["pid"].as_u64().unwrap() as u32);
-    // up itself killed: each app's keepalive gets SIGTERM (its parent-death
-    // signal) and stops its workers gracefully.
-    // Looked at before `finish`, which reads up's output to its end: an
-    // app still running would hold it open.
+    seen.sort_unstable();
+    assert_eq!(seen, workers);
+    assert_eq!(children_of(me), workers, "up's children are the workers");
+    // Looked at before `finish`, which reads up's output to its end.
     let up = up.signal(libc::SIGKILL);
-    for pid in workers.iter().chain(&again) {
+    for pid in &workers {
         assert_gone_soon(*pid);
     }
-    assert_gone_soon(web["pid"].as_u64().unwrap() as u32);
-    assert_gone_soon(keepalives[1]);
-    let outcome = up.finish();
-    outcome.assert_signal(libc::SIGKILL);
-    // The keepalive started again lived until up died: the parent-death
-    // signal comes when the *thread* that spawned it ends, and up's
-    // thread for the app lives as long as the app (it came when that
-    // thread returned, once the restart was done: "web ended (143)").
-    assert!(
-        !outcome
-            .stdout
-            .iter()
-            .any(|l| l.contains("keepalive up: web ended")),
-        "{outcome:#?}"
-    );
+    up.finish().assert_signal(libc::SIGKILL);
+}
+
+/// The processes whose parent is `pid`, from `/proc`, in order.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    == Some(pid.to_string().as_str())
+            })
+        })
+        .collect();
+    children.sort_unstable();
+    children
 }
 
 /// Waits (at most 10 s) until `file` exists and holds a `tick` line.

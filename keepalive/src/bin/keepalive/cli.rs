@@ -109,9 +109,9 @@ pub(crate) enum Command {
         /// The app.
         name: String,
     },
-    /// Runs every app of a config file, each as an instance of its own
-    /// (controlled by its name), until stopped. Relative paths in the file
-    /// are its directory's.
+    /// Runs every app of a config file in this one process, each under
+    /// its own name (every control command works on it), until stopped.
+    /// Relative paths in the file are its directory's.
     #[command(after_help = CONFIG_HELP)]
     Up {
         #[command(flatten)]
@@ -511,10 +511,6 @@ pub(crate) struct RunArgs {
     /// output not sent to log files) in a log file it names.
     #[arg(long)]
     pub(crate) daemon: bool,
-    /// Run by the `keepalive up` of pid UP: its lines say which app, and
-    /// it stops when that process ends.
-    #[arg(long, hide = true, value_name = "UP")]
-    pub(crate) up_app: Option<u32>,
     /// Run by `--daemon`: starts a session of its own.
     #[arg(long, hide = true)]
     pub(crate) detached: bool,

@@ -469,7 +469,16 @@ fn stop(name: &str) -> Result<(), String> {
         .status
         .map(|status| status.pid)
         .ok_or_else(|| format!("{name}: no status in the reply"))?;
-    ask(name, &Request::Stop)?;
+    let reply = control::request_within(name, &Request::Stop, RELOAD_WITHIN)
+        .map_err(|err| err.to_string())?;
+    if let Some(error) = reply.error {
+        return Err(format!("{name}: {error}"));
+    }
+    if reply.note.as_deref() == Some(keepalive::STOPPED_ALONE) {
+        // One app of a `keepalive up`: stopped when it answers.
+        println!("stopped {name}");
+        return Ok(());
+    }
     let until = std::time::Instant::now() + RELOAD_WITHIN;
     while !ended(pid) {
         if std::time::Instant::now() >= until {

@@ -164,31 +164,14 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
                 }
             };
         }
-        if let Some(up) = run.up_app {
-            // Stops (gracefully: SIGTERM) when its `keepalive up` ends, even
-            // by SIGKILL; and at once if that already happened.
-            #[cfg(target_os = "linux")]
-            let _ = rustix::process::set_parent_process_death_signal(Some(
-                rustix::process::Signal::TERM,
-            ));
-            if rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get() as u32) != Some(up) {
-                say!("keepalive: its keepalive up (pid {up}) is gone");
-                return ExitCode::FAILURE;
-            }
-        }
     }
-    let tag = match (&run.up_app, &run.name) {
-        (Some(_), Some(name)) => format!("keepalive[{name}]"),
-        _ => "keepalive".to_owned(),
-    };
     // The supervisor's own deadline leaves the command its kill timeout,
     // and up to as long again for workers that ask for more
     // (EXTEND_TIMEOUT_USEC=, see `cli::own_deadline`).
     // SIGHUP reloads the workers instead of stopping the supervisor. A
-    // second stop signal does not force: systemd's SIGTERM and a Ctrl+C,
-    // or the parent-death signal that comes once per thread of a killed
-    // `keepalive up`, would cut the workers' kill timeout short. SIGQUIT
-    // (Ctrl+\) forces instead (`force_on_quit`).
+    // second stop signal does not force: systemd's SIGTERM and a Ctrl+C
+    // would cut the workers' kill timeout short. SIGQUIT (Ctrl+\) forces
+    // instead (`force_on_quit`).
     if let Err(err) = exit_hook::Builder::new()
         .timeout(cli::own_deadline(run.kill_timeout))
         .signals([Signal::terminate(), Signal::interrupt()])
@@ -223,7 +206,7 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
     #[cfg(unix)]
     let supervisor = client::listen_for_control(run, supervisor);
     let code = match supervisor
-        .on_event(move |event| say!("{tag}: {event}"))
+        .on_event(move |event| say!("keepalive: {event}"))
         .run()
     {
         Ok(StopReason::ExitCode(code)) => code,
@@ -241,7 +224,7 @@ fn keep(run: &cli::RunArgs) -> ExitCode {
 
 /// Writes this process's pid to `path`, whole or not at all (a temporary
 /// file beside it, renamed).
-fn write_pid_file(path: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn write_pid_file(path: &std::path::Path) -> std::io::Result<()> {
     let staged = path.with_extension("pid.new");
     std::fs::write(&staged, format!("{}\n", std::process::id()))?;
     std::fs::rename(&staged, path)

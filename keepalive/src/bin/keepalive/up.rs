@@ -1,40 +1,50 @@
-//! `keepalive up`: every app of a config file, each an instance of its own.
+//! `keepalive up`: every app of a config file in this one process.
 //!
-//! Each app runs as a child `keepalive run --name APP …` (the arguments its
-//! table makes, from the file's directory): its own loop, reaper, stop hook
-//! and control socket, so every `run` option and every control command
-//! works per app, and one app's trouble is not another's. `up` itself
-//! listens as the file's `name` (default: its directory's name) and keeps
-//! the list of apps:
+//! The apps are a [`keepalive::Group`]: one loop and one reaper for every
+//! app's workers, which are this process's children. Each app is what
+//! `keepalive run` makes of the arguments its table makes, under its
+//! own name and control socket, so every `run` option and every control
+//! command works per app, and one app's trouble (a give-up, a crash loop,
+//! a failed reload) is not another's. `up` itself listens as the file's
+//! `name` (default: its directory's name) and keeps the list of apps:
 //!
-//! - `keepalive status UP` lists the apps; `keepalive start APP` starts a
-//!   stopped one again; `keepalive stop UP` stops them all;
-//! - an app's keepalive that ends with a status (it was stopped, or it
-//!   gave up) stays down until `start`; one killed by a signal (SIGKILL,
-//!   the OOM killer) is started again after a second;
-//! - when the last app ends, `up` exits with that app's status;
-//! - SIGHUP reloads every app (as `keepalive reload UP`), SIGUSR1 has
-//!   every app's keepalive reopen its log files (logrotate's postrotate;
-//!   `keepalive reopen-logs UP`): what they mean to `run` and to the unit
+//! - `keepalive status UP` lists the apps; `keepalive stop APP` stops one
+//!   alone, `keepalive start APP` starts a stopped one again;
+//!   `keepalive stop UP` stops them all;
+//! - an app that ends (stopped, or given up) stays down until `start`;
+//!   when the last app ends, `up` exits with the status its `keepalive
+//!   run` would have;
+//! - SIGHUP reloads every app (as `keepalive reload UP`), SIGUSR1 reopens
+//!   every app's log files (logrotate's postrotate; `keepalive
+//!   reopen-logs UP`): what they mean to `run` and to the unit
 //!   `systemd-unit` writes. A reload, a restart or a signal asked of the
 //!   up's name is asked of every app;
 //! - an app with `after = ["db"]` starts once every app it names is
 //!   ready (every worker), and is stopped before them;
+//! - `keepalive apply` reads the file again: an app taken out is stopped,
+//!   one put in is started, one whose `workers` alone changed is scaled,
+//!   one whose other settings changed is started again with them;
 //! - SIGTERM or SIGINT stop `up` the way `run` stops: first no control
-//!   request is taken (exit_hook's drain phase), then every app gets
-//!   SIGTERM once and is waited for (the last phase, whose end is the
-//!   deadline): those no running app starts after first, then the apps
-//!   they started after, and so on; then `up` exits 128 + n. Each app's keepalive has the parent-death signal SIGTERM: a
-//!   `up` killed by SIGKILL still has its apps stop gracefully.
+//!   request is taken (exit_hook's drain phase), then every app's workers
+//!   get their stop signal once and are waited for (the last phase, whose
+//!   end is the deadline): those of the apps no running app starts after
+//!   first, then those of the apps they started after, and so on; then
+//!   `up` exits 128 + n. Killed by SIGKILL, it takes its workers with it,
+//!   as `run` does (their parent-death signal).
+//!
+//! It runs from the file's directory, so that every relative path of the
+//! file (a program, a log file, a watched path, a `cwd`) means that
+//! directory, whoever starts it from where.
 
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use exit_hook::{Phase, Signal};
 use keepalive::control::{Answer, Endpoint};
-use keepalive::{AppStatus, Reply, Request, Status};
-use signal_hook::consts::{SIGHUP, SIGUSR1};
+use keepalive::{
+    AppStatus, Event, Group, GroupHandle, Reply, Request, Status, StopReason, Supervisor,
+};
 
 use crate::config::{App, Config};
 
@@ -46,68 +56,56 @@ const START_WITHIN: Duration = Duration::from_secs(60);
 
 /// Waits until the app `name` answers with every worker ready.
 fn wait_ready(name: &str, within: Duration) -> Result<(), String> {
-    let until = Instant::now() + within;
+    let until = std::time::Instant::now() + within;
     loop {
-        if is_ready(name) {
+        let ready = keepalive::control::request(name, &Request::Status)
+            .ok()
+            .and_then(|reply| reply.status)
+            .is_some_and(|status| crate::client::all_ready(&status));
+        if ready {
             return Ok(());
         }
-        if Instant::now() >= until {
+        if std::time::Instant::now() >= until {
             return Err(format!("{name} is not ready after {} s", within.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Whether the app `name` answers with every worker (one at least) ready.
-fn is_ready(name: &str) -> bool {
-    keepalive::control::request(name, &Request::Status)
-        .ok()
-        .and_then(|reply| reply.status)
-        .is_some_and(|status| crate::client::all_ready(&status))
-}
-
-/// How long after an app's keepalive was killed it is started again.
-const RESTART_AFTER: Duration = Duration::from_secs(1);
-
-/// `up`'s apps, shared by the control thread, the waiters and the stop hook.
+/// `up`'s apps, shared by the control threads and the apps' listeners.
 struct Up {
-    /// The file as `up` started (its apps are in `state`: `apply` changes them).
+    /// The file as `up` started (its apps are in `apps`: `apply` changes
+    /// them).
     config: Config,
-    state: Mutex<State>,
-    changed: Condvar,
+    group: GroupHandle,
+    apps: Mutex<Vec<Running>>,
+    /// The status of the app that ended last.
+    last_code: Mutex<Option<i32>>,
 }
 
-#[derive(Default)]
-struct State {
-    apps: Vec<Running>,
-    /// The stop hook ran: nothing starts any more.
-    stopping: bool,
-}
-
-/// An app and its keepalive, if running.
+/// An app of the file, and whether it runs.
 struct Running {
     app: App,
-    pid: Option<u32>,
+    running: bool,
+    /// How it last ended: the status its own `keepalive run` would have
+    /// exited with.
     last_exit: Option<String>,
     /// Taken out of the file (`apply`): not shown, never started again.
     retired: bool,
 }
 
-impl Running {
-    fn of(app: App) -> Running {
-        Running {
-            app,
-            pid: None,
-            last_exit: None,
-            retired: false,
-        }
-    }
-}
-
-/// Runs the apps of `config` until stopped; its exit status. `pid_file`,
-/// written, is removed once the apps are stopped.
+/// Runs the apps of `config` until stopped, or until each has ended; its
+/// exit status. `pid_file`, written, is removed once the apps are stopped.
 pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCode {
-    // Each app's keepalive's own deadline, and 2 s for up's own end.
+    // Every relative path of the file means its directory.
+    if let Err(err) = absolute(&mut config).and_then(|()| std::env::set_current_dir(&config.dir)) {
+        say!(
+            "keepalive up: cannot run from {}: {err}",
+            config.dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    // The longest kill timeout's own deadline, and 2 s for up's own end.
     let deadline = crate::cli::own_deadline(
         config
             .apps
@@ -119,7 +117,7 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
     if let Err(err) = exit_hook::Builder::new()
         .timeout(deadline.min(exit_hook::Builder::MAX_TIMEOUT))
         .signals([Signal::terminate(), Signal::interrupt()])
-        // Each app's keepalive gets one SIGTERM whatever comes after.
+        // A second stop signal does not cut a worker's stop short (as `run`).
         .force_on_second_signal(false)
         .install()
     {
@@ -127,16 +125,30 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
         return ExitCode::FAILURE;
     }
     crate::say::flush_at_exit();
+    // SIGUSR1 reopens the apps' log files (the group's handlers): with no
+    // log file, it still does not end the process.
+    let _usr1 = signal_hook::flag::register(
+        signal_hook::consts::SIGUSR1,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     let apps = std::mem::take(&mut config.apps);
     let count = apps.len();
+    let mut group = Group::new();
     let up = Arc::new(Up {
-        state: Mutex::new(State {
-            apps: apps.into_iter().map(Running::of).collect(),
-            stopping: false,
-        }),
+        group: group.handle(),
+        apps: Mutex::new(Vec::with_capacity(count)),
+        last_code: Mutex::new(None),
         config,
-        changed: Condvar::new(),
     });
+    for app in apps {
+        group = group.app(up.supervisor_of(&app));
+        up.lock().push(Running {
+            app,
+            running: true,
+            last_exit: None,
+            retired: false,
+        });
+    }
     let endpoint = match Endpoint::serve(&up.config.name, {
         let up = up.clone();
         move |request| up.answer(request)
@@ -150,21 +162,14 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    // Its own shutdown, in exit_hook's phases: no more control requests,
-    // then the apps, stopped and waited for.
+    // No more control requests first; the pid file removed last.
     exit_hook::in_phase(Phase::Drain).add({
         let endpoint = endpoint.clone();
         move |_| endpoint.close()
     });
-    // In the last phase: its end is the deadline, which the wait for the
-    // apps is measured against.
-    exit_hook::in_phase(Phase::Flush).add({
-        let up = up.clone();
-        move |exit| {
-            up.stop_all(exit.deadline());
-            if let Some(path) = pid_file {
-                let _ = std::fs::remove_file(path);
-            }
+    exit_hook::in_phase(Phase::Flush).add(move |_| {
+        if let Some(path) = &pid_file {
+            let _ = std::fs::remove_file(path);
         }
     });
     say!(
@@ -173,284 +178,102 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
         count,
         endpoint.name()
     );
-    let signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1]);
-    for index in 0..count {
-        // Each on its own thread: one waiting for its `after` apps holds
-        // up no other.
-        let _ = up.start_in_background(index);
+    if let Err(err) = group.run() {
+        say!("keepalive up: {err:#}"); // what failed, and why
+        exit_hook::exit(1);
     }
-    match signals {
-        // The waiters and exit_hook end the process.
-        Ok(mut signals) => {
-            for signal in signals.forever() {
-                up.on_signal(signal);
-            }
+    if exit_hook::is_exiting() {
+        loop {
+            std::thread::park(); // exit_hook ends the process with 128 + n
         }
-        Err(err) => say!("keepalive up: SIGHUP and SIGUSR1 do nothing: {err}"),
     }
-    loop {
-        std::thread::park();
+    let code = up
+        .last_code
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or(1);
+    say!("keepalive up: no app runs any more; exiting {code}");
+    exit_hook::exit(code)
+}
+
+/// The file's path and directory, absolute: `up` runs from the directory.
+fn absolute(config: &mut Config) -> std::io::Result<()> {
+    config.file = std::path::absolute(&config.file)?;
+    config.dir = std::path::absolute(&config.dir)?;
+    Ok(())
+}
+
+/// The status `keepalive run` exits with for `reason`.
+pub(crate) fn run_status(reason: StopReason) -> i32 {
+    match reason {
+        StopReason::Stopped(Some(signal)) => 128 + signal.as_raw(),
+        StopReason::Stopped(None) => 0,
+        StopReason::ExitCode(code) => code,
+        _ => 1,
     }
 }
 
 impl Up {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Vec<Running>> {
+        self.apps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts the keepalive of app `index` on a thread of its own, which
-    /// then waits for it (and starts it again after a kill): the thread
-    /// that spawned a child lives as long as the child. The child's
-    /// parent-death signal (`--up-app`) comes when that *thread* ends, not
-    /// `up`: a child spawned by a thread that then returned would be sent
-    /// SIGTERM as soon as it set the signal.
-    fn start(self: &Arc<Self>, index: usize) -> Result<u32, String> {
-        self.start_in_background(index)?
-            .recv()
-            .unwrap_or_else(|_| Err("the starting thread ended".to_owned()))
-    }
-
-    /// [`start`](Self::start), not waiting for the pid: where it will come.
-    fn start_in_background(
-        self: &Arc<Self>,
-        index: usize,
-    ) -> Result<std::sync::mpsc::Receiver<Result<u32, String>>, String> {
-        let (started, pid) = std::sync::mpsc::channel();
-        let up = self.clone();
-        std::thread::Builder::new()
-            .name(format!("keepalive-up-{}", self.lock().apps[index].app.name))
-            .spawn(move || up.keep(index, &started))
-            .map_err(|err| err.to_string())?;
-        Ok(pid)
-    }
-
-    /// Waits until every app that app `index` starts after is ready
-    /// (every worker); false if `up` stops first.
-    fn wait_for_after(&self, index: usize) -> bool {
-        let (name, after) = {
-            let state = self.lock();
-            let app = &state.apps[index].app;
-            (app.name.clone(), app.after.clone())
-        };
-        for other in &after {
-            let mut said = false;
-            loop {
-                if self.lock().stopping {
-                    return false;
-                }
-                if is_ready(other) {
-                    break;
-                }
-                if !std::mem::replace(&mut said, true) {
-                    say!("keepalive up: {name} waits for {other} to be ready");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        true
-    }
-
-    /// The thread of app `index`: starts its keepalive, says the pid (or
-    /// why not) through `started`, and [`wait`](Self::wait)s; while `wait`
-    /// says to start it again, does so here.
-    fn keep(self: Arc<Self>, index: usize, started: &std::sync::mpsc::Sender<Result<u32, String>>) {
-        if !self.wait_for_after(index) {
-            let _ = started.send(Err(format!("{} is stopping", self.config.name)));
-            return;
-        }
-        let mut child = match self.spawn(index) {
-            Ok(child) => {
-                let _ = started.send(Ok(child.id()));
-                child
-            }
-            Err(reason) => {
-                let _ = started.send(Err(reason));
-                return;
-            }
-        };
-        loop {
-            match self.wait(index, child) {
-                Some(again) => child = again,
-                None => return,
-            }
-        }
-    }
-
-    /// Spawns app `index`'s keepalive, unless `up` is stopping or it runs.
-    fn spawn(&self, index: usize) -> Result<Child, String> {
-        let mut state = self.lock();
-        let name = state.apps[index].app.name.clone();
-        if state.stopping {
-            return Err(format!("{} is stopping", self.config.name));
-        }
-        if state.apps[index].retired {
-            return Err(format!("{name} was taken out of the file"));
-        }
-        if let Some(pid) = state.apps[index].pid {
-            return Err(format!("{name} is running (keepalive pid {pid})"));
-        }
-        let child = match self.command(&state.apps[index].app).spawn() {
-            Ok(child) => child,
-            Err(err) => {
-                let reason = format!("cannot start keepalive for {name}: {err}");
-                state.apps[index].last_exit = Some(reason.clone());
-                drop(state);
-                say!("keepalive up: {reason}");
-                self.ended_one(None);
-                return Err(reason);
-            }
-        };
-        let pid = child.id();
-        state.apps[index].pid = Some(pid);
-        drop(state);
-        say!("keepalive up: started {name} (pid {pid})");
-        Ok(child)
-    }
-
-    /// `keepalive run` for `app`: this executable, from the file's
-    /// directory, with the parent-death signal set (`--up-app`).
-    fn command(&self, app: &App) -> Command {
-        let exe = std::env::current_exe().unwrap_or_else(|_| "keepalive".into());
-        let mut command = Command::new(exe);
-        command
-            .arg("run")
-            .arg(format!("--up-app={}", std::process::id()))
-            .args(&app.argv)
-            .current_dir(&self.config.dir)
-            .stdin(Stdio::null());
-        command
-    }
-
-    /// Waits for app `index`'s keepalive to end, then decides: killed by
-    /// a signal, it is started again (the new child is returned, for this
-    /// thread to wait on); otherwise it stays down, and the last app down
-    /// ends `up`.
-    fn wait(&self, index: usize, mut child: Child) -> Option<Child> {
-        // Seen ended, but not reaped yet: the stop hook, which signals under
-        // the lock, cannot hit a reused pid.
-        let _ = rustix::process::waitid(
-            rustix::process::WaitId::Pid(
-                rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid"),
-            ),
-            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
-        );
-        let mut state = self.lock();
-        let status = child.wait();
-        state.apps[index].pid = None;
-        let name = state.apps[index].app.name.clone();
-        let shown = status
-            .as_ref()
-            .map_or_else(ToString::to_string, ToString::to_string);
-        state.apps[index].last_exit = Some(shown.clone());
-        let stopping = state.stopping || state.apps[index].retired;
-        drop(state);
-        self.changed.notify_all();
-        if stopping {
-            return None;
-        }
-        use std::os::unix::process::ExitStatusExt;
-        if status.as_ref().is_ok_and(|s| s.signal().is_some()) {
-            say!(
-                "keepalive up: {name}'s keepalive was killed ({shown}); starting it again in {} s",
-                RESTART_AFTER.as_secs()
-            );
-            std::thread::sleep(RESTART_AFTER);
-            if let Ok(again) = self.spawn(index) {
-                return Some(again);
-            }
-        } else {
-            say!("keepalive up: {name} ended ({shown})");
-        }
-        self.ended_one(status.ok());
-        None
-    }
-
-    /// When no app runs any more, `up` ends, with `status`'s code.
-    fn ended_one(&self, status: Option<ExitStatus>) {
-        let state = self.lock();
-        if state.stopping || state.apps.iter().any(|app| app.pid.is_some()) {
-            return;
-        }
-        drop(state);
-        let code = status.and_then(|s| s.code()).unwrap_or(1);
-        say!("keepalive up: no app runs any more; exiting {code}");
-        exit_hook::exit(code);
-    }
-
-    /// SIGHUP: a reload of every app; SIGUSR1: every app's keepalive
-    /// reopens its log files. Nothing once stopping.
-    fn on_signal(&self, received: i32) {
-        if self.lock().stopping {
-            return;
-        }
-        if received == SIGHUP {
-            say!("keepalive up: SIGHUP: reloading every app");
-            if let Some(error) = self.ask_every_app(&Request::ReloadAndWait).error {
-                say!("keepalive up: reload: {error}");
-            }
-        } else {
-            let state = self.lock();
-            for pid in state.apps.iter().filter_map(|app| app.pid) {
-                let _ = signal(pid, rustix::process::Signal::USR1);
-            }
-        }
-    }
-
-    /// The stop hook: SIGTERM to every app's keepalive once, then waits
-    /// for them until shortly before `deadline`, then kills what is left.
-    fn stop_all(&self, deadline: Instant) {
-        let mut state = self.lock();
-        state.stopping = true;
-        let until = deadline
-            .checked_sub(Duration::from_millis(500))
-            .unwrap_or(deadline);
-        // Each app's name and what it starts after, as they are now.
-        let apps: Vec<(String, Vec<String>)> = state
-            .apps
-            .iter()
-            .map(|running| (running.app.name.clone(), running.app.after.clone()))
-            .collect();
-        let mut signalled = vec![false; apps.len()];
-        // In waves: the running apps no running app starts after, each
-        // asked once, waited for; then the next.
-        loop {
-            let running: Vec<usize> = (0..apps.len())
-                .filter(|&i| state.apps[i].pid.is_some())
-                .collect();
-            if running.is_empty() || Instant::now() >= until {
-                break;
-            }
-            let wave: Vec<usize> = running
+    /// The supervisor `keepalive run` makes of `app`'s arguments, its
+    /// lines said as `keepalive[APP]: …`, its end noted.
+    fn supervisor_of(self: &Arc<Self>, app: &App) -> Supervisor {
+        let name = app.name.clone();
+        let tag = format!("keepalive[{name}]");
+        let up = Arc::downgrade(self);
+        let exe = std::env::current_exe()
+            .map_or_else(|_| "keepalive".into(), |exe| exe.display().to_string());
+        let command_line = std::iter::once(exe).chain(["run".to_owned()]).chain(
+            app.argv
                 .iter()
-                .copied()
-                .filter(|&i| !running.iter().any(|&j| apps[j].1.contains(&apps[i].0)))
-                .collect();
-            // (`validate` refuses a cycle; were there one, all at once.)
-            let wave = if wave.is_empty() { running } else { wave };
-            for &i in &wave {
-                if !std::mem::replace(&mut signalled[i], true) {
-                    if let Some(pid) = state.apps[i].pid {
-                        let _ = signal(pid, rustix::process::Signal::TERM);
-                    }
+                .map(|arg| arg.to_string_lossy().into_owned()),
+        );
+        let mut supervisor = crate::client::listen_for_control(&app.run, app.run.supervisor())
+            .after(app.after.iter().cloned())
+            .command_line(command_line);
+        if let Some(path) = app.run.pid_file.clone() {
+            // The process to signal for it: this one.
+            if let Err(err) = crate::write_pid_file(&path) {
+                say!("{tag}: cannot write the pid file {}: {err}", path.display());
+            }
+            supervisor = supervisor.last_words(move || {
+                let _ = std::fs::remove_file(path);
+            });
+        }
+        supervisor.on_event(move |event| match event {
+            Event::Waiting { app } => say!("keepalive up: {name} waits for {app} to be ready"),
+            Event::Done(reason) => {
+                say!("{tag}: {event}");
+                if let Some(up) = up.upgrade() {
+                    up.ended(&name, *reason);
                 }
             }
-            let left = until.saturating_duration_since(Instant::now());
-            state = self
-                .changed
-                .wait_timeout_while(state, left, |s| {
-                    wave.iter().any(|&i| s.apps[i].pid.is_some())
-                })
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        for pid in state.apps.iter().filter_map(|app| app.pid) {
-            // Its workers have keepalive's parent-death SIGKILL.
-            let _ = signal(pid, rustix::process::Signal::KILL);
-        }
+            _ => say!("{tag}: {event}"),
+        })
     }
 
-    /// A control request: `status`, `start APP`, `stop`; a reload, a
-    /// restart or a signal goes to every app.
+    /// The app `name` ended with `reason`.
+    fn ended(&self, name: &str, reason: StopReason) {
+        let code = run_status(reason);
+        if let Some(running) = self
+            .lock()
+            .iter_mut()
+            .find(|running| running.app.name == name && running.running)
+        {
+            running.running = false;
+            running.last_exit = Some(format!("exit status: {code}"));
+        }
+        *self
+            .last_code
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(code);
+    }
+
+    /// A control request: `status`, `start APP`, `stop`, `apply`; a
+    /// reload, a restart or a signal goes to every app.
     fn answer(self: &Arc<Self>, request: Request) -> Answer {
         match request {
             Request::Status => {
@@ -458,15 +281,10 @@ impl Up {
                 reply.status = Some(self.status());
                 Answer::from(reply)
             }
-            Request::Start { app } => {
-                let Some(index) = self.index_of(&app) else {
-                    return Answer::from(Reply::error(format!("no app named {app}")));
-                };
-                match self.start(index) {
-                    Ok(_) => Answer::default(),
-                    Err(err) => Answer::from(Reply::error(err)),
-                }
-            }
+            Request::Start { app } => match self.start(&app) {
+                Ok(()) => Answer::default(),
+                Err(err) => Answer::from(Reply::error(err)),
+            },
             Request::Stop => Answer {
                 reply: Reply::default(),
                 then_stop: true,
@@ -489,6 +307,40 @@ impl Up {
         }
     }
 
+    /// `keepalive start APP`: the app of the file, stopped, started again
+    /// (answered once it is set up; the client waits for it to be ready).
+    fn start(self: &Arc<Self>, name: &str) -> Result<(), String> {
+        let supervisor = {
+            let mut apps = self.lock();
+            let Some(running) = apps
+                .iter_mut()
+                .find(|running| running.app.name == name && !running.retired)
+            else {
+                return Err(format!("no app named {name}"));
+            };
+            if running.running {
+                return Err(format!("{name} is running"));
+            }
+            running.running = true;
+            self.supervisor_of(&running.app)
+        };
+        self.group.add(supervisor).map_err(|err| {
+            self.mark(name, false);
+            format!("cannot start {name}: {err:#}")
+        })
+    }
+
+    /// Notes whether the app `name` runs.
+    fn mark(&self, name: &str, running: bool) {
+        if let Some(app) = self
+            .lock()
+            .iter_mut()
+            .find(|app| app.app.name == name && !app.retired)
+        {
+            app.running = running;
+        }
+    }
+
     /// `keepalive apply`: the file read again and what changed done, app
     /// by app; answered once done, with what it did.
     fn apply(self: &Arc<Self>, file: &str) -> Reply {
@@ -496,24 +348,24 @@ impl Up {
             Ok(config) => config,
             Err(err) => return Reply::error(err),
         };
+        // An app stopped to start again with new settings may be the only
+        // one: the group does not end in between.
+        let _hold = self.group.hold();
         let (mut done, mut failed) = (Vec::new(), Vec::new());
         // The apps taken out of the file: stopped, and gone, first.
-        let removed: Vec<usize> = {
-            let mut state = self.lock();
-            let gone: Vec<usize> = (0..state.apps.len())
-                .filter(|&i| {
-                    let running = &state.apps[i];
-                    !running.retired && !config.apps.iter().any(|app| app.name == running.app.name)
-                })
-                .collect();
-            for &i in &gone {
-                state.apps[i].retired = true;
+        let removed: Vec<(String, bool)> = {
+            let mut apps = self.lock();
+            let mut removed = Vec::new();
+            for running in apps.iter_mut().filter(|running| {
+                !running.retired && !config.apps.iter().any(|app| app.name == running.app.name)
+            }) {
+                running.retired = true;
+                removed.push((running.app.name.clone(), running.running));
             }
-            gone
+            removed
         };
-        for index in removed {
-            let name = self.lock().apps[index].app.name.clone();
-            match self.stop_one(index) {
+        for (name, running) in removed {
+            match self.stop_one(&name, running) {
                 Ok(()) => done.push(format!("removed {name} (stopped)")),
                 Err(err) => failed.push(err),
             }
@@ -521,12 +373,20 @@ impl Up {
         let mut started = Vec::new();
         for app in config.apps {
             let name = app.name.clone();
-            let Some(index) = self.index_of(&name) else {
-                started.push(self.add(app));
-                done.push(format!("added {name}"));
+            let old = self.lock().iter().find_map(|running| {
+                (running.app.name == name && !running.retired)
+                    .then(|| (running.app.argv.clone(), running.running))
+            });
+            let Some((old, running)) = old else {
+                match self.add(app) {
+                    Ok(()) => {
+                        done.push(format!("added {name}"));
+                        started.push(name);
+                    }
+                    Err(err) => failed.push(err),
+                }
                 continue;
             };
-            let old = self.lock().apps[index].app.argv.clone();
             if old == app.argv {
                 continue;
             }
@@ -536,12 +396,12 @@ impl Up {
                     .cloned()
                     .collect()
             };
-            if but_workers(&old) == but_workers(&app.argv) {
+            if running && but_workers(&old) == but_workers(&app.argv) {
                 let workers = usize::from(app.run.workers);
                 let request = Request::Scale { workers };
                 match keepalive::control::request_within(&name, &request, RELOAD_WITHIN) {
                     Ok(Reply { error: None, .. }) => {
-                        self.lock().apps[index].app = app;
+                        self.replace(app);
                         done.push(format!("scaled {name} to {workers} worker(s)"));
                     }
                     Ok(Reply {
@@ -551,16 +411,21 @@ impl Up {
                 }
                 continue;
             }
-            // Other settings: a keepalive of its own runs them, started anew.
-            self.lock().apps[index].retired = true;
-            if let Err(err) = self.stop_one(index) {
+            // Other settings: stopped, and started again with them.
+            if let Err(err) = self.stop_one(&name, running) {
                 failed.push(err);
                 continue;
             }
-            started.push(self.add(app));
-            done.push(format!("restarted {name} with its new settings"));
+            self.replace(app);
+            match self.start(&name) {
+                Ok(()) => {
+                    done.push(format!("restarted {name} with its new settings"));
+                    started.push(name);
+                }
+                Err(err) => failed.push(err),
+            }
         }
-        for name in started.into_iter().flatten() {
+        for name in started {
             if let Err(err) = wait_ready(&name, START_WITHIN) {
                 failed.push(err);
             }
@@ -577,15 +442,46 @@ impl Up {
         reply
     }
 
-    /// The app `name` of the file (not one taken out of it).
-    fn index_of(&self, name: &str) -> Option<usize> {
-        self.lock()
-            .apps
-            .iter()
-            .position(|running| running.app.name == name && !running.retired)
+    /// The app of the file named as `app` is, replaced by it (its new
+    /// settings), as it runs or not.
+    fn replace(&self, app: App) {
+        if let Some(running) = self
+            .lock()
+            .iter_mut()
+            .find(|running| running.app.name == app.name && !running.retired)
+        {
+            running.app = app;
+        }
     }
 
-    /// The up's file, read again (`file`, the client's, must be it), with
+    /// A new app of the file, started.
+    fn add(self: &Arc<Self>, app: App) -> Result<(), String> {
+        let name = app.name.clone();
+        self.lock().push(Running {
+            app,
+            running: false,
+            last_exit: None,
+            retired: false,
+        });
+        self.start(&name)
+    }
+
+    /// Stops the app `name` alone, if `running`, and waits until its
+    /// workers are gone.
+    fn stop_one(&self, name: &str, running: bool) -> Result<(), String> {
+        if !running {
+            return Ok(());
+        }
+        match self.group.stop(name) {
+            Ok(_) => Ok(()),
+            // It ended meanwhile.
+            Err(keepalive::Error::Setup(err)) if err.kind() == std::io::ErrorKind::NotFound => {
+                Ok(())
+            }
+            Err(err) => Err(format!("{name}: {err:#}")),
+        }
+    }
+
     /// the environment set it started with: what it says, or why not.
     fn read_again(&self, file: &str) -> Result<Config, String> {
         if std::path::Path::new(file) != self.config.file {
@@ -617,53 +513,16 @@ impl Up {
         Ok(config)
     }
 
-    /// A new app, started (once the apps it starts after are ready): its
-    /// name, or `None` if it could not be.
-    fn add(self: &Arc<Self>, app: App) -> Option<String> {
-        let name = app.name.clone();
-        let index = {
-            let mut state = self.lock();
-            state.apps.push(Running::of(app));
-            state.apps.len() - 1
-        };
-        self.start_in_background(index).ok().map(|_| name)
-    }
-
-    /// Stops app `index`'s keepalive (SIGTERM, once) and waits until it is
-    /// gone, up to its own deadline.
-    fn stop_one(&self, index: usize) -> Result<(), String> {
-        let mut state = self.lock();
-        let name = state.apps[index].app.name.clone();
-        let Some(pid) = state.apps[index].pid else {
-            return Ok(());
-        };
-        let _ = signal(pid, rustix::process::Signal::TERM);
-        let within = crate::cli::own_deadline(state.apps[index].app.run.kill_timeout)
-            + Duration::from_secs(1);
-        state = self
-            .changed
-            .wait_timeout_while(state, within, |s| s.apps[index].pid.is_some())
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-        match state.apps[index].pid {
-            None => Ok(()),
-            Some(pid) => Err(format!("{name}'s keepalive (pid {pid}) has not ended")),
-        }
-    }
-
-    /// Asks every running app's keepalive (an instance of its own, by the
-    /// app's name) what the `up` was asked; the workers signalled, and
-    /// what went wrong, app by app.
+    /// Asks every running app (by its name: its control socket) what the
+    /// `up` was asked; the workers signalled, and what went wrong, app by
+    /// app.
     fn ask_every_app(&self, request: &Request) -> Reply {
-        let running: Vec<String> = {
-            let state = self.lock();
-            state
-                .apps
-                .iter()
-                .filter(|running| running.pid.is_some() && !running.retired)
-                .map(|running| running.app.name.clone())
-                .collect()
-        };
+        let running: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|running| running.running && !running.retired)
+            .map(|running| running.app.name.clone())
+            .collect();
         if running.is_empty() {
             return Reply::error(format!("{}: no app runs", self.config.name));
         }
@@ -700,7 +559,7 @@ impl Up {
     }
 
     fn status(&self) -> Status {
-        let state = self.lock();
+        let apps = self.lock();
         let mut status = Status::default();
         status.name = self.config.name.clone();
         status.pid = std::process::id();
@@ -719,29 +578,22 @@ impl Up {
         if let Some(set) = &self.config.env_set {
             status.argv.extend(["--env".to_owned(), set.clone()]);
         }
-        status.apps = state
-            .apps
+        status.apps = apps
             .iter()
             .filter(|running| !running.retired)
             .map(|running| {
                 let mut shown = AppStatus::default();
                 shown.name = running.app.name.clone();
-                shown.state = if running.pid.is_some() {
+                shown.state = if running.running {
                     "running"
                 } else {
                     "stopped"
                 }
                 .into();
-                shown.pid = running.pid;
                 shown.last_exit = running.last_exit.clone();
                 shown
             })
             .collect();
         status
     }
-}
-
-fn signal(pid: u32, signal: rustix::process::Signal) -> std::io::Result<()> {
-    let pid = rustix::process::Pid::from_raw(pid as i32).ok_or(std::io::ErrorKind::InvalidInput)?;
-    rustix::process::kill_process(pid, signal).map_err(Into::into)
 }

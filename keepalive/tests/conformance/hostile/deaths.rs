@@ -17,7 +17,7 @@ use crate::trials;
 
 pub fn tests() -> Vec<Trial> {
     trials![
-        a_killed_up_stops_each_worker_once_and_gracefully,
+        what_a_killed_up_left_is_stopped_at_its_next_start,
         a_repeated_stop_signal_never_cuts_a_worker_and_sigquit_forces,
         what_a_killed_instance_left_is_stopped_at_the_next_start_of_its_name,
         daemon_waits_for_the_instance_it_started_not_a_stopped_one,
@@ -66,46 +66,78 @@ fn leaves_two() -> ! {
     wait_forever()
 }
 
-/// Three apps, each a worker whose hook takes 1.5 s: `up` is killed by
-/// SIGKILL; each app's keepalive gets its parent-death SIGTERM (once per
-/// thread of the dead `up`), and each worker gets one SIGTERM and runs
-/// its hook to the end.
-fn a_killed_up_stops_each_worker_once_and_gracefully() {
+/// `keepalive up` killed by SIGKILL: its workers go with it (their
+/// parent-death signal, as under `run`: one process runs every app), and
+/// what they started is left, each app's found and stopped by the next
+/// `up` of the file as that app starts. (An `up` was a process per app,
+/// whose parent-death SIGTERM let each worker stop gracefully; one
+/// process's threads end one by one when it is killed, and a worker would
+/// get SIGTERM once per thread, which an exit_hook program takes as
+/// "force the exit": SIGKILL is the same every time.)
+fn what_a_killed_up_left_is_stopped_at_its_next_start() {
     let dir = RuntimeDir::new("upkilled");
     let exe = std::env::current_exe().unwrap();
     let file = dir.path().join("keepalive.toml");
-    let apps: String = ["a", "b", "c"]
+    let apps: String = ["a", "b"]
         .iter()
-        .map(|app| format!("[apps.{app}]\ncommand = [{exe:?}]\nmin-uptime = \"100ms\"\n\n"))
+        .map(|app| format!("[apps.{app}]\ncommand = [{exe:?}]\nkill-timeout = \"2s\"\n\n"))
         .collect();
-    std::fs::write(&file, format!("name = \"trio\"\n\n{apps}")).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
-    command
-        .args(["up", "-f"])
-        .arg(&file)
-        .env("XDG_RUNTIME_DIR", dir.path());
-    crate::operations::merge_stderr(&mut command);
+    std::fs::write(&file, format!("name = \"pair\"\n\n{apps}")).unwrap();
+    let up = |role: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keepalive"));
+        command
+            .args(["up", "-f"])
+            .arg(&file)
+            .env("XDG_RUNTIME_DIR", dir.path());
+        crate::operations::merge_stderr(&mut command);
+        Child::spawn_with(command, role)
+    };
     let mut watchdog = Watchdog::default();
-    let mut up = Child::spawn_with(command, "slow_stop");
-    let workers: Vec<u32> = (0..3)
-        .map(|_| watchdog.watch(next_number(&mut up, "worker ")))
-        .collect();
-    for app in ["a", "b", "c"] {
-        let status = status_until(&dir, app, |s| s["workers"][0]["state"] == "ready");
-        watchdog.watch(status["pid"].as_u64().unwrap() as u32);
+    let mut first = up("leaves_two");
+    let (mut left, mut workers) = (Vec::new(), Vec::new());
+    while workers.len() < 2 {
+        let line = first.wait_line("the workers and what they left", |line| {
+            line.starts_with("left ") || line.starts_with("worker ")
+        });
+        let (kind, pid) = line.split_once(' ').unwrap();
+        let pid = watchdog.watch(pid.parse().unwrap());
+        match kind {
+            "left" => left.push(pid),
+            _ => workers.push(pid),
+        }
     }
-    let outcome = up.signal(libc::SIGKILL).finish();
-    outcome.assert_signal(libc::SIGKILL);
-    for pid in workers {
-        assert_eq!(
-            outcome.lines_starting(&format!("stopping {pid}")).len(),
-            1,
+    for app in ["a", "b"] {
+        status_until(&dir, app, |s| {
+            s["workers"].as_array().is_some_and(|w| !w.is_empty())
+        });
+    }
+    let first = first.signal(libc::SIGKILL);
+    for pid in &workers {
+        assert_gone_soon(*pid);
+    }
+    first.finish().assert_signal(libc::SIGKILL);
+    assert_eq!(left.len(), 4, "two left by each app's worker");
+    std::thread::sleep(Duration::from_millis(300));
+    for &pid in &left {
+        assert!(alive(pid), "{pid} is left until the next start");
+    }
+    let mut again = up("worker");
+    for _ in 0..2 {
+        watchdog.watch(next_number(&mut again, "worker "));
+    }
+    for &pid in &left {
+        assert_gone_soon(pid);
+    }
+    let outcome = again.signal(libc::SIGTERM).finish();
+    outcome.assert_code(143);
+    for pid in left {
+        let stopped = format!("stopping pid {pid}, left behind by an ended worker");
+        assert!(
+            outcome
+                .stdout
+                .iter()
+                .any(|line| line.starts_with("keepalive[") && line.ends_with(&stopped)),
             "{outcome:#?}"
-        );
-        assert_eq!(
-            outcome.lines_starting(&format!("hook {pid}: ")),
-            [format!("hook {pid}: SIGTERM (15), exit status 143")],
-            "worker {pid} was not stopped gracefully, once: {outcome:#?}"
         );
     }
 }

@@ -1,9 +1,7 @@
-//! A run: what a process does once (the SIGHUP and SIGQUIT flags, the
-//! alarm that wakes the loop, the child subreaper, keepalive's own
-//! shutdown in exit_hook's phases) and what each supervisor does for
-//! itself (its control socket, watch, health check, log files, loop), for
-//! one supervisor ([`Supervisor::run`]) or several in one process
-//! ([`Group`]): one loop, one reaper, one stop.
+//! What a run sets up: once for the process (the SIGHUP and SIGQUIT
+//! flags, the child subreaper) and for each supervisor (its control
+//! socket, watch, health check, log files), and what a supervisor's run
+//! says at its end.
 
 use std::io;
 use std::path::PathBuf;
@@ -12,165 +10,36 @@ use std::sync::Arc;
 #[cfg(unix)]
 use crate::control;
 use crate::event::Event;
-use crate::stop::{Shared, stop};
-use crate::{Error, StopReason, Supervisor, cluster, default_name, http_check, logfile, os, watch};
 #[cfg(unix)]
-use crate::{listen, protocol};
-
-/// Several supervisors in one process, each with its own workers, name
-/// and control socket: one loop and one reaper for all, one stop. An app's
-/// trouble (a give-up, a crash loop, a failed reload) stays that app's:
-/// the others run on. The process's stop is every app's: `keepalive stop`
-/// on one app's name stops the process, as SIGTERM does.
-///
-/// ```no_run
-/// use keepalive::{Group, Supervisor};
-///
-/// let reasons = Group::new()
-///     .app(Supervisor::new("db-server").control("db"))
-///     .app(Supervisor::new("web-server").workers(2).control("web"))
-///     .run()?;
-/// eprintln!("each app's end: {reasons:?}");
-/// # Ok::<(), keepalive::Error>(())
-/// ```
-#[derive(Debug, Default)]
-#[must_use = "a Group does nothing until `run` is called"]
-pub struct Group {
-    supervisors: Vec<Supervisor>,
-}
-
-impl Group {
-    /// No supervisor yet.
-    pub fn new() -> Group {
-        Group::default()
-    }
-
-    /// One more app: its supervisor, run with the others.
-    pub fn app(mut self, supervisor: Supervisor) -> Group {
-        self.supervisors.push(supervisor);
-        self
-    }
-
-    /// Runs every supervisor until each has ended (every slot gave up, or
-    /// the process was stopped: exit_hook's stop stops them all at once);
-    /// each one's reason, in the order they were added. SIGHUP reloads
-    /// those that reload on it; SIGQUIT forces the stop if one asked for
-    /// it.
-    ///
-    /// # Errors
-    ///
-    /// As [`Supervisor::run`], for any of them; [`Error::Setup`] if there
-    /// is none.
-    pub fn run(self) -> Result<Vec<StopReason>, Error> {
-        run(self.supervisors)
-    }
-}
+use crate::protocol;
+use crate::stop::Shared;
+use crate::{Error, StopReason, Supervisor, cluster, default_name, http_check, logfile, os, watch};
 
 /// What a supervisor holds for its run.
-struct Held {
-    shared: Arc<Shared>,
-    tag: String,
+pub(super) struct Held {
+    pub(super) shared: Arc<Shared>,
+    pub(super) tag: String,
     #[cfg(unix)]
-    control: Option<control::Server>,
+    pub(super) control: Option<control::Server>,
     _watch: Option<watch::Watch>,
-    last_words: Arc<LastWords>,
-    sinks: Option<cluster::Sinks>,
+    pub(super) last_words: Arc<LastWords>,
+    pub(super) sinks: Option<cluster::Sinks>,
     _reopen: Vec<SignalFlag>,
-}
-
-/// Runs `supervisors` in one loop until each has ended.
-pub(crate) fn run(mut supervisors: Vec<Supervisor>) -> Result<Vec<StopReason>, Error> {
-    if supervisors.is_empty() {
-        return Err(Error::Setup(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no supervisor to run",
-        )));
-    }
-    for supervisor in &supervisors {
-        supervisor.check()?;
-    }
-    // `keepalive events NAME`: every event to the subscribers too.
+    /// Who follows its events (`keepalive events NAME`).
     #[cfg(unix)]
-    let subscribers: Vec<_> = supervisors.iter_mut().map(Supervisor::subscribe).collect();
-    let signals = LoopSignals::register(
-        supervisors.iter().any(|s| s.reload_on_hangup),
-        supervisors.iter().any(|s| s.force_on_quit),
-    )?;
-    let alarm = os::Alarm::new(&wake_signals(&signals))
-        .map_err(|err| Error::Setup(crate::error::context(err, "cannot handle SIGCHLD")))?;
-    #[cfg(target_os = "linux")]
-    let subreaper = Subreaper::become_one()?;
-    let mut held = Vec::with_capacity(supervisors.len());
-    #[cfg_attr(not(unix), allow(unused_variables))]
-    for (index, supervisor) in supervisors.iter_mut().enumerate() {
-        #[cfg(unix)]
-        let subscribers = &subscribers[index];
-        #[cfg(not(unix))]
-        let subscribers = &();
-        held.push(supervisor.prepare(&alarm, subscribers)?);
-    }
-    let hooks = stop_hooks(&supervisors, &held)?;
-    let sinks: Vec<_> = held.iter_mut().map(|held| held.sinks.take()).collect();
-    let clusters: Result<Vec<_>, Error> = supervisors
-        .iter()
-        .zip(&held)
-        .zip(sinks)
-        .map(|((supervisor, held), sinks)| {
-            cluster::Cluster::new(
-                supervisor,
-                &held.tag,
-                &held.shared,
-                sinks.unwrap_or_default(),
-            )
-        })
-        .collect();
-    let alone = supervisors.len() == 1;
-    let result = clusters.map(|clusters| cluster::run(clusters, &alarm, &signals.asked(), !alone));
-    drop(signals);
-    for hook in hooks {
-        hook.unregister();
-    }
-    for (index, (supervisor, held)) in supervisors.iter().zip(&held).enumerate() {
-        // Given up (or failed): the stop hook that would have said them is
-        // gone, and the caller ends the process. (Stopped, the stop hook,
-        // which has the run's end to itself, says them: said here, they
-        // could be cut by the process ending from the hook's thread.)
-        let stopped = result
-            .as_ref()
-            .is_ok_and(|reasons| matches!(reasons[index], StopReason::Stopped(_)));
-        if !stopped {
-            say_last_words(&held.last_words);
-        }
-        // The workers' last lines, copied out before the caller exits.
-        held.shared.copiers.wait(os::later(
-            std::time::Instant::now(),
-            supervisor.kill_timeout,
-        ));
-    }
-    #[cfg(target_os = "linux")]
-    drop(subreaper);
-    let reasons = result?;
-    Ok(supervisors
-        .iter()
-        .zip(&held)
-        .zip(reasons)
-        .map(|((supervisor, held), reason)| {
-            let last_status = held.shared.lock().last_status;
-            supervisor.done(reason, last_status, alone)
-        })
-        .collect())
+    pub(super) subscribers: Arc<control::Subscribers>,
 }
 
 /// The process the workers' subreaper (Linux) for the run: given back when
 /// dropped (also when the setup fails half-way), unless it was one before.
 #[cfg(target_os = "linux")]
-struct Subreaper {
+pub(super) struct Subreaper {
     was: bool,
 }
 
 #[cfg(target_os = "linux")]
 impl Subreaper {
-    fn become_one() -> Result<Subreaper, Error> {
+    pub(super) fn become_one() -> Result<Subreaper, Error> {
         let was = os::become_subreaper().map_err(|err| {
             Error::Setup(crate::error::context(
                 err,
@@ -190,103 +59,18 @@ impl Drop for Subreaper {
     }
 }
 
-/// What the stop hook needs of one app to stop its workers.
-struct AppStop {
-    shared: Arc<Shared>,
-    listener: Option<crate::event::Listener>,
-    kill_timeout: std::time::Duration,
-    kill_signal: Option<exit_hook::Signal>,
-}
-
-impl AppStop {
-    fn stop(&self, exit: &exit_hook::Exit) {
-        stop(
-            &self.shared,
-            self.listener.as_ref(),
-            self.kill_timeout,
-            self.kill_signal,
-            exit,
-        );
-    }
-}
-
-/// keepalive's own shutdown, in exit_hook's phases, for every supervisor
-/// at once: no control request is taken any more (drain); the workers are
-/// stopped and waited for, every supervisor's at the same time, then their
-/// last lines are copied out and the last words said (flush).
-/// Unregistered when the run ends.
-fn stop_hooks(
-    supervisors: &[Supervisor],
-    held: &[Held],
-) -> Result<Vec<exit_hook::HookHandle>, Error> {
-    #[cfg(unix)]
-    let control_files: Vec<ControlFile> = held
-        .iter()
-        .filter_map(|held| held.control.as_ref().map(control::Server::file))
-        .collect();
-    let stops: Vec<AppStop> = supervisors
-        .iter()
-        .zip(held)
-        .map(|(supervisor, held)| AppStop {
-            shared: held.shared.clone(),
-            listener: supervisor.listener.clone(),
-            kill_timeout: supervisor.kill_timeout,
-            kill_signal: supervisor.kill_signal,
-        })
-        .collect();
-    let flushes: Vec<_> = held
-        .iter()
-        .map(|held| (held.shared.clone(), held.last_words.clone()))
-        .collect();
-    // Only a run of one may end the process with its workers' status.
-    let exit_as_workers = supervisors.len() == 1 && supervisors[0].exit_as_workers;
-    Ok(vec![
-        exit_hook::in_phase(exit_hook::Phase::Drain).try_add(move |_| {
-            #[cfg(unix)]
-            for file in &control_files {
-                file.remove();
-            }
-        })?,
-        // The workers' stop is in the last phase, before their output's
-        // flush: its end is the run's deadline, which bounds the kill
-        // timeout (and what a worker's EXTEND_TIMEOUT_USEC= asks), however
-        // the phases share the deadline.
-        exit_hook::in_phase(exit_hook::Phase::Flush).try_add(move |exit| match &stops[..] {
-            [one] => one.stop(exit),
-            many => std::thread::scope(|scope| {
-                for each in many {
-                    scope.spawn(move || each.stop(exit));
-                }
-            }),
-        })?,
-        exit_hook::in_phase(exit_hook::Phase::Flush).try_add(move |exit| {
-            for (shared, last_words) in &flushes {
-                shared.copiers.wait(exit.deadline());
-                say_last_words(last_words);
-            }
-            if exit_as_workers {
-                let status = flushes[0].0.lock().last_status;
-                if let Some(status) = status {
-                    // The run's status would be 128 + the stop
-                    // signal: the workers' is what an init passes on.
-                    os::exit_now(status);
-                }
-            }
-        })?,
-    ])
-}
-
 impl Supervisor {
     /// What this supervisor sets up for itself: the state its loop shares
     /// with its stop and its control threads, watch, its control socket
     /// (its name), health check, last words, log files.
-    fn prepare(
+    pub(super) fn prepare(
         &mut self,
         alarm: &os::Alarm,
         #[cfg(unix)] subscribers: &Arc<control::Subscribers>,
         #[cfg(not(unix))] _subscribers: &(),
+        in_group: bool,
     ) -> Result<Held, Error> {
-        let shared = Arc::new(Shared::new(alarm.bell()));
+        let shared = Arc::new(Shared::new(alarm.bell(), in_group));
         let watch = if self.watch.paths.is_empty() {
             None
         } else {
@@ -314,13 +98,15 @@ impl Supervisor {
             last_words,
             sinks: Some(sinks),
             _reopen: reopen,
+            #[cfg(unix)]
+            subscribers: subscribers.clone(),
         })
     }
 
     /// Every event to the control socket's subscribers too (`keepalive
     /// events NAME`): they are returned, the listener wrapped.
     #[cfg(unix)]
-    fn subscribe(&mut self) -> Arc<control::Subscribers> {
+    pub(super) fn subscribe(&mut self) -> Arc<control::Subscribers> {
         let subscribers = Arc::new(control::Subscribers::default());
         if self.control.is_some() {
             let (user, sent) = (self.listener.take(), subscribers.clone());
@@ -336,7 +122,7 @@ impl Supervisor {
 
     /// What `run` refuses before it starts anything: no worker, a
     /// readiness descriptor where a listener goes or past 255.
-    fn check(&self) -> Result<(), Error> {
+    pub(super) fn check(&self) -> Result<(), Error> {
         if self.workers == 0 {
             return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -379,6 +165,7 @@ impl Supervisor {
             program: std::path::Path::new(&self.program).display().to_string(),
             stdout_log: shown(&self.logs.stdout),
             stderr_log: shown(&self.logs.stderr),
+            argv: self.command_line.clone(),
         };
         let refused = |err: &io::Error| {
             self.emit(Event::RuntimeDirRefused {
@@ -441,7 +228,12 @@ impl Supervisor {
     /// The run's end: a run of one says it here (a group's apps said it
     /// as each ended) and, given up, ends the process with the app's own
     /// status if asked.
-    fn done(&self, reason: StopReason, last_status: Option<i32>, alone: bool) -> StopReason {
+    pub(super) fn done(
+        &self,
+        reason: StopReason,
+        last_status: Option<i32>,
+        alone: bool,
+    ) -> StopReason {
         if !alone {
             return reason;
         }
@@ -458,15 +250,11 @@ impl Supervisor {
 
 /// [`Supervisor::last_words`], said once: by the stop's last hook, or when
 /// the loop ends without one.
-type LastWords = std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>;
-
-/// The control socket's file, removed when the stop begins.
-#[cfg(unix)]
-type ControlFile = listen::SocketFile;
+pub(super) type LastWords = std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>;
 
 /// The signals that wake the loop: SIGCHLD, and SIGHUP and SIGQUIT when
 /// they set a flag.
-fn wake_signals(signals: &LoopSignals) -> Vec<i32> {
+pub(super) fn wake_signals(signals: &LoopSignals) -> Vec<i32> {
     #[cfg(unix)]
     {
         use signal_hook::consts::{SIGCHLD, SIGHUP, SIGQUIT};
@@ -500,7 +288,7 @@ struct SignalFlag {
 
 impl SignalFlag {
     #[cfg_attr(not(unix), allow(unused_variables))]
-    fn register(
+    pub(super) fn register(
         signal: i32,
         name: &str,
         flag: Arc<std::sync::atomic::AtomicBool>,
@@ -535,7 +323,7 @@ pub(crate) struct LoopSignals {
 }
 
 impl LoopSignals {
-    fn register(reload: bool, force: bool) -> Result<LoopSignals, Error> {
+    pub(super) fn register(reload: bool, force: bool) -> Result<LoopSignals, Error> {
         #[cfg(not(unix))]
         if reload || force {
             return Err(Error::Setup(io::Error::new(
@@ -576,7 +364,7 @@ impl LoopSignals {
     }
 
     /// The flags, for the loop.
-    fn asked(&self) -> cluster::Asked {
+    pub(super) fn asked(&self) -> cluster::Asked {
         cluster::Asked {
             reload: self.reload.clone(),
             force: self.force.clone(),
@@ -585,7 +373,7 @@ impl LoopSignals {
 }
 
 /// What the program says last ([`Supervisor::last_words`]), once.
-fn say_last_words(last_words: &LastWords) {
+pub(super) fn say_last_words(last_words: &LastWords) {
     let last = last_words
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
