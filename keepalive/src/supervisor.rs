@@ -105,7 +105,30 @@ impl fmt::Debug for Supervisor {
     }
 }
 
+/// What a worker is started as: a supervisor's program, arguments,
+/// environment, directory and output. A group's app takes a new one for
+/// the workers it starts next ([`crate::GroupHandle::update`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Spec {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) envs: Vec<(OsString, OsString)>,
+    pub(crate) current_dir: Option<PathBuf>,
+    pub(crate) output: Output,
+}
+
 impl Supervisor {
+    /// What its workers are started as.
+    pub(crate) fn spec(&self) -> Spec {
+        Spec {
+            program: self.program.clone(),
+            args: self.args.clone(),
+            envs: self.envs.clone(),
+            current_dir: self.current_dir.clone(),
+            output: self.output.clone(),
+        }
+    }
+
     /// Reports `event` (to `tracing` and to the listener).
     pub(crate) fn emit(&self, event: crate::Event) {
         crate::event::emit(self.listener.as_ref(), event);

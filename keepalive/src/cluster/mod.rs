@@ -78,6 +78,8 @@ struct Handles {
 
 pub(crate) struct Cluster {
     pub(crate) supervisor: Rc<Supervisor>,
+    /// What its workers are started as (a group's handle may replace it).
+    pub(crate) spec: Rc<crate::supervisor::Spec>,
     pub(crate) shared: Arc<Shared>,
     #[cfg(unix)]
     listeners: Option<Listeners>,
@@ -161,6 +163,7 @@ impl Cluster {
         }
         let now = Instant::now();
         Ok(Cluster {
+            spec: Rc::new(supervisor.spec()),
             supervisor: supervisor.clone(),
             shared,
             #[cfg(unix)]
@@ -415,8 +418,11 @@ impl Cluster {
 
     /// The workers as the control socket shows them.
     fn publish(&self) {
-        if self.supervisor.control.is_none() && self.supervisor.health_check.is_none() {
-            return; // nobody can ask
+        if self.supervisor.control.is_none()
+            && self.supervisor.health_check.is_none()
+            && !self.shared.in_group
+        {
+            return; // nobody can ask (in a group, the apps started after it do)
         }
         let (view, replacing) = self.machine.view();
         let mut state = self.shared.lock();

@@ -28,15 +28,16 @@ impl Cluster {
         #[cfg(not(unix))]
         let _ = (id, slot);
         let supervisor = self.supervisor.clone();
-        let mut command = Command::new(&supervisor.program);
-        if let Some(dir) = &supervisor.current_dir {
+        let spec = self.spec.clone();
+        let mut command = Command::new(&spec.program);
+        if let Some(dir) = &spec.current_dir {
             command.current_dir(dir);
         }
         os::separate_process_group(&mut command);
         if !supervisor.inherit_stdin {
             command.stdin(Stdio::null());
         }
-        let prefix = match &supervisor.output {
+        let prefix = match &spec.output {
             Output::Prefixed(prefix) => Some(prefix.as_str()),
             Output::Inherit => None,
         };
@@ -65,9 +66,9 @@ impl Cluster {
             })?;
         #[cfg(unix)]
         Plan {
-            program: &supervisor.program,
-            args: &supervisor.args,
-            envs: &supervisor.envs,
+            program: &spec.program,
+            args: &spec.args,
+            envs: &spec.envs,
             listeners: self
                 .listeners
                 .as_ref()
@@ -83,15 +84,15 @@ impl Cluster {
         .map_err(Failed::of)?;
         #[cfg(not(unix))]
         command
-            .args(&supervisor.args)
-            .envs(supervisor.envs.iter().map(|(k, v)| (k, v)));
+            .args(&spec.args)
+            .envs(spec.envs.iter().map(|(k, v)| (k, v)));
         // Under the lock: the stop hook sees every worker that starts.
         let mut state = self.shared.lock();
         if state.stopping.is_some() {
             return Ok(None);
         }
         let mut child = command.spawn().map_err(|err| {
-            let program = std::path::Path::new(&supervisor.program).display();
+            let program = std::path::Path::new(&spec.program).display();
             let failed = Failed::of(err);
             Failed {
                 error: context(failed.error, format!("cannot start {program}")),

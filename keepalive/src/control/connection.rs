@@ -165,26 +165,43 @@ pub(crate) fn serve(
     listener: UnixListener,
     answer: Answerer,
     subscribers: Option<Arc<Subscribers>>,
-) -> io::Result<()> {
+) -> io::Result<Serving> {
+    let (serving, closed) = UnixStream::pair()?;
     std::thread::Builder::new()
         .name("keepalive-control".into())
-        .spawn(move || accept_loop(&listener, &answer, subscribers.as_ref()))?;
-    Ok(())
+        .spawn(move || accept_loop(&listener, &closed, &answer, subscribers.as_ref()))?;
+    Ok(Serving(serving))
 }
 
-fn accept_loop(listener: &UnixListener, answer: &Answerer, subscribers: Option<&Arc<Subscribers>>) {
+/// The accepting thread's life: it ends, closing the listening socket,
+/// when this is dropped (its connections in flight are answered).
+#[derive(Debug)]
+pub(crate) struct Serving(#[allow(dead_code, reason = "held for its drop")] UnixStream);
+
+fn accept_loop(
+    listener: &UnixListener,
+    closed: &UnixStream,
+    answer: &Answerer,
+    subscribers: Option<&Arc<Subscribers>>,
+) {
     let busy = Arc::new(AtomicUsize::new(0));
     let mut reserve = std::fs::File::open("/dev/null").ok();
     // Non-blocking, behind a poll: out of descriptors, `accept` fails
     // before it looks for a connection, so only a poll says one waits.
     let _ = listener.set_nonblocking(true);
     loop {
-        let mut fds = [PollFd::new(listener, PollFlags::IN)];
+        let mut fds = [
+            PollFd::new(listener, PollFlags::IN),
+            PollFd::new(closed, PollFlags::IN),
+        ];
         if let Err(err) = poll(&mut fds, None) {
             if err != rustix::io::Errno::INTR {
                 std::thread::sleep(Duration::from_millis(100));
             }
             continue;
+        }
+        if !fds[1].revents().is_empty() {
+            return; // its `Serving` was dropped: the instance has ended
         }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,

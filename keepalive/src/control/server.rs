@@ -18,6 +18,8 @@ pub(crate) struct Server {
     path: PathBuf,
     file: SocketFile,
     _lock: std::fs::File,
+    /// Its accepting thread ends when the server is dropped.
+    _serving: connection::Serving,
 }
 
 impl Server {
@@ -46,7 +48,7 @@ impl Server {
             about,
             shared,
         };
-        connection::serve(
+        let serving = connection::serve(
             listener,
             Arc::new(move |request| answer_request(request, &context)),
             Some(subscribers),
@@ -55,6 +57,7 @@ impl Server {
             path,
             file,
             _lock: lock,
+            _serving: serving,
         };
         Ok((server, name))
     }
@@ -84,6 +87,7 @@ pub struct Endpoint {
     name: String,
     file: SocketFile,
     _lock: std::fs::File,
+    _serving: connection::Serving,
 }
 
 /// What an [`Endpoint`]'s owner answers a request with.
@@ -120,7 +124,7 @@ impl Endpoint {
             |err| tracing::warn!(%err, "a runtime directory refused"),
         )?;
         let file = SocketFile::made(&path)?;
-        connection::serve(
+        let serving = connection::serve(
             listener,
             Arc::new(move |request: Result<Request, String>| match request {
                 Ok(request) => answer(request),
@@ -132,6 +136,7 @@ impl Endpoint {
             name,
             file,
             _lock: lock,
+            _serving: serving,
         })
     }
 

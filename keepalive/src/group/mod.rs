@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{self, Cluster};
 use crate::stop::Shared;
+use crate::supervisor::Spec;
 use crate::{Error, StopReason, Supervisor, os};
 
 mod setup;
@@ -61,6 +62,15 @@ impl Group {
     /// One more app: its supervisor, run with the others.
     pub fn app(mut self, supervisor: Supervisor) -> Group {
         self.supervisors.push(supervisor);
+        self
+    }
+
+    /// What the process says (or removes: a pid file) last: once every
+    /// app's workers are stopped and their last lines copied out, by the
+    /// process's stop or when the run returns (the group's own
+    /// [`Supervisor::last_words`]).
+    pub fn last_words(self, last: impl FnOnce() + Send + 'static) -> Group {
+        self.handle.roster.lock().last_words = Some(Box::new(last));
         self
     }
 
@@ -125,13 +135,18 @@ impl GroupHandle {
         let (answer, answered) = mpsc::channel();
         {
             let mut rolls = self.roster.lock();
+            if let Phase::Before = rolls.phase {
+                rolls.added.push((supervisor, answer));
+                return Ok(()); // set up with the others at the start
+            }
+            drop(rolls);
+            let mut rolls = self.roster.settled();
             if let Some(refused) = rolls.refusal() {
                 return Err(refused);
             }
             rolls.added.push((supervisor, answer));
-            match &rolls.bell {
-                Some(bell) => bell.ring(),
-                None => return Ok(()), // set up with the others at the start
+            if let Phase::Running(bell) = &rolls.phase {
+                bell.ring();
             }
         }
         answered
@@ -144,14 +159,15 @@ impl GroupHandle {
     /// timeout), and returns once its workers and what they left are
     /// gone: its reason, [`StopReason::Stopped`] by SIGTERM. The other
     /// apps run on; the group ends if it was the last one (see
-    /// [`hold`](Self::hold)).
+    /// [`hold`](Self::hold)). Asked before the group runs, it waits until
+    /// the run has set its apps up.
     ///
     /// # Errors
     ///
     /// [`Error::Setup`] ([`io::ErrorKind::NotFound`]) if no running app
     /// of the group has that name.
     pub fn stop(&self, name: &str) -> Result<StopReason, Error> {
-        let running = self.roster.lock().running(name);
+        let running = self.roster.settled().running(name);
         let Some((index, shared)) = running else {
             return Err(Error::Setup(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -164,6 +180,9 @@ impl GroupHandle {
             if let Some(reason) = rolls.apps[index].reason {
                 return Ok(reason);
             }
+            if let Phase::Ended = rolls.phase {
+                return Err(not_running("the group's run ended with an error"));
+            }
             // Ended (its shared state says so) a moment before the loop
             // records its reason.
             rolls = self
@@ -172,6 +191,43 @@ impl GroupHandle {
                 .wait(rolls)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// The app `name`'s next workers are started as `supervisor` says:
+    /// its program, arguments, environment, working directory and output
+    /// (its other settings are not taken). The running workers are left
+    /// as they are: a reload (`keepalive reload NAME`, ready-first) or a
+    /// restart replaces them. Returns once the group took it (asked
+    /// before the group runs, once the run has set its apps up).
+    ///
+    /// ```no_run
+    /// # let apps = keepalive::Group::new().handle();
+    /// use keepalive::{Request, Supervisor};
+    ///
+    /// apps.update("web", &Supervisor::new("web-server-v2").env("MODE", "fast"))?;
+    /// keepalive::control::request("web", &Request::ReloadAndWait)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Setup`] ([`io::ErrorKind::NotFound`]) if no running app
+    /// of the group has that name.
+    pub fn update(&self, name: &str, supervisor: &Supervisor) -> Result<(), Error> {
+        let (answer, answered) = mpsc::channel();
+        {
+            let mut rolls = self.roster.settled();
+            let Phase::Running(bell) = &rolls.phase else {
+                return Err(not_running("the group is not running"));
+            };
+            bell.ring();
+            rolls
+                .updates
+                .push((name.to_owned(), supervisor.spec(), answer));
+        }
+        answered
+            .recv()
+            .unwrap_or_else(|_| Err(not_running("the group ended before taking it")))
     }
 
     /// Keeps the group running while the returned value lives, even with
@@ -196,7 +252,7 @@ impl Drop for Hold {
     fn drop(&mut self) {
         let mut rolls = self.roster.lock();
         rolls.holds -= 1;
-        if let Some(bell) = &rolls.bell {
+        if let Phase::Running(bell) = &rolls.phase {
             bell.ring(); // the group may end now
         }
     }
@@ -215,39 +271,67 @@ impl Roster {
     fn lock(&self) -> MutexGuard<'_, Rolls> {
         self.rolls.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// [`lock`](Self::lock), once the run has set its first apps up (or
+    /// ended): what a handle asks is then answered by the loop, or
+    /// refused.
+    fn settled(&self) -> MutexGuard<'_, Rolls> {
+        self.changed
+            .wait_while(self.lock(), |rolls| {
+                matches!(rolls.phase, Phase::Before | Phase::Starting)
+            })
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where a group's run is.
+#[derive(Default)]
+enum Phase {
+    /// `run` was not called yet.
+    #[default]
+    Before,
+    /// `run` sets its first apps up.
+    Starting,
+    /// The loop runs; the bell wakes it.
+    Running(os::Bell),
+    /// The run is over.
+    Ended,
 }
 
 #[derive(Default)]
 struct Rolls {
-    /// Wakes the loop, once it runs.
-    bell: Option<os::Bell>,
+    phase: Phase,
     /// Set by the stop hooks: nothing is added or started any more.
     stopping: bool,
-    /// The run is over.
-    ended: bool,
     /// Apps to set up at the loop's next turn, and whom to tell how it went.
-    added: Vec<(Supervisor, mpsc::Sender<Result<(), Error>>)>,
+    added: Vec<(Supervisor, Answer)>,
+    /// New specs for running apps' next workers, by app name.
+    updates: Vec<(String, Spec, Answer)>,
     /// Every app set up, in the order it was, ended ones too.
     apps: Vec<Entry>,
     /// Live [`Hold`]s.
     holds: usize,
+    /// [`Group::last_words`].
+    last_words: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl std::fmt::Debug for Rolls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rolls")
             .field("stopping", &self.stopping)
-            .field("ended", &self.ended)
             .field("apps", &self.apps.len())
             .field("holds", &self.holds)
             .finish_non_exhaustive()
     }
 }
 
+/// Where the loop says how a handle's request went.
+type Answer = mpsc::Sender<Result<(), Error>>;
+
 impl Rolls {
     /// Why an app cannot be added now, if it cannot.
     fn refusal(&self) -> Option<Error> {
-        if self.ended {
+        if let Phase::Ended = self.phase {
             Some(not_running("the group has ended"))
         } else if self.stopping {
             Some(not_running("the group is stopping"))
@@ -326,13 +410,11 @@ fn run(
     // However the run ends (a setup error too), nothing is added any more.
     let _ends = Ends(roster);
     // Added before the run: set up with the others.
-    supervisors.extend(
-        roster
-            .lock()
-            .added
-            .drain(..)
-            .map(|(supervisor, _)| supervisor),
-    );
+    {
+        let mut rolls = roster.lock();
+        rolls.phase = Phase::Starting;
+        supervisors.extend(rolls.added.drain(..).map(|(supervisor, _)| supervisor));
+    }
     if supervisors.is_empty() {
         return Err(Error::Setup(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -355,10 +437,12 @@ fn run(
         members.push(Member::set_up(supervisor, &alarm, roster, alone)?);
     }
     let hooks = stop::hooks(roster, alone && members[0].supervisor.exit_as_workers)?;
-    roster.lock().bell = Some(alarm.bell());
+    roster.lock().phase = Phase::Running(alarm.bell());
+    roster.changed.notify_all();
     let asked = signals.asked();
     loop {
         take_added(&mut members, roster, &alarm);
+        take_updates(&mut members, roster);
         start_those_ready(&mut members, roster);
         let mut running: Vec<&mut Member> = members
             .iter_mut()
@@ -389,8 +473,7 @@ fn run(
                 && rolls.added.is_empty()
                 && rolls.holds == 0
             {
-                rolls.ended = true;
-                rolls.bell = None;
+                rolls.phase = Phase::Ended;
                 break;
             }
         }
@@ -406,24 +489,36 @@ fn run(
     for hook in hooks {
         hook.unregister();
     }
-    let rolls = roster.lock();
-    for entry in &rolls.apps {
-        // Given up (or failed): the stop hook that would have said them is
-        // gone, and the caller ends the process. (Stopped, the stop hook,
-        // which has the run's end to itself, says them: said here, they
-        // could be cut by the process ending from the hook's thread.)
-        if !matches!(entry.reason, Some(StopReason::Stopped(_))) || !alone {
-            setup::say_last_words(&entry.last_words);
+    let (apps, stopping, last_words) = {
+        let mut rolls = roster.lock();
+        let apps: Vec<_> = rolls
+            .apps
+            .iter()
+            .map(|entry| (entry.stop.clone(), entry.last_words.clone(), entry.reason))
+            .collect();
+        (apps, rolls.stopping, rolls.last_words.take())
+    };
+    for (app, words, _) in &apps {
+        // Ended by itself (given up, stopped alone): the stop hook that
+        // would have said them is gone, and the caller ends the process.
+        // (Stopped by the process's stop, its hook, which has the run's
+        // end to itself, says them: said here, they could be cut by the
+        // process ending from the hook's thread.)
+        if !stopping {
+            setup::say_last_words(words);
         }
         // The workers' last lines, copied out before the caller exits.
-        entry
-            .stop
-            .shared
+        app.shared
             .copiers
-            .wait(os::later(Instant::now(), entry.stop.kill_timeout));
+            .wait(os::later(Instant::now(), app.kill_timeout));
     }
-    let reasons: Vec<StopReason> = rolls.apps.iter().filter_map(|entry| entry.reason).collect();
-    drop(rolls);
+    match last_words {
+        Some(last) if !stopping => last(),
+        // The stop hook's.
+        Some(last) => roster.lock().last_words = Some(last),
+        None => {}
+    }
+    let reasons: Vec<StopReason> = apps.iter().filter_map(|(_, _, reason)| *reason).collect();
     #[cfg(target_os = "linux")]
     drop(subreaper);
     Ok(members
@@ -442,10 +537,16 @@ struct Ends<'a>(&'a Roster);
 impl Drop for Ends<'_> {
     fn drop(&mut self) {
         let mut rolls = self.0.lock();
-        rolls.ended = true;
-        rolls.bell = None;
-        // Those who added an app the run did not take are told so.
+        rolls.phase = Phase::Ended;
+        // Those who added an app, or asked for an update, the run did not
+        // take are told so; those who wait for an app's end are woken.
         rolls.added.clear();
+        rolls.updates.clear();
+        for entry in &rolls.apps {
+            entry.stop.shared.lock().ended = true;
+            entry.stop.shared.changed.notify_all();
+        }
+        self.0.changed.notify_all();
     }
 }
 
@@ -462,6 +563,29 @@ fn take_added(members: &mut Vec<Member>, roster: &Arc<Roster>, alarm: &os::Alarm
                 .and_then(|()| Member::set_up(supervisor, alarm, roster, false)),
         };
         let _ = answer.send(set_up.map(|member| members.push(member)));
+    }
+}
+
+/// Gives the apps named by the updates asked since the last turn their
+/// new spec, each asker told how it went.
+fn take_updates(members: &mut [Member], roster: &Roster) {
+    let updates = std::mem::take(&mut roster.lock().updates);
+    for (name, spec, answer) in updates {
+        let cluster = members
+            .iter_mut()
+            .filter(|member| member.name == name)
+            .find_map(|member| member.cluster.as_mut());
+        let taken = match cluster {
+            Some(cluster) => {
+                cluster.spec = Rc::new(spec);
+                Ok(())
+            }
+            None => Err(Error::Setup(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no running app of the group is named {name}"),
+            ))),
+        };
+        let _ = answer.send(taken);
     }
 }
 
@@ -536,7 +660,18 @@ impl Member {
         let supervisor = Rc::new(supervisor);
         let cluster = Cluster::new(supervisor.clone(), &held.tag, held.shared.clone(), sinks)?;
         let name = held.tag.clone();
-        roster.lock().apps.push(Entry {
+        if supervisor.after.contains(&name) {
+            return Err(Error::Setup(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name} cannot start after itself"),
+            )));
+        }
+        let mut rolls = roster.lock();
+        if let Some(refused) = rolls.refusal() {
+            // The stop began while it was set up: its hooks would not see it.
+            return Err(refused);
+        }
+        rolls.apps.push(Entry {
             name: name.clone(),
             after: supervisor.after.clone(),
             stop: Arc::new(AppStop::of(&supervisor, &held.shared)),
@@ -545,6 +680,7 @@ impl Member {
             control_file: held.control.as_ref().map(crate::control::Server::file),
             reason: None,
         });
+        drop(rolls);
         Ok(Member {
             shared: held.shared.clone(),
             supervisor,
@@ -568,14 +704,23 @@ impl Member {
         }
         self.held = None;
         let mut rolls = roster.lock();
-        if let Some(entry) = rolls
+        let stopping = rolls.stopping;
+        let last_words = rolls
             .apps
             .iter_mut()
             .find(|entry| Arc::ptr_eq(&entry.stop.shared, &self.shared))
-        {
-            entry.reason = Some(reason);
-        }
+            .map(|entry| {
+                entry.reason = Some(reason);
+                entry.last_words.clone()
+            });
+        drop(rolls);
         roster.changed.notify_all();
+        // One app of a group ended by itself (given up, stopped alone): its
+        // last words now (a pid file of its own goes). The process's stop
+        // says them in its flush.
+        if let (Some(last_words), true, false) = (last_words, self.shared.in_group, stopping) {
+            setup::say_last_words(&last_words);
+        }
     }
 
     /// A stop of this app alone was asked (its control socket, a handle):

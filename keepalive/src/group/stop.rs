@@ -92,6 +92,10 @@ pub(super) fn hooks(
                 shared.copiers.wait(exit.deadline());
                 setup::say_last_words(last_words);
             }
+            let last = flushed.lock().last_words.take();
+            if let Some(last) = last {
+                last();
+            }
             if let ([(shared, _)], true) = (&apps[..], exit_as_workers) {
                 if let Some(status) = shared.lock().last_status {
                     // The run's status would be 128 + the stop

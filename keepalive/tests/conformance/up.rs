@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Trial> {
         keepalive_up_passes_hup_and_usr1_to_its_apps,
         keepalive_up_starts_an_app_after_the_ones_it_names_and_stops_it_first,
         keepalive_apply_scales_removes_and_adds_apps_and_leaves_the_others,
+        keepalive_apply_reloads_an_app_whose_settings_changed_ready_first,
     ]
 }
 
@@ -364,7 +365,8 @@ fn keepalive_daemon_detaches_and_answers_by_name() {
 /// A three-app `up` is one keepalive process: each app answers by its
 /// name with that process's pid, and the process's children are the
 /// apps' workers, no keepalive per app (it was a child `keepalive run`
-/// each). Killed by SIGKILL, it takes the workers with it, as `run` does
+/// each). An app stopped alone takes its pid file with it. Killed by
+/// SIGKILL, it takes the workers with it, as `run` does
 /// (their parent-death signal): none is left running.
 fn keepalive_up_is_one_process_whose_children_are_the_workers() {
     let dir = RuntimeDir::new("upone");
@@ -373,7 +375,7 @@ fn keepalive_up_is_one_process_whose_children_are_the_workers() {
     std::fs::write(
         &file,
         format!(
-            "name = \"trio\"\n\n[apps.a]\ncommand = [{exe:?}]\nworkers = 2\n\n[apps.b]\ncommand = [{exe:?}]\n\n[apps.c]\ncommand = [{exe:?}]\n"
+            "name = \"trio\"\n\n[apps.a]\ncommand = [{exe:?}]\nworkers = 2\n\n[apps.b]\ncommand = [{exe:?}]\npid-file = \"b.pid\"\n\n[apps.c]\ncommand = [{exe:?}]\n"
         ),
     )
     .unwrap();
@@ -393,6 +395,21 @@ fn keepalive_up_is_one_process_whose_children_are_the_workers() {
     seen.sort_unstable();
     assert_eq!(seen, workers);
     assert_eq!(children_of(me), workers, "up's children are the workers");
+    // An app's pid file holds the process that runs it, and goes with the
+    // app's stop alone (relative: from the file's directory).
+    let pid_file = dir.path().join("b.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        me.to_string()
+    );
+    let b = pids(&dir.status("b"))[0] as u32;
+    let output = dir.client(&["stop", "b"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(text(&output.stdout), "stopped b\n");
+    assert!(is_gone(b), "b's worker is gone when stop returns");
+    assert!(!pid_file.exists(), "b's pid file went with it");
+    workers.retain(|&pid| pid != b);
+    assert_eq!(children_of(me), workers, "a's and c's run on");
     // Looked at before `finish`, which reads up's output to its end.
     let up = up.signal(libc::SIGKILL);
     for pid in &workers {
@@ -649,4 +666,112 @@ env = {{ EXIT_HOOK_SCENARIO = "ready_server" }}
     outcome.assert_code(143);
     assert_stopped_once(&outcome, jobs);
     assert_stopped_once(&outcome, extra);
+}
+
+/// `keepalive apply` after editing an app's environment and `workers`
+/// (2 → 3): its workers are replaced ready-first, the new ones with the
+/// new environment, no connection of a client asking all along refused,
+/// `jobs` left alone. Then a broken version (a scenario that never says
+/// READY=1): apply exits 1 saying it was not applied, the workers it had
+/// serve on, and a restart starts the settings they had again, not the
+/// broken ones.
+fn keepalive_apply_reloads_an_app_whose_settings_changed_ready_first() {
+    let dir = RuntimeDir::new("applyreload");
+    let exe = std::env::current_exe().unwrap();
+    let file = dir.path().join("keepalive.toml");
+    let write = |web_workers: u32, scenario: &str, version: u32| {
+        std::fs::write(
+            &file,
+            format!(
+                r#"name = "shop"
+
+[apps.web]
+command = [{exe:?}]
+workers = {web_workers}
+listen = ["127.0.0.1:0"]
+wait-ready = true
+listen-timeout = "2s"
+env = {{ EXIT_HOOK_SCENARIO = "{scenario}", VERSION = "{version}" }}
+
+[apps.jobs]
+command = [{exe:?}]
+min-uptime = "100ms"
+"#
+            ),
+        )
+        .unwrap();
+    };
+    write(2, "ready_server", 1);
+    let mut watchdog = Watchdog::default();
+    let mut up = up(&dir, &file);
+    let port = next_number(&mut up, "port ");
+    let status = status_until(&dir, "web", |s| all_ready(s, 2));
+    let old: Vec<u32> = pids(&status)
+        .into_iter()
+        .map(|pid| watchdog.watch(pid as u32))
+        .collect();
+    let status = status_until(&dir, "jobs", |s| pids(s).len() == 1);
+    let jobs = watchdog.watch(pids(&status)[0] as u32);
+    let apply = || {
+        Command::new(env!("CARGO_BIN_EXE_keepalive"))
+            .args(["apply", "-f"])
+            .arg(&file)
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let client = Asking::start(port);
+    std::thread::sleep(Duration::from_millis(200));
+    write(3, "ready_server", 2);
+    let output = apply();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        "applied shop: reloaded web with its new settings (3 worker(s))\n"
+    );
+    let status = dir.status("web");
+    assert!(all_ready(&status, 3), "{status:#}");
+    let new: Vec<u32> = pids(&status)
+        .into_iter()
+        .map(|pid| watchdog.watch(pid as u32))
+        .collect();
+    for pid in &old {
+        assert!(!new.contains(pid), "{pid} was replaced: {status:#}");
+        assert_gone_soon(*pid);
+    }
+    for pid in &new {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            environ.split(|b| *b == 0).any(|var| var == b"VERSION=2"),
+            "{pid} has the new environment"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    client.stop_all_answered();
+    assert_eq!(pids(&dir.status("jobs")), [u64::from(jobs)], "left alone");
+
+    // A broken version: not applied, the workers it had serve on.
+    write(3, "worker", 3);
+    let output = apply();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("web: not applied"),
+        "{output:?}"
+    );
+    let status = status_until(&dir, "web", |s| all_ready(s, 3));
+    let mut serving: Vec<u32> = pids(&status).into_iter().map(|pid| pid as u32).collect();
+    serving.sort_unstable();
+    let mut had = new.clone();
+    had.sort_unstable();
+    assert_eq!(serving, had, "{status:#}");
+    // A restart starts what they run, not the broken version.
+    let output = dir.client(&["restart", "web"]);
+    assert!(output.status.success(), "{output:?}");
+    let status = status_until(&dir, "web", |s| all_ready(s, 3));
+    for pid in pids(&status) {
+        watchdog.watch(pid as u32);
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(environ.split(|b| *b == 0).any(|var| var == b"VERSION=2"));
+    }
+    up.signal(libc::SIGTERM).finish().assert_code(143);
 }

@@ -147,7 +147,8 @@ pub(crate) enum Command {
     },
     /// Applies the edited config file to the running `keepalive up` of it:
     /// the apps added start, the apps removed stop gracefully, an app whose
-    /// `workers` alone changed is scaled (ready-first, no connection
+    /// `workers` alone changed is scaled, one whose command, args, env,
+    /// cwd or prefix changed is reloaded (both ready-first, no connection
     /// refused), one whose other settings changed is stopped and started
     /// with them; the others are left alone (the same pids). Says what it
     /// did; exits 1 if a change failed, 2 if the file has errors.

@@ -23,6 +23,8 @@
 //!   ready (every worker), and is stopped before them;
 //! - `keepalive apply` reads the file again: an app taken out is stopped,
 //!   one put in is started, one whose `workers` alone changed is scaled,
+//!   one whose command, args, env, cwd or prefix changed is reloaded with
+//!   them (ready-first; a failed reload gives it its old settings back),
 //!   one whose other settings changed is started again with them;
 //! - SIGTERM or SIGINT stop `up` the way `run` stops: first no control
 //!   request is taken (exit_hook's drain phase), then every app's workers
@@ -50,6 +52,22 @@ use crate::config::{App, Config};
 
 /// How long a reload asked of every app is waited for, app by app.
 const RELOAD_WITHIN: Duration = Duration::from_secs(3600);
+
+/// The options of an app's `run` arguments that a reload changes (with
+/// its program and arguments, after `--`); `--workers` by a scale.
+const RELOADABLE: &[&str] = &["--workers=", "--env=", "--cwd=", "--prefix="];
+
+/// `argv`'s options (before `--`) but those starting with one of `except`.
+fn but(argv: &[std::ffi::OsString], except: &[&str]) -> Vec<std::ffi::OsString> {
+    argv.iter()
+        .take_while(|arg| *arg != "--")
+        .filter(|arg| {
+            let arg = arg.to_string_lossy();
+            !except.iter().any(|option| arg.starts_with(option))
+        })
+        .cloned()
+        .collect()
+}
 
 /// How long `apply` waits for an app it started to be ready.
 const START_WITHIN: Duration = Duration::from_secs(60);
@@ -142,6 +160,7 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
     });
     for app in apps {
         group = group.app(up.supervisor_of(&app));
+        Up::write_pid_file(&app);
         up.lock().push(Running {
             app,
             running: true,
@@ -162,13 +181,15 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    // No more control requests first; the pid file removed last.
+    // No more control requests first; the pid file removed last, once
+    // every app's workers are stopped.
     exit_hook::in_phase(Phase::Drain).add({
         let endpoint = endpoint.clone();
         move |_| endpoint.close()
     });
-    exit_hook::in_phase(Phase::Flush).add(move |_| {
-        if let Some(path) = &pid_file {
+    let own_pid_file = pid_file.clone();
+    let group = group.last_words(move || {
+        if let Some(path) = &own_pid_file {
             let _ = std::fs::remove_file(path);
         }
     });
@@ -180,6 +201,15 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
     );
     if let Err(err) = group.run() {
         say!("keepalive up: {err:#}"); // what failed, and why
+        let apps = up.lock();
+        for path in apps
+            .iter()
+            .filter_map(|running| running.app.run.pid_file.as_ref())
+            .chain(&pid_file)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        drop(apps);
         exit_hook::exit(1);
     }
     if exit_hook::is_exiting() {
@@ -235,10 +265,7 @@ impl Up {
             .after(app.after.iter().cloned())
             .command_line(command_line);
         if let Some(path) = app.run.pid_file.clone() {
-            // The process to signal for it: this one.
-            if let Err(err) = crate::write_pid_file(&path) {
-                say!("{tag}: cannot write the pid file {}: {err}", path.display());
-            }
+            // Written once it runs (`pid_file`); gone when it ends.
             supervisor = supervisor.last_words(move || {
                 let _ = std::fs::remove_file(path);
             });
@@ -253,6 +280,20 @@ impl Up {
             }
             _ => say!("{tag}: {event}"),
         })
+    }
+
+    /// The pid file `app` asks for, if any, with this process's pid: what
+    /// to signal for it.
+    fn write_pid_file(app: &App) {
+        if let Some(path) = &app.run.pid_file {
+            if let Err(err) = crate::write_pid_file(path) {
+                say!(
+                    "keepalive[{}]: cannot write the pid file {}: {err}",
+                    app.name,
+                    path.display()
+                );
+            }
+        }
     }
 
     /// The app `name` ended with `reason`.
@@ -324,10 +365,22 @@ impl Up {
             running.running = true;
             self.supervisor_of(&running.app)
         };
-        self.group.add(supervisor).map_err(|err| {
-            self.mark(name, false);
-            format!("cannot start {name}: {err:#}")
-        })
+        match self.group.add(supervisor) {
+            Ok(()) => {
+                if let Some(running) = self
+                    .lock()
+                    .iter()
+                    .find(|r| r.app.name == name && !r.retired)
+                {
+                    Up::write_pid_file(&running.app);
+                }
+                Ok(())
+            }
+            Err(err) => {
+                self.mark(name, false);
+                Err(format!("cannot start {name}: {err:#}"))
+            }
+        }
     }
 
     /// Notes whether the app `name` runs.
@@ -390,24 +443,31 @@ impl Up {
             if old == app.argv {
                 continue;
             }
-            let but_workers = |argv: &[std::ffi::OsString]| -> Vec<std::ffi::OsString> {
-                argv.iter()
-                    .filter(|arg| !arg.to_string_lossy().starts_with("--workers="))
-                    .cloned()
-                    .collect()
+            let workers = usize::from(app.run.workers);
+            let only_workers = |argv: &[std::ffi::OsString]| {
+                let program = argv.iter().skip_while(|arg| *arg != "--");
+                (
+                    but(argv, &["--workers="]),
+                    program.cloned().collect::<Vec<_>>(),
+                )
             };
-            if running && but_workers(&old) == but_workers(&app.argv) {
-                let workers = usize::from(app.run.workers);
-                let request = Request::Scale { workers };
-                match keepalive::control::request_within(&name, &request, RELOAD_WITHIN) {
-                    Ok(Reply { error: None, .. }) => {
+            if running && only_workers(&old) == only_workers(&app.argv) {
+                match self.scale(&name, workers) {
+                    Ok(()) => {
                         self.replace(app);
                         done.push(format!("scaled {name} to {workers} worker(s)"));
                     }
-                    Ok(Reply {
-                        error: Some(err), ..
-                    }) => failed.push(format!("{name}: {err}")),
-                    Err(err) => failed.push(format!("{name}: {err}")),
+                    Err(err) => failed.push(err),
+                }
+                continue;
+            }
+            if running && but(&old, RELOADABLE) == but(&app.argv, RELOADABLE) {
+                match self.reload_with(&app) {
+                    Ok(note) => {
+                        self.replace(app);
+                        done.push(format!("reloaded {name} with its new settings{note}"));
+                    }
+                    Err(err) => failed.push(err),
                 }
                 continue;
             }
@@ -440,6 +500,48 @@ impl Up {
             done.join("; ")
         });
         reply
+    }
+
+    /// Scales the running app `name` to `workers`, waiting until it is done.
+    fn scale(&self, name: &str, workers: usize) -> Result<(), String> {
+        let request = Request::Scale { workers };
+        match keepalive::control::request_within(name, &request, RELOAD_WITHIN) {
+            Ok(Reply { error: None, .. }) => Ok(()),
+            Ok(Reply {
+                error: Some(err), ..
+            }) => Err(format!("{name}: {err}")),
+            Err(err) => Err(format!("{name}: {err}")),
+        }
+    }
+
+    /// The running app `app` names, its next workers started as `app`
+    /// says, reloaded (ready-first: the old workers serve until each new
+    /// one is ready), then scaled to its `workers`: what it said of the
+    /// workers. A reload that fails gives the app its old settings back.
+    fn reload_with(self: &Arc<Self>, app: &App) -> Result<String, String> {
+        let name = &app.name;
+        let old = self.lock().iter().find_map(|running| {
+            (running.app.name == *name && !running.retired)
+                .then(|| self.supervisor_of(&running.app))
+        });
+        self.group
+            .update(name, &self.supervisor_of(app))
+            .map_err(|err| format!("{name}: {err:#}"))?;
+        let reloaded =
+            keepalive::control::request_within(name, &Request::ReloadAndWait, RELOAD_WITHIN)
+                .map_err(|err| err.to_string())
+                .and_then(|reply| reply.error.map_or(Ok(()), Err));
+        if let Err(err) = reloaded {
+            if let Some(old) = old {
+                let _ = self.group.update(name, &old);
+            }
+            return Err(format!(
+                "{name}: not applied ({err}): its workers run the settings they had"
+            ));
+        }
+        let workers = usize::from(app.run.workers);
+        self.scale(name, workers)?;
+        Ok(format!(" ({workers} worker(s))"))
     }
 
     /// The app of the file named as `app` is, replaced by it (its new
