@@ -674,12 +674,13 @@ env = {{ EXIT_HOOK_SCENARIO = "ready_server" }}
 /// `jobs` left alone. Then a broken version (a scenario that never says
 /// READY=1): apply exits 1 saying it was not applied, the workers it had
 /// serve on, and a restart starts the settings they had again, not the
-/// broken ones.
+/// broken ones. An app stopped by hand takes new settings and stays
+/// stopped.
 fn keepalive_apply_reloads_an_app_whose_settings_changed_ready_first() {
     let dir = RuntimeDir::new("applyreload");
     let exe = std::env::current_exe().unwrap();
     let file = dir.path().join("keepalive.toml");
-    let write = |web_workers: u32, scenario: &str, version: u32| {
+    let write_with = |web_workers: u32, scenario: &str, version: u32, jobs_uptime: &str| {
         std::fs::write(
             &file,
             format!(
@@ -695,12 +696,14 @@ env = {{ EXIT_HOOK_SCENARIO = "{scenario}", VERSION = "{version}" }}
 
 [apps.jobs]
 command = [{exe:?}]
-min-uptime = "100ms"
+min-uptime = "{jobs_uptime}"
 "#
             ),
         )
         .unwrap();
     };
+    let write =
+        |web_workers, scenario, version| write_with(web_workers, scenario, version, "100ms");
     write(2, "ready_server", 1);
     let mut watchdog = Watchdog::default();
     let mut up = up(&dir, &file);
@@ -773,5 +776,16 @@ min-uptime = "100ms"
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         assert!(environ.split(|b| *b == 0).any(|var| var == b"VERSION=2"));
     }
+    // An app stopped by hand takes its new settings and stays stopped.
+    let output = dir.client(&["stop", "jobs"]);
+    assert!(output.status.success(), "{output:?}");
+    write_with(3, "ready_server", 2, "200ms");
+    let output = apply();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        "applied shop: updated jobs (stopped: it starts with them)\n"
+    );
+    assert_eq!(dir.client(&["status", "jobs"]).status.code(), Some(1));
     up.signal(libc::SIGTERM).finish().assert_code(143);
 }

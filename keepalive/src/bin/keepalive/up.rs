@@ -115,40 +115,13 @@ struct Running {
 /// Runs the apps of `config` until stopped, or until each has ended; its
 /// exit status. `pid_file`, written, is removed once the apps are stopped.
 pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> ExitCode {
-    // Every relative path of the file means its directory.
-    if let Err(err) = absolute(&mut config).and_then(|()| std::env::set_current_dir(&config.dir)) {
-        say!(
-            "keepalive up: cannot run from {}: {err}",
-            config.dir.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    // The longest kill timeout's own deadline, and 2 s for up's own end.
-    let deadline = crate::cli::own_deadline(
-        config
-            .apps
-            .iter()
-            .map(|app| app.run.kill_timeout)
-            .max()
-            .unwrap_or_default(),
-    ) + Duration::from_secs(2);
-    if let Err(err) = exit_hook::Builder::new()
-        .timeout(deadline.min(exit_hook::Builder::MAX_TIMEOUT))
-        .signals([Signal::terminate(), Signal::interrupt()])
-        // A second stop signal does not cut a worker's stop short (as `run`).
-        .force_on_second_signal(false)
-        .install()
-    {
-        say!("keepalive up: {err}");
-        return ExitCode::FAILURE;
-    }
-    crate::say::flush_at_exit();
-    // SIGUSR1 reopens the apps' log files (the group's handlers): with no
-    // log file, it still does not end the process.
-    let _usr1 = signal_hook::flag::register(
-        signal_hook::consts::SIGUSR1,
-        Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    );
+    let _usr1 = match set_up(&mut config) {
+        Ok(registered) => registered,
+        Err(err) => {
+            say!("keepalive up: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let apps = std::mem::take(&mut config.apps);
     let count = apps.len();
     let mut group = Group::new();
@@ -160,7 +133,6 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
     });
     for app in apps {
         group = group.app(up.supervisor_of(&app));
-        Up::write_pid_file(&app);
         up.lock().push(Running {
             app,
             running: true,
@@ -193,37 +165,50 @@ pub(crate) fn up(mut config: Config, pid_file: Option<std::path::PathBuf>) -> Ex
             let _ = std::fs::remove_file(path);
         }
     });
+    for running in up.lock().iter() {
+        Up::write_pid_file(&running.app);
+    }
     say!(
         "keepalive up: {} with {} app(s), controlled as {}",
         up.config.dir.display(),
         count,
         endpoint.name()
     );
-    if let Err(err) = group.run() {
-        say!("keepalive up: {err:#}"); // what failed, and why
-        let apps = up.lock();
-        for path in apps
+    let ran = group.run();
+    up.end(ran, pid_file.as_deref())
+}
+
+/// What `up` sets up before its apps: it runs from the file's directory
+/// (every relative path of the file means it), exit_hook stops it on
+/// SIGTERM and SIGINT within the longest kill timeout's own deadline,
+/// SIGUSR1 never ends it (the group reopens the apps' log files on it;
+/// the registration returned, kept for the run).
+fn set_up(config: &mut Config) -> Result<signal_hook::SigId, String> {
+    absolute(config)
+        .and_then(|()| std::env::set_current_dir(&config.dir))
+        .map_err(|err| format!("cannot run from {}: {err}", config.dir.display()))?;
+    // The longest kill timeout's own deadline, and 2 s for up's own end.
+    let deadline = crate::cli::own_deadline(
+        config
+            .apps
             .iter()
-            .filter_map(|running| running.app.run.pid_file.as_ref())
-            .chain(&pid_file)
-        {
-            let _ = std::fs::remove_file(path);
-        }
-        drop(apps);
-        exit_hook::exit(1);
-    }
-    if exit_hook::is_exiting() {
-        loop {
-            std::thread::park(); // exit_hook ends the process with 128 + n
-        }
-    }
-    let code = up
-        .last_code
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .unwrap_or(1);
-    say!("keepalive up: no app runs any more; exiting {code}");
-    exit_hook::exit(code)
+            .map(|app| app.run.kill_timeout)
+            .max()
+            .unwrap_or_default(),
+    ) + Duration::from_secs(2);
+    exit_hook::Builder::new()
+        .timeout(deadline.min(exit_hook::Builder::MAX_TIMEOUT))
+        .signals([Signal::terminate(), Signal::interrupt()])
+        // A second stop signal does not cut a worker's stop short (as `run`).
+        .force_on_second_signal(false)
+        .install()
+        .map_err(|err| err.to_string())?;
+    crate::say::flush_at_exit();
+    signal_hook::flag::register(
+        signal_hook::consts::SIGUSR1,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )
+    .map_err(|err| format!("cannot handle SIGUSR1: {err}"))
 }
 
 /// The file's path and directory, absolute: `up` runs from the directory.
@@ -246,6 +231,41 @@ pub(crate) fn run_status(reason: StopReason) -> i32 {
 impl Up {
     fn lock(&self) -> MutexGuard<'_, Vec<Running>> {
         self.apps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The group's run is over: stopped (exit_hook ends the process with
+    /// 128 + n), every app ended (up exits with the last one's status), or
+    /// it failed (the pid files go, and up exits 1).
+    fn end(
+        &self,
+        ran: Result<Vec<StopReason>, keepalive::Error>,
+        pid_file: Option<&std::path::Path>,
+    ) -> ! {
+        if let Err(err) = ran {
+            say!("keepalive up: {err:#}"); // what failed, and why
+            let apps = self.lock();
+            for path in apps
+                .iter()
+                .filter_map(|running| running.app.run.pid_file.as_deref())
+                .chain(pid_file)
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            drop(apps);
+            exit_hook::exit(1);
+        }
+        if exit_hook::is_exiting() {
+            loop {
+                std::thread::park(); // exit_hook ends the process with 128 + n
+            }
+        }
+        let code = self
+            .last_code
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or(1);
+        say!("keepalive up: no app runs any more; exiting {code}");
+        exit_hook::exit(code)
     }
 
     /// The supervisor `keepalive run` makes of `app`'s arguments, its
@@ -440,49 +460,15 @@ impl Up {
                 }
                 continue;
             };
-            if old == app.argv {
-                continue;
-            }
-            let workers = usize::from(app.run.workers);
-            let only_workers = |argv: &[std::ffi::OsString]| {
-                let program = argv.iter().skip_while(|arg| *arg != "--");
-                (
-                    but(argv, &["--workers="]),
-                    program.cloned().collect::<Vec<_>>(),
-                )
-            };
-            if running && only_workers(&old) == only_workers(&app.argv) {
-                match self.scale(&name, workers) {
-                    Ok(()) => {
-                        self.replace(app);
-                        done.push(format!("scaled {name} to {workers} worker(s)"));
+            match self.apply_changed(app, &old, running) {
+                None => {}
+                Some(Ok((note, restarted))) => {
+                    done.push(note);
+                    if restarted {
+                        started.push(name);
                     }
-                    Err(err) => failed.push(err),
                 }
-                continue;
-            }
-            if running && but(&old, RELOADABLE) == but(&app.argv, RELOADABLE) {
-                match self.reload_with(&app) {
-                    Ok(note) => {
-                        self.replace(app);
-                        done.push(format!("reloaded {name} with its new settings{note}"));
-                    }
-                    Err(err) => failed.push(err),
-                }
-                continue;
-            }
-            // Other settings: stopped, and started again with them.
-            if let Err(err) = self.stop_one(&name, running) {
-                failed.push(err);
-                continue;
-            }
-            self.replace(app);
-            match self.start(&name) {
-                Ok(()) => {
-                    done.push(format!("restarted {name} with its new settings"));
-                    started.push(name);
-                }
-                Err(err) => failed.push(err),
+                Some(Err(err)) => failed.push(err),
             }
         }
         for name in started {
@@ -500,6 +486,64 @@ impl Up {
             done.join("; ")
         });
         reply
+    }
+
+    /// What `apply` does with `app`, an app of the file `up` has, whose
+    /// arguments were `old`: nothing if they are the same; a scale if its
+    /// `workers` alone changed, a reload if its command, args, env, cwd or
+    /// prefix did, else a stop and a start (a stopped app just takes
+    /// them). What it did, and whether it started the app anew (to wait
+    /// for), or why it failed.
+    fn apply_changed(
+        self: &Arc<Self>,
+        app: App,
+        old: &[std::ffi::OsString],
+        running: bool,
+    ) -> Option<Result<(String, bool), String>> {
+        if old == app.argv {
+            return None;
+        }
+        let name = app.name.clone();
+        if !running {
+            self.replace(app);
+            return Some(Ok((
+                format!("updated {name} (stopped: it starts with them)"),
+                false,
+            )));
+        }
+        let workers = usize::from(app.run.workers);
+        let only_workers = |argv: &[std::ffi::OsString]| {
+            let program = argv.iter().skip_while(|arg| *arg != "--");
+            (
+                but(argv, &["--workers="]),
+                program.cloned().collect::<Vec<_>>(),
+            )
+        };
+        let done = if only_workers(old) == only_workers(&app.argv) {
+            self.scale(&name, workers)
+                .map(|()| (format!("scaled {name} to {workers} worker(s)"), false))
+        } else if but(old, RELOADABLE) == but(&app.argv, RELOADABLE) {
+            self.reload_with(&app).map(|note| {
+                (
+                    format!("reloaded {name} with its new settings{note}"),
+                    false,
+                )
+            })
+        } else {
+            // Other settings: stopped, and started again with them.
+            if let Err(err) = self.stop_one(&name, true) {
+                return Some(Err(err));
+            }
+            self.replace(app);
+            return Some(
+                self.start(&name)
+                    .map(|()| (format!("restarted {name} with its new settings"), true)),
+            );
+        };
+        if done.is_ok() {
+            self.replace(app);
+        }
+        Some(done)
     }
 
     /// Scales the running app `name` to `workers`, waiting until it is done.
