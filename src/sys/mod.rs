@@ -114,6 +114,12 @@ pub(crate) enum Wake {
     Handed(Exit),
     /// Installation failed after the thread started: it ends.
     Uninstalled,
+    /// Said once, when the thread has had nothing to do for a moment after
+    /// its start: the process is not a short-lived one ending at once, and
+    /// what a signal's run would otherwise pay for on its way to the exit
+    /// can be done now (Unix).
+    #[cfg_attr(windows, allow(dead_code, reason = "no signal thread"))]
+    Quiet,
 }
 
 /// Starts the signal thread that sleeps on a [`SignalWaiter`]: the trigger's.

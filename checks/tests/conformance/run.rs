@@ -19,6 +19,7 @@ pub fn tests() -> Vec<Trial> {
         async_hooks_run_concurrently,
         stuck_async_hook_is_cut_at_the_deadline,
         stuck_sync_hook_is_cut_at_the_deadline,
+        stuck_sync_hook_is_cut_at_the_deadline_by_the_keeper,
         hook_stuck_holding_stdout_is_cut_at_the_deadline,
         default_deadline_is_ten_seconds,
         panicking_hooks_are_reported_and_the_rest_run,
@@ -42,6 +43,8 @@ pub fn scenarios() -> Vec<Scenario> {
         many_async,
         stuck_async => stuck(Some(Duration::from_millis(500)), true),
         stuck_sync => stuck(Some(Duration::from_millis(500)), false),
+        // The process runs a moment first: the keeper is started.
+        quiet_stuck_sync => stuck_after(Some(Duration::from_millis(500)), false, Duration::from_millis(100)),
         default_deadline => stuck(None, true),
         panicking_hook,
         unregister,
@@ -122,6 +125,11 @@ fn stuck_async_hook_is_cut_at_the_deadline() {
 }
 
 fn stuck(timeout: Option<Duration>, is_async: bool) {
+    stuck_after(timeout, is_async, Duration::ZERO);
+}
+
+/// [`stuck`], ready after `quiet`.
+fn stuck_after(timeout: Option<Duration>, is_async: bool, quiet: Duration) {
     if let Some(timeout) = timeout {
         install(Builder::new().timeout(timeout));
     }
@@ -136,12 +144,21 @@ fn stuck(timeout: Option<Duration>, is_async: bool) {
         })
     };
     println!("site: {}", stuck.location());
+    thread::sleep(quiet);
     ready();
     wait_forever();
 }
 
 fn stuck_sync_hook_is_cut_at_the_deadline() {
     let outcome = terminate("stuck_sync");
+    assert_cut_at_deadline(&outcome, Duration::from_millis(500));
+}
+
+/// A signal that comes once the process has run a moment: the hooks run on
+/// the signal thread and the keeper, started beforehand, keeps the
+/// deadline (no thread is started on the signal's way: `hygiene`).
+fn stuck_sync_hook_is_cut_at_the_deadline_by_the_keeper() {
+    let outcome = terminate("quiet_stuck_sync");
     assert_cut_at_deadline(&outcome, Duration::from_millis(500));
 }
 
@@ -476,6 +493,7 @@ fn no_threads_before_the_first_add_named_threads_and_no_leaked_fds() {
             "threads after is_exiting and Builder::new: []",
             "threads after add: [\"exit-hook\"]",
             "fds inherited: same after install: true",
+            "threads after a quiet moment: [\"exit-hook\", \"exit-hook-guard\"]",
             "READY",
             "a: SIGTERM (15), exit status 143",
             "threads during the run: [\"exit-hook\", \"exit-hook-guard\"]",
@@ -485,7 +503,9 @@ fn no_threads_before_the_first_add_named_threads_and_no_leaked_fds() {
 }
 
 /// Threads and descriptors: none before the first registration, only named
-/// threads after it, and no descriptor of the crate's leaks into children.
+/// threads after it (the signal thread; the guard once the process has
+/// run a moment, so that a signal's run starts none), and no descriptor of
+/// the crate's leaks into children.
 fn hygiene() {
     let fds_before = inherited_fds();
     println!("threads at start: {:?}", thread_names());
@@ -503,6 +523,10 @@ fn hygiene() {
     println!(
         "fds inherited: same after install: {}",
         inherited_fds() == fds_before
+    );
+    println!(
+        "threads after a quiet moment: {:?}",
+        settled_thread_names(&["exit-hook", "exit-hook-guard"])
     );
     exit_hook::add_async(move |_| async move {
         println!(

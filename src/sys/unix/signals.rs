@@ -3,8 +3,9 @@
 //! A handler only does async-signal-safe work: one compare-and-swap on the
 //! run state, then either a one-byte wake-up of the signal thread (the
 //! signal started the run) or `_exit(2)` (a second signal forces the exit).
-//! The signal thread (named `exit-hook`) is the only thread the crate keeps
-//! before a run. It is the trigger's ([`StartThread`]); here is what it
+//! The signal thread (named `exit-hook`) is the crate's thread before a
+//! run (with, once the process has run a moment, the guard it starts when
+//! it says [`Wake::Quiet`]). It is the trigger's ([`StartThread`]); here is what it
 //! sleeps on, [`SignalWaiter::wait`]: `recv(2)` on the wake-up socket,
 //! costing nothing while idle, then what woke it (a run a handler won, a
 //! question pending, a run handed over), as a [`Wake`].
@@ -170,11 +171,19 @@ pub(crate) fn forked() -> bool {
 }
 
 /// Makes the wake-up socket and has `start_thread` start the signal thread
-/// that waits on it.
+/// that waits on it. Made here, before the thread exists: moving its ends
+/// up to [`LOWEST`](super::wake) grows the descriptor table, which in a
+/// process of several threads waits for an RCU grace period (measured:
+/// 17 ms on the signal thread, against microseconds here).
 fn start(start_thread: StartThread, plans: Arc<[SignalPlan]>) -> io::Result<()> {
     let receiver = wake::pair()?;
     THREAD_HERE.store(true, Ordering::Release);
-    if let Err(err) = start_thread(SignalWaiter { receiver, plans }) {
+    let waiter = SignalWaiter {
+        receiver: Some(receiver),
+        plans,
+        quiet_after: Some(QUIET_AFTER),
+    };
+    if let Err(err) = start_thread(waiter) {
         THREAD_HERE.store(false, Ordering::Release);
         wake::close();
         return Err(err);
@@ -281,19 +290,30 @@ fn sent_by_this_process(info: &libc::siginfo_t) -> bool {
     from_a_process && unsafe { info.si_pid() == libc::getpid() }
 }
 
+/// How long after its start the signal thread, with nothing to do, says
+/// the process is not a short-lived one ending at once ([`Wake::Quiet`]).
+const QUIET_AFTER: Duration = Duration::from_millis(10);
+
 /// The signal thread's side of the handlers: what it sleeps on.
 pub(crate) struct SignalWaiter {
-    receiver: wake::Receiver,
+    /// The wake-up socket's receiving end (none while a new one is made).
+    receiver: Option<wake::Receiver>,
     plans: Arc<[SignalPlan]>,
+    /// Until [`Wake::Quiet`] was said.
+    quiet_after: Option<Duration>,
 }
 
 impl SignalWaiter {
     /// Sleeps until there is something for the signal thread to do, and
     /// says what. Whatever was pending when it is called comes first, so a
     /// signal that won the run before the thread started is not lost, nor
-    /// one that won it while the socket was being made anew.
+    /// one that won it while the socket was being made anew: a socket made
+    /// is published, then the flags looked at again, as a handler sets its
+    /// flag, then looks for the socket (a fence on each side), so one of
+    /// the two sees the other.
     pub(crate) fn wait(&mut self) -> Wake {
         loop {
+            std::sync::atomic::fence(Ordering::SeqCst);
             if let Some(signal) = QUESTIONS.take_pending() {
                 return Wake::Question(Signal::from_raw(signal));
             }
@@ -309,15 +329,30 @@ impl SignalWaiter {
                     return Wake::Handed(exit.clone());
                 }
             }
-            if let Woken::Gone = self.receiver.wait() {
-                if !THREAD_HERE.load(Ordering::Acquire) {
-                    return Wake::Uninstalled;
-                }
-                match wake::pair() {
-                    Ok(new) => self.receiver = new,
-                    // Out of descriptors, say: try again soon; a signal that
-                    // wins meanwhile is found above.
-                    Err(_) => thread::sleep(Duration::from_millis(10)),
+            let woken = match &self.receiver {
+                Some(receiver) => receiver.wait(self.quiet_after.take()),
+                None => Woken::Gone,
+            };
+            match woken {
+                Woken::Byte => {}
+                Woken::Quiet => return Wake::Quiet,
+                Woken::Gone => {
+                    if !THREAD_HERE.load(Ordering::Acquire) {
+                        return Wake::Uninstalled;
+                    }
+                    self.receiver = None; // (its ends closed by the new pair)
+                    match wake::pair() {
+                        // Installation may have failed meanwhile: its
+                        // `close` came first, or sees this pair.
+                        Ok(_) if !THREAD_HERE.load(Ordering::SeqCst) => {
+                            wake::close();
+                            return Wake::Uninstalled;
+                        }
+                        Ok(new) => self.receiver = Some(new),
+                        // Out of descriptors, say: try again soon; a signal
+                        // that wins meanwhile is found above.
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
                 }
             }
         }

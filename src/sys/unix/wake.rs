@@ -21,6 +21,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Descriptors below this are left to the application.
 const LOWEST: c_int = 512;
@@ -43,6 +44,8 @@ pub(super) enum Woken {
     Byte,
     /// The socket is gone: closed, reused, or its other end closed.
     Gone,
+    /// Nothing came for as long as the caller said.
+    Quiet,
 }
 
 /// Makes a new pair and hands its sending end to the handlers. The ends of
@@ -80,6 +83,9 @@ pub(super) fn pair() -> io::Result<Receiver> {
 /// Wakes the signal thread. Async-signal-safe: atomics, `fstat(2)`, `send(2)`.
 /// Returns `false` if there is no socket to wake it through.
 pub(super) fn wake() -> bool {
+    // The caller set its flag: the signal thread, making a new socket,
+    // either sees the flag or is seen making it (`SignalWaiter::wait`).
+    std::sync::atomic::fence(Ordering::SeqCst);
     let fd = SENDER.load(Ordering::Acquire);
     if fd < 0 || inode(fd) != Some(SENDER_INODE.load(Ordering::Acquire)) {
         return false;
@@ -112,12 +118,30 @@ pub(super) fn close() {
 }
 
 impl Receiver {
-    /// Sleeps until a handler sends a byte or the socket is gone.
-    pub(super) fn wait(&self) -> Woken {
+    /// Sleeps until a handler sends a byte or the socket is gone, or, with
+    /// `quiet_after`, until that long has passed with neither.
+    pub(super) fn wait(&self, mut quiet_after: Option<Duration>) -> Woken {
         let mut buf = [0u8; 64];
         loop {
             if inode(self.fd) != Some(self.inode) {
                 return Woken::Gone;
+            }
+            if let Some(after) = quiet_after.take() {
+                let mut fd = libc::pollfd {
+                    fd: self.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = c_int::try_from(after.as_millis()).unwrap_or(c_int::MAX);
+                // SAFETY: poll(2) on one descriptor of ours, `fd` lives across the call.
+                match unsafe { libc::poll(&raw mut fd, 1, ms) } {
+                    0 => return Woken::Quiet,
+                    -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {
+                        quiet_after = Some(after); // (a moment longer: no matter)
+                        continue;
+                    }
+                    _ => {} // readable, or an error recv(2) will say
+                }
             }
             // SAFETY: `fd` is this pair's socket (its inode matched); `buf` is ours.
             let got = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };

@@ -25,6 +25,7 @@ pub fn tests() -> Vec<Trial> {
         start_exit_in_a_child_forked_during_the_run_ends_the_child,
         hook_left_behind_cannot_end_the_run,
         hook_left_at_its_phase_end_says_so,
+        hook_left_at_its_phase_end_by_the_keeper_says_so,
         hook_left_behind_cannot_end_the_run_with_process_exit,
         thousands_of_limited_hooks_use_a_bounded_number_of_threads,
         a_row_of_limited_hooks_goes_on_past_a_stuck_one,
@@ -49,7 +50,8 @@ pub fn scenarios() -> Vec<Scenario> {
         guard_then_fork,
         fork_start_exit,
         left_behind_exits => left_behind_calls(|| exit_hook::exit(9)),
-        left_behind_at_phase_end_exits,
+        left_behind_at_phase_end_exits => left_behind_at_phase_end_exits_after(Duration::ZERO),
+        quiet_left_behind_at_phase_end_exits => left_behind_at_phase_end_exits_after(Duration::from_millis(100)),
         left_behind_process_exits => left_behind_calls(|| std::process::exit(9)),
         many_limited,
         limited_row,
@@ -345,7 +347,17 @@ fn left_behind_calls(end: fn()) {
 }
 
 fn hook_left_at_its_phase_end_says_so() {
-    let lines = flush_ran_whole("left_behind_at_phase_end_exits");
+    left_at_its_phase_end_says_so("left_behind_at_phase_end_exits");
+}
+
+/// The same, the signal coming once the process has run a moment: the
+/// keeper, started beforehand, moves the run on at the drain's end.
+fn hook_left_at_its_phase_end_by_the_keeper_says_so() {
+    left_at_its_phase_end_says_so("quiet_left_behind_at_phase_end_exits");
+}
+
+fn left_at_its_phase_end_says_so(scenario: &str) {
+    let lines = flush_ran_whole(scenario);
     assert!(
         lines.iter().any(|l| l.ends_with(
             ", left behind at its phase's end, called exit_hook::exit; the run goes on without it"
@@ -360,8 +372,8 @@ fn hook_left_at_its_phase_end_says_so() {
 
 /// A drain hook without a time limit, stuck past the drain's end (1.2 s of
 /// a 2 s deadline), that then calls `exit_hook::exit(9)` while the flush
-/// hook runs.
-fn left_behind_at_phase_end_exits() {
+/// hook runs; ready after `quiet`.
+fn left_behind_at_phase_end_exits_after(quiet: Duration) {
     install(Builder::new().timeout(Duration::from_secs(2)));
     exit_hook::in_phase(Phase::Drain).add(|_| {
         thread::sleep(Duration::from_millis(1400));
@@ -372,6 +384,7 @@ fn left_behind_at_phase_end_exits() {
         thread::sleep(Duration::from_millis(400));
         say("flush done");
     });
+    thread::sleep(quiet);
     ready();
     wait_forever();
 }

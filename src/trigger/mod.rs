@@ -40,6 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod keeper;
+
 use crate::state::{Ended, STATE};
 use crate::sys::Wake;
 use crate::{Exit, Phase, Signal, Trigger, ask, config, report, runner, sys};
@@ -206,6 +208,7 @@ fn signal_thread(mut waiter: sys::SignalWaiter) {
             Wake::Question(signal) => ask::ask(signal),
             Wake::Run(signal, status) => run_after_signal(signal, status),
             Wake::Handed(exit) => runner::run_here(&exit),
+            Wake::Quiet => keeper::start(),
             Wake::Uninstalled => return,
         }
     }
@@ -239,24 +242,20 @@ fn detach(run: Run) {
     }
 }
 
-/// Runs the hooks on this crate thread while a guard thread keeps the
-/// deadline, then ends the process. The guard ends it if the deadline
-/// passes or a hook ends the run early; otherwise this thread does, as soon
-/// as the hooks are done.
+/// Runs the hooks on this crate thread while another keeps the deadline
+/// (the keeper, if the process has one, else a guard thread started now),
+/// then ends the process. The keeper ends it if the deadline passes or a
+/// hook ends the run early; otherwise this thread does, as soon as the
+/// hooks are done.
 fn run_here_and_end(run: Arc<Run>) -> ! {
-    let guard = sys::spawn("exit-hook-guard", {
-        let run = Arc::clone(&run);
-        move || {
-            let in_time = run.wait_phases();
-            if in_time && STATE.completed() {
-                return; // the hooks' thread reports and ends the process
-            }
-            run.close(in_time);
-            end_as(&run.exit);
+    if !keeper::hand(&run) {
+        let guard = sys::spawn("exit-hook-guard", {
+            let run = Arc::clone(&run);
+            move || keep(&run)
+        });
+        if let Err(err) = guard {
+            run.here_without_guard(&err);
         }
-    });
-    if let Err(err) = guard {
-        run.here_without_guard(&err);
     }
     runner::run_here(&run.exit);
     if STATE.completed() {
@@ -266,6 +265,19 @@ fn run_here_and_end(run: Arc<Run>) -> ! {
     // A hook ended the run, or one was left running at its time limit: the
     // guard reports and ends the process.
     sleep_forever()
+}
+
+/// Keeps `run`'s deadline while its hooks run on another crate thread
+/// (the keeper's or a guard's work): at each phase's end a runner still in
+/// it is left behind; the process ends here if the deadline passes or a
+/// hook ended the run early, otherwise the hooks' thread ends it.
+fn keep(run: &Run) {
+    let in_time = run.wait_phases();
+    if in_time && STATE.completed() {
+        return; // the hooks' thread reports and ends the process
+    }
+    run.close(in_time);
+    end_as(&run.exit);
 }
 
 /// `exit()` was called on this thread: `main` returned or `std::process::exit`.
