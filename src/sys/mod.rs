@@ -44,9 +44,9 @@ mod windows;
 use windows as imp;
 
 pub(crate) use imp::{
-    SignalWaiter, check_signal, die_by_signal, end_after, exit_now, forked, install_exit_handler,
-    install_signals, mask_crate_thread, notify_stopping, read_notify_socket, restart_after_fork,
-    run_on_signal_thread, start_signal_run,
+    SignalWaiter, check_signal, die_by_signal, end_after, exit_now, forked, forks,
+    install_exit_handler, install_signals, mask_crate_thread, notify_stopping, read_notify_socket,
+    restart_after_fork, run_on_signal_thread, start_signal_run,
 };
 
 /// Whether the calling thread is the process's main thread, where the OS

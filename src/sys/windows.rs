@@ -94,6 +94,11 @@ pub(crate) fn forked() -> bool {
 }
 
 /// Windows has no fork.
+pub(crate) fn forks() -> u64 {
+    0
+}
+
+/// Windows has no fork.
 pub(crate) fn restart_after_fork(_start_thread: StartThread) -> io::Result<()> {
     Ok(())
 }

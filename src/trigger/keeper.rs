@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use super::Run;
 use crate::sys;
 
-/// The keeper of this process, and the process it was started in (a child
-/// forked without exec has a copy of the parent's, without its thread).
-static KEEPER: Mutex<Option<(u32, mpsc::SyncSender<Arc<Run>>)>> = Mutex::new(None);
+/// The keeper, and how many forks from the installing process the process
+/// that started it was ([`sys::forks`]): a child forked without exec has a
+/// copy of its parent's, without its thread.
+static KEEPER: Mutex<Option<(u64, mpsc::SyncSender<Arc<Run>>)>> = Mutex::new(None);
 
 /// Starts the keeper, parked until a run is handed to it. Once per
 /// process; nothing if a thread cannot be started (a run then starts its
@@ -25,9 +26,17 @@ pub(super) fn start() {
     let Ok(mut keeper) = KEEPER.try_lock() else {
         return;
     };
-    let pid = std::process::id();
-    if keeper.as_ref().is_some_and(|(of, _)| *of == pid) {
-        return;
+    let here = sys::forks();
+    match keeper.take() {
+        Some(ours) if ours.0 == here => {
+            *keeper = Some(ours);
+            return;
+        }
+        // A parent's: never dropped here, since dropping its sender takes
+        // the channel's lock, which a thread of the parent may have held at
+        // the fork.
+        Some(parents) => std::mem::forget(parents),
+        None => {}
     }
     // Bounded: handing a run over allocates nothing.
     let (give, take) = mpsc::sync_channel::<Arc<Run>>(1);
@@ -36,7 +45,7 @@ pub(super) fn start() {
             super::keep(&run);
         }
     });
-    *keeper = started.ok().map(|()| (pid, give));
+    *keeper = started.ok().map(|()| (here, give));
 }
 
 /// Hands `run` to the keeper, which keeps its deadline from now on;
@@ -46,7 +55,11 @@ pub(super) fn hand(run: &Arc<Run>) -> bool {
         return false;
     };
     match keeper.take() {
-        Some((pid, give)) if pid == std::process::id() => give.try_send(Arc::clone(run)).is_ok(),
-        _ => false,
+        Some((forks, give)) if forks == sys::forks() => give.try_send(Arc::clone(run)).is_ok(),
+        Some(parents) => {
+            std::mem::forget(parents); // see `start`
+            false
+        }
+        None => false,
     }
 }

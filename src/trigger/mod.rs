@@ -208,7 +208,9 @@ fn signal_thread(mut waiter: sys::SignalWaiter) {
             Wake::Question(signal) => ask::ask(signal),
             Wake::Run(signal, status) => run_after_signal(signal, status),
             Wake::Handed(exit) => runner::run_here(&exit),
-            Wake::Quiet => keeper::start(),
+            // (A run going already has its guard.)
+            Wake::Quiet if !STATE.is_exiting() => keeper::start(),
+            Wake::Quiet => {}
             Wake::Uninstalled => return,
         }
     }

@@ -13,7 +13,7 @@ mod wake;
 pub(crate) use alarm::end_after;
 pub(crate) use notify::{notify_stopping, read_notify_socket};
 pub(crate) use signals::{
-    SignalWaiter, forked, install_signals, restart_after_fork, run_on_signal_thread,
+    SignalWaiter, forked, forks, install_signals, restart_after_fork, run_on_signal_thread,
     start_signal_run,
 };
 

@@ -33,7 +33,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::reraise;
 use super::wake::{self, Woken};
@@ -51,6 +51,11 @@ static THREAD_HERE: AtomicBool = AtomicBool::new(false);
 static NEEDS_THREAD: AtomicBool = AtomicBool::new(false);
 /// Set by the fork handler in a child, for good.
 static FORKED: AtomicBool = AtomicBool::new(false);
+/// How many forks without exec this process is from the one that
+/// installed (each child's fork handler adds one): what the crate's
+/// threads were started by is told apart by it, not by the pid, which a
+/// child in a new pid namespace may share.
+static FORKS: AtomicU64 = AtomicU64::new(0);
 /// Set when a run is handed to the signal thread ([`run_on_signal_thread`]).
 static HANDED: AtomicBool = AtomicBool::new(false);
 /// The planned signals as a bit set (bit n for signal n), for the crate
@@ -170,6 +175,11 @@ pub(crate) fn forked() -> bool {
     FORKED.load(Ordering::Relaxed)
 }
 
+/// How many forks without exec this process is from the one that installed.
+pub(crate) fn forks() -> u64 {
+    FORKS.load(Ordering::Acquire)
+}
+
 /// Makes the wake-up socket and has `start_thread` start the signal thread
 /// that waits on it. Made here, before the thread exists: moving its ends
 /// up to [`LOWEST`](super::wake) grows the descriptor table, which in a
@@ -181,7 +191,7 @@ fn start(start_thread: StartThread, plans: Arc<[SignalPlan]>) -> io::Result<()> 
     let waiter = SignalWaiter {
         receiver: Some(receiver),
         plans,
-        quiet_after: Some(QUIET_AFTER),
+        quiet_at: Some(Instant::now() + QUIET_AFTER),
     };
     if let Err(err) = start_thread(waiter) {
         THREAD_HERE.store(false, Ordering::Release);
@@ -208,6 +218,7 @@ fn register_fork_handler() -> io::Result<()> {
         // Async-signal-safe only: the child of a multithreaded process.
         THREAD_HERE.store(false, Ordering::Release);
         FORKED.store(true, Ordering::Relaxed);
+        FORKS.fetch_add(1, Ordering::AcqRel);
         NEEDS_THREAD.store(true, Ordering::Release);
         // The parent's pending questions are this child's to ask again.
         QUESTIONS.after_fork();
@@ -299,8 +310,8 @@ pub(crate) struct SignalWaiter {
     /// The wake-up socket's receiving end (none while a new one is made).
     receiver: Option<wake::Receiver>,
     plans: Arc<[SignalPlan]>,
-    /// Until [`Wake::Quiet`] was said.
-    quiet_after: Option<Duration>,
+    /// When [`Wake::Quiet`] is said, unless it was.
+    quiet_at: Option<Instant>,
 }
 
 impl SignalWaiter {
@@ -329,18 +340,26 @@ impl SignalWaiter {
                     return Wake::Handed(exit.clone());
                 }
             }
-            let woken = match &self.receiver {
-                Some(receiver) => receiver.wait(self.quiet_after.take()),
-                None => Woken::Gone,
+            let quiet_in = self
+                .quiet_at
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let woken = match (&self.receiver, quiet_in) {
+                (_, Some(Duration::ZERO)) => Woken::Quiet,
+                (Some(receiver), quiet_in) => receiver.wait(quiet_in),
+                (None, _) => Woken::Gone,
             };
             match woken {
                 Woken::Byte => {}
-                Woken::Quiet => return Wake::Quiet,
+                Woken::Quiet => {
+                    self.quiet_at = None;
+                    return Wake::Quiet;
+                }
                 Woken::Gone => {
                     if !THREAD_HERE.load(Ordering::Acquire) {
                         return Wake::Uninstalled;
                     }
-                    self.receiver = None; // (its ends closed by the new pair)
+                    // The old receiver stays until the new pair is made:
+                    // the descriptor number the crate names stays its own.
                     match wake::pair() {
                         // Installation may have failed meanwhile: its
                         // `close` came first, or sees this pair.
