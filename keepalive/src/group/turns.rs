@@ -34,6 +34,8 @@ struct Member {
     stopping_alone: bool,
     shared: Arc<Shared>,
     name: String,
+    /// Its place on the roster (`Roster::apps`).
+    entry: usize,
 }
 
 /// How often an app waiting for others to be ready looks again (readiness
@@ -129,15 +131,11 @@ fn turns(
             .iter_mut()
             .filter_map(|member| member.cluster.as_mut())
             .collect();
-        for (index, reason) in cluster::turn(&mut clusters, asked, !alone) {
-            drop(clusters);
-            running[index].end(reason, roster);
-            clusters = running
-                .iter_mut()
-                .filter_map(|member| member.cluster.as_mut())
-                .collect();
-        }
+        let ended = cluster::turn(&mut clusters, asked, !alone);
         drop(clusters);
+        for (index, reason) in ended {
+            running[index].end(reason, roster);
+        }
         for member in members.iter_mut() {
             member.stop_alone_if_asked(roster);
         }
@@ -340,6 +338,7 @@ impl Member {
             // The stop began while it was set up: its hooks would not see it.
             return Err(refused);
         }
+        let entry = rolls.apps.len();
         rolls.apps.push(Entry {
             name: name.clone(),
             after: supervisor.after.clone(),
@@ -359,6 +358,7 @@ impl Member {
             said_waiting: false,
             stopping_alone: false,
             name,
+            entry,
         })
     }
 
@@ -374,20 +374,15 @@ impl Member {
         self.held = None;
         let mut rolls = roster.lock();
         let stopping = rolls.stopping;
-        let last_words = rolls
-            .apps
-            .iter_mut()
-            .find(|entry| Arc::ptr_eq(&entry.stop.shared, &self.shared))
-            .map(|entry| {
-                entry.reason = Some(reason);
-                entry.last_words.clone()
-            });
+        let entry = &mut rolls.apps[self.entry];
+        entry.reason = Some(reason);
+        let last_words = entry.last_words.clone();
         drop(rolls);
         roster.changed.notify_all();
         // One app of a group ended by itself (given up, stopped alone): its
         // last words now (a pid file of its own goes). The process's stop
         // says them in its flush.
-        if let (Some(last_words), true, false) = (last_words, self.shared.in_group, stopping) {
+        if self.shared.in_group && !stopping {
             setup::say_last_words(&last_words);
         }
     }
@@ -402,22 +397,15 @@ impl Member {
             return;
         }
         self.stopping_alone = true;
-        let app = roster
-            .lock()
-            .apps
-            .iter()
-            .find(|entry| Arc::ptr_eq(&entry.stop.shared, &self.shared))
-            .map(|entry| entry.stop.clone());
-        if let Some(app) = app {
-            let spawned = std::thread::Builder::new()
-                .name(format!("keepalive-stop-{}", self.name))
-                .spawn(move || app.stop_alone());
-            if let Err(err) = spawned {
-                // Asked again at the loop's next wake.
-                tracing::warn!(%err, app = self.name, "no thread to stop the app alone");
-                self.shared.lock().stop_asked = true;
-                self.stopping_alone = false;
-            }
+        let app = roster.lock().apps[self.entry].stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("keepalive-stop-{}", self.name))
+            .spawn(move || app.stop_alone());
+        if let Err(err) = spawned {
+            // Asked again at the loop's next wake.
+            tracing::warn!(%err, app = self.name, "no thread to stop the app alone");
+            self.shared.lock().stop_asked = true;
+            self.stopping_alone = false;
         }
     }
 }

@@ -49,8 +49,6 @@ static PLANS: OnceLock<Arc<[SignalPlan]>> = OnceLock::new();
 static THREAD_HERE: AtomicBool = AtomicBool::new(false);
 /// Set by the fork handler in a child; cleared when the child starts its thread.
 static NEEDS_THREAD: AtomicBool = AtomicBool::new(false);
-/// Set by the fork handler in a child, for good.
-static FORKED: AtomicBool = AtomicBool::new(false);
 /// How many forks without exec this process is from the one that
 /// installed (each child's fork handler adds one): what the crate's
 /// threads were started by is told apart by it, not by the pid, which a
@@ -172,7 +170,7 @@ pub(crate) fn start_signal_run(signal: i32) -> bool {
 
 /// Whether this process is a child forked (without exec) from the one that installed.
 pub(crate) fn forked() -> bool {
-    FORKED.load(Ordering::Relaxed)
+    forks() > 0
 }
 
 /// How many forks without exec this process is from the one that installed.
@@ -189,7 +187,7 @@ fn start(start_thread: StartThread, plans: Arc<[SignalPlan]>) -> io::Result<()> 
     let receiver = wake::pair()?;
     THREAD_HERE.store(true, Ordering::Release);
     let waiter = SignalWaiter {
-        receiver: Some(receiver),
+        receiver,
         plans,
         quiet_at: Some(Instant::now() + QUIET_AFTER),
     };
@@ -217,7 +215,6 @@ fn register_fork_handler() -> io::Result<()> {
     extern "C" fn in_child() {
         // Async-signal-safe only: the child of a multithreaded process.
         THREAD_HERE.store(false, Ordering::Release);
-        FORKED.store(true, Ordering::Relaxed);
         FORKS.fetch_add(1, Ordering::AcqRel);
         NEEDS_THREAD.store(true, Ordering::Release);
         // The parent's pending questions are this child's to ask again.
@@ -307,8 +304,7 @@ const QUIET_AFTER: Duration = Duration::from_millis(10);
 
 /// The signal thread's side of the handlers: what it sleeps on.
 pub(crate) struct SignalWaiter {
-    /// The wake-up socket's receiving end (none while a new one is made).
-    receiver: Option<wake::Receiver>,
+    receiver: wake::Receiver,
     plans: Arc<[SignalPlan]>,
     /// When [`Wake::Quiet`] is said, unless it was.
     quiet_at: Option<Instant>,
@@ -343,10 +339,9 @@ impl SignalWaiter {
             let quiet_in = self
                 .quiet_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            let woken = match (&self.receiver, quiet_in) {
-                (_, Some(Duration::ZERO)) => Woken::Quiet,
-                (Some(receiver), quiet_in) => receiver.wait(quiet_in),
-                (None, _) => Woken::Gone,
+            let woken = match quiet_in {
+                Some(Duration::ZERO) => Woken::Quiet,
+                quiet_in => self.receiver.wait(quiet_in),
             };
             match woken {
                 Woken::Byte => {}
@@ -367,7 +362,7 @@ impl SignalWaiter {
                             wake::close();
                             return Wake::Uninstalled;
                         }
-                        Ok(new) => self.receiver = Some(new),
+                        Ok(new) => self.receiver = new,
                         // Out of descriptors, say: try again soon; a signal
                         // that wins meanwhile is found above.
                         Err(_) => thread::sleep(Duration::from_millis(10)),
